@@ -4,7 +4,7 @@
 # protoc for etcd-client, and cargo-nextest when missing. Safe to run twice.
 set -euo pipefail
 need=()
-command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v protoc >/dev/null && [ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(protobuf-compiler libprotobuf-dev)
 command -v etcd >/dev/null || need+=(etcd-server etcd-client)
 ls /usr/lib/postgresql/*/bin/pg_rewind >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
 command -v pkg-config >/dev/null || need+=(pkg-config)

@@ -1,1 +1,10 @@
-pub fn x(){}
+//! pgbox: the supervisor (`pgboxd`) of a PostgreSQL high-availability appliance.
+//!
+//! Layout: `config` (the first-boot file), `ha` (the pure decision core),
+//! `dcs` (etcd), `postgres` (the local server), `executor` (carries out the
+//! core's actions), `daemon` (the loop), `api` (REST on 8008), `status`
+//! (the snapshot the API reads).
+pub mod config;
+pub mod dcs;
+pub mod status;
+pub mod ctl;

@@ -1,0 +1,4 @@
+//! The first-boot file: its schema, parsing and validation.
+mod schema;
+
+pub use schema::*;

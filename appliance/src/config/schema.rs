@@ -1,0 +1,259 @@
+//! The typed shape of `pgbox.yaml`, the first-boot file.
+//!
+//! These types only describe the file; everything a type cannot say (unique
+//! names, odd etcd membership, strong secrets, ...) is checked in `validate`.
+//! Every struct denies unknown keys: a misspelt key must be an error, never a
+//! silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub cluster: Cluster,
+    /// Which node of `nodes` this box is. The same file can serve every box
+    /// when this is left out and the identity is given another way
+    /// (`pgboxd --node NAME`).
+    #[serde(default)]
+    pub node: Option<String>,
+    pub nodes: Vec<Node>,
+    pub secrets: Secrets,
+    #[serde(default)]
+    pub postgres: PostgresSettings,
+    #[serde(default)]
+    pub ha: HaSettings,
+    #[serde(default)]
+    pub etcd: EtcdSettings,
+    #[serde(default)]
+    pub ports: Ports,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The cluster's name: the etcd key prefix is `<namespace>/<name>/`
+    /// (Patroni's "scope").
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    pub address: IpAddr,
+    pub roles: Vec<Role>,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Postgres,
+    Etcd,
+    Router,
+}
+
+/// Per-node tags, with Patroni's names and meaning.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Tags {
+    /// Never promoted automatically.
+    #[serde(default)]
+    pub nofailover: bool,
+    /// Never served by the read-only router port.
+    #[serde(default)]
+    pub noloadbalance: bool,
+    /// Higher wins among candidates that are equally far ahead; 0 = never.
+    #[serde(default = "default_failover_priority")]
+    pub failover_priority: u32,
+}
+
+impl Default for Tags {
+    fn default() -> Self {
+        Tags { nofailover: false, noloadbalance: false, failover_priority: default_failover_priority() }
+    }
+}
+
+fn default_failover_priority() -> u32 {
+    1
+}
+
+/// Secrets have no defaults on purpose: an appliance must never ship a
+/// password that is the same on every box.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Secrets {
+    pub superuser_password: String,
+    pub replication_password: String,
+    pub app_password: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { .. }")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresSettings {
+    pub superuser: String,
+    pub replication_user: String,
+    pub app_user: String,
+    pub database: String,
+    /// Extra server settings. Settings pgboxd owns (listen_addresses, port,
+    /// hot_standby, primary_conninfo, wal_level, ...) are rejected here.
+    pub parameters: BTreeMap<String, ParamValue>,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        PostgresSettings {
+            superuser: "postgres".into(),
+            replication_user: "replicator".into(),
+            app_user: "app".into(),
+            database: "app".into(),
+            parameters: BTreeMap::new(),
+        }
+    }
+}
+
+/// A PostgreSQL setting's value as written in YAML.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl ParamValue {
+    /// The value as it goes into postgresql.conf.
+    pub fn to_conf(&self) -> String {
+        match self {
+            ParamValue::Bool(b) => if *b { "on".into() } else { "off".into() },
+            ParamValue::Int(i) => i.to_string(),
+            ParamValue::Float(f) => f.to_string(),
+            ParamValue::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RewindFailure {
+    /// Take a fresh base backup from the leader (the old data is removed).
+    Basebackup,
+    /// Stay down and say so; a person decides.
+    Stop,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaSettings {
+    /// Leader lease time to live. A dead primary is replaced after at most this.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Longest pause between two HA loops when nothing happens (events wake
+    /// the loop at once).
+    #[serde(with = "humantime_serde")]
+    pub loop_wait: Duration,
+    /// A replica further behind the last known primary position than this
+    /// (bytes) never promotes itself.
+    pub maximum_lag_on_failover: u64,
+    /// Use pg_rewind to turn a diverged old primary into a replica.
+    pub use_pg_rewind: bool,
+    /// What to do when pg_rewind fails.
+    pub on_rewind_failure: RewindFailure,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        HaSettings {
+            ttl: Duration::from_secs(10),
+            loop_wait: Duration::from_secs(1),
+            maximum_lag_on_failover: 1024 * 1024,
+            use_pg_rewind: true,
+            on_rewind_failure: RewindFailure::Basebackup,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdSettings {
+    /// Key prefix above the cluster name (Patroni's "namespace").
+    pub namespace: String,
+    /// Allow an etcd membership that cannot survive the loss of a member
+    /// (one member, or an even count). Only for trying pgbox out.
+    pub allow_unsafe_member_count: bool,
+}
+
+impl Default for EtcdSettings {
+    fn default() -> Self {
+        EtcdSettings { namespace: "/service".into(), allow_unsafe_member_count: false }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ports {
+    pub postgres: u16,
+    pub api: u16,
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+    pub router_rw: u16,
+    pub router_ro: u16,
+    pub router_stats: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            postgres: 5432,
+            api: 8008,
+            etcd_client: 2379,
+            etcd_peer: 2380,
+            router_rw: 5000,
+            router_ro: 5001,
+            router_stats: 7000,
+        }
+    }
+}
+
+impl Config {
+    pub fn node_named(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn nodes_with(&self, role: Role) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(move |n| n.roles.contains(&role))
+    }
+
+    /// etcd client URLs of every etcd member, in file order.
+    pub fn etcd_endpoints(&self) -> Vec<String> {
+        self.nodes_with(Role::Etcd)
+            .map(|n| format!("http://{}", sock(n.address, self.ports.etcd_client)))
+            .collect()
+    }
+
+    /// The DCS key prefix of this cluster, with a trailing slash.
+    pub fn key_prefix(&self) -> String {
+        format!("{}/{}/", self.etcd.namespace.trim_end_matches('/'), self.cluster.name)
+    }
+
+    pub fn api_url(&self, node: &Node) -> String {
+        format!("http://{}/patroni", sock(node.address, self.ports.api))
+    }
+}
+
+/// `addr:port`, with brackets for IPv6.
+pub fn sock(addr: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
+}

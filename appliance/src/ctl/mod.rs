@@ -1,0 +1,3 @@
+//! pgboxctl's subcommands, one file each.
+pub mod config_check;
+pub mod list;

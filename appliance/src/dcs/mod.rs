@@ -1,0 +1,2 @@
+//! The distributed configuration store (etcd) adapter.
+pub mod model;

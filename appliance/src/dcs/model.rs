@@ -1,0 +1,93 @@
+//! What pgbox keeps in etcd, with Patroni's key names and JSON field names so
+//! that tools written for Patroni can read a pgbox cluster.
+//!
+//! Keys, under `<namespace>/<cluster>/`:
+//! - `leader`        the leader's member name, bound to its lease
+//! - `members/<name>` a `Member` JSON, bound to that member's lease
+//! - `initialize`    the system identifier, created once by the bootstrapping node
+//! - `status`        `{"optime": <last known primary LSN>}`
+//! - `history`       JSON list of timeline switches
+//! - `config`, `sync`, `failover`: dynamic settings, sync standby, switchover requests
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Tags;
+
+/// A member's published state (`members/<name>`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    /// `postgres://host:port/postgres`
+    pub conn_url: String,
+    /// `http://host:8008/patroni`
+    pub api_url: String,
+    /// "running", "stopped", "starting", "creating replica", "rewinding", ...
+    pub state: String,
+    /// "primary" or "replica" (Patroni writes the same words).
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Write position on a primary, replay position on a replica (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xlog_location: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_lsn: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lsn: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u32>,
+    /// The member this replica streams from, when streaming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_state: Option<String>,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+/// One timeline switch: Patroni's `[timeline, lsn, reason, timestamp, new_leader]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryEntry(pub u32, pub u64, pub String, pub String, pub String);
+
+/// The `status` key: the last LSN the leader reported.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClusterStatus {
+    pub optime: u64,
+}
+
+/// Everything read from the DCS in one consistent snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterView {
+    pub leader: Option<String>,
+    /// System identifier recorded at bootstrap; `Some("")` while it runs.
+    pub initialize: Option<String>,
+    pub members: Vec<(String, Member)>,
+    pub last_leader_lsn: Option<u64>,
+    pub history: Vec<HistoryEntry>,
+}
+
+impl ClusterView {
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|(n, _)| n == name).map(|(_, m)| m)
+    }
+}
+
+/// `0/3000148` style, as PostgreSQL prints an LSN.
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}
+
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_round_trip() {
+        assert_eq!(parse_lsn("0/3000148"), Some(0x3000148));
+        assert_eq!(format_lsn(0x1_0000_00A0), "1/A0");
+        assert_eq!(parse_lsn(&format_lsn(123456789012)), Some(123456789012));
+        assert_eq!(parse_lsn("nonsense"), None);
+    }
+}

@@ -1,0 +1,83 @@
+//! The node's state as the HA loop last saw it. The loop publishes a fresh
+//! snapshot every iteration; the REST API and metrics only read it, so a
+//! slow HTTP client can never stall a decision.
+
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::config::Tags;
+use crate::dcs::model::{ClusterView, HistoryEntry};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PgRole {
+    Primary,
+    Replica,
+    #[default]
+    Unknown,
+}
+
+/// What the health query found out about the local PostgreSQL.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PgStatus {
+    pub running: bool,
+    pub role: PgRole,
+    pub timeline: Option<u32>,
+    /// Write LSN on a primary, replay LSN on a replica.
+    pub lsn: Option<u64>,
+    pub receive_lsn: Option<u64>,
+    /// Replica: a WAL receiver is connected and streaming.
+    pub streaming: bool,
+    /// Replica: host the WAL receiver is connected to.
+    pub upstream_host: Option<String>,
+    /// e.g. 150018
+    pub server_version: Option<u32>,
+    pub postmaster_start_time: Option<String>,
+    pub system_identifier: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    pub name: String,
+    pub scope: String,
+    pub tags: Tags,
+    /// "running", "starting", "stopped", "bootstrapping", "creating replica",
+    /// "rewinding", "crashed", "waiting for leader", ...
+    pub state: String,
+    pub pg: PgStatus,
+    /// This node holds the leader key.
+    pub is_leader: bool,
+    pub dcs_reachable: bool,
+    /// The last DCS snapshot (members, leader, history) for /cluster.
+    pub cluster: ClusterView,
+    pub history: Vec<HistoryEntry>,
+    /// When the HA loop last completed; /liveness fails if it is stale.
+    pub last_loop: SystemTime,
+    /// Longest the loop may take before pgboxd counts as hung.
+    pub liveness_bound: std::time::Duration,
+    /// The last decision and its reason, for /patroni and the logs.
+    pub last_decision: String,
+}
+
+impl NodeStatus {
+    pub fn new(name: &str, scope: &str, tags: Tags, liveness_bound: std::time::Duration) -> Self {
+        NodeStatus {
+            name: name.into(),
+            scope: scope.into(),
+            tags,
+            state: "starting".into(),
+            pg: PgStatus::default(),
+            is_leader: false,
+            dcs_reachable: false,
+            cluster: ClusterView::default(),
+            history: Vec::new(),
+            last_loop: SystemTime::now(),
+            liveness_bound,
+            last_decision: String::new(),
+        }
+    }
+}
+
+pub type SharedStatus = Arc<RwLock<NodeStatus>>;
