@@ -6,5 +6,6 @@
 //! (the snapshot the API reads).
 pub mod config;
 pub mod dcs;
+pub mod ha;
 pub mod status;
 pub mod ctl;

@@ -91,3 +91,11 @@ mod tests {
         assert_eq!(parse_lsn("nonsense"), None);
     }
 }
+
+impl ClusterView {
+    /// The newest timeline the history knows of: each entry records the
+    /// timeline that ended, so the current one is one past the last.
+    pub fn max_history_timeline(&self) -> Option<u32> {
+        self.history.iter().map(|h| h.0 + 1).max()
+    }
+}

@@ -1,0 +1,390 @@
+//! The HA core against a table of situations. Each row is one situation a
+//! real cluster gets into, and the actions the protocol demands there.
+
+use super::*;
+use crate::dcs::model::{HistoryEntry, Member};
+
+const NOW: u64 = 100_000;
+
+fn settings() -> Settings {
+    Settings {
+        ttl_ms: 10_000,
+        loop_wait_ms: 1_000,
+        maximum_lag_on_failover: 1_000,
+        use_pg_rewind: true,
+        on_rewind_failure: RewindFailure::Basebackup,
+    }
+}
+
+fn member(state: &str, role: &str) -> Member {
+    Member { state: state.into(), role: role.into(), ..Member::default() }
+}
+
+/// db1 observing a two-node cluster; tweak fields per row.
+fn obs() -> Observation {
+    Observation {
+        now_ms: NOW,
+        me: "db1".into(),
+        tags: Tags::default(),
+        settings: settings(),
+        dcs: Some(ClusterView {
+            leader: None,
+            initialize: Some("7000".into()),
+            members: vec![("db2".into(), member("running", "primary"))],
+            last_leader_lsn: Some(5_000),
+            history: vec![],
+        }),
+        lease: Lease { held: false, renewed_at_ms: Some(NOW - 500) },
+        pg: LocalPg {
+            data: DataDir::Initialized { system_id: "7000".into(), was_primary: false },
+            running: true,
+            role: Role::Replica,
+            timeline: Some(1),
+            lsn: Some(5_000),
+            streaming: true,
+            configured_upstream: None,
+        },
+        peers: vec![],
+    }
+}
+
+fn with_leader(mut o: Observation, leader: Option<&str>) -> Observation {
+    o.dcs.as_mut().unwrap().leader = leader.map(String::from);
+    o
+}
+
+fn primary(mut o: Observation) -> Observation {
+    o.pg.role = Role::Primary;
+    o.pg.streaming = false;
+    o.pg.data = DataDir::Initialized { system_id: "7000".into(), was_primary: true };
+    o
+}
+
+fn stopped(mut o: Observation) -> Observation {
+    o.pg.running = false;
+    o.pg.role = Role::Unknown;
+    o.pg.lsn = None;
+    o.pg.streaming = false;
+    o
+}
+
+fn peer(name: &str, role: Role, lsn: u64) -> Peer {
+    Peer { name: name.into(), reachable: true, role, lsn: Some(lsn), nofailover: false, failover_priority: 1 }
+}
+
+fn replica_of(leader: &str) -> Action {
+    Action::Start(StartAs::Replica { leader: Some(leader.into()) })
+}
+
+#[test]
+fn situations() {
+    use Action::*;
+    let fresh = {
+        let mut o = stopped(obs());
+        o.pg.data = DataDir::Empty;
+        o.dcs.as_mut().unwrap().initialize = None;
+        o.dcs.as_mut().unwrap().members.clear();
+        o
+    };
+    let rows: Vec<(&str, Observation, Memory, Vec<Action>)> = vec![
+        ("fresh cluster: race to bootstrap", fresh.clone(), Memory::default(), vec![ClaimInitialize, AcquireLeader, Bootstrap]),
+        (
+            "bootstrap lost: clone from the running leader",
+            with_leader(
+                {
+                    let mut o = fresh.clone();
+                    o.dcs.as_mut().unwrap().initialize = Some("7000".into());
+                    o.dcs.as_mut().unwrap().members = vec![("db2".into(), member("running", "primary"))];
+                    o
+                },
+                Some("db2"),
+            ),
+            Memory::default(),
+            vec![BaseBackup { from: "db2".into() }, replica_of("db2")],
+        ),
+        (
+            "bootstrap in progress elsewhere: wait",
+            with_leader(
+                {
+                    let mut o = fresh.clone();
+                    o.dcs.as_mut().unwrap().initialize = Some(String::new());
+                    o.dcs.as_mut().unwrap().members = vec![("db2".into(), member("bootstrapping", "primary"))];
+                    o
+                },
+                Some("db2"),
+            ),
+            Memory::default(),
+            vec![],
+        ),
+        ("healthy leader: nothing to do", with_leader(primary(obs()), Some("db1")).with_lease_held(), Memory::default(), vec![]),
+        (
+            "healthy replica already following: nothing",
+            with_leader(obs(), Some("db2")).upstream("db2"),
+            Memory::default(),
+            vec![],
+        ),
+        ("replica pointed elsewhere: follow the leader", with_leader(obs(), Some("db2")), Memory::default(), vec![Follow { leader: "db2".into() }]),
+        ("primary while another holds the key: demote now", with_leader(primary(obs()), Some("db2")), Memory::default(), vec![Stop]),
+        (
+            "old primary down, another leads: rewind then follow",
+            with_leader(stopped(primary(obs())), Some("db2")),
+            Memory::default(),
+            vec![Rewind { from: "db2".into() }, replica_of("db2")],
+        ),
+        (
+            "rewind failed: fresh base backup",
+            with_leader(stopped(primary(obs())), Some("db2")),
+            Memory { rewind_failed: true },
+            vec![RemoveData, BaseBackup { from: "db2".into() }, replica_of("db2")],
+        ),
+        (
+            "rewind failed and the policy is stop: stay down",
+            {
+                let mut o = with_leader(stopped(primary(obs())), Some("db2"));
+                o.settings.on_rewind_failure = RewindFailure::Stop;
+                o
+            },
+            Memory { rewind_failed: true },
+            vec![],
+        ),
+        ("replica down, another leads: start following", with_leader(stopped(obs()), Some("db2")), Memory::default(), vec![replica_of("db2")]),
+        (
+            "crash while holding the lease: restart in place as primary",
+            with_leader(stopped(primary(obs())), Some("db1")).with_lease_held(),
+            Memory::default(),
+            vec![Start(StartAs::Primary)],
+        ),
+        (
+            "restarted pgboxd finds its own key: re-bind it, start primary",
+            with_leader(stopped(primary(obs())), Some("db1")),
+            Memory::default(),
+            vec![AcquireLeader, Start(StartAs::Primary)],
+        ),
+        (
+            "nobody leads and I am down: start read-only, never writable",
+            stopped(primary(obs())),
+            Memory::default(),
+            vec![Start(StartAs::Replica { leader: None })],
+        ),
+        (
+            "leader gone, I am the most advanced healthy replica: race and promote",
+            {
+                let mut o = obs();
+                o.peers = vec![peer("db3", Role::Replica, 4_000)];
+                o
+            },
+            Memory::default(),
+            vec![AcquireLeader, Promote],
+        ),
+        (
+            "leader gone, a peer is further ahead: defer",
+            {
+                let mut o = obs();
+                o.peers = vec![peer("db3", Role::Replica, 6_000)];
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+        (
+            "leader gone, an unreachable peer does not block",
+            {
+                let mut o = obs();
+                o.peers = vec![Peer { reachable: false, ..peer("db3", Role::Replica, 9_000) }];
+                o
+            },
+            Memory::default(),
+            vec![AcquireLeader, Promote],
+        ),
+        (
+            "leader gone, equal peer with higher priority: defer",
+            {
+                let mut o = obs();
+                o.peers = vec![Peer { failover_priority: 5, ..peer("db3", Role::Replica, 5_000) }];
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+        (
+            "leader gone, a nofailover peer further ahead does not block",
+            {
+                let mut o = obs();
+                o.peers = vec![Peer { nofailover: true, ..peer("db3", Role::Replica, 9_000) }];
+                o
+            },
+            Memory::default(),
+            vec![AcquireLeader, Promote],
+        ),
+        (
+            "leader gone but the old primary still answers as primary: wait for it to fence",
+            {
+                let mut o = obs();
+                o.peers = vec![peer("db2", Role::Primary, 5_000)];
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+        (
+            "leader gone, I lag more than maximum_lag_on_failover: no race",
+            {
+                let mut o = obs();
+                o.pg.lsn = Some(3_000);
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+        (
+            "leader gone, I am tagged nofailover: no race",
+            {
+                let mut o = obs();
+                o.tags.nofailover = true;
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+        (
+            "leader gone, I am on an older timeline than the history: no race",
+            {
+                let mut o = obs();
+                o.dcs.as_mut().unwrap().history = vec![HistoryEntry(1, 4_000, "promoted".into(), "t".into(), "db2".into())];
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+        ("primary lost its key, nobody took it: re-acquire", primary(obs()), Memory::default(), vec![AcquireLeader]),
+        ("key names me, replica: promote", with_leader(obs(), Some("db1")).with_lease_held(), Memory::default(), vec![Promote]),
+        (
+            "leader with failing renewals: demote before the lease can expire",
+            {
+                let mut o = with_leader(primary(obs()), Some("db1")).with_lease_held();
+                o.lease.renewed_at_ms = Some(NOW - 9_000);
+                o
+            },
+            Memory::default(),
+            vec![Stop, Start(StartAs::Replica { leader: None })],
+        ),
+        (
+            "DCS unreachable, primary with a valid lease: stay",
+            {
+                let mut o = primary(obs()).with_lease_held();
+                o.dcs = None;
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+        (
+            "DCS unreachable, primary whose lease may have expired: demote",
+            {
+                let mut o = primary(obs()).with_lease_held();
+                o.dcs = None;
+                o.lease.renewed_at_ms = Some(NOW - 8_000);
+                o
+            },
+            Memory::default(),
+            vec![Stop, Start(StartAs::Replica { leader: None })],
+        ),
+        (
+            "DCS unreachable, replica: no promotion",
+            {
+                let mut o = obs();
+                o.dcs = None;
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+        (
+            "data from another cluster: refuse",
+            {
+                let mut o = with_leader(stopped(obs()), Some("db2"));
+                o.pg.data = DataDir::Initialized { system_id: "9999".into(), was_primary: false };
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, o, mem, expected) in rows {
+        let d = decide(&o, &mem);
+        assert!(!d.reason.is_empty(), "{name}: a decision always has a reason");
+        if d.actions != expected {
+            failures.push(format!("{name}:\n  expected {expected:?}\n  got      {:?} ({})", d.actions, d.reason));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn never_promotes_without_the_dcs() {
+    // Whatever the local state, an unreachable DCS never yields a promotion
+    // or a key acquisition.
+    for role in [Role::Primary, Role::Replica, Role::Unknown] {
+        for running in [true, false] {
+            for renewed in [None, Some(NOW - 100), Some(NOW - 50_000)] {
+                let mut o = obs();
+                o.dcs = None;
+                o.pg.role = role;
+                o.pg.running = running;
+                o.lease.renewed_at_ms = renewed;
+                let d = decide(&o, &Memory::default());
+                assert!(
+                    !d.actions.iter().any(|a| matches!(a, Action::Promote | Action::AcquireLeader | Action::Start(StartAs::Primary))),
+                    "{role:?} running={running} renewed={renewed:?}: {d:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn promotion_always_follows_a_key_acquisition_or_a_held_key() {
+    // Promote only ever comes after AcquireLeader in the same decision, or
+    // when the key is already held: the executor stops at a failed acquire.
+    let variants = [obs(), with_leader(obs(), Some("db1")), with_leader(obs(), Some("db1")).with_lease_held()];
+    for o in variants {
+        let d = decide(&o, &Memory::default());
+        if let Some(p) = d.actions.iter().position(|a| *a == Action::Promote) {
+            let acquired_before = d.actions[..p].contains(&Action::AcquireLeader);
+            assert!(acquired_before || o.lease.held, "{d:?}");
+        }
+    }
+}
+
+#[test]
+fn memory_tracks_rewind_failure() {
+    let m = Memory::default().absorb(&Action::Rewind { from: "db2".into() }, &Outcome::Failed);
+    assert!(m.rewind_failed);
+    let m = m.absorb(&Action::BaseBackup { from: "db2".into() }, &Outcome::Done);
+    assert!(!m.rewind_failed);
+}
+
+#[test]
+fn fencing_happens_before_the_lease_can_expire() {
+    let s = settings();
+    assert!(s.fence_after_ms() < s.ttl_ms);
+    let tight = Settings { ttl_ms: 2_000, loop_wait_ms: 500, ..settings() };
+    assert_eq!(tight.fence_after_ms(), 1_000);
+}
+
+trait ObsExt {
+    fn with_lease_held(self) -> Self;
+    fn upstream(self, name: &str) -> Self;
+}
+
+impl ObsExt for Observation {
+    fn with_lease_held(mut self) -> Self {
+        self.lease.held = true;
+        self
+    }
+    fn upstream(mut self, name: &str) -> Self {
+        self.pg.configured_upstream = Some(name.into());
+        self
+    }
+}

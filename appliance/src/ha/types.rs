@@ -1,0 +1,168 @@
+//! The values the HA core reads and returns. Plain data: no handles, no clocks.
+
+pub use crate::config::{RewindFailure, Tags};
+pub use crate::dcs::model::{format_lsn, ClusterView};
+pub use crate::status::PgRole as Role;
+
+/// Everything `decide` may look at, captured at one instant.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Milliseconds on a monotonic clock.
+    pub now_ms: u64,
+    pub me: String,
+    pub tags: Tags,
+    pub settings: Settings,
+    /// `None` when the DCS could not be read this loop.
+    pub dcs: Option<ClusterView>,
+    pub lease: Lease,
+    pub pg: LocalPg,
+    /// The other PostgreSQL members as their own APIs describe themselves.
+    /// Asked only during an election (when nobody holds the leader key).
+    pub peers: Vec<Peer>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub ttl_ms: u64,
+    pub loop_wait_ms: u64,
+    pub maximum_lag_on_failover: u64,
+    pub use_pg_rewind: bool,
+    pub on_rewind_failure: RewindFailure,
+}
+
+impl Settings {
+    /// How long after the last proven renewal a primary may still trust its
+    /// lease. The margin covers a loop that is late and clocks that drift:
+    /// the primary must stop writing before anyone else can take the key.
+    pub fn fence_after_ms(&self) -> u64 {
+        let margin = (self.ttl_ms / 4).max(2 * self.loop_wait_ms);
+        self.ttl_ms.saturating_sub(margin)
+    }
+}
+
+/// This member's lease, as the keep-alive task last saw it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lease {
+    /// The leader key names me and is bound to my current lease.
+    pub held: bool,
+    /// When the last successful renewal was sent (monotonic ms).
+    pub renewed_at_ms: Option<u64>,
+}
+
+impl Lease {
+    pub fn valid(&self, now_ms: u64, fence_after_ms: u64) -> bool {
+        self.renewed_at_ms.is_some_and(|t| now_ms < t + fence_after_ms)
+    }
+
+    pub fn remaining(&self, now_ms: u64, fence_after_ms: u64) -> u64 {
+        self.renewed_at_ms.map_or(0, |t| (t + fence_after_ms).saturating_sub(now_ms))
+    }
+}
+
+/// The local PostgreSQL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalPg {
+    pub data: DataDir,
+    pub running: bool,
+    pub role: Role,
+    pub timeline: Option<u32>,
+    /// Write position on a primary; the furthest of received and replayed on a replica.
+    pub lsn: Option<u64>,
+    pub streaming: bool,
+    /// The member whose address this replica's primary_conninfo names.
+    pub configured_upstream: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataDir {
+    Empty,
+    Initialized {
+        system_id: String,
+        /// The control file says the server last ran as a primary (it was not
+        /// in recovery when it stopped or crashed).
+        was_primary: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    pub name: String,
+    pub reachable: bool,
+    pub role: Role,
+    pub lsn: Option<u64>,
+    pub nofailover: bool,
+    pub failover_priority: u32,
+}
+
+/// What the core decided: actions in order, and why, in one line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub actions: Vec<Action>,
+    pub reason: String,
+}
+
+impl Decision {
+    pub fn idle(reason: String) -> Self {
+        Decision { actions: Vec::new(), reason }
+    }
+
+    pub fn act(actions: Vec<Action>, reason: String) -> Self {
+        Decision { actions, reason }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartAs {
+    Primary,
+    /// A standby streaming from `leader`, or read-only with no upstream.
+    Replica { leader: Option<String> },
+}
+
+/// One step for the executor. The executor stops at the first that fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create the `initialize` key if absent (the bootstrap race).
+    ClaimInitialize,
+    /// Create the leader key bound to my lease if it is absent or already names me.
+    AcquireLeader,
+    /// initdb, start as primary, create roles and database, record the system id.
+    Bootstrap,
+    /// Clone the data directory from a running member.
+    BaseBackup { from: String },
+    /// pg_rewind against a running member.
+    Rewind { from: String },
+    /// Remove the data directory (before a fresh base backup).
+    RemoveData,
+    Start(StartAs),
+    /// Fast shutdown.
+    Stop,
+    Promote,
+    /// Point the running replica at a new upstream (reload, no restart).
+    Follow { leader: String },
+}
+
+/// What the executor reports back about one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Failed,
+}
+
+/// What the core remembers between loops; changed only by `absorb`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Memory {
+    /// The last pg_rewind failed; the next rejoin takes the fallback path.
+    pub rewind_failed: bool,
+}
+
+impl Memory {
+    pub fn absorb(&self, action: &Action, outcome: &Outcome) -> Memory {
+        let mut next = self.clone();
+        match (action, outcome) {
+            (Action::Rewind { .. }, Outcome::Failed) => next.rewind_failed = true,
+            (Action::Rewind { .. } | Action::BaseBackup { .. }, Outcome::Done) => next.rewind_failed = false,
+            _ => {}
+        }
+        next
+    }
+}
