@@ -7,5 +7,10 @@
 pub mod config;
 pub mod dcs;
 pub mod ha;
+pub mod postgres;
 pub mod status;
 pub mod ctl;
+pub mod api;
+pub mod daemon;
+pub mod executor;
+pub mod logging;

@@ -25,7 +25,7 @@ pub struct PgStatus {
     pub running: bool,
     pub role: PgRole,
     pub timeline: Option<u32>,
-    /// Write LSN on a primary, replay LSN on a replica.
+    /// Write LSN on a primary; the furthest of received and replayed on a replica.
     pub lsn: Option<u64>,
     pub receive_lsn: Option<u64>,
     /// Replica: a WAL receiver is connected and streaming.
@@ -59,6 +59,8 @@ pub struct NodeStatus {
     pub liveness_bound: std::time::Duration,
     /// The last decision and its reason, for /patroni and the logs.
     pub last_decision: String,
+    /// When the DCS last answered; /patroni reports it as `dcs_last_seen`.
+    pub dcs_last_seen: Option<SystemTime>,
 }
 
 impl NodeStatus {
@@ -76,6 +78,7 @@ impl NodeStatus {
             last_loop: SystemTime::now(),
             liveness_bound,
             last_decision: String::new(),
+            dcs_last_seen: None,
         }
     }
 }

@@ -1,4 +1,86 @@
 //! The first-boot file: its schema, parsing and validation.
+//!
+//! A file is accepted only whole: `load`/`parse` return a `Config` only when
+//! nothing at all is wrong with it, so that a bad file never half-applies.
+mod error;
+mod parse;
+mod positions;
 mod schema;
+mod validate;
 
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors};
 pub use schema::*;
+
+/// Reads, parses and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let source = path.display().to_string();
+    let text = read_text(path).map_err(ConfigErrors::single)?;
+    parse(&text, &source)
+}
+
+/// Parses and validates `text`; `source` names the file in messages.
+///
+/// Syntax and type problems stop the parse at the first one (nothing after
+/// it can be trusted); once the file has the right shape, every other
+/// problem is reported together.
+pub fn parse(text: &str, source: &str) -> Result<Config, ConfigErrors> {
+    let positions = positions::Positions::build(text);
+    let cfg = parse::typed(text, source, &positions).map_err(ConfigErrors::single)?;
+    let errors = validate::semantic(&cfg, source, &positions);
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Which node of `cfg` this box is: `node` (from `--node`) wins over the
+/// file's `node:` key. Returns the node's name.
+pub fn validate_identity(cfg: &Config, node: Option<&str>) -> Result<String, ConfigErrors> {
+    let (name, from) = match (node, cfg.node.as_deref()) {
+        (Some(n), _) => (n, "--node"),
+        (None, Some(n)) => (n, "node"),
+        (None, None) => {
+            return Err(ConfigError::new("", "node", "no node identity: set `node:` in the file or pass --node").into());
+        }
+    };
+    if cfg.node_named(name).is_none() {
+        let known: Vec<&str> = cfg.nodes.iter().map(|n| n.name.as_str()).collect();
+        return Err(ConfigError::new(
+            "",
+            from,
+            format!("{name:?} is not one of the nodes in the file ({})", known.join(", ")),
+        )
+        .into());
+    }
+    Ok(name.to_string())
+}
+
+/// The file's text; an unreadable file is one error naming the OS error.
+pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let source = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| unreadable(&source, &e))?;
+    text_from_bytes(bytes, &source)
+}
+
+pub(crate) fn unreadable(source: &str, e: &std::io::Error) -> ConfigError {
+    ConfigError::new(source, "", format!("cannot read the file: {e}"))
+}
+
+/// The bytes as text, or an error pointing at the first byte that is not
+/// UTF-8 (a file saved in a legacy encoding on some editor).
+pub(crate) fn text_from_bytes(bytes: Vec<u8>, source: &str) -> Result<String, ConfigError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let before = &bytes[..e.utf8_error().valid_up_to()];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        ConfigError::new(source, "", "the file is not UTF-8 text; save it as UTF-8").at(Some((line, column)))
+    })
+}
+
+#[cfg(test)]
+mod tests;

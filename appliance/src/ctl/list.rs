@@ -1,9 +1,466 @@
+//! `pgboxctl list`: the cluster's members as a table, like `patronictl list`.
+//!
+//! Any node's `/cluster` describes the whole cluster, so the URLs are tried
+//! in turn and the first answer wins; the command fails only when none
+//! answers, and then says what each one did.
+
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::config::Role;
+
+/// Short enough that a dead node does not stall the command, long enough
+/// for a busy one on a slow emulated machine.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asked when neither `--api` nor `--config` is given: the box it runs on.
+const LOCAL_API: &str = "http://127.0.0.1:8008";
+
+const MB: f64 = 1024.0 * 1024.0;
+const DEFAULT_PG_PORT: u16 = 5432;
 
 #[derive(clap::Args, Debug)]
-pub struct ListArgs {}
+pub struct ListArgs {
+    /// A node's REST API, e.g. http://127.0.0.2:8008. Repeat it to give
+    /// fallbacks; they are asked in order until one answers.
+    #[arg(long = "api", value_name = "URL")]
+    pub api: Vec<String>,
+    /// A pgbox.yaml: ask the API of every postgres node it lists.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the members as JSON (the rows of the table) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `/cluster` as pgbox and Patroni serve it. Lenient on purpose: fields a
+/// server leaves out become empty cells, not a failed command.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ClusterDoc {
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default)]
+    pub members: Vec<MemberDoc>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct MemberDoc {
+    pub name: String,
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub timeline: Option<u64>,
+    /// Bytes behind the leader, or "unknown".
+    #[serde(default)]
+    pub lag: Option<Value>,
+}
 
 /// `pgboxctl list`.
-pub fn run(_args: ListArgs) -> ExitCode {
-    todo!("list")
+pub fn run(args: ListArgs) -> ExitCode {
+    let urls = match api_urls(&args) {
+        Ok(urls) => urls,
+        Err(message) => {
+            eprintln!("pgboxctl list: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("pgboxctl list: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fetch_cluster(&urls)) {
+        Ok(doc) => {
+            let text = if args.json {
+                let mut text = serde_json::to_string_pretty(&json_rows(&doc)).expect("JSON values serialize");
+                text.push('\n');
+                text
+            } else {
+                render_table(&doc)
+            };
+            // A closed pipe (`| head`) is not worth a panic.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(failures) => {
+            eprintln!("pgboxctl list: no pgbox API answered:");
+            for (url, error) in failures {
+                eprintln!("  {url}: {error}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The base URLs to ask, in order: `--api` ones first, then the file's.
+fn api_urls(args: &ListArgs) -> Result<Vec<String>, String> {
+    let mut urls: Vec<String> = args.api.iter().map(|url| normalize_api_url(url)).collect();
+    if let Some(path) = &args.config {
+        let config = crate::config::load(path).map_err(|errors| format!("cannot use {}:\n{errors}", path.display()))?;
+        let before = urls.len();
+        for node in config.nodes_with(Role::Postgres) {
+            urls.push(normalize_api_url(&config.api_url(node)));
+        }
+        if urls.len() == before {
+            return Err(format!("{}: no node has the postgres role", path.display()));
+        }
+    }
+    if urls.is_empty() {
+        urls.push(LOCAL_API.to_string());
+    }
+    urls.dedup();
+    Ok(urls)
+}
+
+/// `http://host:port`, whether given bare, with a trailing slash, without a
+/// scheme, or as a member's `api_url` ending in `/patroni`.
+pub fn normalize_api_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    let url = url.strip_suffix("/patroni").unwrap_or(url);
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+/// The first `/cluster` any of `urls` serves, or every URL with its error.
+pub async fn fetch_cluster(urls: &[String]) -> Result<ClusterDoc, Vec<(String, String)>> {
+    let client = match reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        // The API lives on the cluster's own network; an HTTP proxy set for
+        // the workstation's web traffic would only get in the way.
+        .no_proxy()
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => return Err(vec![("(http client)".into(), error_chain(&e))]),
+    };
+    let mut failures = Vec::new();
+    for base in urls {
+        let url = format!("{base}/cluster");
+        match fetch_one(&client, &url).await {
+            Ok(doc) => return Ok(doc),
+            Err(error) => failures.push((url, error)),
+        }
+    }
+    Err(failures)
+}
+
+async fn fetch_one(client: &reqwest::Client, url: &str) -> Result<ClusterDoc, String> {
+    let response = client.get(url).send().await.map_err(|e| error_chain(&e.without_url()))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("answered HTTP {status}"));
+    }
+    response
+        .json::<ClusterDoc>()
+        .await
+        .map_err(|e| format!("not a /cluster document: {}", error_chain(&e.without_url())))
+}
+
+/// reqwest's own message is generic ("error sending request"); the cause
+/// (connection refused, timed out, ...) is in its sources.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+const HEADERS: [&str; 6] = ["Member", "Host", "Role", "State", "TL", "Lag in MB"];
+/// TL and lag are numbers: right-aligned, as patronictl prints them.
+const RIGHT_ALIGNED: [bool; 6] = [false, false, false, false, true, true];
+
+/// The rows of the table, one string per cell, members sorted by name.
+fn rows(doc: &ClusterDoc) -> Vec<[String; 6]> {
+    let mut members: Vec<&MemberDoc> = doc.members.iter().collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    members
+        .into_iter()
+        .map(|m| {
+            [
+                m.name.clone(),
+                host_cell(m),
+                title_case(&m.role),
+                m.state.clone(),
+                m.timeline.map(|tl| tl.to_string()).unwrap_or_default(),
+                lag_cell(m),
+            ]
+        })
+        .collect()
+}
+
+/// The port only when it is not PostgreSQL's usual one, as patronictl does.
+fn host_cell(member: &MemberDoc) -> String {
+    let Some(host) = &member.host else { return String::new() };
+    match member.port {
+        Some(port) if port != DEFAULT_PG_PORT => {
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        }
+        _ => host.clone(),
+    }
+}
+
+fn lag_cell(member: &MemberDoc) -> String {
+    match &member.lag {
+        Some(Value::Number(bytes)) => match bytes.as_f64() {
+            Some(bytes) => format!("{}", (bytes / MB).round() as u64),
+            None => bytes.to_string(),
+        },
+        Some(Value::String(text)) => text.clone(),
+        _ => String::new(),
+    }
+}
+
+/// "sync_standby" -> "Sync Standby".
+fn title_case(word: &str) -> String {
+    word.split(['_', ' '])
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The `patronictl list` table for `doc`, ending in a newline.
+pub fn render_table(doc: &ClusterDoc) -> String {
+    let rows = rows(doc);
+    let width = |text: &str| text.chars().count();
+    let mut widths: Vec<usize> = HEADERS.iter().map(|h| width(h)).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(width(cell));
+        }
+    }
+
+    let title = format!("+ Cluster: {} ", doc.scope);
+    // The title sits inside the top border; make room if the name is long.
+    let border_len = |widths: &[usize]| 1 + widths.iter().map(|w| w + 3).sum::<usize>();
+    let needed = width(&title) + 2;
+    if border_len(&widths) < needed {
+        let last = widths.len() - 1;
+        widths[last] += needed - border_len(&widths);
+    }
+
+    let border: String =
+        std::iter::once("+".to_string()).chain(widths.iter().map(|w| format!("{}+", "-".repeat(w + 2)))).collect();
+    let line = |cells: &[&str]| -> String {
+        let mut text = String::from("|");
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            let pad = " ".repeat(w - width(cell));
+            if RIGHT_ALIGNED[i] {
+                text.push_str(&format!(" {pad}{cell} |"));
+            } else {
+                text.push_str(&format!(" {cell}{pad} |"));
+            }
+        }
+        text
+    };
+
+    let mut out = String::new();
+    out.push_str(&title);
+    out.extend(border.chars().skip(width(&title)));
+    out.push('\n');
+    out.push_str(&line(&HEADERS));
+    out.push('\n');
+    out.push_str(&border);
+    out.push('\n');
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells));
+        out.push('\n');
+    }
+    out.push_str(&border);
+    out.push('\n');
+    out
+}
+
+/// The table's rows as JSON objects keyed by column name (as
+/// `patronictl list -f json` prints them); empty cells are left out and
+/// numbers stay numbers.
+pub fn json_rows(doc: &ClusterDoc) -> Value {
+    let rows = rows(doc);
+    Value::Array(
+        rows.into_iter()
+            .map(|row| {
+                let mut object = Map::new();
+                object.insert("Cluster".into(), json!(doc.scope));
+                for ((header, numeric), cell) in HEADERS.iter().zip(RIGHT_ALIGNED).zip(row) {
+                    if cell.is_empty() {
+                        continue;
+                    }
+                    let value = match cell.parse::<u64>() {
+                        Ok(n) if numeric => json!(n),
+                        _ => json!(cell),
+                    };
+                    object.insert((*header).into(), value);
+                }
+                Value::Object(object)
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> ClusterDoc {
+        serde_json::from_value(json!({
+            "scope": "main",
+            "members": [
+                { "name": "db2", "role": "replica", "state": "streaming", "host": "127.0.0.3",
+                  "port": 5432, "timeline": 2, "lag": 0, "api_url": "http://127.0.0.3:8008/patroni" },
+                { "name": "db1", "role": "leader", "state": "running", "host": "127.0.0.2",
+                  "port": 5432, "timeline": 2, "tags": {} },
+                { "name": "db3", "role": "sync_standby", "state": "creating replica", "host": "fd00::4",
+                  "port": 5433, "lag": "unknown" },
+                { "name": "db4", "role": "replica", "state": "streaming", "host": "10.0.0.5",
+                  "timeline": 2, "lag": 15_204_352 },
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn table() {
+        let expected = "\
++ Cluster: main ----------+--------------+------------------+----+-----------+
+| Member | Host           | Role         | State            | TL | Lag in MB |
++--------+----------------+--------------+------------------+----+-----------+
+| db1    | 127.0.0.2      | Leader       | running          |  2 |           |
+| db2    | 127.0.0.3      | Replica      | streaming        |  2 |         0 |
+| db3    | [fd00::4]:5433 | Sync Standby | creating replica |    |   unknown |
+| db4    | 10.0.0.5       | Replica      | streaming        |  2 |        15 |
++--------+----------------+--------------+------------------+----+-----------+
+";
+        assert_eq!(render_table(&doc()), expected);
+    }
+
+    #[test]
+    fn long_cluster_name_widens_the_table() {
+        let doc = ClusterDoc { scope: "a-rather-long-cluster-name-for-a-small-table-x".into(), members: vec![] };
+        let table = render_table(&doc);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("+ Cluster: a-rather-long-cluster-name-for-a-small-table-x -"), "{table}");
+        assert!(lines[0].ends_with('+'));
+        assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()), "{table}");
+    }
+
+    #[test]
+    fn json_rows_keep_numbers() {
+        let rows = json_rows(&doc());
+        assert_eq!(
+            rows[0],
+            json!({ "Cluster": "main", "Member": "db1", "Host": "127.0.0.2", "Role": "Leader", "State": "running", "TL": 2 })
+        );
+        assert_eq!(rows[1]["Lag in MB"], 0);
+        assert_eq!(rows[2]["Lag in MB"], "unknown");
+        assert!(rows[2].get("TL").is_none());
+    }
+
+    #[test]
+    fn api_urls_are_normalized() {
+        assert_eq!(normalize_api_url("http://127.0.0.2:8008"), "http://127.0.0.2:8008");
+        assert_eq!(normalize_api_url("http://127.0.0.2:8008/"), "http://127.0.0.2:8008");
+        assert_eq!(normalize_api_url("http://127.0.0.2:8008/patroni"), "http://127.0.0.2:8008");
+        assert_eq!(normalize_api_url(" 127.0.0.2:8008 "), "http://127.0.0.2:8008");
+        assert_eq!(normalize_api_url("https://[fd00::2]:8008"), "https://[fd00::2]:8008");
+
+        let args = ListArgs { api: vec![], config: None, json: false };
+        assert_eq!(api_urls(&args).unwrap(), vec![LOCAL_API.to_string()]);
+    }
+
+    #[tokio::test]
+    async fn every_failed_url_is_reported() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let urls = vec![format!("http://{closed}"), format!("http://{closed}/again")];
+        let failures = fetch_cluster(&urls).await.unwrap_err();
+        assert_eq!(failures.len(), 2);
+        assert_eq!(failures[0].0, format!("http://{closed}/cluster"));
+        assert_eq!(failures[1].0, format!("http://{closed}/again/cluster"));
+        assert!(failures.iter().all(|(_, error)| !error.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn first_answering_api_wins() {
+        use std::sync::{Arc, RwLock};
+
+        use crate::dcs::model::{ClusterView, Member};
+        use crate::status::NodeStatus;
+
+        let mut node = NodeStatus::new("db1", "main", Default::default(), Duration::from_secs(30));
+        node.cluster = ClusterView {
+            leader: Some("db1".into()),
+            members: vec![(
+                "db1".into(),
+                Member {
+                    conn_url: "postgres://127.0.0.2:5432/postgres".into(),
+                    api_url: "http://127.0.0.2:8008/patroni".into(),
+                    state: "running".into(),
+                    role: "primary".into(),
+                    timeline: Some(3),
+                    ..Member::default()
+                },
+            )],
+            ..ClusterView::default()
+        };
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::api::serve(addr, Arc::new(RwLock::new(node)), async {
+            let _ = stopped.await;
+        }));
+
+        // A dead node first, then a live one (given as its member api_url).
+        let urls = vec![format!("http://{closed}"), normalize_api_url(&format!("http://{addr}/patroni"))];
+        let mut doc = None;
+        for _ in 0..50 {
+            if let Ok(found) = fetch_cluster(&urls).await {
+                doc = Some(found);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let doc = doc.expect("the live API answers");
+        assert_eq!(doc.scope, "main");
+        assert_eq!(
+            render_table(&doc).lines().nth(3).unwrap(),
+            "| db1    | 127.0.0.2 | Leader | running |  3 |           |"
+        );
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }

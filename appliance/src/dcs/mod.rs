@@ -1,2 +1,3 @@
 //! The distributed configuration store (etcd) adapter.
+pub mod etcd;
 pub mod model;

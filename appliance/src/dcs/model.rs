@@ -35,7 +35,7 @@ pub struct Member {
     pub replay_lsn: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<u32>,
-    /// The member this replica streams from, when streaming.
+    /// "streaming" while a replica receives WAL from the leader (Patroni's value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_state: Option<String>,
     #[serde(default)]

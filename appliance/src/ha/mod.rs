@@ -15,6 +15,10 @@ pub use types::*;
 
 /// The one decision function. See the module comment.
 pub fn decide(obs: &Observation, mem: &Memory) -> Decision {
+    if obs.pg.starting {
+        // Neither stopped nor answering: any action now would act on a guess.
+        return Decision::idle("waiting for PostgreSQL to accept connections".into());
+    }
     let Some(view) = &obs.dcs else {
         return without_dcs(obs);
     };

@@ -38,6 +38,7 @@ fn obs() -> Observation {
         pg: LocalPg {
             data: DataDir::Initialized { system_id: "7000".into(), was_primary: false },
             running: true,
+            starting: false,
             role: Role::Replica,
             timeline: Some(1),
             lsn: Some(5_000),

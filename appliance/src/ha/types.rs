@@ -63,7 +63,10 @@ impl Lease {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalPg {
     pub data: DataDir,
+    /// The server answers queries.
     pub running: bool,
+    /// The process lives but does not answer yet (start-up, crash recovery).
+    pub starting: bool,
     pub role: Role,
     pub timeline: Option<u32>,
     /// Write position on a primary; the furthest of received and replayed on a replica.

@@ -1,0 +1,71 @@
+//! The REST API on port 8008, with Patroni's paths, status codes and JSON
+//! field names, so HAProxy checks, exporters and `patronictl` written for a
+//! Patroni cluster work against pgbox unchanged.
+//!
+//! Every handler answers from the status snapshot the HA loop publishes: it
+//! takes the read lock only long enough to clone the snapshot, so no HTTP
+//! client, however slow, can delay a decision.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::PoisonError;
+
+use anyhow::Context;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::status::{NodeStatus, SharedStatus};
+
+pub mod routes;
+
+#[cfg(test)]
+mod tests;
+
+/// Every route of the API, answering from `status`.
+pub fn router(status: SharedStatus) -> Router {
+    Router::new()
+        .merge(routes::health::routes())
+        .merge(routes::patroni::routes())
+        .merge(routes::cluster::routes())
+        .merge(routes::history::routes())
+        // Must come after the routes: it is attached to each one present.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(status)
+}
+
+/// Serve the API on `addr` until `shutdown` completes.
+pub async fn serve(
+    addr: SocketAddr,
+    status: SharedStatus,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("REST API: cannot listen on {addr}"))?;
+    tracing::info!("REST API listening on http://{addr}");
+    axum::serve(listener, router(status))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .with_context(|| format!("REST API on {addr} failed"))
+}
+
+/// A copy of the current snapshot. A poisoned lock still holds the last
+/// published state; /liveness exposes a dead loop, so serving it is better
+/// than failing every health check at once.
+pub(crate) fn snapshot(status: &SharedStatus) -> NodeStatus {
+    status.read().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+pub(crate) fn json_error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    json_error(StatusCode::NOT_FOUND, format!("no such endpoint: {}", uri.path()))
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    json_error(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed on {}", uri.path()))
+}

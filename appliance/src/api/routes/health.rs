@@ -1,0 +1,164 @@
+//! Health checks for routers and orchestrators: `/primary`, `/replica`,
+//! `/read-only`, `/health`, `/liveness`, `/readiness`, ...
+//!
+//! Only the status code carries the verdict (HAProxy looks at nothing else);
+//! the body is always the `/patroni` document so that whoever looks by hand
+//! sees why. GET, HEAD and OPTIONS answer alike because HAProxy setups use
+//! any of them for `httpchk`.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
+use axum::{Json, Router};
+
+use crate::api::routes::{cluster, patroni};
+use crate::api::{json_error, snapshot};
+use crate::status::{NodeStatus, PgRole, SharedStatus};
+
+/// Options a check may take from the query string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckParams {
+    /// `?lag=`: the most a replica may trail the leader's last known
+    /// position, in bytes, and still pass `/replica` and `/read-only`.
+    pub max_lag: Option<u64>,
+}
+
+type Check = fn(&NodeStatus, &CheckParams, SystemTime) -> bool;
+
+pub fn routes() -> Router<SharedStatus> {
+    Router::new()
+        .route("/", check_route(is_primary))
+        .route("/primary", check_route(is_primary))
+        .route("/read-write", check_route(is_primary))
+        // Pre-3.0 Patroni name, still found in many HAProxy configs.
+        .route("/master", check_route(is_primary))
+        .route("/leader", check_route(holds_leader_key))
+        .route("/replica", check_route(is_replica))
+        .route("/read-only", check_route(is_read_only))
+        .route("/health", check_route(is_healthy))
+        .route("/liveness", check_route(is_live))
+        .route("/readiness", check_route(is_ready))
+}
+
+fn check_route(check: Check) -> MethodRouter<SharedStatus> {
+    let handler = move |State(status): State<SharedStatus>, Query(query): Query<HashMap<String, String>>| async move {
+        answer(&status, &query, check)
+    };
+    get(handler).options(handler)
+}
+
+fn answer(status: &SharedStatus, query: &HashMap<String, String>, check: Check) -> Response {
+    let params = match parse_params(query) {
+        Ok(params) => params,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, message),
+    };
+    let node = snapshot(status);
+    let now = SystemTime::now();
+    let code = if check(&node, &params, now) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(patroni::body(&node))).into_response()
+}
+
+pub fn parse_params(query: &HashMap<String, String>) -> Result<CheckParams, String> {
+    let max_lag = match query.get("lag") {
+        None => None,
+        Some(text) => Some(
+            parse_bytes(text)
+                .ok_or_else(|| format!("lag={text:?}: expected a size in bytes such as 1048576, 16kB, 64MB or 1GB"))?,
+        ),
+    };
+    Ok(CheckParams { max_lag })
+}
+
+/// A byte count with an optional unit, as Patroni accepts for `?lag=`
+/// (`16kB`, `64MB`, `1GB`; units are powers of 1024 like PostgreSQL's).
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        "t" | "tb" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// The node takes writes: it holds the leader key and its PostgreSQL runs
+/// as a primary. Both are required: a key without a writable server must not
+/// attract writes, and a primary without the key is about to be fenced.
+pub fn is_primary(node: &NodeStatus, _: &CheckParams, _: SystemTime) -> bool {
+    node.is_leader && node.pg.running && node.pg.role == PgRole::Primary
+}
+
+pub fn holds_leader_key(node: &NodeStatus, _: &CheckParams, _: SystemTime) -> bool {
+    node.is_leader
+}
+
+/// A replica the read-only router may use: running, not excluded by
+/// `noloadbalance`, and not further behind than `?lag=` allows.
+pub fn is_replica(node: &NodeStatus, params: &CheckParams, _: SystemTime) -> bool {
+    node.pg.running && node.pg.role == PgRole::Replica && !node.tags.noloadbalance && !is_lagging(node, params.max_lag)
+}
+
+fn is_lagging(node: &NodeStatus, max_lag: Option<u64>) -> bool {
+    let Some(max_lag) = max_lag else { return false };
+    // Without a known leader position lag cannot be judged; like Patroni,
+    // keep the replica in service rather than empty the read pool because
+    // the DCS snapshot lacks a number.
+    let Some(leader) = cluster::leader_position(&node.cluster) else { return false };
+    match node.pg.lsn {
+        Some(mine) => leader.saturating_sub(mine) > max_lag,
+        // A replica that cannot say where it is cannot claim to be close.
+        None => true,
+    }
+}
+
+/// Reads may go here: the writable primary, or a replica `/replica` accepts.
+pub fn is_read_only(node: &NodeStatus, params: &CheckParams, now: SystemTime) -> bool {
+    is_primary(node, params, now) || is_replica(node, params, now)
+}
+
+pub fn is_healthy(node: &NodeStatus, _: &CheckParams, _: SystemTime) -> bool {
+    node.pg.running
+}
+
+/// The HA loop completed recently. A loop stamp in the future (the clock was
+/// stepped back) is not evidence of a hang, so it passes.
+pub fn is_live(node: &NodeStatus, _: &CheckParams, now: SystemTime) -> bool {
+    match now.duration_since(node.last_loop) {
+        Ok(age) => age <= node.liveness_bound,
+        Err(_) => true,
+    }
+}
+
+/// Ready to serve its role: the leader with a running primary, or a
+/// running replica that is streaming from its upstream.
+pub fn is_ready(node: &NodeStatus, params: &CheckParams, now: SystemTime) -> bool {
+    is_primary(node, params, now) || (node.pg.running && node.pg.role == PgRole::Replica && node.pg.streaming)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("1048576"), Some(1048576));
+        assert_eq!(parse_bytes("16kB"), Some(16 * 1024));
+        assert_eq!(parse_bytes("64MB"), Some(64 << 20));
+        assert_eq!(parse_bytes("1GB"), Some(1 << 30));
+        assert_eq!(parse_bytes("0"), Some(0));
+        assert_eq!(parse_bytes("-1"), None);
+        assert_eq!(parse_bytes("MB"), None);
+        assert_eq!(parse_bytes("10 parsecs"), None);
+        assert_eq!(parse_bytes("99999999999999999TB"), None);
+    }
+}

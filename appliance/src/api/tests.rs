@@ -1,0 +1,471 @@
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::*;
+use crate::config::Tags;
+use crate::dcs::model::{ClusterView, HistoryEntry, Member};
+use crate::status::{PgRole, PgStatus};
+
+const MB: u64 = 1 << 20;
+
+fn member(host: &str, role: &str, state: &str, lsn: Option<u64>, streaming: bool) -> Member {
+    Member {
+        conn_url: format!("postgres://{host}:5432/postgres"),
+        api_url: format!("http://{host}:8008/patroni"),
+        state: state.into(),
+        role: role.into(),
+        xlog_location: lsn,
+        timeline: Some(2),
+        replication_state: streaming.then(|| "streaming".into()),
+        ..Member::default()
+    }
+}
+
+/// db1 leads at 100 MB of WAL; db2 replays at 98 MB.
+fn cluster() -> ClusterView {
+    ClusterView {
+        leader: Some("db1".into()),
+        initialize: Some("7300000000000000001".into()),
+        // Out of order on purpose: /cluster must sort.
+        members: vec![
+            ("db2".into(), member("127.0.0.3", "replica", "running", Some(98 * MB), true)),
+            ("db1".into(), member("127.0.0.2", "primary", "running", Some(100 * MB), false)),
+        ],
+        last_leader_lsn: Some(100 * MB),
+        history: vec![],
+    }
+}
+
+fn node(name: &str) -> NodeStatus {
+    let mut node = NodeStatus::new(name, "main", Tags::default(), Duration::from_secs(30));
+    node.cluster = cluster();
+    node.dcs_reachable = true;
+    node
+}
+
+fn primary() -> NodeStatus {
+    let mut node = node("db1");
+    node.state = "running".into();
+    node.is_leader = true;
+    node.pg = PgStatus {
+        running: true,
+        role: PgRole::Primary,
+        timeline: Some(2),
+        lsn: Some(100 * MB),
+        server_version: Some(170006),
+        postmaster_start_time: Some("2025-01-01 00:00:00+00".into()),
+        system_identifier: Some("7300000000000000001".into()),
+        ..PgStatus::default()
+    };
+    node.last_decision = "no action: I hold the leader lock".into();
+    node
+}
+
+fn replica() -> NodeStatus {
+    let mut node = node("db2");
+    node.state = "running".into();
+    node.pg = PgStatus {
+        running: true,
+        role: PgRole::Replica,
+        timeline: Some(2),
+        lsn: Some(98 * MB),
+        receive_lsn: Some(99 * MB),
+        streaming: true,
+        upstream_host: Some("127.0.0.2".into()),
+        server_version: Some(170006),
+        ..PgStatus::default()
+    };
+    node
+}
+
+fn stopped() -> NodeStatus {
+    let mut node = node("db2");
+    node.state = "stopped".into();
+    node.pg.lsn = Some(98 * MB);
+    node
+}
+
+struct Reply {
+    code: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+async fn call(node: &NodeStatus, method: Method, uri: &str) -> Reply {
+    let app = router(Arc::new(RwLock::new(node.clone())));
+    let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let code = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec();
+    Reply { code, headers, body }
+}
+
+async fn code(node: &NodeStatus, uri: &str) -> StatusCode {
+    call(node, Method::GET, uri).await.code
+}
+
+/// Asserts the code of each path, naming the path on failure.
+async fn expect(node: &NodeStatus, want: &[(&str, StatusCode)]) {
+    for (path, expected) in want {
+        assert_eq!(code(node, path).await, *expected, "GET {path}");
+    }
+}
+
+const OK: StatusCode = StatusCode::OK;
+const DOWN: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
+
+#[tokio::test]
+async fn leader_running_as_primary() {
+    expect(
+        &primary(),
+        &[
+            ("/", OK),
+            ("/primary", OK),
+            ("/read-write", OK),
+            ("/master", OK),
+            ("/leader", OK),
+            ("/replica", DOWN),
+            ("/read-only", OK),
+            ("/health", OK),
+            ("/liveness", OK),
+            ("/readiness", OK),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn primary_without_the_leader_key_takes_no_writes() {
+    let mut node = primary();
+    node.is_leader = false;
+    expect(&node, &[("/primary", DOWN), ("/", DOWN), ("/leader", DOWN), ("/read-only", DOWN), ("/readiness", DOWN)])
+        .await;
+}
+
+#[tokio::test]
+async fn leader_key_without_a_running_primary_takes_no_writes() {
+    let mut node = primary();
+    node.pg.running = false;
+    expect(&node, &[("/primary", DOWN), ("/read-write", DOWN), ("/leader", OK), ("/health", DOWN)]).await;
+
+    let mut node = primary();
+    node.pg.role = PgRole::Replica;
+    expect(&node, &[("/primary", DOWN), ("/master", DOWN)]).await;
+}
+
+#[tokio::test]
+async fn streaming_replica() {
+    expect(
+        &replica(),
+        &[
+            ("/", DOWN),
+            ("/primary", DOWN),
+            ("/read-write", DOWN),
+            ("/leader", DOWN),
+            ("/replica", OK),
+            ("/read-only", OK),
+            ("/health", OK),
+            ("/liveness", OK),
+            ("/readiness", OK),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn replica_not_streaming_is_not_ready() {
+    let mut node = replica();
+    node.pg.streaming = false;
+    expect(&node, &[("/replica", OK), ("/readiness", DOWN), ("/health", OK)]).await;
+}
+
+#[tokio::test]
+async fn noloadbalance_replica_is_kept_out_of_the_read_pool() {
+    let mut node = replica();
+    node.tags.noloadbalance = true;
+    expect(&node, &[("/replica", DOWN), ("/read-only", DOWN), ("/health", OK), ("/readiness", OK)]).await;
+}
+
+#[tokio::test]
+async fn stopped_postgres_fails_every_check_but_liveness() {
+    expect(
+        &stopped(),
+        &[
+            ("/", DOWN),
+            ("/primary", DOWN),
+            ("/replica", DOWN),
+            ("/read-only", DOWN),
+            ("/health", DOWN),
+            ("/readiness", DOWN),
+            ("/liveness", OK),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn liveness_follows_the_loop_stamp() {
+    let mut node = primary();
+    node.last_loop = SystemTime::now() - Duration::from_secs(31);
+    expect(&node, &[("/liveness", DOWN), ("/primary", OK)]).await;
+    node.last_loop = SystemTime::now() - Duration::from_secs(5);
+    expect(&node, &[("/liveness", OK)]).await;
+    // A clock stepped backwards is not a hung loop.
+    node.last_loop = SystemTime::now() + Duration::from_secs(60);
+    expect(&node, &[("/liveness", OK)]).await;
+}
+
+#[tokio::test]
+async fn replica_lag_query() {
+    // The replica is 2 MB behind the leader.
+    let node = replica();
+    expect(
+        &node,
+        &[
+            ("/replica?lag=1MB", DOWN),
+            ("/replica?lag=1048576", DOWN),
+            ("/replica?lag=2MB", OK),
+            ("/replica?lag=16MB", OK),
+            ("/replica?lag=3145728", OK),
+            ("/read-only?lag=1MB", DOWN),
+            ("/read-only?lag=4MB", OK),
+            ("/replica?lag=lots", StatusCode::BAD_REQUEST),
+        ],
+    )
+    .await;
+    let bad = call(&node, Method::GET, "/replica?lag=lots").await;
+    assert!(bad.json()["error"].as_str().unwrap().contains("lag"));
+
+    // The lag limit never fails the primary's /read-only.
+    expect(&primary(), &[("/read-only?lag=0", OK)]).await;
+
+    // Without any known leader position lag cannot be judged.
+    let mut unknown = replica();
+    unknown.cluster.members.retain(|(name, _)| name != "db1");
+    unknown.cluster.last_leader_lsn = None;
+    expect(&unknown, &[("/replica?lag=0", OK)]).await;
+
+    // Falls back to the status key when the leader's member key is gone.
+    unknown.cluster.last_leader_lsn = Some(100 * MB);
+    expect(&unknown, &[("/replica?lag=1MB", DOWN)]).await;
+
+    // A replica that does not know its own position cannot claim to be close.
+    let mut blind = replica();
+    blind.pg.lsn = None;
+    expect(&blind, &[("/replica?lag=16MB", DOWN), ("/replica", OK)]).await;
+}
+
+#[tokio::test]
+async fn checks_answer_head_and_options() {
+    let head = call(&primary(), Method::HEAD, "/primary").await;
+    assert_eq!(head.code, OK);
+    assert!(head.body.is_empty());
+    assert_eq!(call(&primary(), Method::HEAD, "/replica").await.code, DOWN);
+    assert_eq!(call(&primary(), Method::OPTIONS, "/primary").await.code, OK);
+    assert_eq!(call(&primary(), Method::OPTIONS, "/replica").await.code, DOWN);
+    assert_eq!(call(&replica(), Method::OPTIONS, "/replica").await.code, OK);
+}
+
+#[tokio::test]
+async fn checks_carry_the_patroni_document() {
+    for path in ["/primary", "/replica", "/health"] {
+        let reply = call(&primary(), Method::GET, path).await;
+        assert_eq!(reply.headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(reply.json(), call(&primary(), Method::GET, "/patroni").await.json(), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn patroni_document_of_a_primary() {
+    let reply = call(&primary(), Method::GET, "/patroni").await;
+    assert_eq!(reply.code, OK);
+    let doc = reply.json();
+    assert_eq!(doc["state"], "running");
+    assert_eq!(doc["role"], "primary");
+    assert_eq!(doc["server_version"], 170006);
+    assert_eq!(doc["xlog"], json!({ "location": 100 * MB }));
+    assert_eq!(doc["timeline"], 2);
+    assert_eq!(doc["cluster_unlocked"], false);
+    assert_eq!(doc["database_system_identifier"], "7300000000000000001");
+    assert_eq!(doc["postmaster_start_time"], "2025-01-01 00:00:00+00");
+    assert_eq!(doc["patroni"], json!({ "version": env!("CARGO_PKG_VERSION"), "scope": "main", "name": "db1" }));
+    assert_eq!(doc["last_decision"], "no action: I hold the leader lock");
+    assert!(doc.get("replication_state").is_none());
+    // Not known, so not reported.
+    assert!(doc.get("dcs_last_seen").is_none());
+}
+
+#[tokio::test]
+async fn patroni_document_of_a_replica() {
+    let mut node = replica();
+    node.dcs_last_seen = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    node.cluster.leader = None;
+    let doc = call(&node, Method::GET, "/patroni").await.json();
+    assert_eq!(doc["role"], "replica");
+    assert_eq!(doc["xlog"], json!({ "received_location": 99 * MB, "replayed_location": 98 * MB }));
+    assert_eq!(doc["replication_state"], "streaming");
+    assert_eq!(doc["cluster_unlocked"], true);
+    assert_eq!(doc["dcs_last_seen"], 1_700_000_000);
+    assert!(doc.get("last_decision").is_none());
+    assert!(doc.get("database_system_identifier").is_none());
+}
+
+#[tokio::test]
+async fn patroni_document_of_a_stopped_node_reports_no_positions() {
+    let doc = call(&stopped(), Method::GET, "/patroni").await.json();
+    assert_eq!(doc["state"], "stopped");
+    assert_eq!(doc["role"], "unknown");
+    for absent in ["xlog", "timeline", "replication_state", "postmaster_start_time"] {
+        assert!(doc.get(absent).is_none(), "{absent} should be left out");
+    }
+}
+
+#[tokio::test]
+async fn cluster_document() {
+    let mut node = replica();
+    node.cluster.members.push((
+        "db3".into(),
+        Member {
+            conn_url: "postgres://[fd00::4]:5433/postgres".into(),
+            api_url: "http://[fd00::4]:8008/patroni".into(),
+            state: "creating replica".into(),
+            role: "replica".into(),
+            ..Member::default()
+        },
+    ));
+    let reply = call(&node, Method::GET, "/cluster").await;
+    assert_eq!(reply.code, OK);
+    let tags = json!({ "nofailover": false, "noloadbalance": false, "failover_priority": 1 });
+    assert_eq!(
+        reply.json(),
+        json!({
+            "scope": "main",
+            "members": [
+                {
+                    "name": "db1", "role": "leader", "state": "running",
+                    "api_url": "http://127.0.0.2:8008/patroni",
+                    "host": "127.0.0.2", "port": 5432, "timeline": 2, "tags": tags,
+                },
+                {
+                    "name": "db2", "role": "replica", "state": "streaming",
+                    "api_url": "http://127.0.0.3:8008/patroni",
+                    "host": "127.0.0.3", "port": 5432, "timeline": 2, "lag": 2 * MB, "tags": tags,
+                },
+                {
+                    "name": "db3", "role": "replica", "state": "creating replica",
+                    "api_url": "http://[fd00::4]:8008/patroni",
+                    "host": "fd00::4", "port": 5433, "lag": "unknown", "tags": tags,
+                },
+            ],
+        })
+    );
+}
+
+#[tokio::test]
+async fn cluster_lag_is_clamped_and_a_keyless_primary_shows_as_such() {
+    // db2 took the key; db1 still runs as primary and is ahead of it.
+    let mut node = primary();
+    node.cluster.leader = Some("db2".into());
+    assert_eq!(node.cluster.members[0].0, "db2");
+    node.cluster.members[0].1.xlog_location = Some(100 * MB);
+    node.cluster.members[1].1.xlog_location = Some(101 * MB);
+    let doc = call(&node, Method::GET, "/cluster").await.json();
+    let db1 = &doc["members"][0];
+    assert_eq!(db1["name"], "db1");
+    assert_eq!(db1["role"], "primary");
+    assert_eq!(db1["lag"], 0);
+    assert_eq!(doc["members"][1]["role"], "leader");
+    assert!(doc["members"][1].get("lag").is_none());
+}
+
+#[tokio::test]
+async fn history_lists_timeline_switches() {
+    let mut node = replica();
+    let entry = HistoryEntry(
+        1,
+        0x3000148,
+        "no recovery target specified".into(),
+        "2025-01-01T00:00:00+00:00".into(),
+        "db2".into(),
+    );
+    node.cluster.history = vec![entry.clone()];
+    let doc = call(&node, Method::GET, "/history").await.json();
+    assert_eq!(doc, json!([[1, 0x3000148, "no recovery target specified", "2025-01-01T00:00:00+00:00", "db2"]]));
+
+    node.history = vec![
+        entry.clone(),
+        HistoryEntry(2, 0x5000000, "switchover".into(), "2025-01-02T00:00:00+00:00".into(), "db1".into()),
+    ];
+    assert_eq!(call(&node, Method::GET, "/history").await.json().as_array().unwrap().len(), 2);
+    assert_eq!(call(&stopped(), Method::GET, "/history").await.json(), json!([]));
+}
+
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods() {
+    let missing = call(&primary(), Method::GET, "/nonexistent").await;
+    assert_eq!(missing.code, StatusCode::NOT_FOUND);
+    assert!(missing.json()["error"].as_str().unwrap().contains("/nonexistent"));
+
+    for (method, path) in [(Method::POST, "/primary"), (Method::DELETE, "/cluster"), (Method::PUT, "/patroni")] {
+        let wrong = call(&primary(), method.clone(), path).await;
+        assert_eq!(wrong.code, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(wrong.json()["error"].is_string());
+        let allow = wrong.headers[header::ALLOW].to_str().unwrap();
+        assert!(allow.contains("GET") && allow.contains("OPTIONS"), "Allow: {allow}");
+    }
+}
+
+#[tokio::test]
+async fn handlers_read_the_latest_snapshot() {
+    let shared: SharedStatus = Arc::new(RwLock::new(replica()));
+    let app = router(shared.clone());
+    let get = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
+    assert_eq!(app.clone().oneshot(get("/primary")).await.unwrap().status(), DOWN);
+    *shared.write().unwrap() = primary();
+    assert_eq!(app.oneshot(get("/primary")).await.unwrap().status(), OK);
+}
+
+#[tokio::test]
+async fn serve_answers_and_stops_on_shutdown() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let shared: SharedStatus = Arc::new(RwLock::new(primary()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(addr, shared, async {
+        let _ = stopped.await;
+    }));
+
+    let client = reqwest::Client::new();
+    let mut answer = None;
+    for _ in 0..50 {
+        if let Ok(response) = client.get(format!("http://{addr}/primary")).send().await {
+            answer = Some(response.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(answer, Some(200));
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn bind_error_names_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let shared: SharedStatus = Arc::new(RwLock::new(primary()));
+    let error = serve(addr, shared, std::future::pending()).await.unwrap_err();
+    assert!(format!("{error:#}").contains(&addr.to_string()), "{error:#}");
+}

@@ -1,0 +1,407 @@
+use std::time::Duration;
+
+use super::*;
+
+/// A valid three-node file; line numbers below refer to it:
+/// line 5 is nodes[0].name, 8 nodes[1].name, 11 nodes[2].name, 14 `secrets:`.
+const GOOD: &str = "\
+cluster:
+  name: main
+node: db1
+nodes:
+  - name: db1
+    address: 10.0.0.11
+    roles: [postgres, etcd]
+  - name: db2
+    address: 10.0.0.12
+    roles: [postgres, etcd]
+  - name: coord
+    address: 10.0.0.13
+    roles: [etcd, router]
+secrets:
+  superuser_password: \"kq8Vx2mPz4LwT7nB\"
+  replication_password: \"Rj5tH9cWq2XvN6sD\"
+  app_password: \"Fz3Lp8Ym1QkB7wGe\"
+";
+
+const GOOD_SECRETS: [&str; 3] = ["kq8Vx2mPz4LwT7nB", "Rj5tH9cWq2XvN6sD", "Fz3Lp8Ym1QkB7wGe"];
+
+const EXAMPLE: &str = include_str!("../../../docs/pgbox.example.yaml");
+
+fn errors(text: &str) -> ConfigErrors {
+    match parse(text, "pgbox.yaml") {
+        Ok(_) => panic!("expected errors, the file was accepted:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// The only error, when exactly one is expected.
+fn only(text: &str) -> ConfigError {
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "expected one error, got:\n{errs}");
+    errs.0.into_iter().next().unwrap()
+}
+
+/// The error at `path`, failing with the whole list when there is none.
+fn at<'a>(errs: &'a ConfigErrors, path: &str) -> &'a ConfigError {
+    errs.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("no error at {path}; got:\n{errs}"))
+}
+
+fn pos(e: &ConfigError) -> (Option<usize>, Option<usize>) {
+    (e.line, e.column)
+}
+
+/// GOOD with `extra` (whole top-level sections) appended from line 18 on.
+fn with(extra: &str) -> String {
+    format!("{GOOD}{extra}")
+}
+
+#[test]
+fn good_file_passes() {
+    let cfg = parse(GOOD, "pgbox.yaml").unwrap();
+    assert_eq!(cfg.cluster.name, "main");
+    assert_eq!(cfg.node.as_deref(), Some("db1"));
+    assert_eq!(cfg.nodes.len(), 3);
+    assert_eq!(cfg.nodes[2].roles, vec![Role::Etcd, Role::Router]);
+    assert_eq!(cfg.ha, HaSettings::default());
+    assert_eq!(cfg.key_prefix(), "/service/main/");
+}
+
+#[test]
+fn example_file_validates_and_shows_the_defaults() {
+    let cfg = parse(EXAMPLE, "pgbox.example.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = cfg.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["db1", "db2", "coord", "app1", "app2"]);
+    assert_eq!(cfg.nodes_with(Role::Etcd).count(), 3);
+    assert_eq!(cfg.nodes_with(Role::Postgres).count(), 2);
+    assert_eq!(cfg.nodes_with(Role::Router).count(), 3);
+    // The example claims to show the defaults; keep it honest.
+    assert_eq!(cfg.postgres, PostgresSettings::default());
+    assert_eq!(cfg.ha, HaSettings::default());
+    assert_eq!(cfg.etcd, EtcdSettings::default());
+    assert_eq!(cfg.ports, Ports::default());
+    assert_eq!(cfg.nodes[0].tags, Tags::default());
+    assert_eq!(validate_identity(&cfg, Some("coord")).unwrap(), "coord");
+}
+
+#[test]
+fn malformed_yaml_has_line_and_column() {
+    let e = only("cluster:\n  name: main\nnodes:\n\t- name: db1\n");
+    assert_eq!(pos(&e), (Some(4), Some(1)), "{e}");
+    assert!(e.message.starts_with("YAML syntax error: "), "{e}");
+    assert!(e.to_string().starts_with("pgbox.yaml:4:1: YAML syntax error"), "{e}");
+
+    let e = only("cluster:\n  name: main\nnodes: [{name: db1, address: 10.0.0.11\nsecrets: {}\n");
+    assert!(e.message.starts_with("YAML syntax error: "), "{e}");
+    assert!(e.line.is_some() && e.column.is_some(), "{e}");
+
+    let e = only("- just\n- a list\n");
+    assert_eq!(pos(&e), (Some(1), Some(1)));
+    assert!(e.message.contains("must be a YAML mapping"), "{e}");
+
+    let e = only("");
+    assert!(e.message.contains("empty"), "{e}");
+}
+
+#[test]
+fn wrong_types_name_the_field_and_its_position() {
+    let e = only(&with("ha:\n  ttl: yes\n"));
+    assert_eq!(e.path, "ha.ttl");
+    assert_eq!(e.line, Some(19));
+    assert!(e.message.contains("duration") && e.message.contains("10s"), "{e}");
+
+    let e = only(&GOOD.replace("10.0.0.12", "not-an-ip"));
+    assert_eq!(e.path, "nodes[1].address");
+    assert_eq!(pos(&e), (Some(9), Some(14)));
+    assert_eq!(e.message, "`not-an-ip` is not an IP address; write it like 10.0.0.11 or fd00::11");
+
+    let e = only(&GOOD.replace("[etcd, router]", "[database, router]"));
+    assert_eq!(e.path, "nodes[2].roles[0]");
+    assert_eq!(pos(&e), (Some(13), Some(13)));
+    assert!(e.message.contains("`database`") && e.message.contains("postgres, etcd, router"), "{e}");
+
+    let e = only(&with("ports:\n  api: 70000\n"));
+    assert_eq!(e.path, "ports.api");
+    assert_eq!(e.line, Some(19));
+    assert!(e.message.contains("not a port number"), "{e}");
+
+    let e = only(&with("etcd:\n  allow_unsafe_member_count: maybe\n"));
+    assert_eq!(e.path, "etcd.allow_unsafe_member_count");
+    assert_eq!(e.line, Some(19));
+}
+
+#[test]
+fn unknown_keys_are_errors_with_path_and_line() {
+    let e = only(&with("colour: blue\n"));
+    assert_eq!(e.path, "colour");
+    assert_eq!(pos(&e), (Some(18), Some(1)));
+    assert!(e.message.starts_with("unknown key `colour`"), "{e}");
+
+    let e = only(&GOOD.replace("    address: 10.0.0.13", "    adress: 10.0.0.13"));
+    assert_eq!(e.path, "nodes[2].adress");
+    assert_eq!(pos(&e), (Some(12), Some(5)));
+    assert!(e.message.contains("did you mean `address`?"), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "pgbox.yaml:12:5: nodes[2].adress: unknown key `adress`; did you mean `address`? \
+         (allowed here: name, address, roles, tags)"
+    );
+
+    let e = only(&with("ha:\n  ttl: 10s\n  loopwait: 1s\n"));
+    assert_eq!(e.path, "ha.loopwait");
+    assert_eq!(e.line, Some(20));
+}
+
+#[test]
+fn duplicate_yaml_keys_are_errors() {
+    let e = only(&with("ha:\n  ttl: 5s\n  ttl: 6s\n"));
+    assert_eq!(e.path, "ha.ttl");
+    assert_eq!(e.line, Some(20));
+}
+
+#[test]
+fn duplicate_node_names_mention_both_lines() {
+    let errs = errors(&GOOD.replace("name: db2", "name: db1"));
+    let e = at(&errs, "nodes[1].name");
+    assert_eq!(
+        e.to_string(),
+        "pgbox.yaml:8:11: nodes[1].name: duplicate node name \"db1\" (first used at line 5)"
+    );
+}
+
+#[test]
+fn duplicate_addresses() {
+    let e = only(&GOOD.replace("10.0.0.13", "10.0.0.11"));
+    assert_eq!(e.path, "nodes[2].address");
+    assert_eq!(e.line, Some(12));
+    assert!(e.message.contains("already used by node \"db1\" (line 6)"), "{e}");
+}
+
+#[test]
+fn node_roles() {
+    let e = only(&GOOD.replace("[etcd, router]", "[etcd, router, etcd]"));
+    assert_eq!(e.path, "nodes[2].roles[2]");
+    assert!(e.message.contains("listed twice"), "{e}");
+
+    let errs = errors(&GOOD.replace("[etcd, router]", "[]"));
+    let e = at(&errs, "nodes[2].roles");
+    assert_eq!(e.line, Some(13));
+    assert!(e.message.contains("no roles"), "{e}");
+
+    let errs = errors(&GOOD.replace("[postgres, etcd]", "[etcd]"));
+    let e = at(&errs, "nodes");
+    assert_eq!(e.line, Some(4));
+    assert!(e.message.contains("no node has the role `postgres`"), "{e}");
+}
+
+#[test]
+fn node_name_rules() {
+    let errs = errors(&GOOD.replace("name: db2", "name: DB_2").replace("name: coord", "name: -coord"));
+    assert!(at(&errs, "nodes[1].name").message.contains("\"DB_2\" contains 'D'"));
+    assert!(at(&errs, "nodes[2].name").message.contains("starts or ends with '-'"));
+}
+
+#[test]
+fn node_not_in_cluster() {
+    let e = only(&GOOD.replace("node: db1", "node: db9"));
+    assert_eq!(e.path, "node");
+    assert_eq!(pos(&e), (Some(3), Some(7)));
+    assert_eq!(e.message, "\"db9\" is not one of the nodes (db1, db2, coord)");
+}
+
+#[test]
+fn etcd_member_count_must_be_odd_and_at_least_three() {
+    let two = GOOD.replace("[etcd, router]", "[router]");
+    let e = only(&two);
+    assert_eq!(e.path, "nodes");
+    assert_eq!(e.line, Some(4));
+    assert!(e.message.starts_with("2 etcd members (db1, db2): "), "{e}");
+    assert!(e.message.contains("survives the loss of (N-1)/2"), "{e}");
+    assert!(e.message.contains("allow_unsafe_member_count"), "{e}");
+    parse(&format!("{two}etcd:\n  allow_unsafe_member_count: true\n"), "pgbox.yaml").unwrap();
+
+    let one = GOOD.replace("[postgres, etcd]", "[postgres]").replacen("[postgres]", "[postgres, etcd]", 1).replace("[etcd, router]", "[router]");
+    let e = only(&one);
+    assert!(e.message.starts_with("1 etcd member (db1): "), "{e}");
+
+    let errs = errors(&GOOD.replace("[postgres, etcd]", "[postgres]").replace("[etcd, router]", "[router]"));
+    assert!(at(&errs, "nodes").message.contains("no node has the role `etcd`"));
+}
+
+#[test]
+fn missing_secret() {
+    let e = only(&GOOD.replace("  app_password: \"Fz3Lp8Ym1QkB7wGe\"\n", ""));
+    assert_eq!(e.path, "secrets.app_password");
+    assert_eq!(e.line, Some(14), "points at `secrets:`: {e}");
+    assert!(e.message.contains("every secret must be set"), "{e}");
+}
+
+#[test]
+fn weak_secrets_are_refused_without_being_shown() {
+    let weak = ["password1234", "aaaaaaaaaaaaaaaa", "Sh0rt!pw", "ChangeMe"];
+    let text = GOOD
+        .replace(GOOD_SECRETS[0], weak[0])
+        .replace(GOOD_SECRETS[1], weak[1])
+        .replace(GOOD_SECRETS[2], weak[2]);
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 3, "{errs}");
+    let e = at(&errs, "secrets.superuser_password");
+    assert_eq!(e.line, Some(15));
+    assert!(e.message.contains("well-known password"), "{e}");
+    assert!(at(&errs, "secrets.replication_password").message.contains("one character repeated"));
+    assert!(at(&errs, "secrets.app_password").message.contains("shorter than 12"));
+    let shown = errs.to_string();
+    for secret in weak {
+        assert!(!shown.contains(secret), "message shows a secret: {shown}");
+    }
+}
+
+#[test]
+fn secrets_must_differ() {
+    let e = only(&GOOD.replace(GOOD_SECRETS[2], GOOD_SECRETS[0]));
+    assert_eq!(e.path, "secrets.app_password");
+    assert_eq!(e.line, Some(17));
+    assert!(e.message.starts_with("is the same as secrets.superuser_password"), "{e}");
+    assert!(!e.to_string().contains(GOOD_SECRETS[0]));
+}
+
+#[test]
+fn secret_of_wrong_type_is_not_echoed() {
+    let e = only(&GOOD.replace("\"Fz3Lp8Ym1QkB7wGe\"", "[9876543210987]"));
+    assert_eq!(e.path, "secrets.app_password");
+    assert!(!e.to_string().contains("9876543210987"), "{e}");
+}
+
+#[test]
+fn owned_postgres_parameters_are_refused() {
+    let errs = errors(&with(
+        "postgres:\n  parameters:\n    shared_buffers: 256MB\n    wal_level: logical\n    port: 5433\n    \"auto_explain.log_min_duration\": 250\n",
+    ));
+    assert_eq!(errs.len(), 2, "{errs}");
+    let e = at(&errs, "postgres.parameters.wal_level");
+    assert_eq!(pos(e), (Some(21), Some(5)));
+    assert!(e.message.starts_with("`wal_level` is managed by pgbox"), "{e}");
+    assert!(at(&errs, "postgres.parameters.port").message.contains("ports.postgres"));
+}
+
+#[test]
+fn postgres_names() {
+    let errs = errors(&with(
+        "postgres:\n  superuser: Admin\n  replication_user: app\n  database: template1\n  parameters:\n    Work_Mem: 4MB\n    work_mem2: \"a\\nb\"\n",
+    ));
+    assert!(at(&errs, "postgres.superuser").message.contains("not a plain PostgreSQL name"));
+    let e = at(&errs, "postgres.app_user");
+    assert!(e.message.contains("also postgres.replication_user"), "{e}");
+    assert_eq!(e.line, None, "app_user is not written in the file");
+    assert!(at(&errs, "postgres.database").message.contains("template"));
+    assert!(at(&errs, "postgres.parameters.Work_Mem").message.contains("lower case: work_mem"));
+    assert!(at(&errs, "postgres.parameters.work_mem2").message.contains("line break"));
+}
+
+#[test]
+fn ha_timing_rules() {
+    let e = only(&with("ha:\n  ttl: 10s\n  loop_wait: 6s\n"));
+    assert_eq!(e.path, "ha.loop_wait");
+    assert_eq!(pos(&e), (Some(20), Some(14)));
+    assert!(e.message.contains("more than half of ha.ttl (10s)"), "{e}");
+    assert!(e.message.contains("several times per ttl"), "{e}");
+
+    let errs = errors(&with("ha:\n  ttl: 1s\n  loop_wait: 50ms\n  maximum_lag_on_failover: 0\n"));
+    assert!(at(&errs, "ha.ttl").message.starts_with("is 1s; at least 2s"));
+    assert!(at(&errs, "ha.loop_wait").message.starts_with("is 50ms; at least 100ms"));
+    assert!(at(&errs, "ha.maximum_lag_on_failover").message.contains("more than 0"));
+
+    assert!(at(&errors(&with("ha:\n  ttl: 11m\n")), "ha.ttl").message.contains("at most 10m"));
+    let cfg = parse(&with("ha:\n  ttl: 2s\n  loop_wait: 1s\n"), "pgbox.yaml").unwrap();
+    assert_eq!(cfg.ha.ttl, Duration::from_secs(2));
+}
+
+#[test]
+fn ports_are_distinct_and_non_zero() {
+    let errs = errors(&with("ports:\n  api: 5432\n  router_stats: 0\n"));
+    assert_eq!(errs.len(), 2, "{errs}");
+    let e = at(&errs, "ports.api");
+    assert_eq!(e.line, Some(19));
+    assert!(e.message.contains("5432 is also ports.postgres"), "{e}");
+    assert_eq!(at(&errs, "ports.router_stats").message, "must not be 0");
+}
+
+#[test]
+fn cluster_name_and_namespace() {
+    let errs = errors(&GOOD.replace("name: main", "name: Main/1").replace("node: db1", "etcd:\n  namespace: service\nnode: db1"));
+    let e = at(&errs, "cluster.name");
+    assert_eq!(pos(e), (Some(2), Some(9)));
+    assert!(e.message.contains("contains 'M'"), "{e}");
+    assert_eq!(at(&errs, "etcd.namespace").line, Some(4));
+
+    let long = "x".repeat(64);
+    let errs = errors(&GOOD.replace("name: main", &format!("name: {long}")));
+    assert!(at(&errs, "cluster.name").message.contains("at most 63"));
+}
+
+#[test]
+fn every_problem_is_reported_in_file_order() {
+    let text = GOOD
+        .replace("node: db1", "node: nobody")
+        .replace("name: db2", "name: db1")
+        .replace(GOOD_SECRETS[1], "postgres")
+        .replace("[etcd, router]", "[router]")
+        + "postgres:\n  parameters:\n    hot_standby: on\nha:\n  maximum_lag_on_failover: 0\nports:\n  api: 0\n";
+    let errs = errors(&text);
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "node",
+            "nodes",
+            "nodes[1].name",
+            "secrets.replication_password",
+            "postgres.parameters.hot_standby",
+            "ha.maximum_lag_on_failover",
+            "ports.api",
+        ],
+        "{errs}"
+    );
+    let lines: Vec<Option<usize>> = errs.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [Some(3), Some(4), Some(8), Some(16), Some(20), Some(22), Some(24)]);
+    assert_eq!(errs.to_string().lines().count(), 7);
+}
+
+#[test]
+fn identity_resolution() {
+    let cfg = parse(GOOD, "pgbox.yaml").unwrap();
+    assert_eq!(validate_identity(&cfg, None).unwrap(), "db1");
+    assert_eq!(validate_identity(&cfg, Some("db2")).unwrap(), "db2", "--node wins over the file");
+
+    let e = validate_identity(&cfg, Some("db7")).unwrap_err();
+    assert_eq!(e.to_string(), "--node: \"db7\" is not one of the nodes in the file (db1, db2, coord)");
+
+    let anonymous = parse(&GOOD.replace("node: db1\n", ""), "pgbox.yaml").unwrap();
+    let e = validate_identity(&anonymous, None).unwrap_err();
+    assert_eq!(e.0[0].message, "no node identity: set `node:` in the file or pass --node");
+}
+
+#[test]
+fn load_reports_unreadable_and_non_utf8_files() {
+    let dir = std::env::temp_dir().join(format!("pgbox-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let missing = dir.join("missing.yaml");
+    let e = load(&missing).unwrap_err();
+    assert_eq!(e.len(), 1);
+    let shown = e.to_string();
+    assert!(shown.starts_with(&format!("{}: cannot read the file: ", missing.display())), "{shown}");
+    assert!(shown.contains("os error 2"), "{shown}");
+
+    let latin1 = dir.join("latin1.yaml");
+    std::fs::write(&latin1, b"cluster:\n  name: caf\xe9\n").unwrap();
+    let e = load(&latin1).unwrap_err();
+    assert_eq!((e.0[0].line, e.0[0].column), (Some(2), Some(12)));
+    assert!(e.0[0].message.contains("UTF-8"));
+
+    let good = dir.join("pgbox.yaml");
+    std::fs::write(&good, GOOD).unwrap();
+    assert_eq!(load(&good).unwrap().nodes.len(), 3);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,490 @@
+//! Checks a typed `Config` for everything its types cannot say. Every check
+//! runs, so that one pass over the file shows every problem in it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::positions::{join_index, join_key, Positions};
+use super::{Config, Role};
+
+/// Longest name PostgreSQL and etcd keys take without truncation
+/// (PostgreSQL's NAMEDATALEN - 1; also a host name label's limit).
+const MAX_NAME: usize = 63;
+
+const MIN_SECRET_CHARS: usize = 12;
+
+/// Passwords that appear at the top of every guessing list. A secret equal
+/// to one of these, alone or followed by digits ("password1234"), is refused.
+const WEAK_WORDS: &[&str] = &[
+    "password", "passw0rd", "p@ssw0rd", "p@ssword", "postgres", "postgresql", "pgbox", "changeme",
+    "change_me", "changeit", "admin", "administrator", "secret", "letmein", "qwerty", "qwertyuiop",
+    "welcome", "default", "root", "toor", "replicator", "replication", "superuser", "master",
+    "guest", "test", "iloveyou", "abc", "abcdef", "monkey", "dragon", "trustno1", "example",
+];
+
+/// Server settings pgboxd writes itself, with the reason a person sees.
+fn owned_parameter(name: &str) -> Option<&'static str> {
+    const ADDRESSING: &str = "pgbox sets it from the node's address and `ports.postgres`";
+    const REPLICATION: &str = "pgbox sets it for streaming replication, failover and rejoin";
+    const SYNC: &str = "pgbox sets it for synchronous replication and the `sync` key";
+    const FILES: &str = "pgbox places the data directory and its configuration files";
+    let reason = match name {
+        "listen_addresses" | "port" | "unix_socket_directories" => ADDRESSING,
+        "hot_standby" | "primary_conninfo" | "primary_slot_name" | "restore_command"
+        | "recovery_target_timeline" | "wal_level" | "max_wal_senders" | "max_replication_slots"
+        | "wal_log_hints" | "archive_mode" | "promote_trigger_file" => REPLICATION,
+        n if n.starts_with("recovery_target") => REPLICATION,
+        "synchronous_standby_names" | "synchronous_commit" => SYNC,
+        "data_directory" | "hba_file" | "ident_file" | "config_file" | "external_pid_file" => FILES,
+        "cluster_name" => "pgbox sets it to the node's name, which monitoring uses to tell members apart",
+        _ => return None,
+    };
+    Some(reason)
+}
+
+pub(super) fn semantic(cfg: &Config, source: &str, positions: &Positions) -> Vec<ConfigError> {
+    let mut c = Checker { source, positions, errors: Vec::new() };
+    c.cluster(cfg);
+    c.nodes(cfg);
+    c.identity(cfg);
+    c.secrets(cfg);
+    c.postgres(cfg);
+    c.ha(cfg);
+    c.ports(cfg);
+    c.etcd(cfg);
+    // File order reads best; problems with no position go last.
+    c.errors.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
+    c.errors
+}
+
+struct Checker<'a> {
+    source: &'a str,
+    positions: &'a Positions,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    /// A problem with the value at `path`.
+    fn value(&mut self, path: &str, message: impl Into<String>) {
+        let e = ConfigError::new(self.source, path, message).at(self.positions.value(path));
+        self.errors.push(e);
+    }
+
+    /// A problem with the key itself (it should not be there at all).
+    fn key(&mut self, path: &str, message: impl Into<String>) {
+        let e = ConfigError::new(self.source, path, message).at(self.positions.key(path));
+        self.errors.push(e);
+    }
+
+    /// " (line N)" for a reference to another place of the file.
+    fn line_note(&self, path: &str, prefix: &str) -> String {
+        match self.positions.value(path) {
+            Some((line, _)) if self.positions.contains(path) => format!(" ({prefix}line {line})"),
+            _ => String::new(),
+        }
+    }
+
+    fn cluster(&mut self, cfg: &Config) {
+        let name = &cfg.cluster.name;
+        if name.is_empty() {
+            self.value("cluster.name", "must not be empty");
+        } else if let Some(problem) = name_problem(name, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+            self.value("cluster.name", format!("{name:?} {problem}; use lower-case letters, digits, '_' and '-'"));
+        } else if name.chars().count() > MAX_NAME {
+            self.value("cluster.name", format!("is {} characters long; at most {MAX_NAME}", name.chars().count()));
+        }
+    }
+
+    fn nodes(&mut self, cfg: &Config) {
+        if cfg.nodes.is_empty() {
+            self.value("nodes", "no nodes; list at least one, each with a name, an address and roles");
+            return;
+        }
+        let mut names: HashMap<&str, String> = HashMap::new();
+        let mut addresses: HashMap<IpAddr, (String, String)> = HashMap::new();
+        for (i, node) in cfg.nodes.iter().enumerate() {
+            let at = join_index("nodes", i);
+            let name_path = join_key(&at, "name");
+            if let Some(problem) = hostname_problem(&node.name) {
+                self.value(&name_path, problem);
+            }
+            match names.get(node.name.as_str()) {
+                Some(first) => {
+                    let note = self.line_note(first, "first used at ");
+                    self.value(&name_path, format!("duplicate node name {:?}{note}", node.name));
+                }
+                None => {
+                    names.insert(&node.name, name_path.clone());
+                }
+            }
+
+            let addr_path = join_key(&at, "address");
+            if let Some(problem) = address_problem(node.address) {
+                self.value(&addr_path, problem);
+            }
+            match addresses.get(&node.address) {
+                Some((first_path, first_name)) => {
+                    let note = self.line_note(first_path, "");
+                    self.value(
+                        &addr_path,
+                        format!("address {} is already used by node {first_name:?}{note}; each node needs its own", node.address),
+                    );
+                }
+                None => {
+                    addresses.insert(node.address, (addr_path, node.name.clone()));
+                }
+            }
+
+            let roles_path = join_key(&at, "roles");
+            if node.roles.is_empty() {
+                self.value(&roles_path, "no roles; give the node at least one of: postgres, etcd, router");
+            }
+            for (j, role) in node.roles.iter().enumerate() {
+                if node.roles[..j].contains(role) {
+                    self.value(&join_index(&roles_path, j), format!("role `{}` is listed twice", role_name(*role)));
+                }
+            }
+        }
+
+        if cfg.nodes_with(Role::Postgres).next().is_none() {
+            self.key("nodes", "no node has the role `postgres`; at least one node must run PostgreSQL");
+        }
+        let etcd: Vec<&str> = cfg.nodes_with(Role::Etcd).map(|n| n.name.as_str()).collect();
+        let n = etcd.len();
+        if n == 0 {
+            self.key(
+                "nodes",
+                "no node has the role `etcd`; pgbox keeps the leader lease in etcd, so some nodes (normally 3) must run it",
+            );
+        } else if (n < 3 || n % 2 == 0) && !cfg.etcd.allow_unsafe_member_count {
+            let survives = (n - 1) / 2;
+            let why = if n % 2 == 0 {
+                format!(
+                    "etcd works only while a majority of its members is up: a quorum of N members survives the loss of (N-1)/2, \
+                     so {n} members survive the loss of {survives}, no more than {} would",
+                    n - 1
+                )
+            } else {
+                format!(
+                    "etcd works only while a majority of its members is up: a quorum of N members survives the loss of (N-1)/2, \
+                     so {n} member{} survive{} the loss of {survives}",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "s" } else { "" },
+                )
+            };
+            self.key(
+                "nodes",
+                format!(
+                    "{n} etcd member{} ({}): {why}. Give the role `etcd` to 3 or 5 nodes, \
+                     or set `etcd.allow_unsafe_member_count: true` to accept this (for trying pgbox out only)",
+                    if n == 1 { "" } else { "s" },
+                    etcd.join(", ")
+                ),
+            );
+        }
+    }
+
+    fn identity(&mut self, cfg: &Config) {
+        if let Some(name) = &cfg.node {
+            if cfg.node_named(name).is_none() {
+                self.value("node", format!("{name:?} is not one of the nodes ({})", node_list(cfg)));
+            }
+        }
+    }
+
+    fn secrets(&mut self, cfg: &Config) {
+        let s = &cfg.secrets;
+        let all = [
+            ("superuser_password", s.superuser_password.as_str()),
+            ("replication_password", s.replication_password.as_str()),
+            ("app_password", s.app_password.as_str()),
+        ];
+        for (i, (field, secret)) in all.iter().enumerate() {
+            let path = join_key("secrets", field);
+            if let Some(problem) = secret_problem(secret) {
+                self.value(&path, problem);
+                continue;
+            }
+            if let Some((other, _)) = all[..i].iter().find(|(_, earlier)| earlier == secret) {
+                self.value(
+                    &path,
+                    format!("is the same as secrets.{other}; use a different secret for each, so that one leaked password does not open the others"),
+                );
+            }
+        }
+    }
+
+    fn postgres(&mut self, cfg: &Config) {
+        let pg = &cfg.postgres;
+        let users = [
+            ("superuser", pg.superuser.as_str()),
+            ("replication_user", pg.replication_user.as_str()),
+            ("app_user", pg.app_user.as_str()),
+        ];
+        for (i, (field, user)) in users.iter().enumerate() {
+            let path = join_key("postgres", field);
+            if let Some(problem) = identifier_problem(user) {
+                self.value(&path, problem);
+            } else if user.starts_with("pg_") {
+                self.value(&path, format!("{user:?}: role names starting with pg_ are reserved by PostgreSQL"));
+            } else if ["public", "none", "current_user", "current_role", "session_user", "all"].contains(user) {
+                self.value(&path, format!("{user:?} is a reserved word in PostgreSQL and cannot name a role"));
+            } else if let Some((other, _)) = users[..i].iter().find(|(_, earlier)| earlier == user) {
+                self.value(
+                    &path,
+                    format!("{user:?} is also postgres.{other}; the superuser, replication and application users must be three different roles"),
+                );
+            }
+        }
+
+        if let Some(problem) = identifier_problem(&pg.database) {
+            self.value("postgres.database", problem);
+        } else if ["template0", "template1"].contains(&pg.database.as_str()) {
+            self.value("postgres.database", format!("{:?} is a PostgreSQL template database; choose another name", pg.database));
+        } else if ["all", "sameuser", "samerole", "samegroup", "replication"].contains(&pg.database.as_str()) {
+            self.value(
+                "postgres.database",
+                format!("{:?} has a special meaning in pg_hba.conf; choose another name", pg.database),
+            );
+        }
+
+        for (name, value) in &pg.parameters {
+            let path = join_key("postgres.parameters", name);
+            if !is_guc_name(name) {
+                let mut m = format!("{name:?} is not a PostgreSQL setting name");
+                if is_guc_name(&name.to_ascii_lowercase()) {
+                    m.push_str(&format!("; write it in lower case: {}", name.to_ascii_lowercase()));
+                } else {
+                    m.push_str("; names use lower-case letters, digits, '_' and '.'");
+                }
+                self.key(&path, m);
+                continue;
+            }
+            if let Some(reason) = owned_parameter(name) {
+                self.key(&path, format!("`{name}` is managed by pgbox ({reason}); remove it from postgres.parameters"));
+                continue;
+            }
+            if let super::ParamValue::Text(text) = value {
+                if text.chars().any(char::is_control) {
+                    self.value(&path, "contains a line break or control character, which postgresql.conf cannot hold");
+                }
+            }
+        }
+    }
+
+    fn ha(&mut self, cfg: &Config) {
+        let ha = &cfg.ha;
+        let ttl_ok = if ha.ttl < Duration::from_secs(2) {
+            self.value(
+                "ha.ttl",
+                format!(
+                    "is {}; at least 2s: a shorter lease runs out on ordinary pauses (a busy disk, a slow network) and causes needless failovers",
+                    fmt_duration(ha.ttl)
+                ),
+            );
+            false
+        } else if ha.ttl > Duration::from_secs(600) {
+            self.value(
+                "ha.ttl",
+                format!("is {}; at most 10m: a failed primary is replaced only after ttl, so a longer one means a long outage", fmt_duration(ha.ttl)),
+            );
+            false
+        } else {
+            true
+        };
+        if ha.loop_wait < Duration::from_millis(100) {
+            self.value(
+                "ha.loop_wait",
+                format!("is {}; at least 100ms, or the HA loop spins and loads etcd for nothing", fmt_duration(ha.loop_wait)),
+            );
+        } else if ttl_ok && ha.loop_wait > ha.ttl / 2 {
+            self.value(
+                "ha.loop_wait",
+                format!(
+                    "is {}, more than half of ha.ttl ({}): the primary renews its lease once per loop and must manage it several times \
+                     per ttl, so that one slow loop does not cost it the lease; lower loop_wait or raise ttl",
+                    fmt_duration(ha.loop_wait),
+                    fmt_duration(ha.ttl)
+                ),
+            );
+        }
+        if ha.maximum_lag_on_failover == 0 {
+            self.value(
+                "ha.maximum_lag_on_failover",
+                "must be more than 0 (bytes): with 0, a replica one byte behind may never promote and failover would almost never happen",
+            );
+        }
+    }
+
+    fn ports(&mut self, cfg: &Config) {
+        let p = &cfg.ports;
+        let all = [
+            ("postgres", p.postgres),
+            ("api", p.api),
+            ("etcd_client", p.etcd_client),
+            ("etcd_peer", p.etcd_peer),
+            ("router_rw", p.router_rw),
+            ("router_ro", p.router_ro),
+            ("router_stats", p.router_stats),
+        ];
+        for (i, (field, port)) in all.iter().enumerate() {
+            let path = join_key("ports", field);
+            if *port == 0 {
+                self.value(&path, "must not be 0");
+            } else if let Some((other, _)) = all[..i].iter().find(|(_, earlier)| earlier == port) {
+                // Every service may share one box (roles combine), so ports
+                // must differ even when roles do not overlap.
+                self.value(&path, format!("{port} is also ports.{other}; each service needs its own port"));
+            }
+        }
+    }
+
+    fn etcd(&mut self, cfg: &Config) {
+        let ns = &cfg.etcd.namespace;
+        if !ns.starts_with('/') {
+            self.value("etcd.namespace", format!("{ns:?} must start with '/', like /service"));
+        }
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Postgres => "postgres",
+        Role::Etcd => "etcd",
+        Role::Router => "router",
+    }
+}
+
+fn node_list(cfg: &Config) -> String {
+    cfg.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Names the first character `allowed` refuses.
+fn name_problem(name: &str, allowed: impl Fn(char) -> bool) -> Option<String> {
+    name.chars().find(|c| !allowed(*c)).map(|c| format!("contains {c:?}"))
+}
+
+fn hostname_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".into());
+    }
+    let fix = "a node name is a host name: lower-case letters, digits and '-', 1 to 63 characters, not starting or ending with '-'";
+    if let Some(p) = name_problem(name, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Some(format!("{name:?} {p}; {fix}"));
+    }
+    if name.len() > MAX_NAME {
+        return Some(format!("is {} characters long; {fix}", name.len()));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Some(format!("{name:?} starts or ends with '-'; {fix}"));
+    }
+    None
+}
+
+fn address_problem(addr: IpAddr) -> Option<String> {
+    let bad = if addr.is_unspecified() {
+        "means \"any address\" and cannot reach a node"
+    } else if addr.is_multicast() {
+        "is a multicast address"
+    } else if matches!(addr, IpAddr::V4(v4) if v4.is_broadcast()) {
+        "is the broadcast address"
+    } else {
+        return None;
+    };
+    Some(format!("{addr} {bad}; give the node's own address"))
+}
+
+/// PostgreSQL identifiers pgbox writes without quoting.
+fn identifier_problem(name: &str) -> Option<String> {
+    let fix = "use lower-case letters, digits and '_', not starting with a digit, at most 63 characters";
+    if name.is_empty() {
+        return Some("must not be empty".into());
+    }
+    let mut chars = name.chars();
+    let first = chars.next().unwrap_or('_');
+    let ok = (first.is_ascii_lowercase() || first == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        return Some(format!("{name:?} is not a plain PostgreSQL name; {fix}"));
+    }
+    if name.len() > MAX_NAME {
+        return Some(format!("is {} characters long; {fix}", name.len()));
+    }
+    None
+}
+
+fn is_guc_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+}
+
+/// What is wrong with a secret, in words that never repeat it.
+fn secret_problem(secret: &str) -> Option<String> {
+    let advice = "use a long random value, e.g. from `openssl rand -base64 24`";
+    if secret.is_empty() {
+        return Some(format!("is empty; {advice}"));
+    }
+    if secret.chars().any(char::is_control) {
+        return Some(format!("contains a line break or control character; {advice}"));
+    }
+    if secret.chars().count() < MIN_SECRET_CHARS {
+        return Some(format!("is shorter than {MIN_SECRET_CHARS} characters; {advice}"));
+    }
+    let mut chars = secret.chars();
+    let first = chars.next();
+    if chars.all(|c| Some(c) == first) {
+        return Some(format!("is one character repeated; {advice}"));
+    }
+    if secret.chars().all(|c| c.is_ascii_digit()) {
+        return Some(format!("is only digits; {advice}"));
+    }
+    let lower = secret.to_lowercase();
+    let word = lower.trim_end_matches(|c: char| c.is_ascii_digit());
+    if WEAK_WORDS.contains(&word) {
+        return Some(format!("is a well-known password (or one with digits added), the first thing an attacker tries; {advice}"));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_rules() {
+        assert!(secret_problem("").is_some());
+        assert!(secret_problem("short").is_some());
+        assert!(secret_problem("aaaaaaaaaaaaaaaa").is_some());
+        assert!(secret_problem("PassWord1234").is_some());
+        assert!(secret_problem("changeme2024!x").is_none(), "not only digits appended");
+        assert!(secret_problem("postgres12345").is_some());
+        assert!(secret_problem("123456789012").is_some());
+        assert!(secret_problem("tab\there-is-long").is_some());
+        assert!(secret_problem("x7Qm2vLr9KpT4wZs").is_none());
+    }
+
+    #[test]
+    fn names() {
+        assert!(hostname_problem("db1").is_none());
+        assert!(hostname_problem("a-b").is_none());
+        assert!(hostname_problem("-db").is_some());
+        assert!(hostname_problem("db-").is_some());
+        assert!(hostname_problem("DB1").is_some());
+        assert!(hostname_problem("db_1").is_some());
+        assert!(hostname_problem(&"a".repeat(64)).is_some());
+        assert!(hostname_problem(&"a".repeat(63)).is_none());
+        assert!(identifier_problem("_app1").is_none());
+        assert!(identifier_problem("1app").is_some());
+        assert!(identifier_problem("App").is_some());
+        assert!(is_guc_name("auto_explain.log_min_duration"));
+        assert!(!is_guc_name("Work_Mem"));
+        assert!(!is_guc_name("9x"));
+    }
+}

@@ -1,0 +1,344 @@
+//! pgboxd's main loop: observe, decide (pure), execute, publish.
+//!
+//! The loop runs every `loop_wait`, and at once when the leader key changes
+//! (a watch) or the lease expires. Renewal and the watch run as their own
+//! tasks so a slow action (a base backup) never delays a lease renewal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use tokio::sync::Notify;
+
+use crate::config::{Config, Node, Role as NodeRole};
+use crate::dcs::etcd::Etcd;
+use crate::dcs::model::{ClusterView, Member};
+use crate::executor::Executor;
+use crate::ha::{self, DataDir, Lease, LocalPg, Memory, Observation, Outcome, Peer, Role, Settings};
+use crate::postgres::{conf, Layout, Postgres};
+use crate::status::{NodeStatus, PgStatus, SharedStatus};
+
+pub struct Daemon {
+    cfg: Arc<Config>,
+    me: Node,
+    exec: Executor,
+    status: SharedStatus,
+    wake: Arc<Notify>,
+    memory: Memory,
+    origin: Instant,
+    settings: Settings,
+    http: reqwest::Client,
+    last_reason: String,
+    state: String,
+}
+
+impl Daemon {
+    pub fn new(cfg: Config, me: &str, data_dir: PathBuf) -> Result<Self> {
+        let cfg = Arc::new(cfg);
+        let me = cfg.node_named(me).context("this node is not in the first-boot file")?.clone();
+        let pg = Postgres::new((*cfg).clone(), me.clone(), Layout::new(&data_dir))?;
+        let dcs = Arc::new(Etcd::new(cfg.etcd_endpoints(), cfg.key_prefix(), me.name.clone(), cfg.ha.ttl));
+        let ha = &cfg.ha;
+        let settings = Settings {
+            ttl_ms: ha.ttl.as_millis() as u64,
+            loop_wait_ms: ha.loop_wait.as_millis() as u64,
+            maximum_lag_on_failover: ha.maximum_lag_on_failover,
+            use_pg_rewind: ha.use_pg_rewind,
+            on_rewind_failure: ha.on_rewind_failure,
+        };
+        // The loop may legitimately block for a long action (a base backup),
+        // but not for longer than the longest one allows.
+        let liveness = Duration::from_secs(3600).max(ha.ttl * 3);
+        let status = Arc::new(RwLock::new(NodeStatus::new(&me.name, &cfg.cluster.name, me.tags.clone(), liveness)));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(1000).min(ha.ttl / 2))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Daemon {
+            exec: Executor::new(cfg.clone(), me.name.clone(), dcs, pg),
+            cfg,
+            me,
+            status,
+            wake: Arc::new(Notify::new()),
+            memory: Memory::default(),
+            origin: Instant::now(),
+            settings,
+            http,
+            last_reason: String::new(),
+            state: "starting".into(),
+        })
+    }
+
+    fn now_ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    pub async fn run(mut self) -> Result<()> {
+        let pg = &self.exec.pg;
+        pg.prepare_dirs()?;
+        pg.stop_stray().await?;
+
+        let dcs = self.exec.dcs.clone();
+        let renew_every = self.cfg.ha.loop_wait.min(self.cfg.ha.ttl / 3);
+        tokio::spawn(dcs.clone().keep_alive_forever(renew_every, self.wake.clone()));
+        tokio::spawn(dcs.clone().watch_leader_forever(self.wake.clone()));
+
+        let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        let api_addr = SocketAddr::new(self.me.address, self.cfg.ports.api);
+        let api = tokio::spawn(crate::api::serve(api_addr, self.status.clone(), async {
+            let _ = api_stopped.await;
+        }));
+
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut ready_sent = false;
+        loop {
+            self.iterate().await;
+            if !ready_sent {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                ready_sent = true;
+            }
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            if api.is_finished() {
+                // The API is how routers find the primary: without it this
+                // node is invisible, so fail loudly and let systemd restart us.
+                let err = match api.await {
+                    Ok(Err(e)) => e,
+                    _ => anyhow::anyhow!("the REST API stopped"),
+                };
+                self.shutdown().await;
+                return Err(err);
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.cfg.ha.loop_wait) => {}
+                _ = sigterm.recv() => break,
+                _ = sigint.recv() => break,
+            }
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        self.shutdown().await;
+        let _ = stop_api.send(());
+        Ok(())
+    }
+
+    /// A clean stop: PostgreSQL first (a fast shutdown sends all WAL to the
+    /// standbys), then the leader key, so a replica promotes at once with
+    /// every committed transaction.
+    async fn shutdown(&mut self) {
+        let was_leader = self.status.read().unwrap().is_leader;
+        tracing::info!(leader = was_leader, "shutting down");
+        if let Err(e) = self.exec.pg.stop().await {
+            tracing::error!(error = %format!("{e:#}"), "stopping postgres");
+        }
+        if was_leader {
+            match self.exec.dcs.release_leader().await {
+                Ok(()) => tracing::info!("released the leader key"),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "releasing the leader key; it expires with the lease"),
+            }
+        }
+        if let Err(e) = self.exec.dcs.revoke_lease().await {
+            tracing::warn!(error = %format!("{e:#}"), "revoking the lease");
+        }
+    }
+
+    async fn iterate(&mut self) {
+        let started = Instant::now();
+        let alive = self.exec.pg.is_running();
+        let health = self.exec.pg.health().await;
+        let read = self.exec.dcs.read_view().await;
+        let (view, leader_key) = match read {
+            Ok((v, k)) => (Some(v), k),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the DCS");
+                (None, None)
+            }
+        };
+        let data = match self.data_dir_state(&health).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot inspect the data directory; skipping this loop");
+                return;
+            }
+        };
+        let lease = Lease {
+            held: leader_key
+                .as_ref()
+                .is_some_and(|k| k.name == self.me.name && Some(k.lease) == self.exec.dcs.lease_id()),
+            renewed_at_ms: self.exec.dcs.renewed_at().map(|t| self.now_ms(t)),
+        };
+        let peers = match &view {
+            Some(v) if v.leader.is_none() && health.running && health.role == Role::Replica => self.ask_peers().await,
+            _ => Vec::new(),
+        };
+        let obs = Observation {
+            now_ms: self.now_ms(Instant::now()),
+            me: self.me.name.clone(),
+            tags: self.me.tags.clone(),
+            settings: self.settings.clone(),
+            dcs: view.clone(),
+            lease,
+            pg: LocalPg {
+                data,
+                running: health.running,
+                starting: alive && !health.running,
+                role: health.role,
+                timeline: health.timeline,
+                lsn: health.lsn,
+                streaming: health.streaming,
+                configured_upstream: self.exec.pg.upstream().map(String::from),
+            },
+            peers,
+        };
+
+        let decision = ha::decide(&obs, &self.memory);
+        let acted = !decision.actions.is_empty();
+        if acted || decision.reason != self.last_reason {
+            tracing::info!(
+                member = %self.me.name,
+                role = ?obs.pg.role,
+                actions = ?decision.actions,
+                "{}",
+                decision.reason
+            );
+            self.last_reason = decision.reason.clone();
+        }
+        for action in &decision.actions {
+            self.state = Executor::state_during(action).into();
+            self.publish_member(&health).await;
+            let outcome = match self.exec.run(action).await {
+                Ok(()) => Outcome::Done,
+                Err(e) => {
+                    tracing::error!(action = ?action, error = %format!("{e:#}"), "action failed");
+                    Outcome::Failed
+                }
+            };
+            self.memory = self.memory.absorb(action, &outcome);
+            if outcome == Outcome::Failed {
+                break;
+            }
+        }
+
+        // Publish what is true now, after the actions.
+        let health = if acted { self.exec.pg.health().await } else { health };
+        let alive = self.exec.pg.is_running();
+        self.state = if health.running {
+            "running".into()
+        } else if alive {
+            "starting".into()
+        } else if self.exec.pg.layout.is_initialized() {
+            "stopped".into()
+        } else {
+            "uninitialized".into()
+        };
+        let view = if acted { self.exec.dcs.read_view().await.ok().map(|(v, _)| v).or(view) } else { view };
+        let is_leader = view.as_ref().and_then(|v| v.leader.as_deref()) == Some(self.me.name.as_str());
+        self.publish_member(&health).await;
+        if is_leader && health.role == Role::Primary {
+            if let Some(lsn) = health.lsn {
+                if let Err(e) = self.exec.dcs.put_status(lsn).await {
+                    tracing::warn!(error = %format!("{e:#}"), "writing the primary position");
+                }
+            }
+        }
+        self.publish_status(health, view, is_leader, decision.reason, started);
+    }
+
+    async fn data_dir_state(&self, health: &PgStatus) -> Result<DataDir> {
+        if health.running {
+            return Ok(DataDir::Initialized {
+                system_id: health.system_identifier.clone().unwrap_or_default(),
+                was_primary: health.role == Role::Primary,
+            });
+        }
+        Ok(match self.exec.pg.control_data().await? {
+            None => DataDir::Empty,
+            Some(cd) => DataDir::Initialized { was_primary: cd.was_primary(), system_id: cd.system_id },
+        })
+    }
+
+    /// During an election, each other PostgreSQL member's own view of
+    /// itself, asked concurrently with a short timeout: the DCS copy may be
+    /// a loop old, and a member that still answers as primary must be seen.
+    async fn ask_peers(&self) -> Vec<Peer> {
+        let peers = self.cfg.nodes_with(NodeRole::Postgres).filter(|n| n.name != self.me.name);
+        let asks = peers.map(|n| {
+            let url = self.cfg.api_url(n);
+            let http = self.http.clone();
+            let node = n.clone();
+            async move {
+                let answer = async { http.get(&url).send().await?.json::<serde_json::Value>().await }.await;
+                let mut peer = Peer {
+                    name: node.name.clone(),
+                    reachable: false,
+                    role: Role::Unknown,
+                    lsn: None,
+                    nofailover: node.tags.nofailover,
+                    failover_priority: node.tags.failover_priority,
+                };
+                if let Ok(v) = answer {
+                    peer.reachable = true;
+                    peer.role = match v["role"].as_str() {
+                        Some("primary" | "master") if v["state"] == "running" => Role::Primary,
+                        Some("replica" | "standby") => Role::Replica,
+                        _ => Role::Unknown,
+                    };
+                    let x = &v["xlog"];
+                    peer.lsn = [&x["location"], &x["received_location"], &x["replayed_location"]]
+                        .iter()
+                        .filter_map(|f| f.as_u64())
+                        .max();
+                }
+                peer
+            }
+        });
+        futures::future::join_all(asks).await
+    }
+
+    async fn publish_member(&self, pg: &PgStatus) {
+        let member = Member {
+            conn_url: conf::conn_url(&self.cfg, &self.me),
+            api_url: self.cfg.api_url(&self.me),
+            state: self.state.clone(),
+            role: role_word(pg.role).into(),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            xlog_location: pg.lsn,
+            receive_lsn: pg.receive_lsn,
+            replay_lsn: None,
+            timeline: pg.timeline,
+            replication_state: pg.streaming.then(|| "streaming".into()),
+            tags: self.me.tags.clone(),
+        };
+        if let Err(e) = self.exec.dcs.put_member(&member).await {
+            tracing::warn!(error = %format!("{e:#}"), "publishing my member key");
+        }
+    }
+
+    fn publish_status(&self, pg: PgStatus, view: Option<ClusterView>, is_leader: bool, reason: String, started: Instant) {
+        let mut s = self.status.write().unwrap();
+        s.state = self.state.clone();
+        s.is_leader = is_leader;
+        s.dcs_reachable = view.is_some();
+        if let Some(v) = view {
+            s.history = v.history.clone();
+            s.cluster = v;
+        }
+        s.pg = pg;
+        s.last_loop = SystemTime::now();
+        s.last_decision = reason;
+        let took = started.elapsed();
+        if took > self.cfg.ha.loop_wait * 2 {
+            tracing::debug!("HA loop took {took:?}");
+        }
+    }
+}
+
+fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Primary => "primary",
+        Role::Replica => "replica",
+        Role::Unknown => "uninitialized",
+    }
+}

@@ -1,0 +1,404 @@
+//! The etcd adapter: every read and write pgboxd makes to the DCS.
+//!
+//! etcd-client does not move to another endpoint by itself when the one it
+//! talks to dies (a share of requests keeps failing), so this adapter holds
+//! one client at a time, and on any error or timeout moves to the next
+//! endpoint and retries, until every endpoint was tried once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use tokio::sync::{Mutex, Notify};
+
+use super::model::{ClusterStatus, ClusterView, HistoryEntry, Member};
+
+pub struct Etcd {
+    endpoints: Vec<String>,
+    prefix: String,
+    me: String,
+    ttl: Duration,
+    request_timeout: Duration,
+    conn: Mutex<Conn>,
+    lease: std::sync::Mutex<LeaseState>,
+}
+
+struct Conn {
+    /// Index of the endpoint `client` talks to, or of the next to try.
+    index: usize,
+    client: Option<Client>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct LeaseState {
+    id: Option<i64>,
+    /// When the last renewal that succeeded was sent.
+    renewed_at: Option<Instant>,
+}
+
+/// The leader key as read: whom it names and which lease holds it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeaderKey {
+    pub name: String,
+    pub lease: i64,
+}
+
+impl Etcd {
+    pub fn new(endpoints: Vec<String>, prefix: String, me: String, ttl: Duration) -> Self {
+        // A request must give up well inside the lease's lifetime, so that a
+        // dead endpoint leaves time to try another before fencing is needed.
+        let request_timeout = (ttl / 5).clamp(Duration::from_millis(300), Duration::from_secs(2));
+        Etcd {
+            endpoints,
+            prefix,
+            me,
+            ttl,
+            request_timeout,
+            conn: Mutex::new(Conn { index: 0, client: None }),
+            lease: std::sync::Mutex::new(LeaseState::default()),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    /// The current lease id, if one is granted.
+    pub fn lease_id(&self) -> Option<i64> {
+        self.lease.lock().unwrap().id
+    }
+
+    /// When the last successful renewal was sent.
+    pub fn renewed_at(&self) -> Option<Instant> {
+        self.lease.lock().unwrap().renewed_at
+    }
+
+    async fn client(&self) -> Result<Client> {
+        let mut conn = self.conn.lock().await;
+        if let Some(c) = &conn.client {
+            return Ok(c.clone());
+        }
+        let endpoint = self.endpoints[conn.index % self.endpoints.len()].clone();
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(self.request_timeout)
+            .with_timeout(self.request_timeout)
+            .with_keep_alive(Duration::from_secs(1), self.request_timeout);
+        match tokio::time::timeout(self.request_timeout, Client::connect([endpoint.as_str()], Some(opts))).await {
+            Ok(Ok(c)) => {
+                conn.client = Some(c.clone());
+                Ok(c)
+            }
+            Ok(Err(e)) => {
+                conn.index += 1;
+                Err(anyhow!(e).context(format!("connecting to etcd at {endpoint}")))
+            }
+            Err(_) => {
+                conn.index += 1;
+                bail!("connecting to etcd at {endpoint}: timed out after {:?}", self.request_timeout)
+            }
+        }
+    }
+
+    /// Forget the current client and move to the next endpoint.
+    async fn rotate(&self) {
+        let mut conn = self.conn.lock().await;
+        if conn.client.take().is_some() {
+            conn.index += 1;
+        }
+    }
+
+    /// Run `op` against the current endpoint, moving on to the others on
+    /// failure. The last error says which endpoint failed and how.
+    async fn call<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut last = None;
+        for _ in 0..self.endpoints.len() {
+            let client = match self.client().await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            match tokio::time::timeout(self.request_timeout, op(client)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => last = Some(anyhow!(e)),
+                Err(_) => last = Some(anyhow!("timed out after {:?}", self.request_timeout)),
+            }
+            self.rotate().await;
+        }
+        Err(last.unwrap_or_else(|| anyhow!("no etcd endpoint configured")).context(format!("etcd: {what}")))
+    }
+
+    /// Everything under the cluster prefix in one read: one revision, so the
+    /// leader, members and status are consistent with each other.
+    pub async fn read_view(&self) -> Result<(ClusterView, Option<LeaderKey>)> {
+        let prefix = self.prefix.clone();
+        let resp = self
+            .call("reading the cluster state", |mut c| {
+                let prefix = prefix.clone();
+                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            })
+            .await?;
+        let mut view = ClusterView::default();
+        let mut leader = None;
+        for kv in resp.kvs() {
+            let key = kv.key_str().unwrap_or_default();
+            let Some(name) = key.strip_prefix(&self.prefix) else { continue };
+            let value = kv.value_str().unwrap_or_default();
+            match name {
+                "leader" => {
+                    view.leader = Some(value.to_string());
+                    leader = Some(LeaderKey { name: value.to_string(), lease: kv.lease() });
+                }
+                "initialize" => view.initialize = Some(value.to_string()),
+                "status" => view.last_leader_lsn = serde_json::from_str::<ClusterStatus>(value).ok().map(|s| s.optime),
+                "history" => view.history = serde_json::from_str(value).unwrap_or_default(),
+                _ => {
+                    if let Some(member) = name.strip_prefix("members/") {
+                        match serde_json::from_str::<Member>(value) {
+                            Ok(m) => view.members.push((member.to_string(), m)),
+                            Err(e) => tracing::warn!(member, error = %e, "ignoring unreadable member key"),
+                        }
+                    }
+                }
+            }
+        }
+        view.members.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((view, leader))
+    }
+
+    /// Grant a lease if this process has none (or its lease expired).
+    pub async fn ensure_lease(&self) -> Result<i64> {
+        if let Some(id) = self.lease_id() {
+            return Ok(id);
+        }
+        let ttl = self.ttl.as_secs().max(2) as i64;
+        let sent = Instant::now();
+        let resp = self.call("granting a lease", |mut c| async move { c.lease_grant(ttl, None).await }).await?;
+        let id = resp.id();
+        *self.lease.lock().unwrap() = LeaseState { id: Some(id), renewed_at: Some(sent) };
+        tracing::info!(lease = id, ttl, "granted a DCS lease");
+        Ok(id)
+    }
+
+    fn forget_lease(&self, id: i64) {
+        let mut l = self.lease.lock().unwrap();
+        if l.id == Some(id) {
+            *l = LeaseState::default();
+        }
+    }
+
+    /// Take the leader key if it is free, or re-bind it to my lease if it
+    /// already names me (left by an earlier run of pgboxd). True on success.
+    pub async fn acquire_leader(&self) -> Result<bool> {
+        let lease = self.ensure_lease().await?;
+        let key = self.key("leader");
+        let me = self.me.clone();
+        let put = TxnOp::put(key.clone(), me.clone(), Some(PutOptions::new().with_lease(lease)));
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([put.clone()])
+            .or_else([TxnOp::txn(
+                Txn::new().when([Compare::value(key.clone(), CompareOp::Equal, me)]).and_then([put]),
+            )]);
+        let resp = self.call("acquiring the leader key", |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await?;
+        if resp.succeeded() {
+            return Ok(true);
+        }
+        // The outer compare failed: the inner transaction's result says
+        // whether the key named me.
+        Ok(resp.op_responses().into_iter().any(|op| matches!(op, etcd_client::TxnOpResponse::Txn(t) if t.succeeded())))
+    }
+
+    /// Delete the leader key if it names me; replicas watching it start an
+    /// election at once instead of waiting for the lease to expire.
+    pub async fn release_leader(&self) -> Result<()> {
+        let key = self.key("leader");
+        let me = self.me.clone();
+        self.call("releasing the leader key", |mut c| {
+            let txn = Txn::new()
+                .when([Compare::value(key.clone(), CompareOp::Equal, me.clone())])
+                .and_then([TxnOp::delete(key.clone(), None)]);
+            async move { c.txn(txn).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The bootstrap race: create `initialize` only if absent. True if I won.
+    pub async fn claim_initialize(&self) -> Result<bool> {
+        let key = self.key("initialize");
+        let resp = self
+            .call("claiming the initialize key", |mut c| {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key.clone(), "", None)]);
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
+    }
+
+    pub async fn set_initialize(&self, system_id: &str) -> Result<()> {
+        self.put("initialize", system_id.to_string(), None).await
+    }
+
+    pub async fn delete_initialize(&self) -> Result<()> {
+        let key = self.key("initialize");
+        self.call("deleting the initialize key", |mut c| {
+            let key = key.clone();
+            async move { c.delete(key, None).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Publish my member key, bound to my lease so it vanishes with me.
+    pub async fn put_member(&self, member: &Member) -> Result<()> {
+        let lease = self.ensure_lease().await?;
+        let name = format!("members/{}", self.me);
+        self.put(&name, serde_json::to_string(member)?, Some(lease)).await
+    }
+
+    pub async fn put_status(&self, optime: u64) -> Result<()> {
+        self.put("status", serde_json::to_string(&ClusterStatus { optime })?, None).await
+    }
+
+    /// Append one timeline switch to `history` (read, then compare-and-swap
+    /// on the revision so concurrent writers cannot drop an entry).
+    pub async fn append_history(&self, entry: HistoryEntry) -> Result<()> {
+        let key = self.key("history");
+        for _ in 0..5 {
+            let k = key.clone();
+            let resp = self.call("reading history", |mut c| {
+                let k = k.clone();
+                async move { c.get(k, None).await }
+            })
+            .await?;
+            let (mut list, rev): (Vec<HistoryEntry>, i64) = match resp.kvs().first() {
+                Some(kv) => (serde_json::from_slice(kv.value()).unwrap_or_default(), kv.mod_revision()),
+                None => (Vec::new(), 0),
+            };
+            list.push(entry.clone());
+            let value = serde_json::to_string(&list)?;
+            let cmp = if rev == 0 {
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0)
+            } else {
+                Compare::mod_revision(key.clone(), CompareOp::Equal, rev)
+            };
+            let txn = Txn::new().when([cmp]).and_then([TxnOp::put(key.clone(), value, None)]);
+            let r = self.call("writing history", |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
+            if r.succeeded() {
+                return Ok(());
+            }
+        }
+        bail!("etcd: history kept changing under me; entry {entry:?} not recorded")
+    }
+
+    async fn put(&self, name: &str, value: String, lease: Option<i64>) -> Result<()> {
+        let key = self.key(name);
+        self.call(&format!("writing {name}"), |mut c| {
+            let (key, value) = (key.clone(), value.clone());
+            let opts = lease.map(|l| PutOptions::new().with_lease(l));
+            async move { c.put(key, value, opts).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Give up my lease: my member key (and the leader key, if mine) vanish.
+    pub async fn revoke_lease(&self) -> Result<()> {
+        let Some(id) = self.lease_id() else { return Ok(()) };
+        self.call("revoking my lease", |mut c| async move { c.lease_revoke(id).await }).await?;
+        self.forget_lease(id);
+        Ok(())
+    }
+
+    /// Renew the lease for ever. Each renewal that succeeds records when it
+    /// was sent (the conservative instant for fencing); an expired lease is
+    /// forgotten, so the next write grants a new one.
+    pub async fn keep_alive_forever(self: Arc<Self>, every: Duration, wake: Arc<Notify>) {
+        loop {
+            if let Err(e) = self.keep_alive_session(every, &wake).await {
+                tracing::warn!(error = %format!("{e:#}"), "lease renewal failed; retrying");
+                self.rotate().await;
+            }
+            tokio::time::sleep(every.min(Duration::from_millis(500))).await;
+        }
+    }
+
+    async fn keep_alive_session(&self, every: Duration, wake: &Notify) -> Result<()> {
+        let id = self.ensure_lease().await?;
+        let mut client = self.client().await?;
+        let (mut keeper, mut stream) = tokio::time::timeout(self.request_timeout, client.lease_keep_alive(id))
+            .await
+            .context("opening the lease keep-alive stream timed out")??;
+        loop {
+            let sent = Instant::now();
+            keeper.keep_alive().await?;
+            let resp = tokio::time::timeout(self.request_timeout, stream.message())
+                .await
+                .context("lease keep-alive timed out")??
+                .ok_or_else(|| anyhow!("lease keep-alive stream closed"))?;
+            if resp.ttl() <= 0 {
+                tracing::warn!(lease = id, "my DCS lease expired; a new one will be granted");
+                self.forget_lease(id);
+                wake.notify_one();
+                return Ok(());
+            }
+            self.lease.lock().unwrap().renewed_at = Some(sent);
+            tokio::time::sleep(every).await;
+            if self.lease_id() != Some(id) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Watch the leader key for ever and wake the HA loop on every change:
+    /// a deleted key (clean release or lease expiry) starts an election at
+    /// once instead of at the next poll.
+    pub async fn watch_leader_forever(self: Arc<Self>, wake: Arc<Notify>) {
+        let key = self.key("leader");
+        loop {
+            match self.client().await {
+                Ok(mut c) => match c.watch(key.clone(), None).await {
+                    Ok(mut stream) => {
+                        // State may have changed while no watch was open.
+                        wake.notify_one();
+                        loop {
+                            match stream.message().await {
+                                Ok(Some(resp)) => {
+                                    if !resp.events().is_empty() {
+                                        wake.notify_one();
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "leader watch broke; re-opening");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot open the leader watch"),
+                },
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "leader watch: no etcd endpoint reachable"),
+            }
+            self.rotate().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Carries out the HA core's actions: the only place where a decision turns
+//! into DCS writes and PostgreSQL process control.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::{Config, Role as NodeRole};
+use crate::dcs::etcd::Etcd;
+use crate::dcs::model::{format_lsn, HistoryEntry};
+use crate::ha::{Action, StartAs};
+use crate::postgres::{conf, Postgres, Upstream};
+
+pub struct Executor {
+    cfg: Arc<Config>,
+    me: String,
+    pub dcs: Arc<Etcd>,
+    pub pg: Postgres,
+}
+
+impl Executor {
+    pub fn new(cfg: Arc<Config>, me: String, dcs: Arc<Etcd>, pg: Postgres) -> Self {
+        Executor { cfg, me, dcs, pg }
+    }
+
+    /// The state word other members and the API see while `action` runs.
+    pub fn state_during(action: &Action) -> &'static str {
+        match action {
+            Action::ClaimInitialize | Action::AcquireLeader => "running",
+            Action::Bootstrap => "initializing new cluster",
+            Action::BaseBackup { .. } => "creating replica",
+            Action::Rewind { .. } => "rewinding",
+            Action::RemoveData => "reinitializing",
+            Action::Start(_) => "starting",
+            Action::Stop => "stopping",
+            Action::Promote => "promoting",
+            Action::Follow { .. } => "running",
+        }
+    }
+
+    fn upstream(&self, name: &str) -> Result<Upstream> {
+        conf::upstream_of(&self.cfg, name).with_context(|| format!("{name} is not a node of this cluster"))
+    }
+
+    /// Other PostgreSQL members: each gets a replication slot on the primary.
+    fn other_postgres_members(&self) -> Vec<String> {
+        self.cfg.nodes_with(NodeRole::Postgres).filter(|n| n.name != self.me).map(|n| n.name.clone()).collect()
+    }
+
+    pub async fn run(&mut self, action: &Action) -> Result<()> {
+        match action {
+            Action::ClaimInitialize => {
+                if !self.dcs.claim_initialize().await? {
+                    bail!("another member claimed the initialize key first");
+                }
+                Ok(())
+            }
+            Action::AcquireLeader => {
+                if !self.dcs.acquire_leader().await? {
+                    bail!("another member holds the leader key");
+                }
+                tracing::info!("acquired the leader key");
+                Ok(())
+            }
+            Action::Bootstrap => {
+                let result = self.bootstrap().await;
+                if result.is_err() {
+                    // Leave the cluster as it was, so any member (this one
+                    // included) can try again from scratch.
+                    let _ = self.pg.stop().await;
+                    let _ = self.pg.remove_data();
+                    let _ = self.dcs.delete_initialize().await;
+                    let _ = self.dcs.release_leader().await;
+                }
+                result
+            }
+            Action::BaseBackup { from } => {
+                let up = self.upstream(from)?;
+                tracing::info!(from = %from, "taking a base backup");
+                self.pg.base_backup(&up).await
+            }
+            Action::Rewind { from } => {
+                let up = self.upstream(from)?;
+                self.pg.rewind(&up).await.context("pg_rewind")
+            }
+            Action::RemoveData => self.pg.remove_data(),
+            Action::Start(StartAs::Primary) => {
+                self.pg.start(None).await?;
+                self.pg.ensure_slots(&self.other_postgres_members()).await
+            }
+            Action::Start(StartAs::Replica { leader }) => {
+                let up = leader.as_deref().map(|l| self.upstream(l)).transpose()?;
+                self.pg.start(Some(up)).await
+            }
+            Action::Stop => self.pg.stop().await,
+            Action::Promote => self.promote().await,
+            Action::Follow { leader } => {
+                let up = self.upstream(leader)?;
+                self.pg.follow(&up).await
+            }
+        }
+    }
+
+    async fn bootstrap(&mut self) -> Result<()> {
+        tracing::info!("initializing a new cluster (initdb)");
+        self.pg.initdb().await.context("initdb")?;
+        self.pg.start(None).await?;
+        self.pg.create_roles().await?;
+        self.pg.ensure_slots(&self.other_postgres_members()).await?;
+        let h = self.pg.health().await;
+        let sysid = h.system_identifier.context("reading the new system identifier")?;
+        self.dcs.set_initialize(&sysid).await?;
+        if let Some(lsn) = h.lsn {
+            self.dcs.put_status(lsn).await?;
+        }
+        tracing::info!(system_id = %sysid, "cluster initialized");
+        Ok(())
+    }
+
+    async fn promote(&mut self) -> Result<()> {
+        let before = self.pg.health().await;
+        self.pg.promote().await?;
+        // Slots first: the old primary rejoining finds its slot waiting.
+        if let Err(e) = self.pg.ensure_slots(&self.other_postgres_members()).await {
+            tracing::warn!(error = %format!("{e:#}"), "creating replication slots after promotion");
+        }
+        let after = self.pg.health().await;
+        let old_tl = before.timeline.unwrap_or(after.timeline.unwrap_or(1).saturating_sub(1));
+        let switch_lsn = before.lsn.unwrap_or_default();
+        let entry = HistoryEntry(
+            old_tl,
+            switch_lsn,
+            format!("promoted {} at {}", self.me, format_lsn(switch_lsn)),
+            humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            self.me.clone(),
+        );
+        if let Err(e) = self.dcs.append_history(entry).await {
+            tracing::warn!(error = %format!("{e:#}"), "recording the timeline switch in history");
+        }
+        if let Some(lsn) = after.lsn {
+            let _ = self.dcs.put_status(lsn).await;
+        }
+        tracing::info!(timeline = ?after.timeline, "promoted: now primary");
+        Ok(())
+    }
+}

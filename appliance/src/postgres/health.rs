@@ -1,0 +1,116 @@
+//! The health query: one round trip per loop over the unix socket tells
+//! role, positions, timeline and whether WAL is streaming.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio_postgres::{Client, Config as PgConfig, NoTls};
+
+use crate::config::Config;
+use crate::dcs::model::parse_lsn;
+use crate::status::{PgRole, PgStatus};
+
+use super::Layout;
+
+pub type Health = PgStatus;
+
+pub struct Checker {
+    conn: PgConfig,
+    client: Option<Client>,
+}
+
+const QUERY: &str = "
+SELECT pg_is_in_recovery(),
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
+       pg_last_wal_receive_lsn()::text,
+       pg_last_wal_replay_lsn()::text,
+       r.status,
+       r.sender_host,
+       r.received_tli,
+       (SELECT timeline_id FROM pg_control_checkpoint()),
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+       current_setting('server_version_num')::int,
+       pg_postmaster_start_time()::text,
+       (SELECT system_identifier::text FROM pg_control_system())
+FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true";
+
+impl Checker {
+    pub fn new(cfg: &Config, layout: &Layout) -> Self {
+        let mut conn = PgConfig::new();
+        conn.host_path(&layout.socket_dir)
+            .port(cfg.ports.postgres)
+            .user(&cfg.postgres.superuser)
+            .password(cfg.secrets.superuser_password.as_bytes())
+            .dbname("postgres")
+            .application_name("pgboxd")
+            .connect_timeout(Duration::from_secs(2));
+        Checker { conn, client: None }
+    }
+
+    pub fn reset(&mut self) {
+        self.client = None;
+    }
+
+    /// A connection as the superuser over the unix socket, made on demand
+    /// and kept while it works.
+    pub async fn client(&mut self) -> Result<&Client> {
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            let (client, connection) = tokio::time::timeout(Duration::from_secs(3), self.conn.connect(NoTls))
+                .await
+                .context("connecting to the local postgres timed out")?
+                .context("connecting to the local postgres")?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            self.client = Some(client);
+        }
+        Ok(self.client.as_ref().unwrap())
+    }
+
+    pub async fn check(&mut self) -> PgStatus {
+        match self.query().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "health query failed");
+                self.client = None;
+                // The process lives but does not answer (yet).
+                PgStatus { running: false, ..PgStatus::default() }
+            }
+        }
+    }
+
+    async fn query(&mut self) -> Result<PgStatus> {
+        let client = self.client().await?;
+        let row = tokio::time::timeout(Duration::from_secs(3), client.query_one(QUERY, &[]))
+            .await
+            .context("health query timed out")??;
+        let in_recovery: bool = row.get(0);
+        let lsn = |i: usize| row.get::<_, Option<String>>(i).and_then(|t| parse_lsn(&t));
+        let (write, receive, replay) = (lsn(1), lsn(2), lsn(3));
+        let wal_status: Option<String> = row.get(4);
+        let received_tli: Option<i32> = row.get(6);
+        let checkpoint_tli: Option<i32> = row.get(7);
+        let current_tli: Option<i32> = row.get(8);
+        let timeline = if in_recovery {
+            received_tli.into_iter().chain(checkpoint_tli).max()
+        } else {
+            current_tli
+        };
+        Ok(PgStatus {
+            running: true,
+            role: if in_recovery { PgRole::Replica } else { PgRole::Primary },
+            timeline: timeline.map(|t| t as u32),
+            lsn: if in_recovery { receive.into_iter().chain(replay).max() } else { write },
+            receive_lsn: receive,
+            streaming: in_recovery && wal_status.as_deref() == Some("streaming"),
+            upstream_host: row.get(5),
+            server_version: row.get::<_, Option<i32>>(9).map(|v| v as u32),
+            postmaster_start_time: row.get(10),
+            system_identifier: row.get(11),
+        })
+    }
+}

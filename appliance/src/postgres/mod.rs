@@ -1,0 +1,434 @@
+//! The local PostgreSQL: pgboxd runs it as its own child process and is the
+//! only thing that starts, stops, promotes, rewinds or clones it.
+
+pub mod conf;
+mod health;
+pub mod layout;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+pub use conf::Upstream;
+pub use health::Health;
+pub use layout::{Bins, Layout, RunAs};
+
+use crate::config::{Config, Node};
+
+pub struct Postgres {
+    cfg: Config,
+    me: Node,
+    pub layout: Layout,
+    bins: Bins,
+    run_as: Option<RunAs>,
+    child: Option<Child>,
+    /// The member the running server's primary_conninfo names.
+    upstream: Option<String>,
+    health: health::Checker,
+}
+
+/// What `pg_controldata` says about a stopped data directory.
+#[derive(Debug, Clone)]
+pub struct ControlData {
+    pub system_id: String,
+    /// "in production", "shut down", "shut down in recovery", ...
+    pub state: String,
+    pub timeline: Option<u32>,
+}
+
+impl ControlData {
+    /// The server last ran as a primary: it was not in recovery when it
+    /// stopped or crashed.
+    pub fn was_primary(&self) -> bool {
+        matches!(self.state.as_str(), "in production" | "shut down")
+    }
+}
+
+impl Postgres {
+    pub fn new(cfg: Config, me: Node, layout: Layout) -> Result<Self> {
+        let bins = Bins::locate()?;
+        let run_as = RunAs::detect()?;
+        let health = health::Checker::new(&cfg, &layout);
+        Ok(Postgres { cfg, me, layout, bins, run_as, child: None, upstream: None, health })
+    }
+
+    pub fn upstream(&self) -> Option<&str> {
+        self.upstream.as_deref()
+    }
+
+    /// Create the directories pgboxd needs, owned by the user PostgreSQL
+    /// runs as. Called only after the first-boot file validated.
+    pub fn prepare_dirs(&self) -> Result<()> {
+        for dir in [&self.layout.root, &self.layout.socket_dir] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            if let Some(r) = self.run_as {
+                r.chown(dir)?;
+            }
+        }
+        std::fs::set_permissions(&self.layout.root, std::fs::Permissions::from_mode(0o700))?;
+        self.write_owned(&self.layout.passfile, &conf::pgpass(&self.cfg))?;
+        Ok(())
+    }
+
+    /// Write a file readable only by PostgreSQL's user.
+    fn write_owned(&self, path: &Path, text: &str) -> Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        if let Some(r) = self.run_as {
+            r.chown(&tmp)?;
+        }
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+        Ok(())
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bins.get(program));
+        cmd.env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", self.bins.dir.display()))
+            .env("LC_ALL", "C.UTF-8")
+            .env("PGPASSFILE", &self.layout.passfile)
+            .stdin(Stdio::null());
+        if let Some(r) = self.run_as {
+            cmd.uid(r.uid).gid(r.gid);
+        }
+        cmd
+    }
+
+    /// Run a PostgreSQL tool to completion; its output goes to the log.
+    async fn run_tool(&self, program: &str, args: &[&str], limit: Duration) -> Result<()> {
+        let mut cmd = self.command(program);
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        let started = Instant::now();
+        let out = tokio::time::timeout(limit, cmd.output())
+            .await
+            .map_err(|_| anyhow!("{program} did not finish within {limit:?}"))?
+            .with_context(|| format!("running {program}"))?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(target: "pgbox::postgres", "{program}: {line}");
+        }
+        if !out.status.success() {
+            let tail: Vec<&str> = text.lines().rev().take(3).collect();
+            bail!("{program} failed ({}): {}", out.status, tail.into_iter().rev().collect::<Vec<_>>().join(" / "));
+        }
+        tracing::info!("{program} finished in {:.1} s", started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    pub async fn control_data(&self) -> Result<Option<ControlData>> {
+        if !self.layout.is_initialized() {
+            return Ok(None);
+        }
+        let out = self
+            .command("pg_controldata")
+            .arg("-D")
+            .arg(&self.layout.pgdata)
+            .output()
+            .await
+            .context("running pg_controldata")?;
+        if !out.status.success() {
+            bail!("pg_controldata failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |name: &str| {
+            text.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()))
+        };
+        Ok(Some(ControlData {
+            system_id: field("Database system identifier").unwrap_or_default(),
+            state: field("Database cluster state").unwrap_or_default(),
+            timeline: field("Latest checkpoint's TimeLineID").and_then(|v| v.parse().ok()),
+        }))
+    }
+
+    /// initdb with data checksums (pg_rewind needs them or wal_log_hints)
+    /// and the superuser password from the first-boot file.
+    pub async fn initdb(&self) -> Result<()> {
+        let pwfile = self.layout.root.join("initdb.pw");
+        self.write_owned(&pwfile, &self.cfg.secrets.superuser_password)?;
+        let pgdata = self.layout.pgdata.to_string_lossy().to_string();
+        let pw_arg = format!("--pwfile={}", pwfile.display());
+        let result = self
+            .run_tool(
+                "initdb",
+                &[
+                    "-D",
+                    &pgdata,
+                    "-U",
+                    &self.cfg.postgres.superuser,
+                    &pw_arg,
+                    "--auth=scram-sha-256",
+                    "--data-checksums",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                Duration::from_secs(600),
+            )
+            .await;
+        let _ = std::fs::remove_file(&pwfile);
+        result
+    }
+
+    /// Clone the data directory from `from` into a staging directory, then
+    /// move it into place.
+    pub async fn base_backup(&self, from: &Upstream) -> Result<()> {
+        let staging = self.layout.staging();
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
+        }
+        let host = from.address.to_string();
+        let port = from.port.to_string();
+        let dir = staging.to_string_lossy().to_string();
+        let res = self
+            .run_tool(
+                "pg_basebackup",
+                &["-D", &dir, "-h", &host, "-p", &port, "-U", &self.cfg.postgres.replication_user, "-X", "stream", "-c", "fast", "-w"],
+                Duration::from_secs(3600),
+            )
+            .await;
+        if let Err(e) = res {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e.context(format!("cloning from {}", from.name)));
+        }
+        if self.layout.pgdata.exists() {
+            bail!("{} appeared while cloning; not replacing it", self.layout.pgdata.display());
+        }
+        std::fs::rename(&staging, &self.layout.pgdata).context("moving the clone into place")?;
+        Ok(())
+    }
+
+    pub async fn rewind(&self, from: &Upstream) -> Result<()> {
+        let pgdata = self.layout.pgdata.to_string_lossy().to_string();
+        let source = format!(
+            "--source-server={}",
+            conf::superuser_conninfo(&self.cfg, from, &self.layout.passfile.to_string_lossy())
+        );
+        // pg_rewind needs a postgresql.conf that lets single-user crash
+        // recovery run (pg_rewind performs it itself when the old primary
+        // died uncleanly).
+        self.write_config(None)?;
+        tracing::info!(source = %from.name, "running pg_rewind against {}", from.name);
+        self.run_tool("pg_rewind", &["-D", &pgdata, &source, "--progress"], Duration::from_secs(3600)).await
+    }
+
+    pub fn remove_data(&self) -> Result<()> {
+        if self.layout.pgdata.exists() {
+            std::fs::remove_dir_all(&self.layout.pgdata)
+                .with_context(|| format!("removing {}", self.layout.pgdata.display()))?;
+        }
+        Ok(())
+    }
+
+    fn write_config(&self, upstream: Option<&Upstream>) -> Result<()> {
+        let text = conf::postgresql_conf(
+            &self.cfg,
+            &self.me,
+            &self.layout.socket_dir.to_string_lossy(),
+            &self.layout.passfile.to_string_lossy(),
+            upstream,
+        );
+        self.write_owned(&self.layout.pgdata.join("postgresql.conf"), &text)?;
+        self.write_owned(&self.layout.pgdata.join("pg_hba.conf"), &conf::pg_hba_conf(&self.cfg))?;
+        // pgbox never uses ALTER SYSTEM; a copy from another member
+        // (base backup, rewind) must not override the settings above.
+        self.write_owned(&self.layout.pgdata.join("postgresql.auto.conf"), "")?;
+        Ok(())
+    }
+
+    /// Start the server. `standby`: `None` = primary, `Some(None)` = a
+    /// read-only standby with no upstream, `Some(Some(u))` = streaming from u.
+    pub async fn start(&mut self, standby: Option<Option<Upstream>>) -> Result<()> {
+        if self.is_running() {
+            bail!("PostgreSQL is already running");
+        }
+        let upstream = standby.clone().flatten();
+        self.write_config(upstream.as_ref())?;
+        let signal = self.layout.pgdata.join("standby.signal");
+        if standby.is_some() {
+            self.write_owned(&signal, "")?;
+        } else if signal.exists() {
+            std::fs::remove_file(&signal)?;
+        }
+        let mut cmd = self.command("postgres");
+        cmd.arg("-D").arg(&self.layout.pgdata).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        let child = cmd.spawn().context("starting postgres")?;
+        tracing::info!(pid = child.id(), "postgres started as {}", match &standby {
+            None => "primary".to_string(),
+            Some(None) => "read-only standby".to_string(),
+            Some(Some(u)) => format!("standby of {}", u.name),
+        });
+        self.child = Some(child);
+        self.upstream = upstream.map(|u| u.name);
+        self.health.reset();
+        self.wait_ready(Duration::from_secs(120)).await
+    }
+
+    /// Wait until postmaster.pid says ready (primary) or standby (accepting
+    /// read-only connections), or the server exits.
+    async fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        let pidfile = self.layout.pgdata.join("postmaster.pid");
+        loop {
+            if !self.is_running() {
+                bail!("postgres exited during start-up (see its log lines above)");
+            }
+            if let Ok(text) = std::fs::read_to_string(&pidfile) {
+                if let Some(status) = text.lines().nth(7) {
+                    if matches!(status.trim(), "ready" | "standby") {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("postgres did not accept connections within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// True while the postmaster child lives. Reaps it when it has exited.
+    pub fn is_running(&mut self) -> bool {
+        let Some(child) = self.child.as_mut() else { return false };
+        match child.try_wait() {
+            Ok(None) => true,
+            Ok(Some(status)) => {
+                tracing::warn!(%status, "postgres exited");
+                self.child = None;
+                self.upstream = None;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot query the postgres process");
+                true
+            }
+        }
+    }
+
+    /// Fast shutdown (clients disconnected, all WAL sent to connected
+    /// standbys), escalating to immediate if it hangs.
+    pub async fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        self.upstream = None;
+        self.health.reset();
+        let pid = Pid::from_raw(child.id().unwrap_or(0) as i32);
+        let _ = kill(pid, Signal::SIGINT);
+        if tokio::time::timeout(Duration::from_secs(60), child.wait()).await.is_err() {
+            tracing::warn!("postgres did not stop within 60 s; immediate shutdown");
+            let _ = kill(pid, Signal::SIGQUIT);
+            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+        tracing::info!("postgres stopped");
+        Ok(())
+    }
+
+    /// A postmaster left running by an earlier pgboxd (not our child) would
+    /// hold the port and the data directory: stop it before taking over.
+    pub async fn stop_stray(&self) -> Result<()> {
+        let pidfile = self.layout.pgdata.join("postmaster.pid");
+        let Ok(text) = std::fs::read_to_string(&pidfile) else { return Ok(()) };
+        let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else { return Ok(()) };
+        let pid = Pid::from_raw(pid);
+        if kill(pid, None).is_err() {
+            return Ok(());
+        }
+        tracing::warn!(pid = pid.as_raw(), "stopping a postmaster left by an earlier run");
+        let _ = kill(pid, Signal::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while kill(pid, None).is_ok() {
+            if Instant::now() > deadline {
+                let _ = kill(pid, Signal::SIGQUIT);
+                bail!("postmaster {pid} left by an earlier run does not stop");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    pub async fn health(&mut self) -> Health {
+        if !self.is_running() {
+            return Health::default();
+        }
+        self.health.check().await
+    }
+
+    pub async fn promote(&mut self) -> Result<()> {
+        let client = self.health.client().await?;
+        let row = client
+            .query_one("SELECT pg_promote(true, 60)", &[])
+            .await
+            .context("pg_promote")?;
+        if !row.get::<_, bool>(0) {
+            bail!("pg_promote did not finish within 60 s");
+        }
+        self.upstream = None;
+        // The standby.signal is gone now; keep the file consistent with that
+        // for the next start.
+        self.write_config(None)?;
+        Ok(())
+    }
+
+    /// Point a running standby at a new upstream: primary_conninfo is
+    /// reloadable, so no restart.
+    pub async fn follow(&mut self, up: &Upstream) -> Result<()> {
+        self.write_config(Some(up))?;
+        let client = self.health.client().await?;
+        client.execute("SELECT pg_reload_conf()", &[]).await.context("pg_reload_conf")?;
+        self.upstream = Some(up.name.clone());
+        Ok(())
+    }
+
+    /// Create roles and the application database after initdb.
+    pub async fn create_roles(&mut self) -> Result<()> {
+        let p = &self.cfg.postgres;
+        let s = &self.cfg.secrets;
+        let sql = format!(
+            "CREATE ROLE {} WITH REPLICATION LOGIN PASSWORD {};
+             CREATE ROLE {} WITH LOGIN PASSWORD {};",
+            ident(&p.replication_user),
+            literal(&s.replication_password),
+            ident(&p.app_user),
+            literal(&s.app_password),
+        );
+        let client = self.health.client().await?;
+        client.batch_execute(&sql).await.context("creating roles")?;
+        client
+            .batch_execute(&format!("CREATE DATABASE {} OWNER {}", ident(&p.database), ident(&p.app_user)))
+            .await
+            .context("creating the application database")?;
+        Ok(())
+    }
+
+    /// On the primary: one physical slot per other PostgreSQL member, so a
+    /// replica that falls behind still finds its WAL.
+    pub async fn ensure_slots(&mut self, members: &[String]) -> Result<()> {
+        let client = self.health.client().await?;
+        for m in members {
+            let slot = conf::slot_name(m);
+            client
+                .execute(
+                    "SELECT pg_create_physical_replication_slot($1::text) WHERE NOT EXISTS \
+                     (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1::text)",
+                    &[&slot],
+                )
+                .await
+                .with_context(|| format!("creating replication slot {slot}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
