@@ -8,6 +8,7 @@ command -v protoc >/dev/null && [ -f /usr/include/google/protobuf/descriptor.pro
 command -v etcd >/dev/null || need+=(etcd-server etcd-client)
 ls /usr/lib/postgresql/*/bin/pg_rewind >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${need[*]}"
   # Debian's packages start their services and create a default cluster at

@@ -10,7 +10,11 @@ use super::Config;
 
 pub(super) fn typed(text: &str, source: &str, positions: &Positions) -> Result<Config, ConfigError> {
     if text.trim().is_empty() {
-        return Err(ConfigError::new(source, "", "the file is empty; see docs/pgbox.example.yaml for a starting point"));
+        return Err(ConfigError::new(
+            source,
+            "",
+            "the file is empty; see docs/pgbox.example.yaml for a starting point",
+        ));
     }
     let mut options = serde_saphyr::Options::default();
     // Snippets would copy lines of the file into the message, and those lines
@@ -74,7 +78,7 @@ fn to_config_error(e: &YamlError, mut path: String, source: &str, positions: &Po
         YamlError::SerdeMissingField { field, .. } => {
             path = join_key(&path, field);
             if path.starts_with("secrets.") {
-                format!("missing; every secret must be set (pgbox ships no default passwords)")
+                "missing; every secret must be set (pgbox ships no default passwords)".to_string()
             } else {
                 "missing; this key is required".to_string()
             }
@@ -95,17 +99,15 @@ fn to_config_error(e: &YamlError, mut path: String, source: &str, positions: &Po
                 format!("expected {expected}, found {unexpected}{}", hint(&path))
             }
         }
-        YamlError::DuplicateMappingKey { key, .. } => {
-            match key {
-                Some(k) if !secret => {
-                    if !path.ends_with(k.as_str()) {
-                        path = join_key(&path, k);
-                    }
-                    format!("key `{k}` is written twice in the same mapping")
+        YamlError::DuplicateMappingKey { key, .. } => match key {
+            Some(k) if !secret => {
+                if !path.ends_with(k.as_str()) {
+                    path = join_key(&path, k);
                 }
-                _ => "the same key is written twice in this mapping".to_string(),
+                format!("key `{k}` is written twice in the same mapping")
             }
-        }
+            _ => "the same key is written twice in this mapping".to_string(),
+        },
         YamlError::InvalidScalar { ty, .. } => {
             if secret {
                 "expected a string; put the secret in quotes".to_string()

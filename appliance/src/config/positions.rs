@@ -8,6 +8,10 @@ use std::collections::HashMap;
 
 use serde_saphyr::granit_parser::{self, Event, Parser};
 
+/// Deeper than any pgbox.yaml can be; deeper input is skipped, not
+/// recursed into, so a hostile file cannot exhaust the stack here.
+const MAX_DEPTH: usize = 32;
+
 /// 1-based (line, column).
 pub type Pos = (usize, usize);
 
@@ -77,7 +81,7 @@ impl Positions {
                 Event::StreamStart | Event::DocumentStart(..) => continue,
                 Event::StreamEnd | Event::DocumentEnd => break,
                 other => {
-                    positions.node(&mut events, String::new(), None, other, pos);
+                    positions.node(&mut events, String::new(), None, other, pos, 0);
                     break;
                 }
             }
@@ -85,8 +89,20 @@ impl Positions {
         positions
     }
 
-    fn node(&mut self, events: &mut Events<'_>, path: String, key: Option<Pos>, event: Event<'_>, pos: Pos) {
+    fn node(
+        &mut self,
+        events: &mut Events<'_>,
+        path: String,
+        key: Option<Pos>,
+        event: Event<'_>,
+        pos: Pos,
+        depth: usize,
+    ) {
         self.entries.insert(path.clone(), Entry { key, value: pos });
+        if depth >= MAX_DEPTH {
+            self.skip(events, event);
+            return;
+        }
         match event {
             Event::Scalar(text, ..) => {
                 self.scalars.insert(path, text.into_owned());
@@ -98,7 +114,7 @@ impl Positions {
                     Event::Scalar(name, ..) => {
                         let child = join_key(&path, &name);
                         let Some((v, vpos)) = events.next() else { return };
-                        self.node(events, child, Some(kpos), v, vpos);
+                        self.node(events, child, Some(kpos), v, vpos, depth + 1);
                     }
                     // A collection used as a key has no path of its own;
                     // consume it and its value without recording them.
@@ -116,7 +132,7 @@ impl Positions {
                     if matches!(item, Event::SequenceEnd) {
                         return;
                     }
-                    self.node(events, join_index(&path, index), None, item, ipos);
+                    self.node(events, join_index(&path, index), None, item, ipos, depth + 1);
                     index += 1;
                 }
             }
@@ -222,6 +238,13 @@ mod tests {
         // Not written: the nearest written ancestor.
         assert_eq!(p.value("a.list[0].y"), Some((4, 7)));
         assert_eq!(p.value("a[\"other.key\"]"), p.value("a"));
+    }
+
+    #[test]
+    fn deep_nesting_is_not_recursed_into() {
+        let text = format!("a: {}1{}\nb: 2\n", "[".repeat(200), "]".repeat(200));
+        let p = Positions::build(&text);
+        assert_eq!(p.value("b"), Some((2, 4)));
     }
 
     #[test]

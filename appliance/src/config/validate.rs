@@ -18,10 +18,39 @@ const MIN_SECRET_CHARS: usize = 12;
 /// Passwords that appear at the top of every guessing list. A secret equal
 /// to one of these, alone or followed by digits ("password1234"), is refused.
 const WEAK_WORDS: &[&str] = &[
-    "password", "passw0rd", "p@ssw0rd", "p@ssword", "postgres", "postgresql", "pgbox", "changeme",
-    "change_me", "changeit", "admin", "administrator", "secret", "letmein", "qwerty", "qwertyuiop",
-    "welcome", "default", "root", "toor", "replicator", "replication", "superuser", "master",
-    "guest", "test", "iloveyou", "abc", "abcdef", "monkey", "dragon", "trustno1", "example",
+    "password",
+    "passw0rd",
+    "p@ssw0rd",
+    "p@ssword",
+    "postgres",
+    "postgresql",
+    "pgbox",
+    "changeme",
+    "change_me",
+    "changeit",
+    "admin",
+    "administrator",
+    "secret",
+    "letmein",
+    "qwerty",
+    "qwertyuiop",
+    "welcome",
+    "default",
+    "root",
+    "toor",
+    "replicator",
+    "replication",
+    "superuser",
+    "master",
+    "guest",
+    "test",
+    "iloveyou",
+    "abc",
+    "abcdef",
+    "monkey",
+    "dragon",
+    "trustno1",
+    "example",
 ];
 
 /// Server settings pgboxd writes itself, with the reason a person sees.
@@ -32,13 +61,21 @@ fn owned_parameter(name: &str) -> Option<&'static str> {
     const FILES: &str = "pgbox places the data directory and its configuration files";
     let reason = match name {
         "listen_addresses" | "port" | "unix_socket_directories" => ADDRESSING,
-        "hot_standby" | "primary_conninfo" | "primary_slot_name" | "restore_command"
-        | "recovery_target_timeline" | "wal_level" | "max_wal_senders" | "max_replication_slots"
-        | "wal_log_hints" | "archive_mode" | "promote_trigger_file" => REPLICATION,
+        "hot_standby"
+        | "primary_conninfo"
+        | "primary_slot_name"
+        | "restore_command"
+        | "recovery_target_timeline"
+        | "wal_level"
+        | "max_wal_senders"
+        | "max_replication_slots"
+        | "wal_log_hints"
+        | "archive_mode"
+        | "promote_trigger_file" => REPLICATION,
         n if n.starts_with("recovery_target") => REPLICATION,
         "synchronous_standby_names" | "synchronous_commit" => SYNC,
         "data_directory" | "hba_file" | "ident_file" | "config_file" | "external_pid_file" => FILES,
-        "cluster_name" => "pgbox sets it to the node's name, which monitoring uses to tell members apart",
+        "cluster_name" => "pgbox sets it to <cluster>-<node>, which tells members apart in process lists and logs",
         _ => return None,
     };
     Some(reason)
@@ -78,6 +115,18 @@ impl Checker<'_> {
         self.errors.push(e);
     }
 
+    /// Of two fields that clash, the one to report (the one written in the
+    /// file, the later one when both are) and how to name the other.
+    fn pick(&self, later: &str, earlier: &str) -> (String, String) {
+        if !self.positions.contains(later) && self.positions.contains(earlier) {
+            (earlier.to_string(), format!("{later} (its default)"))
+        } else if !self.positions.contains(earlier) {
+            (later.to_string(), format!("{earlier} (its default)"))
+        } else {
+            (later.to_string(), earlier.to_string())
+        }
+    }
+
     /// " (line N)" for a reference to another place of the file.
     fn line_note(&self, path: &str, prefix: &str) -> String {
         match self.positions.value(path) {
@@ -90,7 +139,9 @@ impl Checker<'_> {
         let name = &cfg.cluster.name;
         if name.is_empty() {
             self.value("cluster.name", "must not be empty");
-        } else if let Some(problem) = name_problem(name, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+        } else if let Some(problem) =
+            name_problem(name, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
             self.value("cluster.name", format!("{name:?} {problem}; use lower-case letters, digits, '_' and '-'"));
         } else if name.chars().count() > MAX_NAME {
             self.value("cluster.name", format!("is {} characters long; at most {MAX_NAME}", name.chars().count()));
@@ -129,7 +180,10 @@ impl Checker<'_> {
                     let note = self.line_note(first_path, "");
                     self.value(
                         &addr_path,
-                        format!("address {} is already used by node {first_name:?}{note}; each node needs its own", node.address),
+                        format!(
+                            "address {} is already used by node {first_name:?}{note}; each node needs its own",
+                            node.address
+                        ),
                     );
                 }
                 None => {
@@ -158,12 +212,12 @@ impl Checker<'_> {
                 "nodes",
                 "no node has the role `etcd`; pgbox keeps the leader lease in etcd, so some nodes (normally 3) must run it",
             );
-        } else if (n < 3 || n % 2 == 0) && !cfg.etcd.allow_unsafe_member_count {
+        } else if (n < 3 || n.is_multiple_of(2)) && !cfg.etcd.allow_unsafe_member_count {
             let survives = (n - 1) / 2;
-            let why = if n % 2 == 0 {
+            let why = if n.is_multiple_of(2) {
                 format!(
                     "etcd works only while a majority of its members is up: a quorum of N members survives the loss of (N-1)/2, \
-                     so {n} members survive the loss of {survives}, no more than {} would",
+                     so {n} members survive the loss of {survives}, no better than {} and with one more machine that can fail",
                     n - 1
                 )
             } else {
@@ -232,9 +286,10 @@ impl Checker<'_> {
             } else if ["public", "none", "current_user", "current_role", "session_user", "all"].contains(user) {
                 self.value(&path, format!("{user:?} is a reserved word in PostgreSQL and cannot name a role"));
             } else if let Some((other, _)) = users[..i].iter().find(|(_, earlier)| earlier == user) {
+                let (here, there) = self.pick(&path, &join_key("postgres", other));
                 self.value(
-                    &path,
-                    format!("{user:?} is also postgres.{other}; the superuser, replication and application users must be three different roles"),
+                    &here,
+                    format!("{user:?} is also {there}; the superuser, replication and application users must be three different roles"),
                 );
             }
         }
@@ -242,7 +297,10 @@ impl Checker<'_> {
         if let Some(problem) = identifier_problem(&pg.database) {
             self.value("postgres.database", problem);
         } else if ["template0", "template1"].contains(&pg.database.as_str()) {
-            self.value("postgres.database", format!("{:?} is a PostgreSQL template database; choose another name", pg.database));
+            self.value(
+                "postgres.database",
+                format!("{:?} is a PostgreSQL template database; choose another name", pg.database),
+            );
         } else if ["all", "sameuser", "samerole", "samegroup", "replication"].contains(&pg.database.as_str()) {
             self.value(
                 "postgres.database",
@@ -297,7 +355,10 @@ impl Checker<'_> {
         if ha.loop_wait < Duration::from_millis(100) {
             self.value(
                 "ha.loop_wait",
-                format!("is {}; at least 100ms, or the HA loop spins and loads etcd for nothing", fmt_duration(ha.loop_wait)),
+                format!(
+                    "is {}; at least 100ms, or the HA loop spins and loads etcd for nothing",
+                    fmt_duration(ha.loop_wait)
+                ),
             );
         } else if ttl_ok && ha.loop_wait > ha.ttl / 2 {
             self.value(
@@ -336,7 +397,8 @@ impl Checker<'_> {
             } else if let Some((other, _)) = all[..i].iter().find(|(_, earlier)| earlier == port) {
                 // Every service may share one box (roles combine), so ports
                 // must differ even when roles do not overlap.
-                self.value(&path, format!("{port} is also ports.{other}; each service needs its own port"));
+                let (here, there) = self.pick(&path, &join_key("ports", other));
+                self.value(&here, format!("{port} is also {there}; each service needs its own port"));
             }
         }
     }
@@ -448,7 +510,9 @@ fn secret_problem(secret: &str) -> Option<String> {
     let lower = secret.to_lowercase();
     let word = lower.trim_end_matches(|c: char| c.is_ascii_digit());
     if WEAK_WORDS.contains(&word) {
-        return Some(format!("is a well-known password (or one with digits added), the first thing an attacker tries; {advice}"));
+        return Some(format!(
+            "is a well-known password (or one with digits added), the first thing an attacker tries; {advice}"
+        ));
     }
     None
 }

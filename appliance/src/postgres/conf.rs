@@ -110,8 +110,13 @@ pub fn conn_url(cfg: &Config, node: &Node) -> String {
     format!("postgres://{}/postgres", sock(node.address, cfg.ports.postgres))
 }
 
+/// The network a member's connections come from. Connections between
+/// loopback addresses leave from 127.0.0.1 whatever address the member
+/// listens on, so a loopback member (a one-box or test cluster) is matched
+/// by the whole loopback range, which is this machine only.
 fn host_net(addr: IpAddr) -> String {
     match addr {
+        IpAddr::V4(a) if a.is_loopback() => "127.0.0.0/8".into(),
         IpAddr::V4(a) => format!("{a}/32"),
         IpAddr::V6(a) => format!("{a}/128"),
     }
