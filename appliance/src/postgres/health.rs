@@ -17,6 +17,10 @@ pub type Health = PgStatus;
 pub struct Checker {
     conn: PgConfig,
     client: Option<Client>,
+    /// The newest timeline this standby has received WAL on since it
+    /// started: the WAL receiver's row vanishes when its upstream dies,
+    /// exactly when an election needs the timeline.
+    received_tli: Option<i32>,
 }
 
 const QUERY: &str = "
@@ -32,7 +36,8 @@ SELECT pg_is_in_recovery(),
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
        current_setting('server_version_num')::int,
        pg_postmaster_start_time()::text,
-       (SELECT system_identifier::text FROM pg_control_system())
+       (SELECT system_identifier::text FROM pg_control_system()),
+       (SELECT min_recovery_end_timeline FROM pg_control_recovery())
 FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true";
 
 impl Checker {
@@ -45,11 +50,13 @@ impl Checker {
             .dbname("postgres")
             .application_name("pgboxd")
             .connect_timeout(Duration::from_secs(2));
-        Checker { conn, client: None }
+        Checker { conn, client: None, received_tli: None }
     }
 
+    /// Forget the connection and what the previous server run showed.
     pub fn reset(&mut self) {
         self.client = None;
+        self.received_tli = None;
     }
 
     /// A connection as the superuser over the unix socket, made on demand
@@ -95,8 +102,15 @@ impl Checker {
         let received_tli: Option<i32> = row.get(6);
         let checkpoint_tli: Option<i32> = row.get(7);
         let current_tli: Option<i32> = row.get(8);
+        let min_recovery_tli: Option<i32> = row.get(12);
         let timeline = if in_recovery {
-            received_tli.into_iter().chain(checkpoint_tli).max()
+            // A standby's replay timeline has no direct function: take the
+            // newest of what was streamed, the last restartpoint, and the
+            // timeline recovery must reach (set by pg_rewind). Each of these
+            // the server has really reached; none over-claims.
+            let tl = [received_tli, self.received_tli, checkpoint_tli, min_recovery_tli].into_iter().flatten().max();
+            self.received_tli = self.received_tli.max(received_tli);
+            tl
         } else {
             current_tli
         };
