@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::config::{Config, Node, Role as NodeRole};
 use crate::dcs::etcd::Etcd;
 use crate::dcs::model::{ClusterView, Member};
-use crate::executor::Executor;
+use crate::executor::{Executor, RaceLost};
 use crate::ha::{self, DataDir, Lease, LocalPg, Memory, Observation, Outcome, Peer, Role, Settings};
 use crate::postgres::{conf, Layout, Postgres};
 use crate::status::{NodeStatus, PgStatus, SharedStatus};
@@ -210,6 +210,10 @@ impl Daemon {
             self.publish_member(&health).await;
             let outcome = match self.exec.run(action).await {
                 Ok(()) => Outcome::Done,
+                Err(e) if e.is::<RaceLost>() => {
+                    tracing::info!(action = ?action, "{e}");
+                    Outcome::Failed
+                }
                 Err(e) => {
                     tracing::error!(action = ?action, error = %format!("{e:#}"), "action failed");
                     Outcome::Failed

@@ -4,13 +4,19 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::config::{Config, Role as NodeRole};
 use crate::dcs::etcd::Etcd;
 use crate::dcs::model::{format_lsn, HistoryEntry};
 use crate::ha::{Action, StartAs};
 use crate::postgres::{conf, Postgres, Upstream};
+
+/// A race this member lost (the bootstrap or leader key went to another):
+/// the protocol working as designed, not a fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RaceLost(pub &'static str);
 
 pub struct Executor {
     cfg: Arc<Config>,
@@ -52,13 +58,13 @@ impl Executor {
         match action {
             Action::ClaimInitialize => {
                 if !self.dcs.claim_initialize().await? {
-                    bail!("another member claimed the initialize key first");
+                    return Err(RaceLost("another member claimed the initialize key first").into());
                 }
                 Ok(())
             }
             Action::AcquireLeader => {
                 if !self.dcs.acquire_leader().await? {
-                    bail!("another member holds the leader key");
+                    return Err(RaceLost("another member holds the leader key").into());
                 }
                 tracing::info!("acquired the leader key");
                 Ok(())
