@@ -47,6 +47,7 @@ impl Daemon {
             maximum_lag_on_failover: ha.maximum_lag_on_failover,
             use_pg_rewind: ha.use_pg_rewind,
             on_rewind_failure: ha.on_rewind_failure,
+            synchronous_mode: ha.synchronous_mode,
         };
         // The loop may legitimately block for a long action (a base backup),
         // but not for longer than the longest one allows.
@@ -175,6 +176,7 @@ impl Daemon {
         };
         let obs = Observation {
             now_ms: self.now_ms(Instant::now()),
+            now_unix_ms: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             me: self.me.name.clone(),
             tags: self.me.tags.clone(),
             settings: self.settings.clone(),
@@ -189,6 +191,8 @@ impl Daemon {
                 lsn: health.lsn,
                 streaming: health.streaming,
                 configured_upstream: self.exec.pg.upstream().map(String::from),
+                standbys: health.standbys.clone(),
+                sync_names: health.sync_names.clone().unwrap_or_default(),
             },
             peers,
         };

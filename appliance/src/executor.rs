@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::config::{Config, Role as NodeRole};
 use crate::dcs::etcd::Etcd;
-use crate::dcs::model::{format_lsn, HistoryEntry};
+use crate::dcs::model::{format_lsn, HistoryEntry, SyncKey};
 use crate::ha::{Action, StartAs};
 use crate::postgres::{conf, Postgres, Upstream};
 
@@ -41,7 +41,8 @@ impl Executor {
             Action::Start(_) => "starting",
             Action::Stop => "stopping",
             Action::Promote => "promoting",
-            Action::Follow { .. } => "running",
+            Action::Follow { .. } | Action::SetSyncNames(_) | Action::WriteSync(_) | Action::ClearFailover => "running",
+            Action::Checkpoint | Action::ReleaseLeader => "stopping",
         }
     }
 
@@ -105,6 +106,22 @@ impl Executor {
                 let up = self.upstream(leader)?;
                 self.pg.follow(&up).await
             }
+            Action::ReleaseLeader => {
+                self.dcs.release_leader().await?;
+                tracing::info!("released the leader key");
+                Ok(())
+            }
+            Action::Checkpoint => self.pg.checkpoint().await,
+            Action::SetSyncNames(names) => {
+                self.pg.set_sync_names(names).await?;
+                tracing::info!("synchronous_standby_names = {names:?}");
+                Ok(())
+            }
+            Action::WriteSync(standby) => {
+                let key = SyncKey { leader: Some(self.me.clone()), sync_standby: standby.clone() };
+                self.dcs.put_sync(&key).await
+            }
+            Action::ClearFailover => self.dcs.clear_failover().await,
         }
     }
 

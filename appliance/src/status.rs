@@ -36,6 +36,10 @@ pub struct PgStatus {
     pub server_version: Option<u32>,
     pub postmaster_start_time: Option<String>,
     pub system_identifier: Option<String>,
+    /// Primary: the standbys connected to it.
+    pub standbys: Vec<crate::ha::Standby>,
+    /// The running server's synchronous_standby_names.
+    pub sync_names: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -38,6 +38,7 @@ fn cluster() -> ClusterView {
         ],
         last_leader_lsn: Some(100 * MB),
         history: vec![],
+        ..ClusterView::default()
     }
 }
 

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 use tokio::sync::{Mutex, Notify};
 
-use super::model::{ClusterStatus, ClusterView, HistoryEntry, Member};
+use super::model::{ClusterStatus, ClusterView, DynamicConfig, FailoverKey, HistoryEntry, Member, SyncKey};
 
 pub struct Etcd {
     endpoints: Vec<String>,
@@ -158,6 +158,9 @@ impl Etcd {
                 "initialize" => view.initialize = Some(value.to_string()),
                 "status" => view.last_leader_lsn = serde_json::from_str::<ClusterStatus>(value).ok().map(|s| s.optime),
                 "history" => view.history = serde_json::from_str(value).unwrap_or_default(),
+                "sync" => view.sync = serde_json::from_str(value).ok(),
+                "failover" => view.failover = serde_json::from_str(value).ok(),
+                "config" => view.config = serde_json::from_str(value).unwrap_or_default(),
                 _ => {
                     if let Some(member) = name.strip_prefix("members/") {
                         match serde_json::from_str::<Member>(value) {
@@ -317,6 +320,40 @@ impl Etcd {
         })
         .await?;
         Ok(())
+    }
+
+    pub async fn put_sync(&self, key: &SyncKey) -> Result<()> {
+        self.put("sync", serde_json::to_string(key)?, None).await
+    }
+
+    /// Record a switchover or failover request, unless one is pending.
+    /// False if another request is already there.
+    pub async fn request_failover(&self, req: &FailoverKey) -> Result<bool> {
+        let key = self.key("failover");
+        let value = serde_json::to_string(req)?;
+        let resp = self
+            .call("writing the failover request", |mut c| {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key.clone(), value.clone(), None)]);
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
+    }
+
+    pub async fn clear_failover(&self) -> Result<()> {
+        let key = self.key("failover");
+        self.call("deleting the failover request", |mut c| {
+            let key = key.clone();
+            async move { c.delete(key, None).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn put_config(&self, cfg: &DynamicConfig) -> Result<()> {
+        self.put("config", serde_json::to_string(cfg)?, None).await
     }
 
     /// Give up my lease: my member key (and the leader key, if mine) vanish.

@@ -52,6 +52,35 @@ pub struct ClusterStatus {
     pub optime: u64,
 }
 
+/// The `sync` key: which standby PostgreSQL is known to wait for. Written
+/// only in an order that never claims more than PostgreSQL enforces.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SyncKey {
+    pub leader: Option<String>,
+    pub sync_standby: Option<String>,
+}
+
+/// The `failover` key: a requested switchover (with `leader`) or manual
+/// failover (without), Patroni's fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FailoverKey {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// RFC 3339; not before this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<String>,
+}
+
+/// The `config` key: settings changed at run time (`PATCH /config`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DynamicConfig {
+    /// Maintenance mode: no automatic action while set.
+    #[serde(default)]
+    pub pause: bool,
+}
+
 /// Everything read from the DCS in one consistent snapshot.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterView {
@@ -61,6 +90,9 @@ pub struct ClusterView {
     pub members: Vec<(String, Member)>,
     pub last_leader_lsn: Option<u64>,
     pub history: Vec<HistoryEntry>,
+    pub sync: Option<SyncKey>,
+    pub failover: Option<FailoverKey>,
+    pub config: DynamicConfig,
 }
 
 impl ClusterView {

@@ -22,6 +22,9 @@ pub fn decide(obs: &Observation, mem: &Memory) -> Decision {
     let Some(view) = &obs.dcs else {
         return without_dcs(obs);
     };
+    if view.config.pause {
+        return Decision::idle("paused: no automatic action (pgboxctl resume ends maintenance mode)".into());
+    }
     let leader = view.leader.as_deref();
     let i_am_named_leader = leader == Some(obs.me.as_str());
 
@@ -49,7 +52,7 @@ pub fn decide(obs: &Observation, mem: &Memory) -> Decision {
 
     // PostgreSQL is running from here on.
     if i_am_named_leader {
-        return holding_leader_key(obs);
+        return holding_leader_key(obs, view);
     }
     match leader {
         Some(other) => follow_leader(obs, other),
@@ -172,7 +175,7 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
 }
 
 /// PostgreSQL runs and the leader key names me.
-fn holding_leader_key(obs: &Observation) -> Decision {
+fn holding_leader_key(obs: &Observation, view: &ClusterView) -> Decision {
     let mut actions = Vec::new();
     if !obs.lease.held {
         // The key names me but is bound to a lease of an earlier run of
@@ -187,7 +190,17 @@ fn holding_leader_key(obs: &Observation) -> Decision {
         );
     }
     match obs.pg.role {
-        Role::Primary if actions.is_empty() => Decision::idle("no action: I am the leader".into()),
+        Role::Primary if actions.is_empty() => {
+            if let Some(request) = &view.failover {
+                return switchover_step(obs, view, request);
+            }
+            let sync = sync_replication_steps(obs, view);
+            if sync.actions.is_empty() {
+                Decision::idle("no action: I am the leader".into())
+            } else {
+                sync
+            }
+        }
         Role::Primary => Decision::act(actions, "renewing the leader key left by my previous run".into()),
         _ => {
             actions.push(Action::Promote);
@@ -223,7 +236,13 @@ fn leaderless(obs: &Observation, view: &ClusterView) -> Decision {
         );
     }
     match failover_candidacy(obs, view) {
-        Ok(reason) => Decision::act(vec![Action::AcquireLeader, Action::Promote], format!("promoting: {reason}")),
+        Ok(reason) => {
+            let mut actions = vec![Action::AcquireLeader, Action::Promote];
+            if view.failover.is_some() {
+                actions.push(Action::ClearFailover);
+            }
+            Decision::act(actions, format!("promoting: {reason}"))
+        }
         Err(reason) => Decision::idle(format!("not promoting: {reason}")),
     }
 }
@@ -236,6 +255,38 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
     let Some(my_lsn) = obs.pg.lsn else {
         return Err("my WAL position is unknown".into());
     };
+    if let Some(request) = &view.failover {
+        if request.leader.as_deref() == Some(obs.me.as_str()) {
+            return Err("I stepped down for a switchover".into());
+        }
+        match request.member.as_deref() {
+            Some(c) if c == obs.me => {
+                if request.leader.is_none() {
+                    // A person asked for this node by name with no leader
+                    // to hand over: they accepted whatever it lacks.
+                    return Ok(format!(
+                        "manual failover to me requested; my LSN {} (writes beyond it, if any, are lost)",
+                        format_lsn(my_lsn)
+                    ));
+                }
+                return Ok(format!("switchover to me; my LSN {}", format_lsn(my_lsn)));
+            }
+            Some(c) if view.member(c).is_some_and(|m| m.state == "running") => {
+                return Err(format!("a switchover or failover to {c} is in progress"));
+            }
+            _ => {}
+        }
+    }
+    let sync_standby = obs.settings.synchronous_mode != SyncMode::Off;
+    if sync_standby {
+        match view.sync.as_ref().and_then(|k| k.sync_standby.as_deref()) {
+            Some(s) if s == obs.me => {}
+            Some(s) => return Err(format!("synchronous mode: only the synchronous standby {s} may be promoted")),
+            None => {
+                return Err("synchronous mode: no synchronous standby is recorded, so any promotion could lose acknowledged writes".into())
+            }
+        }
+    }
     if let Some(max_tl) = view.max_history_timeline() {
         if obs.pg.timeline.is_some_and(|tl| tl < max_tl) {
             return Err(format!(
@@ -244,7 +295,7 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
             ));
         }
     }
-    if let Some(leader_lsn) = view.last_leader_lsn {
+    if let (false, Some(leader_lsn)) = (sync_standby, view.last_leader_lsn) {
         let lag = leader_lsn.saturating_sub(my_lsn);
         if lag > obs.settings.maximum_lag_on_failover {
             return Err(format!(
@@ -263,7 +314,9 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
             // promoting now could make two. It fences itself, or re-takes the key.
             return Err(format!("{} still runs as primary", peer.name));
         }
-        if peer.nofailover {
+        if peer.nofailover || sync_standby {
+            // The synchronous standby holds every acknowledged commit; a
+            // peer further ahead holds only unacknowledged ones.
             continue;
         }
         let Some(peer_lsn) = peer.lsn else { continue };
@@ -279,7 +332,142 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
             return Err(format!("{} is as far ahead and has a higher failover priority", peer.name));
         }
     }
+    if sync_standby {
+        return Ok(format!("the leader key is free and I am the synchronous standby (LSN {})", format_lsn(my_lsn)));
+    }
     Ok(format!("the leader key is free and my LSN {} is the highest", format_lsn(my_lsn)))
+}
+
+/// The leader's part of a switchover: check the candidate, then step down
+/// cleanly (checkpoint, fast stop that sends every WAL record to the
+/// standbys, release the key) so the candidate promotes with everything.
+fn switchover_step(obs: &Observation, view: &ClusterView, request: &FailoverKey) -> Decision {
+    if request.leader.as_deref().is_some_and(|l| l != obs.me) {
+        return Decision::act(
+            vec![Action::ClearFailover],
+            format!("clearing a switchover request for leader {}, which I replaced", request.leader.as_deref().unwrap_or("")),
+        );
+    }
+    if let Some(at) = request.scheduled_at.as_deref() {
+        match humantime::parse_rfc3339_weak(at) {
+            Ok(t) => {
+                let at_ms = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                if obs.now_unix_ms < at_ms {
+                    return Decision::idle(format!("switchover scheduled at {at}"));
+                }
+            }
+            Err(_) => {
+                return Decision::act(vec![Action::ClearFailover], format!("refusing a switchover: unreadable time {at:?}"))
+            }
+        }
+    }
+    match switchover_candidate(obs, view, request.member.as_deref()) {
+        Ok(candidate) => Decision::act(
+            vec![Action::Checkpoint, Action::Stop, Action::ReleaseLeader],
+            format!("switchover: stepping down so that {candidate} takes over"),
+        ),
+        Err(why) => Decision::act(vec![Action::ClearFailover], format!("refusing a switchover: {why}")),
+    }
+}
+
+fn switchover_candidate(obs: &Observation, view: &ClusterView, wanted: Option<&str>) -> Result<String, String> {
+    let sync_standby = view
+        .sync
+        .as_ref()
+        .filter(|k| k.leader.as_deref() == Some(obs.me.as_str()))
+        .and_then(|k| k.sync_standby.clone());
+    let eligible = |name: &str, m: &crate::dcs::model::Member| -> Result<(), String> {
+        if name == obs.me {
+            return Err(format!("{name} is the leader already"));
+        }
+        if m.state != "running" || m.role != "replica" || m.replication_state.as_deref() != Some("streaming") {
+            return Err(format!("{name} is not a streaming replica (state {}, role {})", m.state, m.role));
+        }
+        if m.tags.nofailover {
+            return Err(format!("{name} is tagged nofailover"));
+        }
+        if obs.settings.synchronous_mode != SyncMode::Off && sync_standby.as_deref() != Some(name) {
+            return Err(format!(
+                "{name} is not the synchronous standby ({}); promoting it could lose acknowledged writes",
+                sync_standby.as_deref().unwrap_or("none yet")
+            ));
+        }
+        Ok(())
+    };
+    match wanted {
+        Some(name) => match view.member(name) {
+            Some(m) => eligible(name, m).map(|_| name.to_string()),
+            None => Err(format!("{name} is not a member of the cluster")),
+        },
+        None => view
+            .members
+            .iter()
+            .filter(|(n, m)| eligible(n, m).is_ok())
+            .max_by_key(|(_, m)| m.xlog_location.unwrap_or(0))
+            .map(|(n, _)| n.clone())
+            .ok_or_else(|| "no healthy streaming replica to hand over to".to_string()),
+    }
+}
+
+/// The leader's synchronous replication, one safe step per loop. The
+/// `sync` key may never claim more than PostgreSQL enforces: to add a
+/// standby, PostgreSQL first, then (once it reports the standby as sync)
+/// the key; to remove one, the key first, then PostgreSQL.
+fn sync_replication_steps(obs: &Observation, view: &ClusterView) -> Decision {
+    let mode = obs.settings.synchronous_mode;
+    let key = view.sync.as_ref();
+    let key_is_mine = key.is_some_and(|k| k.leader.as_deref() == Some(obs.me.as_str()));
+    let recorded = key.filter(|_| key_is_mine).and_then(|k| k.sync_standby.clone());
+    let standby = |member: &str| obs.pg.standbys.iter().find(|s| s.name == crate::postgres::conf::slot_name(member));
+    let streaming = |member: &str| standby(member).is_some_and(|s| s.streaming);
+
+    let desired: Option<String> = if mode == SyncMode::Off {
+        None
+    } else if recorded.as_deref().is_some_and(streaming) {
+        recorded.clone()
+    } else {
+        view.members
+            .iter()
+            .filter(|(n, m)| *n != obs.me && !m.tags.nofailover && streaming(n))
+            .max_by_key(|(n, _)| standby(n).and_then(|s| s.flush_lsn).unwrap_or(0))
+            .map(|(n, _)| n.clone())
+    };
+    let wanted_names = match (&desired, mode) {
+        (Some(d), _) => format!("\"{}\"", crate::postgres::conf::slot_name(d)),
+        (None, SyncMode::Strict) => "*".to_string(),
+        (None, _) => String::new(),
+    };
+
+    let mut actions = Vec::new();
+    let mut why = Vec::new();
+    // Remove first: a key naming a standby that will no longer be waited
+    // for (or a key another leader wrote) is cleared before PostgreSQL changes.
+    if (key.is_some() && !key_is_mine) || (recorded.is_some() && recorded != desired) {
+        actions.push(Action::WriteSync(None));
+        why.push(match &recorded {
+            Some(r) => format!("{r} is no longer the synchronous standby"),
+            None => "taking over the sync key".to_string(),
+        });
+    }
+    if obs.pg.sync_names != wanted_names {
+        actions.push(Action::SetSyncNames(wanted_names.clone()));
+        why.push(match &desired {
+            Some(d) => format!("asking PostgreSQL to wait for {d}"),
+            None if mode == SyncMode::Strict => "no healthy standby: commits wait for any standby (strict)".into(),
+            None if mode == SyncMode::On => "no healthy standby: commits no longer wait".into(),
+            None => "synchronous mode is off".into(),
+        });
+    } else if let Some(d) = &desired {
+        let enforced = standby(d).is_some_and(|s| s.sync_state == "sync");
+        if enforced && recorded.as_deref() != Some(d.as_str()) {
+            actions.push(Action::WriteSync(Some(d.clone())));
+            why.push(format!("PostgreSQL waits for {d}: recording it as the synchronous standby"));
+        }
+    }
+    if actions.is_empty() {
+        return Decision::idle(String::new());
+    }
+    Decision::act(actions, format!("synchronous replication: {}", why.join("; ")))
 }
 
 fn member_running(view: &ClusterView, name: &str) -> bool {

@@ -13,6 +13,7 @@ fn settings() -> Settings {
         maximum_lag_on_failover: 1_000,
         use_pg_rewind: true,
         on_rewind_failure: RewindFailure::Basebackup,
+        synchronous_mode: SyncMode::Off,
     }
 }
 
@@ -24,6 +25,7 @@ fn member(state: &str, role: &str) -> Member {
 fn obs() -> Observation {
     Observation {
         now_ms: NOW,
+        now_unix_ms: 1_800_000_000_000,
         me: "db1".into(),
         tags: Tags::default(),
         settings: settings(),
@@ -33,6 +35,7 @@ fn obs() -> Observation {
             members: vec![("db2".into(), member("running", "primary"))],
             last_leader_lsn: Some(5_000),
             history: vec![],
+            ..ClusterView::default()
         }),
         lease: Lease { held: false, renewed_at_ms: Some(NOW - 500) },
         pg: LocalPg {
@@ -44,6 +47,8 @@ fn obs() -> Observation {
             lsn: Some(5_000),
             streaming: true,
             configured_upstream: None,
+            standbys: vec![],
+            sync_names: String::new(),
         },
         peers: vec![],
     }
@@ -388,4 +393,231 @@ impl ObsExt for Observation {
         self.pg.configured_upstream = Some(name.into());
         self
     }
+}
+
+fn standby(name: &str, streaming: bool, sync_state: &str, lsn: u64) -> Standby {
+    Standby { name: name.into(), streaming, sync_state: sync_state.into(), flush_lsn: Some(lsn) }
+}
+
+fn sync_key(leader: &str, standby: Option<&str>) -> Option<SyncKey> {
+    Some(SyncKey { leader: Some(leader.into()), sync_standby: standby.map(String::from) })
+}
+
+/// db1 leads in synchronous mode; db2 replicates.
+fn sync_leader() -> Observation {
+    let mut o = with_leader(primary(obs()), Some("db1")).with_lease_held();
+    o.settings.synchronous_mode = SyncMode::On;
+    let v = o.dcs.as_mut().unwrap();
+    v.members = vec![
+        ("db1".into(), member("running", "primary")),
+        ("db2".into(), Member { replication_state: Some("streaming".into()), ..member("running", "replica") }),
+    ];
+    o.pg.standbys = vec![standby("db2", true, "async", 5_000)];
+    o
+}
+
+/// db1 is a replica in synchronous mode and the leader key is gone.
+fn sync_replica_election(recorded: Option<&str>) -> Observation {
+    let mut o = obs();
+    o.settings.synchronous_mode = SyncMode::On;
+    o.dcs.as_mut().unwrap().sync = sync_key("db2", recorded);
+    o
+}
+
+#[test]
+fn synchronous_replication_and_switchover_situations() {
+    use Action::*;
+    let rows: Vec<(&str, Observation, Vec<Action>)> = vec![
+        ("sync on, standby streams: PostgreSQL first", sync_leader(), vec![SetSyncNames("\"db2\"".into())]),
+        (
+            "PostgreSQL waits for db2: then the key",
+            {
+                let mut o = sync_leader();
+                o.pg.sync_names = "\"db2\"".into();
+                o.pg.standbys = vec![standby("db2", true, "sync", 5_000)];
+                o
+            },
+            vec![WriteSync(Some("db2".into()))],
+        ),
+        (
+            "names set but not yet enforced: the key waits",
+            {
+                let mut o = sync_leader();
+                o.pg.sync_names = "\"db2\"".into();
+                o
+            },
+            vec![],
+        ),
+        (
+            "steady synchronous state: nothing",
+            {
+                let mut o = sync_leader();
+                o.pg.sync_names = "\"db2\"".into();
+                o.pg.standbys = vec![standby("db2", true, "sync", 5_000)];
+                o.dcs.as_mut().unwrap().sync = sync_key("db1", Some("db2"));
+                o
+            },
+            vec![],
+        ),
+        (
+            "sync standby gone: the key first, then PostgreSQL stops waiting",
+            {
+                let mut o = sync_leader();
+                o.pg.sync_names = "\"db2\"".into();
+                o.pg.standbys = vec![];
+                o.dcs.as_mut().unwrap().sync = sync_key("db1", Some("db2"));
+                o
+            },
+            vec![WriteSync(None), SetSyncNames(String::new())],
+        ),
+        (
+            "strict mode, sync standby gone: the key first, then commits wait for any standby",
+            {
+                let mut o = sync_leader();
+                o.settings.synchronous_mode = SyncMode::Strict;
+                o.pg.sync_names = "\"db2\"".into();
+                o.pg.standbys = vec![];
+                o.dcs.as_mut().unwrap().sync = sync_key("db1", Some("db2"));
+                o
+            },
+            vec![WriteSync(None), SetSyncNames("*".into())],
+        ),
+        (
+            "new leader takes over the key another leader wrote",
+            {
+                let mut o = sync_leader();
+                o.pg.standbys = vec![];
+                o.dcs.as_mut().unwrap().sync = sync_key("db2", Some("db1"));
+                o
+            },
+            vec![WriteSync(None)],
+        ),
+        (
+            "sync mode off: PostgreSQL never waits",
+            {
+                let mut o = sync_leader();
+                o.settings.synchronous_mode = SyncMode::Off;
+                o.pg.sync_names = "\"db2\"".into();
+                o
+            },
+            vec![SetSyncNames(String::new())],
+        ),
+        ("election in sync mode: the recorded sync standby promotes", sync_replica_election(Some("db1")), vec![AcquireLeader, Promote]),
+        (
+            "election in sync mode: the sync standby promotes even if the last position is further ahead",
+            {
+                let mut o = sync_replica_election(Some("db1"));
+                o.pg.lsn = Some(1_000);
+                o.peers = vec![peer("db3", Role::Replica, 9_000)];
+                o
+            },
+            vec![AcquireLeader, Promote],
+        ),
+        ("election in sync mode: another member is the sync standby", sync_replica_election(Some("db3")), vec![]),
+        ("election in sync mode: no sync standby recorded, nobody promotes", sync_replica_election(None), vec![]),
+        (
+            "switchover requested: the leader steps down cleanly",
+            {
+                let mut o = sync_leader();
+                o.settings.synchronous_mode = SyncMode::Off;
+                o.dcs.as_mut().unwrap().failover =
+                    Some(FailoverKey { leader: Some("db1".into()), member: Some("db2".into()), scheduled_at: None });
+                o
+            },
+            vec![Checkpoint, Stop, ReleaseLeader],
+        ),
+        (
+            "switchover to a member that is not the sync standby: refused",
+            {
+                let mut o = sync_leader();
+                o.dcs.as_mut().unwrap().sync = sync_key("db1", Some("db3"));
+                o.dcs.as_mut().unwrap().failover =
+                    Some(FailoverKey { leader: Some("db1".into()), member: Some("db2".into()), scheduled_at: None });
+                o
+            },
+            vec![ClearFailover],
+        ),
+        (
+            "switchover to an unknown member: refused",
+            {
+                let mut o = sync_leader();
+                o.dcs.as_mut().unwrap().failover =
+                    Some(FailoverKey { leader: Some("db1".into()), member: Some("nope".into()), scheduled_at: None });
+                o
+            },
+            vec![ClearFailover],
+        ),
+        (
+            "switchover scheduled later: wait",
+            {
+                let mut o = sync_leader();
+                o.settings.synchronous_mode = SyncMode::Off;
+                o.dcs.as_mut().unwrap().failover = Some(FailoverKey {
+                    leader: Some("db1".into()),
+                    member: Some("db2".into()),
+                    scheduled_at: Some("2099-01-01T00:00:00Z".into()),
+                });
+                o
+            },
+            vec![],
+        ),
+        (
+            "switchover: the candidate promotes and clears the request",
+            {
+                let mut o = obs();
+                o.dcs.as_mut().unwrap().failover =
+                    Some(FailoverKey { leader: Some("db2".into()), member: Some("db1".into()), scheduled_at: None });
+                o.peers = vec![peer("db3", Role::Replica, 9_000)];
+                o
+            },
+            vec![AcquireLeader, Promote, ClearFailover],
+        ),
+        (
+            "switchover: the old leader never races",
+            {
+                let mut o = obs();
+                o.dcs.as_mut().unwrap().failover =
+                    Some(FailoverKey { leader: Some("db1".into()), member: None, scheduled_at: None });
+                o
+            },
+            vec![],
+        ),
+        (
+            "switchover to another running member: others wait",
+            {
+                let mut o = obs();
+                o.dcs.as_mut().unwrap().members.push(("db3".into(), member("running", "replica")));
+                o.dcs.as_mut().unwrap().failover =
+                    Some(FailoverKey { leader: Some("db2".into()), member: Some("db3".into()), scheduled_at: None });
+                o
+            },
+            vec![],
+        ),
+        (
+            "paused: no automatic action, even a free leader key",
+            {
+                let mut o = obs();
+                o.dcs.as_mut().unwrap().config.pause = true;
+                o
+            },
+            vec![],
+        ),
+        (
+            "PostgreSQL starting: wait for it",
+            {
+                let mut o = stopped(obs());
+                o.pg.starting = true;
+                o
+            },
+            vec![],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, o, expected) in rows {
+        let d = decide(&o, &Memory::default());
+        if d.actions != expected {
+            failures.push(format!("{name}:\n  expected {expected:?}\n  got      {:?} ({})", d.actions, d.reason));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

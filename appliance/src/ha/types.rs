@@ -1,7 +1,7 @@
 //! The values the HA core reads and returns. Plain data: no handles, no clocks.
 
-pub use crate::config::{RewindFailure, Tags};
-pub use crate::dcs::model::{format_lsn, ClusterView};
+pub use crate::config::{RewindFailure, SyncMode, Tags};
+pub use crate::dcs::model::{format_lsn, ClusterView, FailoverKey, SyncKey};
 pub use crate::status::PgRole as Role;
 
 /// Everything `decide` may look at, captured at one instant.
@@ -9,6 +9,8 @@ pub use crate::status::PgRole as Role;
 pub struct Observation {
     /// Milliseconds on a monotonic clock.
     pub now_ms: u64,
+    /// Wall-clock milliseconds since the Unix epoch (scheduled switchovers only).
+    pub now_unix_ms: u64,
     pub me: String,
     pub tags: Tags,
     pub settings: Settings,
@@ -28,6 +30,7 @@ pub struct Settings {
     pub maximum_lag_on_failover: u64,
     pub use_pg_rewind: bool,
     pub on_rewind_failure: RewindFailure,
+    pub synchronous_mode: SyncMode,
 }
 
 impl Settings {
@@ -74,6 +77,21 @@ pub struct LocalPg {
     pub streaming: bool,
     /// The member whose address this replica's primary_conninfo names.
     pub configured_upstream: Option<String>,
+    /// On a primary: the standbys connected to it (pg_stat_replication).
+    pub standbys: Vec<Standby>,
+    /// The synchronous_standby_names the running server was given.
+    pub sync_names: String,
+}
+
+/// A standby as the primary sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standby {
+    /// Its application_name, which pgbox sets to the member's slot name.
+    pub name: String,
+    pub streaming: bool,
+    /// "sync", "async", "potential", "quorum".
+    pub sync_state: String,
+    pub flush_lsn: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +160,16 @@ pub enum Action {
     Promote,
     /// Point the running replica at a new upstream (reload, no restart).
     Follow { leader: String },
+    /// Delete the leader key if it names me (replicas race at once).
+    ReleaseLeader,
+    /// A checkpoint before a planned stop, so the stop itself is quick.
+    Checkpoint,
+    /// Set synchronous_standby_names on the running primary (reload).
+    SetSyncNames(String),
+    /// Write the `sync` key naming me as leader and this standby (or none).
+    WriteSync(Option<String>),
+    /// Delete the `failover` key (request done or refused).
+    ClearFailover,
 }
 
 /// What the executor reports back about one action.

@@ -19,7 +19,14 @@ pub fn slot_name(member: &str) -> String {
     member.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
 }
 
-pub fn postgresql_conf(cfg: &Config, me: &Node, socket_dir: &str, passfile: &str, upstream: Option<&Upstream>) -> String {
+pub fn postgresql_conf(
+    cfg: &Config,
+    me: &Node,
+    socket_dir: &str,
+    passfile: &str,
+    upstream: Option<&Upstream>,
+    sync_names: &str,
+) -> String {
     let mut s = String::from("# Written by pgboxd before every start. Change pgbox.yaml instead.\n");
     let lines = [
         ("listen_addresses", format!("'{}'", me.address)),
@@ -41,6 +48,7 @@ pub fn postgresql_conf(cfg: &Config, me: &Node, socket_dir: &str, passfile: &str
         ("logging_collector", "off".into()),
         ("log_line_prefix", "'%m [%p] '".into()),
         ("recovery_target_timeline", "'latest'".into()),
+        ("synchronous_standby_names", quote(sync_names)),
     ];
     for (k, v) in lines {
         let _ = writeln!(s, "{k} = {v}");

@@ -8,6 +8,7 @@ use tokio_postgres::{Client, Config as PgConfig, NoTls};
 
 use crate::config::Config;
 use crate::dcs::model::parse_lsn;
+use crate::ha::Standby;
 use crate::status::{PgRole, PgStatus};
 
 use super::Layout;
@@ -37,8 +38,12 @@ SELECT pg_is_in_recovery(),
        current_setting('server_version_num')::int,
        pg_postmaster_start_time()::text,
        (SELECT system_identifier::text FROM pg_control_system()),
-       (SELECT min_recovery_end_timeline FROM pg_control_recovery())
+       (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
+       current_setting('synchronous_standby_names')
 FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true";
+
+const STANDBYS: &str =
+    "SELECT application_name, state, sync_state, flush_lsn::text FROM pg_stat_replication ORDER BY application_name";
 
 impl Checker {
     pub fn new(cfg: &Config, layout: &Layout) -> Self {
@@ -102,6 +107,22 @@ impl Checker {
         let received_tli: Option<i32> = row.get(6);
         let checkpoint_tli: Option<i32> = row.get(7);
         let current_tli: Option<i32> = row.get(8);
+        let standbys = if in_recovery {
+            Vec::new()
+        } else {
+            client
+                .query(STANDBYS, &[])
+                .await
+                .context("reading pg_stat_replication")?
+                .iter()
+                .map(|r| Standby {
+                    name: r.get::<_, Option<String>>(0).unwrap_or_default(),
+                    streaming: r.get::<_, Option<String>>(1).as_deref() == Some("streaming"),
+                    sync_state: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                    flush_lsn: r.get::<_, Option<String>>(3).and_then(|t| parse_lsn(&t)),
+                })
+                .collect()
+        };
         let min_recovery_tli: Option<i32> = row.get(12);
         let timeline = if in_recovery {
             // A standby's replay timeline has no direct function: take the
@@ -125,6 +146,8 @@ impl Checker {
             server_version: row.get::<_, Option<i32>>(9).map(|v| v as u32),
             postmaster_start_time: row.get(10),
             system_identifier: row.get(11),
+            standbys,
+            sync_names: row.get(13),
         })
     }
 }

@@ -30,6 +30,8 @@ pub struct Postgres {
     child: Option<Child>,
     /// The member the running server's primary_conninfo names.
     upstream: Option<String>,
+    /// synchronous_standby_names as last written (a primary's only).
+    sync_names: String,
     health: health::Checker,
 }
 
@@ -55,7 +57,7 @@ impl Postgres {
         let bins = Bins::locate()?;
         let run_as = RunAs::detect()?;
         let health = health::Checker::new(&cfg, &layout);
-        Ok(Postgres { cfg, me, layout, bins, run_as, child: None, upstream: None, health })
+        Ok(Postgres { cfg, me, layout, bins, run_as, child: None, upstream: None, sync_names: String::new(), health })
     }
 
     pub fn upstream(&self) -> Option<&str> {
@@ -232,6 +234,7 @@ impl Postgres {
             &self.layout.socket_dir.to_string_lossy(),
             &self.layout.passfile.to_string_lossy(),
             upstream,
+            &self.sync_names,
         );
         self.write_owned(&self.layout.pgdata.join("postgresql.conf"), &text)?;
         self.write_owned(&self.layout.pgdata.join("pg_hba.conf"), &conf::pg_hba_conf(&self.cfg))?;
@@ -248,6 +251,12 @@ impl Postgres {
             bail!("PostgreSQL is already running");
         }
         let upstream = standby.clone().flatten();
+        if standby.is_some() {
+            // A standby that is later promoted must not wait for a standby
+            // chosen by an earlier primary: start from "nobody"; the HA
+            // loop names the synchronous standby once one streams.
+            self.sync_names = String::new();
+        }
         self.write_config(upstream.as_ref())?;
         let signal = self.layout.pgdata.join("standby.signal");
         if standby.is_some() {
@@ -383,6 +392,29 @@ impl Postgres {
         client.execute("SELECT pg_reload_conf()", &[]).await.context("pg_reload_conf")?;
         self.upstream = Some(up.name.clone());
         Ok(())
+    }
+
+    /// Change synchronous_standby_names on the running primary (reload).
+    pub async fn set_sync_names(&mut self, names: &str) -> Result<()> {
+        self.sync_names = names.to_string();
+        self.write_config(None)?;
+        let client = self.health.client().await?;
+        client.execute("SELECT pg_reload_conf()", &[]).await.context("pg_reload_conf")?;
+        // The reload is asynchronous: wait until the server applies it, so
+        // the next step (the sync key) never runs ahead of PostgreSQL.
+        for _ in 0..100 {
+            let row = client.query_one("SELECT current_setting('synchronous_standby_names')", &[]).await?;
+            if row.get::<_, String>(0) == names {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("PostgreSQL did not apply synchronous_standby_names = {names:?} within 2 s")
+    }
+
+    pub async fn checkpoint(&mut self) -> Result<()> {
+        let client = self.health.client().await?;
+        client.batch_execute("CHECKPOINT").await.context("CHECKPOINT")
     }
 
     /// Create roles and the application database after initdb.
