@@ -10,6 +10,7 @@ pub mod ha;
 pub mod postgres;
 pub mod status;
 pub mod ctl;
+pub mod firstboot;
 pub mod api;
 pub mod daemon;
 pub mod executor;

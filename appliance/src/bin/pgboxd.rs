@@ -2,14 +2,31 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
+/// Without a subcommand, pgboxd supervises this node (the daemon); the
+/// daemon's flags stay at the top level so that `pgboxd --config F --node N`
+/// keeps working as it always has.
 #[derive(Parser)]
-#[command(name = "pgboxd", version, about = "Supervise this node of a pgbox PostgreSQL cluster")]
-struct Args {
+#[command(
+    name = "pgboxd",
+    version,
+    about = "Supervise this node of a pgbox PostgreSQL cluster",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    daemon: DaemonArgs,
+}
+
+#[derive(clap::Args)]
+struct DaemonArgs {
     /// The first-boot file (pgbox.yaml).
-    #[arg(long, short = 'c', env = "PGBOX_CONFIG")]
-    config: PathBuf,
+    #[arg(long, short = 'c', env = "PGBOX_CONFIG", required = true)]
+    config: Option<PathBuf>,
     /// Which node of the file this box is (overrides the file's `node:`).
     #[arg(long, env = "PGBOX_NODE")]
     node: Option<String>,
@@ -18,16 +35,41 @@ struct Args {
     data_dir: PathBuf,
 }
 
+#[derive(Subcommand)]
+enum Cmd {
+    /// At boot: find the first-boot file (QEMU fw_cfg, the PGBOXCFG
+    /// partition, the kernel command line), validate it, keep it in
+    /// /var/lib/pgbox and render what the services of this node need under
+    /// /run. Exit status 2: no valid file, nothing started or changed.
+    Firstboot {
+        /// Take every path under this directory instead of / (for tests and
+        /// for preparing an image); the host name is set only with /.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Cmd::Firstboot { root }) = cli.cmd {
+        // Plain lines on stdout/stderr: the unit sends them to the journal
+        // and the console, where a person at the box looks.
+        return ExitCode::from(pgbox::firstboot::run(&root));
+    }
+    let args = cli.daemon;
+    let Some(config) = args.config else {
+        // clap requires --config on this path; kept as a guard.
+        eprintln!("pgboxd: --config is required");
+        return ExitCode::from(2);
+    };
     pgbox::logging::init();
     // Validate everything before touching anything: a bad file must leave
     // the data directory exactly as it was.
-    let cfg = match pgbox::config::load(&args.config) {
+    let cfg = match pgbox::config::load(&config) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("pgboxd: the first-boot file is invalid; nothing was started or changed:\n{errors}");
-            tracing::error!("invalid first-boot file {}: {errors}", args.config.display());
+            tracing::error!("invalid first-boot file {}: {errors}", config.display());
             return ExitCode::from(2);
         }
     };
@@ -57,5 +99,38 @@ fn main() -> ExitCode {
             eprintln!("pgboxd: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("pgboxd").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn daemon_flags_and_the_firstboot_subcommand() {
+        Cli::command().debug_assert();
+
+        let cli = parse(&["--config", "f.yaml", "--node", "db1", "--data-dir", "/d"]).unwrap();
+        assert!(cli.cmd.is_none());
+        assert_eq!(cli.daemon.config, Some(PathBuf::from("f.yaml")));
+        assert_eq!(cli.daemon.node.as_deref(), Some("db1"));
+        assert_eq!(cli.daemon.data_dir, PathBuf::from("/d"));
+
+        let Some(Cmd::Firstboot { root }) = parse(&["firstboot"]).unwrap().cmd else { panic!("no subcommand") };
+        assert_eq!(root, PathBuf::from("/"));
+        let Some(Cmd::Firstboot { root }) = parse(&["firstboot", "--root", "/tmp/box"]).unwrap().cmd else {
+            panic!("no subcommand")
+        };
+        assert_eq!(root, PathBuf::from("/tmp/box"));
+
+        // The daemon's flags belong to the daemon only.
+        assert!(parse(&["--config", "f.yaml", "firstboot"]).is_err());
+        assert!(parse(&["firstboot", "--node", "db1"]).is_err());
     }
 }

@@ -39,8 +39,15 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigErrors> {
 /// Which node of `cfg` this box is: `node` (from `--node`) wins over the
 /// file's `node:` key. Returns the node's name.
 pub fn validate_identity(cfg: &Config, node: Option<&str>) -> Result<String, ConfigErrors> {
+    validate_identity_from(cfg, node.map(|n| (n, "--node")))
+}
+
+/// Like `validate_identity`, for an identity given some other way than
+/// `--node`: `node` is the name and where it came from (such as the kernel
+/// command line's `pgbox.node`), which messages name.
+pub fn validate_identity_from(cfg: &Config, node: Option<(&str, &str)>) -> Result<String, ConfigErrors> {
     let (name, from) = match (node, cfg.node.as_deref()) {
-        (Some(n), _) => (n, "--node"),
+        (Some((n, from)), _) => (n, from),
         (None, Some(n)) => (n, "node"),
         (None, None) => {
             return Err(ConfigError::new("", "node", "no node identity: set `node:` in the file or pass --node").into());
@@ -56,6 +63,12 @@ pub fn validate_identity(cfg: &Config, node: Option<&str>) -> Result<String, Con
         .into());
     }
     Ok(name.to_string())
+}
+
+/// A node's `mac:` in the form systemd-networkd uses (lower case, colons),
+/// or None when it is not a valid MAC address.
+pub fn canonical_mac(text: &str) -> Option<String> {
+    validate::parse_mac(text).ok().map(|bytes| validate::format_mac(&bytes))
 }
 
 /// The file's text; an unreadable file is one error naming the OS error.

@@ -169,7 +169,7 @@ fn custom_message(msg: &str, path: &str, secret: bool, positions: &Positions) ->
 }
 
 fn is_duration(path: &str) -> bool {
-    path == "ha.ttl" || path == "ha.loop_wait"
+    matches!(path, "ha.ttl" | "ha.loop_wait" | "etcd.heartbeat_interval" | "etcd.election_timeout")
 }
 
 /// How to write a value right, for fields where the type name alone does

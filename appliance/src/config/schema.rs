@@ -30,6 +30,8 @@ pub struct Config {
     pub etcd: EtcdSettings,
     #[serde(default)]
     pub ports: Ports,
+    #[serde(default)]
+    pub network: NetworkSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -48,6 +50,11 @@ pub struct Node {
     pub roles: Vec<Role>,
     #[serde(default)]
     pub tags: Tags,
+    /// The MAC address of the NIC that carries `address`. Without it the
+    /// box's Ethernet NIC is found by name (en*, eth*), which is right only
+    /// when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -171,6 +178,8 @@ pub struct HaSettings {
     pub use_pg_rewind: bool,
     /// What to do when pg_rewind fails.
     pub on_rewind_failure: RewindFailure,
+    /// off, on (default: no acknowledged write lost on failover), strict.
+    pub synchronous_mode: SyncMode,
 }
 
 impl Default for HaSettings {
@@ -181,6 +190,7 @@ impl Default for HaSettings {
             maximum_lag_on_failover: 1024 * 1024,
             use_pg_rewind: true,
             on_rewind_failure: RewindFailure::Basebackup,
+            synchronous_mode: SyncMode::On,
         }
     }
 }
@@ -193,11 +203,58 @@ pub struct EtcdSettings {
     /// Allow an etcd membership that cannot survive the loss of a member
     /// (one member, or an even count). Only for trying pgbox out.
     pub allow_unsafe_member_count: bool,
+    /// How often the etcd leader tells the members it is alive.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// How long a member waits without a heartbeat before it calls an
+    /// election. etcd also never grants a lease shorter than 1.5 times this.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout: Duration,
 }
 
 impl Default for EtcdSettings {
     fn default() -> Self {
-        EtcdSettings { namespace: "/service".into(), allow_unsafe_member_count: false }
+        EtcdSettings {
+            namespace: "/service".into(),
+            allow_unsafe_member_count: false,
+            // etcd's own defaults (100ms/1s) are tuned for dedicated
+            // servers; appliance boxes share CPU and disk with PostgreSQL,
+            // and a needless etcd election stalls every lease renewal.
+            heartbeat_interval: Duration::from_millis(250),
+            election_timeout: Duration::from_millis(2500),
+        }
+    }
+}
+
+impl EtcdSettings {
+    /// The shortest lease etcd grants: it raises shorter TTLs to this.
+    /// etcd's `minTTL`: 1.5 election timeouts counted in whole heartbeats,
+    /// rounded up to whole seconds (lease TTLs are whole seconds).
+    pub fn min_lease_ttl(&self) -> Duration {
+        let heartbeat = self.heartbeat_interval.as_millis().max(1);
+        let ticks = self.election_timeout.as_millis() / heartbeat;
+        let millis = 3 * ticks / 2 * heartbeat;
+        Duration::from_secs(u64::try_from(millis.div_ceil(1000)).unwrap_or(u64::MAX))
+    }
+}
+
+/// How each box configures its network interface: the node's `address`
+/// with this prefix, on the NIC given by the node's `mac` (or the Ethernet
+/// NIC when there is none).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSettings {
+    /// The subnet's prefix length (24 for a 255.255.255.0 netmask).
+    pub prefix_length: u8,
+    /// The default route; none keeps the cluster on its own subnet.
+    pub gateway: Option<IpAddr>,
+    /// Name servers; none is fine, pgbox itself uses addresses only.
+    pub dns: Vec<IpAddr>,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings { prefix_length: 24, gateway: None, dns: Vec::new() }
     }
 }
 
@@ -256,4 +313,19 @@ impl Config {
 /// `addr:port`, with brackets for IPv6.
 pub fn sock(addr: IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(addr, port).to_string()
+}
+
+/// How commits wait for a standby (`ha.synchronous_mode`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Asynchronous replication: a failover may lose the last commits.
+    Off,
+    /// Commits wait for one named standby while one is healthy; only that
+    /// standby may be promoted automatically. With no healthy standby,
+    /// commits go on without waiting.
+    #[default]
+    On,
+    /// As `on`, but with no healthy standby commits block rather than risk loss.
+    Strict,
 }

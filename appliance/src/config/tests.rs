@@ -80,6 +80,7 @@ fn example_file_validates_and_shows_the_defaults() {
     assert_eq!(cfg.ha, HaSettings::default());
     assert_eq!(cfg.etcd, EtcdSettings::default());
     assert_eq!(cfg.ports, Ports::default());
+    assert_eq!(cfg.network, NetworkSettings::default());
     assert_eq!(cfg.nodes[0].tags, Tags::default());
     assert_eq!(validate_identity(&cfg, Some("coord")).unwrap(), "coord");
 }
@@ -143,7 +144,7 @@ fn unknown_keys_are_errors_with_path_and_line() {
     assert_eq!(
         e.to_string(),
         "pgbox.yaml:12:5: nodes[2].adress: unknown key `adress`; did you mean `address`? \
-         (allowed here: name, address, roles, tags)"
+         (allowed here: name, address, roles, tags, mac)"
     );
 
     let e = only(&with("ha:\n  ttl: 10s\n  loopwait: 1s\n"));
@@ -310,8 +311,133 @@ fn ha_timing_rules() {
     assert!(at(&errs, "ha.maximum_lag_on_failover").message.contains("more than 0"));
 
     assert!(at(&errors(&with("ha:\n  ttl: 11m\n")), "ha.ttl").message.contains("at most 10m"));
-    let cfg = parse(&with("ha:\n  ttl: 2s\n  loop_wait: 1s\n"), "pgbox.yaml").unwrap();
+    // The shortest ttl needs an etcd that grants leases that short.
+    let cfg = parse(
+        &with("ha:\n  ttl: 2s\n  loop_wait: 1s\netcd:\n  heartbeat_interval: 100ms\n  election_timeout: 1s\n"),
+        "pgbox.yaml",
+    )
+    .unwrap();
     assert_eq!(cfg.ha.ttl, Duration::from_secs(2));
+}
+
+#[test]
+fn etcd_timing_rules() {
+    let cfg = parse(GOOD, "pgbox.yaml").unwrap();
+    assert_eq!(cfg.etcd.heartbeat_interval, Duration::from_millis(250));
+    assert_eq!(cfg.etcd.election_timeout, Duration::from_millis(2500));
+    assert_eq!(cfg.etcd.min_lease_ttl(), Duration::from_secs(4), "3.75s, in whole seconds");
+
+    // The values measured for emulated machines pass with the default ttl.
+    let slow = parse(&with("etcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n"), "pgbox.yaml").unwrap();
+    assert_eq!(slow.etcd.min_lease_ttl(), Duration::from_secs(8));
+
+    let e = only(&with("etcd:\n  heartbeat_interval: 500ms\n  election_timeout: 2s\n"));
+    assert_eq!(e.path, "etcd.election_timeout");
+    assert_eq!(e.line, Some(20));
+    assert!(e.message.contains("at least 5 times etcd.heartbeat_interval (500ms)"), "{e}");
+
+    // Only the heartbeat is written: the clash is shown there.
+    let e = only(&with("etcd:\n  heartbeat_interval: 1s\n"));
+    assert_eq!(e.path, "etcd.heartbeat_interval");
+    assert!(e.message.contains("etcd.election_timeout (2s 500ms) must be at least 5 times"), "{e}");
+
+    let errs = errors(&with("etcd:\n  heartbeat_interval: 5ms\n  election_timeout: 1m\n"));
+    assert!(at(&errs, "etcd.heartbeat_interval").message.contains("at least 10ms"));
+    assert!(at(&errs, "etcd.election_timeout").message.contains("at most 50s"));
+
+    let e = only(&with("etcd:\n  heartbeat_interval: 100500us\n"));
+    assert!(e.message.contains("whole milliseconds"), "{e}");
+
+    let e = only(&with("etcd:\n  election_timeout: soon\n"));
+    assert_eq!(e.path, "etcd.election_timeout");
+    assert!(e.message.contains("a duration"), "{e}");
+}
+
+#[test]
+fn ttl_must_cover_etcds_minimum_lease() {
+    let e = only(&with("ha:\n  ttl: 5s\netcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n"));
+    assert_eq!(e.path, "ha.ttl");
+    assert_eq!(e.line, Some(19));
+    assert_eq!(
+        e.message,
+        "ha.ttl (5s) is shorter than etcd's minimum lease time to live, 8s: 1.5 × etcd.election_timeout (5s) rounded up \
+         to whole seconds. etcd would silently keep a dead primary's lease that long; raise ha.ttl to at least 8s or lower \
+         etcd.election_timeout"
+    );
+    // Between 1.5 × election timeout and the whole second above it: still short.
+    let e = only(&with("ha:\n  ttl: 7500ms\netcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n"));
+    assert_eq!(e.path, "ha.ttl");
+    parse(&with("ha:\n  ttl: 8s\netcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n"), "pgbox.yaml").unwrap();
+
+    // ttl left at its default and too short for the election timeout
+    // written: the error points at what was written and names both.
+    let e = only(&with("etcd:\n  election_timeout: 10s\n"));
+    assert_eq!(e.path, "etcd.election_timeout");
+    assert!(e.message.starts_with("ha.ttl (10s, its default) is shorter than etcd's minimum lease time to live, 15s"), "{e}");
+
+    let e = only(&with("ha:\n  ttl: 3s\n"));
+    assert_eq!(e.path, "ha.ttl");
+    assert!(e.message.contains("time to live, 4s: 1.5 × etcd.election_timeout (2s 500ms, its default)"), "{e}");
+}
+
+#[test]
+fn network_section() {
+    let cfg = parse(GOOD, "pgbox.yaml").unwrap();
+    assert_eq!(cfg.network, NetworkSettings::default());
+    assert_eq!(cfg.network.prefix_length, 24);
+
+    let text = with("network:\n  prefix_length: 16\n  gateway: 10.0.0.1\n  dns: [10.0.0.2, \"fd00::53\"]\n")
+        .replace("    address: 10.0.0.12\n", "    address: 10.0.0.12\n    mac: 52:54:00:AB:cd:12\n");
+    let cfg = parse(&text, "pgbox.yaml").unwrap();
+    assert_eq!(cfg.network.prefix_length, 16);
+    assert_eq!(cfg.network.gateway, Some("10.0.0.1".parse().unwrap()));
+    assert_eq!(cfg.network.dns.len(), 2);
+    assert_eq!(cfg.nodes[1].mac.as_deref(), Some("52:54:00:AB:cd:12"));
+    assert_eq!(canonical_mac("52:54:00:AB:cd:12").as_deref(), Some("52:54:00:ab:cd:12"));
+
+    let errs = errors(&with("network:\n  prefix_length: 33\n  gateway: 10.0.0.12\n  dns: [224.0.0.1]\n"));
+    let e = at(&errs, "network.prefix_length");
+    assert_eq!(e.line, Some(19));
+    assert!(e.message.contains("an IPv4 prefix is 1 to 32"), "{e}");
+    assert!(at(&errs, "network.gateway").message.contains("address of node \"db2\""));
+    assert!(at(&errs, "network.dns[0]").message.contains("multicast"));
+
+    assert!(only(&with("network:\n  prefix_length: 0\n")).message.contains("at least 1"));
+    let e = only(&with("network:\n  gateway: \"fd00::1\"\n"));
+    assert!(e.message.contains("IPv6") && e.message.contains("address family"), "{e}");
+    let e = only(&with("network:\n  gateway: 10.0.0.300\n"));
+    assert_eq!(e.path, "network.gateway");
+    assert!(e.message.contains("not an IP address"), "{e}");
+}
+
+#[test]
+fn ipv6_nodes_need_an_explicit_prefix() {
+    let v6 = GOOD.replace("10.0.0.1", "fd00::1");
+    let e = only(&v6);
+    assert_eq!(e.path, "network.prefix_length");
+    assert!(e.message.contains("usually 64"), "{e}");
+    let cfg = parse(&format!("{v6}network:\n  prefix_length: 64\n  gateway: \"fd00::1\"\n"), "pgbox.yaml").unwrap();
+    assert_eq!(cfg.network.prefix_length, 64);
+    assert!(only(&format!("{v6}network:\n  prefix_length: 129\n")).message.contains("1 to 128"));
+}
+
+#[test]
+fn mac_addresses() {
+    let mac = |m: &str| GOOD.replace("    address: 10.0.0.12\n", &format!("    address: 10.0.0.12\n    mac: \"{m}\"\n"));
+    for bad in ["52:54:00:12:34", "52-54-00-12-34-56", "52:54:00:12:34:zz", "5254.0012.3456"] {
+        let e = only(&mac(bad));
+        assert_eq!(e.path, "nodes[1].mac");
+        assert_eq!(e.line, Some(10));
+        assert!(e.message.contains("is not a MAC address"), "{bad}: {e}");
+    }
+    assert!(only(&mac("01:00:5e:00:00:01")).message.contains("multicast"));
+    assert!(only(&mac("00:00:00:00:00:00")).message.contains("all zeros"));
+
+    let twice = mac("52:54:00:12:34:56")
+        .replace("    address: 10.0.0.13\n", "    address: 10.0.0.13\n    mac: 52:54:00:12:34:56\n");
+    let e = only(&twice);
+    assert_eq!(e.path, "nodes[2].mac");
+    assert!(e.message.contains("also the MAC of node \"db2\""), "{e}");
 }
 
 #[test]

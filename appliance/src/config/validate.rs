@@ -91,6 +91,7 @@ pub(super) fn semantic(cfg: &Config, source: &str, positions: &Positions) -> Vec
     c.ha(cfg);
     c.ports(cfg);
     c.etcd(cfg);
+    c.network(cfg);
     // File order reads best; problems with no position go last.
     c.errors.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
     c.errors
@@ -408,7 +409,185 @@ impl Checker<'_> {
         if !ns.starts_with('/') {
             self.value("etcd.namespace", format!("{ns:?} must start with '/', like /service"));
         }
+
+        // etcd takes both settings in whole milliseconds and refuses to
+        // start on the bounds below; catching them here keeps a box from
+        // booting into an etcd that never comes up.
+        let e = &cfg.etcd;
+        let mut timing_ok = true;
+        for (field, d) in [("heartbeat_interval", e.heartbeat_interval), ("election_timeout", e.election_timeout)] {
+            if d.subsec_nanos() % 1_000_000 != 0 {
+                self.value(
+                    &join_key("etcd", field),
+                    format!("is {}; etcd counts it in whole milliseconds", fmt_duration(d)),
+                );
+                timing_ok = false;
+            }
+        }
+        if e.heartbeat_interval < Duration::from_millis(10) {
+            self.value(
+                "etcd.heartbeat_interval",
+                format!(
+                    "is {}; at least 10ms: shorter heartbeats only load the network and the disks",
+                    fmt_duration(e.heartbeat_interval)
+                ),
+            );
+            timing_ok = false;
+        } else if e.election_timeout < e.heartbeat_interval * 5 {
+            let (here, there) = self.pick("etcd.election_timeout", "etcd.heartbeat_interval");
+            let (election, heartbeat) = (fmt_duration(e.election_timeout), fmt_duration(e.heartbeat_interval));
+            self.value(
+                &here,
+                format!(
+                    "etcd.election_timeout ({election}) must be at least 5 times {there} ({heartbeat}): etcd refuses to start \
+                     otherwise, as a member would call an election after a few late heartbeats"
+                ),
+            );
+            timing_ok = false;
+        }
+        if e.election_timeout > Duration::from_secs(50) {
+            self.value(
+                "etcd.election_timeout",
+                format!("is {}; etcd accepts at most 50s", fmt_duration(e.election_timeout)),
+            );
+            timing_ok = false;
+        }
+
+        // etcd silently lengthens a lease shorter than its minimum, so a
+        // dead primary would hold the leader key longer than ha.ttl says.
+        let ttl = cfg.ha.ttl;
+        let ttl_in_range = ttl >= Duration::from_secs(2) && ttl <= Duration::from_secs(600);
+        let min = e.min_lease_ttl();
+        if timing_ok && ttl_in_range && ttl < min {
+            let written = |path: &str| self.positions.contains(path);
+            let here = if !written("ha.ttl") && written("etcd.election_timeout") { "etcd.election_timeout" } else { "ha.ttl" };
+            let default_note = |path: &str| if written(path) { "" } else { ", its default" };
+            let message = format!(
+                "ha.ttl ({}{}) is shorter than etcd's minimum lease time to live, {}: 1.5 × etcd.election_timeout \
+                 ({}{}) rounded up to whole seconds. etcd would silently keep a dead primary's lease that long; \
+                 raise ha.ttl to at least {} or lower etcd.election_timeout",
+                fmt_duration(ttl),
+                default_note("ha.ttl"),
+                fmt_duration(min),
+                fmt_duration(e.election_timeout),
+                default_note("etcd.election_timeout"),
+                fmt_duration(min),
+            );
+            self.value(here, message);
+        }
     }
+
+    fn network(&mut self, cfg: &Config) {
+        let net = &cfg.network;
+        let v4 = cfg.nodes.iter().find(|n| n.address.is_ipv4());
+        let v6 = cfg.nodes.iter().find(|n| n.address.is_ipv6());
+        let prefix = net.prefix_length;
+        if prefix == 0 {
+            self.value("network.prefix_length", "must be at least 1");
+        } else {
+            if let Some(node) = v4.filter(|_| prefix > 32) {
+                self.value(
+                    "network.prefix_length",
+                    format!("is {prefix}, but node {:?} has the IPv4 address {}; an IPv4 prefix is 1 to 32", node.name, node.address),
+                );
+            }
+            if let Some(node) = v6 {
+                if prefix > 128 {
+                    self.value(
+                        "network.prefix_length",
+                        format!("is {prefix}, but node {:?} has the IPv6 address {}; an IPv6 prefix is 1 to 128", node.name, node.address),
+                    );
+                } else if !self.positions.contains("network.prefix_length") {
+                    // The default suits IPv4 subnets only; a /24 IPv6 subnet
+                    // is almost certainly not what the network has.
+                    self.value(
+                        "network.prefix_length",
+                        format!(
+                            "node {:?} has the IPv6 address {}: set network.prefix_length (usually 64); the default, 24, is for IPv4",
+                            node.name, node.address
+                        ),
+                    );
+                }
+            }
+        }
+
+        if let Some(gw) = net.gateway {
+            if let Some(problem) = address_problem(gw) {
+                self.value("network.gateway", problem.replace("give the node's own address", "give the router's address"));
+            } else if let Some(node) = cfg.nodes.iter().find(|n| n.address == gw) {
+                self.value(
+                    "network.gateway",
+                    format!("{gw} is the address of node {:?}; the gateway is the subnet's router, not a pgbox node", node.name),
+                );
+            } else if let Some(node) = cfg.nodes.iter().find(|n| n.address.is_ipv4() != gw.is_ipv4()) {
+                self.value(
+                    "network.gateway",
+                    format!(
+                        "{gw} is {}, but node {:?} has the {} address {}; the gateway must be of the nodes' address family",
+                        family(gw),
+                        node.name,
+                        family(node.address),
+                        node.address
+                    ),
+                );
+            }
+        }
+        for (i, dns) in net.dns.iter().enumerate() {
+            if let Some(problem) = address_problem(*dns) {
+                self.value(
+                    &join_index("network.dns", i),
+                    problem.replace("give the node's own address", "give a name server's address"),
+                );
+            }
+        }
+
+        let mut macs: HashMap<String, &str> = HashMap::new();
+        for (i, node) in cfg.nodes.iter().enumerate() {
+            let Some(mac) = &node.mac else { continue };
+            let path = join_key(&join_index("nodes", i), "mac");
+            match parse_mac(mac) {
+                Err(problem) => self.value(&path, format!("{mac:?} {problem}")),
+                Ok(bytes) => {
+                    let canonical = format_mac(&bytes);
+                    match macs.get(&canonical) {
+                        Some(first) => self.value(&path, format!("{mac} is also the MAC of node {first:?}; each NIC has its own")),
+                        None => {
+                            macs.insert(canonical, &node.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn family(addr: IpAddr) -> &'static str {
+    if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+/// A NIC's MAC address, written `52:54:00:12:34:56`.
+pub(super) fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let fix = "is not a MAC address; write six pairs of hex digits separated by ':', like 52:54:00:12:34:56";
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() != 6 || parts.iter().any(|p| p.len() != 2) {
+        return Err(fix.to_string());
+    }
+    let mut bytes = [0u8; 6];
+    for (byte, part) in bytes.iter_mut().zip(&parts) {
+        *byte = u8::from_str_radix(part, 16).map_err(|_| fix.to_string())?;
+    }
+    if bytes == [0; 6] {
+        return Err("is all zeros, which no NIC has".to_string());
+    }
+    if bytes[0] & 1 == 1 {
+        return Err("is a multicast MAC address (lowest bit of the first byte set), which no NIC has".to_string());
+    }
+    Ok(bytes)
+}
+
+/// Lower-case, colon-separated: the form systemd-networkd prints.
+pub(super) fn format_mac(bytes: &[u8; 6]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn role_name(role: Role) -> &'static str {
