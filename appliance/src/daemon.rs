@@ -197,6 +197,7 @@ impl Daemon {
             peers,
         };
 
+        self.memory = self.memory.observe(&obs);
         let decision = ha::decide(&obs, &self.memory);
         let acted = !decision.actions.is_empty();
         if acted || decision.reason != self.last_reason {

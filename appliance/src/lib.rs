@@ -3,7 +3,8 @@
 //! Layout: `config` (the first-boot file), `ha` (the pure decision core),
 //! `dcs` (etcd), `postgres` (the local server), `executor` (carries out the
 //! core's actions), `daemon` (the loop), `api` (REST on 8008), `status`
-//! (the snapshot the API reads).
+//! (the snapshot the API reads), `firstboot` (`pgboxd firstboot`: finds,
+//! keeps and applies the first-boot file at every boot).
 pub mod config;
 pub mod dcs;
 pub mod ha;

@@ -373,7 +373,10 @@ fn ttl_must_cover_etcds_minimum_lease() {
     // written: the error points at what was written and names both.
     let e = only(&with("etcd:\n  election_timeout: 10s\n"));
     assert_eq!(e.path, "etcd.election_timeout");
-    assert!(e.message.starts_with("ha.ttl (10s, its default) is shorter than etcd's minimum lease time to live, 15s"), "{e}");
+    assert!(
+        e.message.starts_with("ha.ttl (10s, its default) is shorter than etcd's minimum lease time to live, 15s"),
+        "{e}"
+    );
 
     let e = only(&with("ha:\n  ttl: 3s\n"));
     assert_eq!(e.path, "ha.ttl");
@@ -423,7 +426,8 @@ fn ipv6_nodes_need_an_explicit_prefix() {
 
 #[test]
 fn mac_addresses() {
-    let mac = |m: &str| GOOD.replace("    address: 10.0.0.12\n", &format!("    address: 10.0.0.12\n    mac: \"{m}\"\n"));
+    let mac =
+        |m: &str| GOOD.replace("    address: 10.0.0.12\n", &format!("    address: 10.0.0.12\n    mac: \"{m}\"\n"));
     for bad in ["52:54:00:12:34", "52-54-00-12-34-56", "52:54:00:12:34:zz", "5254.0012.3456"] {
         let e = only(&mac(bad));
         assert_eq!(e.path, "nodes[1].mac");

@@ -460,7 +460,8 @@ impl Checker<'_> {
         let min = e.min_lease_ttl();
         if timing_ok && ttl_in_range && ttl < min {
             let written = |path: &str| self.positions.contains(path);
-            let here = if !written("ha.ttl") && written("etcd.election_timeout") { "etcd.election_timeout" } else { "ha.ttl" };
+            let here =
+                if !written("ha.ttl") && written("etcd.election_timeout") { "etcd.election_timeout" } else { "ha.ttl" };
             let default_note = |path: &str| if written(path) { "" } else { ", its default" };
             let message = format!(
                 "ha.ttl ({}{}) is shorter than etcd's minimum lease time to live, {}: 1.5 × etcd.election_timeout \
@@ -488,14 +489,20 @@ impl Checker<'_> {
             if let Some(node) = v4.filter(|_| prefix > 32) {
                 self.value(
                     "network.prefix_length",
-                    format!("is {prefix}, but node {:?} has the IPv4 address {}; an IPv4 prefix is 1 to 32", node.name, node.address),
+                    format!(
+                        "is {prefix}, but node {:?} has the IPv4 address {}; an IPv4 prefix is 1 to 32",
+                        node.name, node.address
+                    ),
                 );
             }
             if let Some(node) = v6 {
                 if prefix > 128 {
                     self.value(
                         "network.prefix_length",
-                        format!("is {prefix}, but node {:?} has the IPv6 address {}; an IPv6 prefix is 1 to 128", node.name, node.address),
+                        format!(
+                            "is {prefix}, but node {:?} has the IPv6 address {}; an IPv6 prefix is 1 to 128",
+                            node.name, node.address
+                        ),
                     );
                 } else if !self.positions.contains("network.prefix_length") {
                     // The default suits IPv4 subnets only; a /24 IPv6 subnet
@@ -513,11 +520,17 @@ impl Checker<'_> {
 
         if let Some(gw) = net.gateway {
             if let Some(problem) = address_problem(gw) {
-                self.value("network.gateway", problem.replace("give the node's own address", "give the router's address"));
+                self.value(
+                    "network.gateway",
+                    problem.replace("give the node's own address", "give the router's address"),
+                );
             } else if let Some(node) = cfg.nodes.iter().find(|n| n.address == gw) {
                 self.value(
                     "network.gateway",
-                    format!("{gw} is the address of node {:?}; the gateway is the subnet's router, not a pgbox node", node.name),
+                    format!(
+                        "{gw} is the address of node {:?}; the gateway is the subnet's router, not a pgbox node",
+                        node.name
+                    ),
                 );
             } else if let Some(node) = cfg.nodes.iter().find(|n| n.address.is_ipv4() != gw.is_ipv4()) {
                 self.value(
@@ -550,7 +563,9 @@ impl Checker<'_> {
                 Ok(bytes) => {
                     let canonical = format_mac(&bytes);
                     match macs.get(&canonical) {
-                        Some(first) => self.value(&path, format!("{mac} is also the MAC of node {first:?}; each NIC has its own")),
+                        Some(first) => {
+                            self.value(&path, format!("{mac} is also the MAC of node {first:?}; each NIC has its own"))
+                        }
                         None => {
                             macs.insert(canonical, &node.name);
                         }
@@ -562,7 +577,11 @@ impl Checker<'_> {
 }
 
 fn family(addr: IpAddr) -> &'static str {
-    if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+    if addr.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
 }
 
 /// A NIC's MAC address, written `52:54:00:12:34:56`.

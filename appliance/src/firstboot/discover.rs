@@ -40,7 +40,8 @@ pub struct Discovery {
 }
 
 pub fn discover(root: &Root) -> Discovery {
-    let cmdline = read_optional(&root.at(paths::CMDLINE)).ok().flatten().map(|b| String::from_utf8_lossy(&b).into_owned());
+    let cmdline =
+        read_optional(&root.at(paths::CMDLINE)).ok().flatten().map(|b| String::from_utf8_lossy(&b).into_owned());
     let params = cmdline.as_deref().map(kernel_params).unwrap_or_default();
     let mut d = Discovery { found: None, looked: Vec::new(), node: None, warnings: Vec::new() };
 
@@ -56,7 +57,8 @@ pub fn discover(root: &Root) -> Discovery {
         match last(&params, "pgbox.config") {
             None => d.looked.push("the kernel command line: no pgbox.config=PATH on it".to_string()),
             Some(path) if !path.starts_with('/') => {
-                let m = format!("the kernel command line: pgbox.config={path} is not an absolute path, so it was not used");
+                let m =
+                    format!("the kernel command line: pgbox.config={path} is not an absolute path, so it was not used");
                 d.warnings.push(m.clone());
                 d.looked.push(m);
             }
@@ -64,7 +66,8 @@ pub fn discover(root: &Root) -> Discovery {
                 let place = format!("the kernel command line's pgbox.config={path}");
                 d.found = try_place(root, path, &place, path, &mut d.looked);
                 if d.found.is_none() {
-                    d.warnings.push(format!("the kernel command line names pgbox.config={path}, but there is no such file"));
+                    d.warnings
+                        .push(format!("the kernel command line names pgbox.config={path}, but there is no such file"));
                 }
             }
         }
@@ -80,7 +83,8 @@ pub fn discover(root: &Root) -> Discovery {
 fn node_override(root: &Root, params: &[(String, String)], warnings: &mut Vec<String>) -> Option<NodeOverride> {
     match read_optional(&root.at(paths::FW_CFG_NODE)) {
         Ok(Some(bytes)) => {
-            let name = String::from_utf8_lossy(&bytes).trim_matches(|c: char| c.is_whitespace() || c == '\0').to_string();
+            let name =
+                String::from_utf8_lossy(&bytes).trim_matches(|c: char| c.is_whitespace() || c == '\0').to_string();
             if !name.is_empty() {
                 return Some(NodeOverride { name, from: "fw_cfg opt/pgbox/node".to_string() });
             }

@@ -104,14 +104,18 @@ pub fn run(root: &Path) -> u8 {
 
 /// Which configuration is in force, and what to tell about it.
 pub fn plan(d: &Discovery, persisted: Option<&Persisted>) -> Result<Plan, Failure> {
-    let new = d.found.as_ref().map(|f| load_found(f, d.node.as_ref()));
     let Some(kept) = persisted else {
+        let new = d.found.as_ref().map(|f| load_found(f, d.node.as_ref(), None));
         return match (&d.found, new) {
             (None, _) | (_, None) => Err(not_found(d)),
             (Some(found), Some(Err(errors))) => Err(invalid(&found.place, &errors)),
             (Some(found), Some(Ok((cfg, me, text)))) => Ok(Plan {
                 from: format!("{} (first boot; kept in {})", found.place, paths::PERSISTED_CONFIG),
-                notes: vec![format!("first boot: keeping the file from {} in {}", found.place, paths::PERSISTED_CONFIG)],
+                notes: vec![format!(
+                    "first boot: keeping the file from {} in {}",
+                    found.place,
+                    paths::PERSISTED_CONFIG
+                )],
                 persist: Some((text, me.clone())),
                 cfg,
                 me,
@@ -122,6 +126,13 @@ pub fn plan(d: &Discovery, persisted: Option<&Persisted>) -> Result<Plan, Failur
 
     let kept_from = format!("{} (kept from an earlier boot)", paths::PERSISTED_CONFIG);
     let old = load_kept(kept, d.node.as_ref());
+    // A file without `node:` keeps the identity this box already has when
+    // nothing else names one at this boot.
+    let fallback = match &old {
+        Ok((_, me)) => Some(me.as_str()),
+        Err(_) => kept.node.as_deref(),
+    };
+    let new = d.found.as_ref().map(|f| load_found(f, d.node.as_ref(), fallback));
     let (old_cfg, old_me) = match old {
         Ok(old) => old,
         // The kept copy no longer passes (a stricter check in a newer
@@ -200,10 +211,23 @@ pub fn plan(d: &Discovery, persisted: Option<&Persisted>) -> Result<Plan, Failur
     Ok(plan)
 }
 
-/// A found file, parsed and validated, with the identity this box takes.
-fn load_found(found: &Found, node: Option<&NodeOverride>) -> Result<(Config, String, String), ConfigErrors> {
+/// A found file, parsed and validated, with the identity this box takes:
+/// `node` if given, else the file's `node:`, else `kept` (the identity of
+/// an earlier boot).
+fn load_found(
+    found: &Found,
+    node: Option<&NodeOverride>,
+    kept: Option<&str>,
+) -> Result<(Config, String, String), ConfigErrors> {
     let text = found.text.clone().map_err(ConfigErrors::single)?;
     let cfg = config::parse(&text, &found.source)?;
+    let kept_identity =
+        NodeOverride { name: kept.unwrap_or_default().to_string(), from: paths::PERSISTED_NODE.to_string() };
+    let node = match (node, &cfg.node, kept) {
+        (Some(n), _, _) => Some(n),
+        (None, None, Some(_)) => Some(&kept_identity),
+        _ => None,
+    };
     let me = identity(&cfg, node, &found.source)?;
     Ok((cfg, me, text))
 }
@@ -259,8 +283,9 @@ fn fail(root: &Root, failure: &Failure, code: u8) -> u8 {
     if let Err(e) = clear_roles(root) {
         eprintln!("pgboxd firstboot: error: cannot remove the role markers in {}: {e}", paths::ROLES_DIR);
     }
-    let written = ensure_dir(&root.at(paths::RUN_DIR))
-        .and_then(|_| persist::write_atomic(&root.at(paths::CONFIG_ERROR), format!("{}\n", failure.message).as_bytes(), 0o644));
+    let written = ensure_dir(&root.at(paths::RUN_DIR)).and_then(|_| {
+        persist::write_atomic(&root.at(paths::CONFIG_ERROR), format!("{}\n", failure.message).as_bytes(), 0o644)
+    });
     if let Err(e) = written {
         eprintln!("pgboxd firstboot: error: cannot write {}: {e}", paths::CONFIG_ERROR);
     }

@@ -125,7 +125,9 @@ pub fn compare(old: &Config, old_node: &str, new: &Config, new_node: &str) -> Ch
     if old.network != new.network {
         safe.push("network".to_string());
     }
-    if (old.etcd.heartbeat_interval, old.etcd.election_timeout) != (new.etcd.heartbeat_interval, new.etcd.election_timeout) {
+    if (old.etcd.heartbeat_interval, old.etcd.election_timeout)
+        != (new.etcd.heartbeat_interval, new.etcd.election_timeout)
+    {
         safe.push("etcd timing".to_string());
     }
     changes
@@ -141,7 +143,8 @@ fn fixed_part(cfg: &Config) -> Value {
     c.node = None;
     c.ha = HaSettings::default();
     c.postgres.parameters.clear();
-    c.secrets = Secrets { superuser_password: String::new(), replication_password: String::new(), app_password: String::new() };
+    c.secrets =
+        Secrets { superuser_password: String::new(), replication_password: String::new(), app_password: String::new() };
     // A replaced NIC, a new router or name server: the box's own business.
     c.network = NetworkSettings::default();
     // etcd members tolerate differing timing while boxes are rebooted one

@@ -170,7 +170,9 @@ fn node_identity_from_fw_cfg_then_kernel_command_line_then_file() {
     let d = discover::discover(&Root::new(b.root()));
     let failure = plan(&d, None).unwrap_err();
     assert!(
-        failure.message.contains("fw_cfg opt/pgbox/node: \"db9\" is not one of the nodes in the file (db1, db2, coord)"),
+        failure
+            .message
+            .contains("fw_cfg opt/pgbox/node: \"db9\" is not one of the nodes in the file (db1, db2, coord)"),
         "{}",
         failure.message
     );
@@ -217,7 +219,10 @@ fn first_boot_keeps_the_file_and_renders_everything() {
 fn a_router_node_gets_the_router_files_and_no_etcd_file_when_not_a_member() {
     let b = Box::new();
     b.put(paths::CFGPART_CONFIG, &GOOD.replace("node: db1", "node: coord").replace("[etcd, router]", "[router]"));
-    b.put(paths::CFGPART_CONFIG, &format!("{}etcd:\n  allow_unsafe_member_count: true\n", b.read(paths::CFGPART_CONFIG)));
+    b.put(
+        paths::CFGPART_CONFIG,
+        &format!("{}etcd:\n  allow_unsafe_member_count: true\n", b.read(paths::CFGPART_CONFIG)),
+    );
     assert_eq!(b.run(), 0, "{}", b.read_or_empty(paths::CONFIG_ERROR));
     assert_eq!(b.roles(), ["router"]);
     assert!(!b.exists(paths::ETCD_ENV));
@@ -239,12 +244,15 @@ fn a_bad_file_touches_nothing_and_says_why() {
     let error = b.read(paths::CONFIG_ERROR);
     let lines: Vec<&str> = error.lines().collect();
     assert_eq!(lines.len(), 3, "{error}");
-    assert!(lines[0].starts_with("the first-boot file from the config partition PGBOXCFG (/run/pgbox/cfgpart/pgbox.yaml) is invalid"));
+    assert!(lines[0].starts_with(
+        "the first-boot file from the config partition PGBOXCFG (/run/pgbox/cfgpart/pgbox.yaml) is invalid"
+    ));
     assert_eq!(
         lines[1],
         "/run/pgbox/cfgpart/pgbox.yaml:9:14: nodes[1].address: address 10.0.0.11 is already used by node \"db1\" (line 6); each node needs its own"
     );
-    assert!(lines[2].starts_with("/run/pgbox/cfgpart/pgbox.yaml:16:25: secrets.replication_password: is a well-known password"));
+    assert!(lines[2]
+        .starts_with("/run/pgbox/cfgpart/pgbox.yaml:16:25: secrets.replication_password: is a well-known password"));
     assert!(!error.contains("password1234"));
     assert!(!b.exists(paths::NODE) && !b.exists(paths::NETWORK));
 
@@ -293,7 +301,10 @@ fn a_safe_change_is_applied() {
         + "postgres:\n  parameters:\n    work_mem: 8MB\n"
         + "etcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n";
     let changed = changed.replace("    address: 10.0.0.12\n", "    address: 10.0.0.12\n    mac: 52:54:00:00:00:12\n");
-    let changed = changed.replace("    roles: [postgres, etcd]\n  - name: db2", "    roles: [postgres, etcd]\n    tags: {nofailover: true}\n  - name: db2");
+    let changed = changed.replace(
+        "    roles: [postgres, etcd]\n  - name: db2",
+        "    roles: [postgres, etcd]\n    tags: {nofailover: true}\n  - name: db2",
+    );
     b.put(paths::CFGPART_CONFIG, &changed);
 
     let d = discover::discover(&Root::new(b.root()));
@@ -385,13 +396,31 @@ fn an_identity_change_is_ignored() {
     assert_eq!(b.run(), 0);
     assert_eq!(b.read(paths::NODE), "db1\n");
     let warning = b.read(paths::CONFIG_WARNING);
-    assert!(warning.starts_with("change ignored: node identity (db1 → db2) cannot be applied to a running cluster"), "{warning}");
+    assert!(
+        warning.starts_with("change ignored: node identity (db1 → db2) cannot be applied to a running cluster"),
+        "{warning}"
+    );
 
     // The same with the partition gone: the override alone is refused too.
     fs::remove_file(b.path(paths::CFGPART_CONFIG)).unwrap();
     assert_eq!(b.run(), 0);
     assert_eq!(b.read(paths::NODE), "db1\n");
     assert!(b.read(paths::CONFIG_WARNING).contains("node identity (db1 → db2, from kernel command line pgbox.node)"));
+}
+
+#[test]
+fn an_identity_given_once_is_kept_for_a_file_without_one() {
+    let anonymous = GOOD.replace("node: db1\n", "");
+    let b = Box::new();
+    b.put(paths::CFGPART_CONFIG, &anonymous);
+    b.put(paths::CMDLINE, "pgbox.node=db2\n");
+    assert_eq!(b.run(), 0);
+    assert_eq!(b.read(paths::PERSISTED_NODE), "db2\n");
+    // The boot entry lost pgbox.node: the box is still db2, with no warning.
+    b.put(paths::CMDLINE, "quiet\n");
+    assert_eq!(b.run(), 0);
+    assert_eq!(b.read(paths::NODE), "db2\n");
+    assert!(!b.exists(paths::CONFIG_WARNING), "{}", b.read_or_empty(paths::CONFIG_WARNING));
 }
 
 #[test]
@@ -419,7 +448,9 @@ fn an_invalid_kept_copy_is_replaced_by_a_valid_file_or_stops_the_box() {
     b.put(paths::CFGPART_CONFIG, GOOD);
     assert_eq!(b.run(), 0);
     assert_eq!(b.read(paths::PERSISTED_CONFIG), GOOD);
-    assert!(b.read(paths::CONFIG_WARNING).contains("is invalid; it was replaced by the file from the config partition"));
+    assert!(b
+        .read(paths::CONFIG_WARNING)
+        .contains("is invalid; it was replaced by the file from the config partition"));
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub fn decide(obs: &Observation, mem: &Memory) -> Decision {
         return holding_leader_key(obs, view);
     }
     match leader {
-        Some(other) => follow_leader(obs, other),
+        Some(other) => follow_leader(obs, mem, view, other),
         None => leaderless(obs, view),
     }
 }
@@ -210,7 +210,7 @@ fn holding_leader_key(obs: &Observation, view: &ClusterView) -> Decision {
 }
 
 /// PostgreSQL runs and another member holds the leader key.
-fn follow_leader(obs: &Observation, leader: &str) -> Decision {
+fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &str) -> Decision {
     if obs.pg.role == Role::Primary {
         // Two writable primaries is the one outcome that must never last:
         // stop at once; the next loop rewinds and rejoins.
@@ -222,7 +222,36 @@ fn follow_leader(obs: &Observation, leader: &str) -> Decision {
             format!("following new leader {leader}"),
         );
     }
-    Decision::idle(format!("no action: streaming from leader {leader}"))
+    // A standby that replayed past the point where the leader's timeline
+    // forked can never stream from it: PostgreSQL retries for ever. Seen as
+    // "not streaming for long, and on an older timeline than the leader".
+    let leader_tl = view.member(leader).and_then(|m| m.timeline);
+    let behind = matches!((obs.pg.timeline, leader_tl), (Some(mine), Some(theirs)) if mine < theirs);
+    let stuck_for = mem.not_streaming_since_ms.map_or(0, |t| obs.now_ms.saturating_sub(t));
+    if behind && member_running(view, leader) && stuck_for > obs.settings.diverged_after_ms() {
+        let rejoin = Action::Start(StartAs::Replica { leader: Some(leader.into()) });
+        let reason = format!(
+            "rejoining: not streaming from {leader} for {} s and my timeline {} is behind its {}",
+            stuck_for / 1000,
+            obs.pg.timeline.unwrap_or(0),
+            leader_tl.unwrap_or(0)
+        );
+        if obs.settings.use_pg_rewind && !mem.rewind_failed {
+            return Decision::act(vec![Action::Stop, Action::Rewind { from: leader.into() }, rejoin], format!("{reason}; pg_rewind"));
+        }
+        if obs.settings.on_rewind_failure == RewindFailure::Basebackup {
+            return Decision::act(
+                vec![Action::Stop, Action::RemoveData, Action::BaseBackup { from: leader.into() }, rejoin],
+                format!("{reason}; cloning it afresh"),
+            );
+        }
+        return Decision::idle(format!("{reason}; on_rewind_failure is stop, so waiting for a person"));
+    }
+    if obs.pg.streaming {
+        Decision::idle(format!("no action: streaming from leader {leader}"))
+    } else {
+        Decision::idle(format!("no action: following leader {leader}, not streaming yet"))
+    }
 }
 
 /// PostgreSQL runs and nobody holds the leader key: an election.

@@ -140,7 +140,7 @@ fn situations() {
         (
             "rewind failed: fresh base backup",
             with_leader(stopped(primary(obs())), Some("db2")),
-            Memory { rewind_failed: true },
+            Memory { rewind_failed: true, ..Memory::default() },
             vec![RemoveData, BaseBackup { from: "db2".into() }, replica_of("db2")],
         ),
         (
@@ -150,7 +150,7 @@ fn situations() {
                 o.settings.on_rewind_failure = RewindFailure::Stop;
                 o
             },
-            Memory { rewind_failed: true },
+            Memory { rewind_failed: true, ..Memory::default() },
             vec![],
         ),
         ("replica down, another leads: start following", with_leader(stopped(obs()), Some("db2")), Memory::default(), vec![replica_of("db2")]),
@@ -303,6 +303,28 @@ fn situations() {
                 o
             },
             Memory::default(),
+            vec![],
+        ),
+        (
+            "replica stuck behind the leader's timeline: rewind",
+            {
+                let mut o = with_leader(obs(), Some("db2")).upstream("db2");
+                o.pg.streaming = false;
+                o.dcs.as_mut().unwrap().members = vec![("db2".into(), Member { timeline: Some(2), ..member("running", "primary") })];
+                o
+            },
+            Memory { not_streaming_since_ms: Some(NOW - 60_000), ..Memory::default() },
+            vec![Stop, Rewind { from: "db2".into() }, replica_of("db2")],
+        ),
+        (
+            "replica briefly not streaming after a timeline switch: wait",
+            {
+                let mut o = with_leader(obs(), Some("db2")).upstream("db2");
+                o.pg.streaming = false;
+                o.dcs.as_mut().unwrap().members = vec![("db2".into(), Member { timeline: Some(2), ..member("running", "primary") })];
+                o
+            },
+            Memory { not_streaming_since_ms: Some(NOW - 3_000), ..Memory::default() },
             vec![],
         ),
         (
@@ -620,4 +642,19 @@ fn synchronous_replication_and_switchover_situations() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn memory_tracks_how_long_a_replica_has_not_streamed() {
+    let mut o = obs();
+    o.pg.streaming = false;
+    let m = Memory::default().observe(&o);
+    assert_eq!(m.not_streaming_since_ms, Some(NOW));
+    o.now_ms = NOW + 5_000;
+    let m = m.observe(&o);
+    assert_eq!(m.not_streaming_since_ms, Some(NOW), "the first instant is kept");
+    o.pg.streaming = true;
+    assert_eq!(m.observe(&o).not_streaming_since_ms, None);
+    let restarted = m.absorb(&Action::Start(StartAs::Replica { leader: None }), &Outcome::Done);
+    assert_eq!(restarted.not_streaming_since_ms, None, "a restart starts the clock again");
 }

@@ -37,6 +37,13 @@ impl Settings {
     /// How long after the last proven renewal a primary may still trust its
     /// lease. The margin covers a loop that is late and clocks that drift:
     /// the primary must stop writing before anyone else can take the key.
+    /// How long a standby may fail to stream from a leader on a newer
+    /// timeline before it counts as diverged. A normal timeline switch
+    /// takes a few seconds (PostgreSQL retries every 5 s).
+    pub fn diverged_after_ms(&self) -> u64 {
+        (2 * self.ttl_ms).max(15_000)
+    }
+
     pub fn fence_after_ms(&self) -> u64 {
         let margin = (self.ttl_ms / 4).max(2 * self.loop_wait_ms);
         self.ttl_ms.saturating_sub(margin)
@@ -184,14 +191,29 @@ pub enum Outcome {
 pub struct Memory {
     /// The last pg_rewind failed; the next rejoin takes the fallback path.
     pub rewind_failed: bool,
+    /// Since when this running replica has not been streaming.
+    pub not_streaming_since_ms: Option<u64>,
 }
 
 impl Memory {
+    /// Fold in what this loop observed (before deciding).
+    pub fn observe(&self, obs: &Observation) -> Memory {
+        let mut next = self.clone();
+        let replica = obs.pg.running && obs.pg.role == Role::Replica;
+        next.not_streaming_since_ms = match (replica && !obs.pg.streaming, self.not_streaming_since_ms) {
+            (false, _) => None,
+            (true, None) => Some(obs.now_ms),
+            (true, since) => since,
+        };
+        next
+    }
+
     pub fn absorb(&self, action: &Action, outcome: &Outcome) -> Memory {
         let mut next = self.clone();
         match (action, outcome) {
             (Action::Rewind { .. }, Outcome::Failed) => next.rewind_failed = true,
             (Action::Rewind { .. } | Action::BaseBackup { .. }, Outcome::Done) => next.rewind_failed = false,
+            (Action::Start(_) | Action::Stop, _) => next.not_streaming_since_ms = None,
             _ => {}
         }
         next

@@ -67,14 +67,24 @@ impl Postgres {
     /// Create the directories pgboxd needs, owned by the user PostgreSQL
     /// runs as. Called only after the first-boot file validated.
     pub fn prepare_dirs(&self) -> Result<()> {
-        for dir in [&self.layout.root, &self.layout.socket_dir] {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            if let Some(r) = self.run_as {
-                r.chown(dir)?;
-            }
-        }
-        std::fs::set_permissions(&self.layout.root, std::fs::Permissions::from_mode(0o700))?;
+        // The root stays root's and only traversable by others: etcd keeps
+        // its data beside PostgreSQL's on the same partition, as its own user.
+        std::fs::create_dir_all(&self.layout.root).with_context(|| format!("creating {}", self.layout.root.display()))?;
+        let root_mode = if self.run_as.is_some() { 0o711 } else { 0o700 };
+        std::fs::set_permissions(&self.layout.root, std::fs::Permissions::from_mode(root_mode))?;
+        self.make_private_dir(&self.layout.socket_dir)?;
         self.write_owned(&self.layout.passfile, &conf::pgpass(&self.cfg))?;
+        Ok(())
+    }
+
+    /// An empty-or-existing directory owned by PostgreSQL's user, mode 0700:
+    /// initdb and pg_basebackup fill it (the parent is not theirs to write).
+    fn make_private_dir(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        if let Some(r) = self.run_as {
+            r.chown(dir)?;
+        }
         Ok(())
     }
 
@@ -152,6 +162,7 @@ impl Postgres {
     /// initdb with data checksums (pg_rewind needs them or wal_log_hints)
     /// and the superuser password from the first-boot file.
     pub async fn initdb(&self) -> Result<()> {
+        self.make_private_dir(&self.layout.pgdata)?;
         let pwfile = self.layout.root.join("initdb.pw");
         self.write_owned(&pwfile, &self.cfg.secrets.superuser_password)?;
         let pgdata = self.layout.pgdata.to_string_lossy().to_string();
@@ -184,6 +195,7 @@ impl Postgres {
         if staging.exists() {
             std::fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
         }
+        self.make_private_dir(&staging)?;
         let host = from.address.to_string();
         let port = from.port.to_string();
         let dir = staging.to_string_lossy().to_string();
@@ -215,6 +227,11 @@ impl Postgres {
         // recovery run (pg_rewind performs it itself when the old primary
         // died uncleanly).
         self.write_config(None)?;
+        // A just-promoted primary records its new timeline in its control
+        // file only at its first checkpoint, which PostgreSQL runs lazily;
+        // until then pg_rewind would read "same timeline, no rewind
+        // required" and leave this node unable to follow. Force it.
+        self.checkpoint_remote(from).await.context("CHECKPOINT on the rewind source")?;
         tracing::info!(source = %from.name, "running pg_rewind against {}", from.name);
         self.run_tool("pg_rewind", &["-D", &pgdata, &source, "--progress"], Duration::from_secs(3600)).await
     }
@@ -410,6 +427,25 @@ impl Postgres {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         bail!("PostgreSQL did not apply synchronous_standby_names = {names:?} within 2 s")
+    }
+
+    async fn checkpoint_remote(&self, on: &Upstream) -> Result<()> {
+        let mut c = tokio_postgres::Config::new();
+        c.host(on.address.to_string())
+            .port(on.port)
+            .user(&self.cfg.postgres.superuser)
+            .password(self.cfg.secrets.superuser_password.as_bytes())
+            .dbname("postgres")
+            .application_name("pgboxd-rewind")
+            .connect_timeout(Duration::from_secs(5));
+        let (client, conn) = c.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        tokio::time::timeout(Duration::from_secs(120), client.batch_execute("CHECKPOINT"))
+            .await
+            .map_err(|_| anyhow!("CHECKPOINT did not finish within 120 s"))??;
+        Ok(())
     }
 
     pub async fn checkpoint(&mut self) -> Result<()> {

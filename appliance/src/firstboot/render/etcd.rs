@@ -4,18 +4,16 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::header;
 use super::super::paths;
+use super::header;
 use crate::config::{sock, Config, Node, Role};
 
 pub fn render(cfg: &Config, node: &Node) -> String {
     let ports = &cfg.ports;
     let client = format!("http://{}", sock(node.address, ports.etcd_client));
     let peer = format!("http://{}", sock(node.address, ports.etcd_peer));
-    let initial_cluster: Vec<String> = cfg
-        .nodes_with(Role::Etcd)
-        .map(|n| format!("{}=http://{}", n.name, sock(n.address, ports.etcd_peer)))
-        .collect();
+    let initial_cluster: Vec<String> =
+        cfg.nodes_with(Role::Etcd).map(|n| format!("{}=http://{}", n.name, sock(n.address, ports.etcd_peer))).collect();
 
     let mut s = header("#", &format!("etcd member {} of pgbox cluster {:?}.", node.name, cfg.cluster.name));
     let mut var = |name: &str, value: &str| {
@@ -92,7 +90,10 @@ mod tests {
         cfg.nodes[0].address = "fd00::11".parse().unwrap();
         let text = render(&cfg, &cfg.nodes[0]);
         assert!(text.contains("ETCD_LISTEN_CLIENT_URLS=http://[fd00::11]:12379\n"), "{text}");
-        assert!(text.contains("ETCD_INITIAL_CLUSTER=db1=http://[fd00::11]:12380,db2=http://10.0.0.12:12380,"), "{text}");
+        assert!(
+            text.contains("ETCD_INITIAL_CLUSTER=db1=http://[fd00::11]:12380,db2=http://10.0.0.12:12380,"),
+            "{text}"
+        );
         assert!(text.contains("ETCD_HEARTBEAT_INTERVAL=250\nETCD_ELECTION_TIMEOUT=2500\n"), "{text}");
     }
 }

@@ -43,6 +43,10 @@ pub fn config(cfg: &Config, state_file: &str) -> String {
         s,
         "
 global
+    # The router needs no privilege once its ports are bound (the package
+    # creates this user).
+    user haproxy
+    group haproxy
     # Every server starts stopped (see the file); checks bring them up.
     server-state-file {state_file}
     # After a reload the old process serves its open sessions on: bound

@@ -26,7 +26,6 @@ pub fn render(cfg: &Config, node: &Node) -> String {
     // Never a bridge, VLAN or bond that happens to share the name or MAC.
     s.push_str("Type=ether\n");
 
-    s.push_str("\n[Link]\nRequiredForOnline=yes\n");
 
     s.push_str("\n[Network]\n");
     let _ = writeln!(s, "Address={}/{}", node.address, net.prefix_length);
@@ -64,9 +63,6 @@ mod tests {
              [Match]\n\
              Name=en* eth*\n\
              Type=ether\n\
-             \n\
-             [Link]\n\
-             RequiredForOnline=yes\n\
              \n\
              [Network]\n\
              Address=10.0.0.11/24\n\

@@ -8,6 +8,10 @@ const EXPECTED: &str = r#"# Router of pgbox cluster "main".
 # Written at every boot by `pgboxd firstboot` from /var/lib/pgbox/pgbox.yaml; edits here are lost.
 
 global
+    # The router needs no privilege once its ports are bound (the package
+    # creates this user).
+    user haproxy
+    group haproxy
     # Every server starts stopped (see the file); checks bring them up.
     server-state-file /run/pgbox/haproxy-servers.state
     # After a reload the old process serves its open sessions on: bound
@@ -133,7 +137,9 @@ fn haproxy_accepts_the_rendered_files_and_starts_every_server_down() {
         for line in text.lines().filter(|l| l.contains("WARNING") || l.contains("ALERT")) {
             let server = line
                 .split_once("Server ")
-                .and_then(|(_, rest)| rest.split_once(" is DOWN, changed from server-state").or(rest.split_once(" is DOWN via primary/")))
+                .and_then(|(_, rest)| {
+                    rest.split_once(" is DOWN, changed from server-state").or(rest.split_once(" is DOWN via primary/"))
+                })
                 .map(|(server, _)| server.to_string());
             match server {
                 Some(s) => down.push(s),
@@ -143,7 +149,14 @@ fn haproxy_accepts_the_rendered_files_and_starts_every_server_down() {
         down.sort();
         assert_eq!(
             down,
-            ["primary/db1", "primary/db2", "replicas/db1", "replicas/db2", "replicas/primary_db1", "replicas/primary_db2"],
+            [
+                "primary/db1",
+                "primary/db2",
+                "replicas/db1",
+                "replicas/db2",
+                "replicas/primary_db1",
+                "replicas/primary_db2"
+            ],
             "{what}: every server must start DOWN:\n{text}"
         );
     }

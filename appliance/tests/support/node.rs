@@ -1,0 +1,404 @@
+//! pgboxd nodes and a whole test cluster: 3 etcd members plus 2 or 3 pgboxd
+//! nodes, each pgboxd owning one real PostgreSQL server.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use super::etcd::EtcdCluster;
+use super::workload::PgTarget;
+use super::{file_len, mkdir_mode, read_from, spawn_logged, strong_secret, wait_until, Proc, Subnet, TestDir};
+
+pub const PGBOXD: &str = env!("CARGO_BIN_EXE_pgboxd");
+pub const PGBOXCTL: &str = env!("CARGO_BIN_EXE_pgboxctl");
+pub const PG_PORT: u16 = 5432;
+pub const API_PORT: u16 = 8008;
+
+/// Generous by design: a loaded 2-core machine. Timings are for benchmarks;
+/// tests only assert that things happen at all within a sane bound.
+pub const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(120);
+pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
+pub const REJOIN_TIMEOUT: Duration = Duration::from_secs(120);
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct PgboxNode {
+    pub name: String,
+    pub address: IpAddr,
+    config: PathBuf,
+    data_dir: PathBuf,
+    log: PathBuf,
+    /// Where the log stood when the current run started.
+    log_start: u64,
+    proc: Option<Proc>,
+    http: reqwest::Client,
+}
+
+impl PgboxNode {
+    fn new(dir: &TestDir, name: &str, address: IpAddr, config: &Path) -> PgboxNode {
+        let node_dir = dir.join(name);
+        mkdir_mode(&node_dir, 0o755);
+        let data_dir = node_dir.join("data");
+        // Created up front so restarts and first starts look the same to
+        // pgboxd; it takes ownership (chown) itself.
+        mkdir_mode(&data_dir, 0o700);
+        PgboxNode {
+            name: name.to_string(),
+            address,
+            config: config.to_path_buf(),
+            data_dir,
+            log: dir.log_file(name),
+            log_start: 0,
+            proc: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .connect_timeout(Duration::from_secs(2))
+                .no_proxy()
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// `pgboxd --config FILE --node NAME --data-dir DIR` in its own process
+    /// group, so that a kill of the group is a power loss of the box.
+    pub fn start(&mut self) {
+        assert!(!self.is_running(), "{} is already running", self.name);
+        self.proc = None;
+        self.log_start = file_len(&self.log);
+        let mut cmd = Command::new(PGBOXD);
+        cmd.arg("--config").arg(&self.config).arg("--node").arg(&self.name).arg("--data-dir").arg(&self.data_dir);
+        // Plain text in the log files.
+        cmd.env("NO_COLOR", "1");
+        self.proc = Some(spawn_logged(&format!("pgboxd {}", self.name), &mut cmd, &self.log));
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.proc.as_ref().is_some_and(|p| p.is_running())
+    }
+
+    /// Panics if pgboxd was started and has exited since: a node the test
+    /// waits on must not die on its own, and waiting longer cannot help.
+    pub fn assert_alive(&self) {
+        if let Some(status) = self.proc.as_ref().and_then(|p| p.exit_status()) {
+            panic!(
+                "pgboxd {} exited on its own ({status}); its log since start:\n{}",
+                self.name,
+                tail_lines(&self.log_since_start(), 30)
+            );
+        }
+    }
+
+    /// Power loss: pgboxd, PostgreSQL and everything else of the node is
+    /// frozen and killed at once; returns once none of it is left, with the
+    /// instant of the freeze (nothing of the node ran after it).
+    pub fn kill(&mut self) -> Instant {
+        let proc = self.proc.take().unwrap_or_else(|| panic!("{} is not running", self.name));
+        proc.kill_tree()
+    }
+
+    /// Clean stop: SIGTERM to pgboxd, which must stop PostgreSQL and exit.
+    /// Panics if it takes longer than `STOP_TIMEOUT` or leaves processes behind.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
+        let proc = self.proc.take().unwrap_or_else(|| panic!("{} is not running", self.name));
+        let before = proc.tree_pids();
+        proc.signal_leader(Signal::SIGTERM);
+        let status = match proc.wait_exit(STOP_TIMEOUT).await {
+            Ok(status) => status,
+            Err(()) => {
+                proc.kill_tree();
+                panic!("pgboxd {} did not exit within {STOP_TIMEOUT:?} of SIGTERM", self.name);
+            }
+        };
+        if let Err(left) = proc.wait_gone(&before, Duration::from_secs(30)) {
+            proc.kill_tree();
+            panic!("pgboxd {} exited ({status}) but left processes behind: {left}", self.name);
+        }
+        status
+    }
+
+    /// GET http://ADDRESS:8008/PATH → (status, body as JSON; a non-JSON body
+    /// becomes a JSON string, an empty one null). Err when nothing answers.
+    pub async fn api_get(&self, path: &str) -> Result<(u16, Value), String> {
+        let url = format!("http://{}:{API_PORT}{path}", self.address);
+        let resp = self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {}", super::error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(|e| format!("GET {url}: body: {}", super::error_chain(&e)))?;
+        let json = if body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&body).unwrap_or(Value::String(body))
+        };
+        Ok((status, json))
+    }
+
+    /// Status code only; None when the API does not answer.
+    pub async fn api_status(&self, path: &str) -> Option<u16> {
+        self.api_get(path).await.ok().map(|(s, _)| s)
+    }
+
+    /// GET /patroni, Err unless it answers 200 or 503 with a JSON object.
+    pub async fn patroni(&self) -> Result<Value, String> {
+        match self.api_get("/patroni").await? {
+            (200 | 503, v @ Value::Object(_)) => Ok(v),
+            (s, v) => Err(format!("/patroni answered {s}: {v}")),
+        }
+    }
+
+    /// The whole log of this node (every run).
+    pub fn log_text(&self) -> String {
+        read_from(&self.log, 0)
+    }
+
+    /// The log of the current (or last) run only.
+    pub fn log_since_start(&self) -> String {
+        read_from(&self.log, self.log_start)
+    }
+
+    /// One line of what the API says, for timeout messages.
+    pub async fn describe(&self) -> String {
+        let primary = self.api_status("/primary").await;
+        let replica = self.api_status("/replica").await;
+        let show = |s: Option<u16>| s.map(|s| s.to_string()).unwrap_or_else(|| "down".into());
+        let mut s = format!("{}: /primary {} /replica {}", self.name, show(primary), show(replica));
+        if let Ok(p) = self.patroni().await {
+            let _ = write!(
+                s,
+                " role={} state={} timeline={} replication_state={}",
+                p["role"], p["state"], p["timeline"], p["replication_state"]
+            );
+        }
+        s
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// 2 or 3 PostgreSQL nodes (db1, db2, db3).
+    pub pg_nodes: usize,
+    pub ttl: &'static str,
+    pub loop_wait: &'static str,
+    /// Appended verbatim to pgbox.yaml (top-level keys).
+    pub extra_yaml: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { pg_nodes: 2, ttl: "5s", loop_wait: "500ms", extra_yaml: String::new() }
+    }
+}
+
+pub struct Secrets {
+    pub superuser: String,
+    pub replication: String,
+    pub app: String,
+}
+
+/// The observed roles once the cluster has settled.
+#[derive(Clone, Debug)]
+pub struct Roles {
+    pub primary: String,
+    pub replicas: Vec<String>,
+    pub timeline: i64,
+}
+
+pub struct TestCluster {
+    // Field order is drop order: pgboxd nodes first (so they do not spend
+    // their last seconds logging etcd errors), then etcd, then the directory
+    // (which prints the logs of a failed test).
+    nodes: Vec<PgboxNode>,
+    pub etcd: EtcdCluster,
+    pub config_path: PathBuf,
+    pub cluster_name: String,
+    pub secrets: Secrets,
+    pub subnet: Subnet,
+    pub dir: TestDir,
+}
+
+impl TestCluster {
+    /// Writes pgbox.yaml, starts the etcd members and every pgboxd node. Does
+    /// not wait for PostgreSQL; see `wait_for_roles`.
+    pub async fn start(test_name: &str, opts: ClusterOptions) -> TestCluster {
+        assert!((2..=3).contains(&opts.pg_nodes), "2 or 3 PostgreSQL nodes");
+        let dir = TestDir::new(test_name);
+        let subnet = Subnet::allocate();
+        let cluster_name = format!("t{}p{}", subnet.n(), std::process::id());
+        let secrets =
+            Secrets { superuser: strong_secret("su"), replication: strong_secret("repl"), app: strong_secret("app") };
+        let etcd_nodes: Vec<(String, IpAddr)> = (1..=3).map(|i| (format!("e{i}"), subnet.ip(10 + i))).collect();
+        let pg_nodes: Vec<(String, IpAddr)> =
+            (1..=opts.pg_nodes as u8).map(|i| (format!("db{i}"), subnet.ip(20 + i))).collect();
+
+        let yaml = cluster_yaml(&cluster_name, &etcd_nodes, &pg_nodes, &secrets, &opts);
+        let config_path = dir.join("pgbox.yaml");
+        fs::write(&config_path, &yaml).expect("write pgbox.yaml");
+        println!("test cluster {cluster_name} in {} on 127.0.{}.0/24", dir.path().display(), subnet.n());
+
+        let members: Vec<(&str, IpAddr)> = etcd_nodes.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
+        let etcd = EtcdCluster::start(&dir, &members).await;
+
+        let mut nodes: Vec<PgboxNode> =
+            pg_nodes.iter().map(|(name, ip)| PgboxNode::new(&dir, name, *ip, &config_path)).collect();
+        for node in nodes.iter_mut() {
+            node.start();
+        }
+        TestCluster { nodes, etcd, config_path, cluster_name, secrets, subnet, dir }
+    }
+
+    pub fn node(&self, name: &str) -> &PgboxNode {
+        self.nodes.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    pub fn node_mut(&mut self, name: &str) -> &mut PgboxNode {
+        self.nodes.iter_mut().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    pub fn nodes(&self) -> &[PgboxNode] {
+        &self.nodes
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// The app user on every PostgreSQL node, writable server only: what an
+    /// application without a router would use.
+    pub fn app_target(&self) -> PgTarget {
+        PgTarget {
+            hosts: self.nodes.iter().map(|n| n.address).collect(),
+            port: PG_PORT,
+            user: "app".into(),
+            password: self.secrets.app.clone(),
+            dbname: "app".into(),
+            read_write: true,
+        }
+    }
+
+    /// The app user on one node, whatever its role.
+    pub fn app_target_on(&self, name: &str) -> PgTarget {
+        self.app_target().only(self.node(name).address)
+    }
+
+    /// One look at `expected` nodes: Ok when exactly one is the writable
+    /// primary (/primary 200) and every other one a streaming replica
+    /// (/primary 503, /replica 200, replication_state "streaming"), all on the
+    /// same timeline; Err describes what was seen instead.
+    pub async fn observe_roles(&self, expected: &[&str]) -> Result<Roles, String> {
+        let mut primaries = Vec::new();
+        let mut replicas = Vec::new();
+        let mut timelines = Vec::new();
+        let mut problems = Vec::new();
+        for name in expected {
+            let node = self.node(name);
+            node.assert_alive();
+            let primary = node.api_status("/primary").await;
+            let replica = node.api_status("/replica").await;
+            let patroni = node.patroni().await.unwrap_or(Value::Null);
+            let timeline = patroni["timeline"].as_i64();
+            match (primary, replica) {
+                (Some(200), _) => {
+                    primaries.push(name.to_string());
+                    timelines.push((name.to_string(), timeline));
+                }
+                (Some(503), Some(200)) if patroni["replication_state"] == "streaming" => {
+                    replicas.push(name.to_string());
+                    timelines.push((name.to_string(), timeline));
+                }
+                _ => problems.push(node.describe().await),
+            }
+        }
+        let state = format!(
+            "primaries {primaries:?}, streaming replicas {replicas:?}, timelines {timelines:?}; others: {problems:?}"
+        );
+        if primaries.len() != 1 || !problems.is_empty() {
+            return Err(state);
+        }
+        let tl = timelines[0].1;
+        match tl {
+            Some(tl) if timelines.iter().all(|(_, t)| *t == Some(tl)) => {
+                Ok(Roles { primary: primaries[0].clone(), replicas, timeline: tl })
+            }
+            _ => Err(format!("timelines differ or unknown: {state}")),
+        }
+    }
+
+    /// Waits (bounded) for `observe_roles` to succeed.
+    pub async fn wait_for_roles(&self, expected: &[&str], timeout: Duration, what: &str) -> Roles {
+        wait_until(timeout, what, async || self.observe_roles(expected).await).await
+    }
+
+    /// Waits until `name` answers /primary with 200.
+    pub async fn wait_for_primary(&self, name: &str, timeout: Duration, what: &str) {
+        let node = self.node(name);
+        wait_until(timeout, what, async || {
+            node.assert_alive();
+            match node.api_status("/primary").await {
+                Some(200) => Ok(()),
+                _ => Err(node.describe().await),
+            }
+        })
+        .await
+    }
+
+    /// Nodes answering /primary 200 right now.
+    pub async fn current_primaries(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for node in &self.nodes {
+            if node.api_status("/primary").await == Some(200) {
+                out.push(node.name.clone());
+            }
+        }
+        out
+    }
+
+    pub async fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for node in &self.nodes {
+            parts.push(node.describe().await);
+        }
+        parts.join("; ")
+    }
+}
+
+/// pgbox.yaml for a test cluster, in the shape a user writes it.
+pub fn cluster_yaml(
+    cluster_name: &str,
+    etcd_nodes: &[(String, IpAddr)],
+    pg_nodes: &[(String, IpAddr)],
+    secrets: &Secrets,
+    opts: &ClusterOptions,
+) -> String {
+    let mut y = String::new();
+    let _ = writeln!(y, "cluster: {{name: {cluster_name}}}");
+    let _ = writeln!(y, "nodes:");
+    for (name, ip) in etcd_nodes {
+        let _ = writeln!(y, "  - {{name: {name}, address: {ip}, roles: [etcd]}}");
+    }
+    for (name, ip) in pg_nodes {
+        let _ = writeln!(y, "  - {{name: {name}, address: {ip}, roles: [postgres]}}");
+    }
+    let _ = writeln!(y, "secrets:");
+    let _ = writeln!(y, "  superuser_password: \"{}\"", secrets.superuser);
+    let _ = writeln!(y, "  replication_password: \"{}\"", secrets.replication);
+    let _ = writeln!(y, "  app_password: \"{}\"", secrets.app);
+    let _ = writeln!(y, "ha: {{ttl: {}, loop_wait: {}}}", opts.ttl, opts.loop_wait);
+    y.push_str(&opts.extra_yaml);
+    y
+}
+
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
