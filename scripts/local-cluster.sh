@@ -34,6 +34,7 @@ secrets:
   superuser_password: "demo-Su-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
   replication_password: "demo-Re-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
   app_password: "demo-App-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
+  api_password: "demo-Api-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
 ha: {ttl: 10s, loop_wait: 1s}
 YAML
 "$bin/pgboxctl" config check "$base/pgbox.yaml"
@@ -66,6 +67,9 @@ streaming() { curl -sf "http://$net.$1:8008/cluster" | python3 -c 'import json,s
 wait_for 180 "a primary" primary
 p=$(primary); r=$([ "$p" = db1 ] && echo db2 || echo db1); rip=$([ "$r" = db1 ] && echo 21 || echo 22)
 wait_for 180 "$r streaming" streaming "$rip" "$r"
+# Synchronous mode (the default) lets only the recorded sync standby be promoted.
+sync_standby() { curl -sf "http://$net.$1:8008/cluster" | grep -q '"role":"sync_standby"'; }
+wait_for 60 "a synchronous standby" sync_standby "$rip"
 "$bin/pgboxctl" list --config "$base/pgbox.yaml"
 
 step "power loss of the primary $p: SIGKILL to pgboxd and PostgreSQL together"
@@ -81,6 +85,14 @@ pip=$([ "$p" = db1 ] && echo 21 || echo 22)
 wait_for 180 "$p streaming again" streaming "$rip" "$p"
 grep -i "pg_rewind" "$base/$p.log" | tail -n 3 || true
 "$bin/pgboxctl" list --config "$base/pgbox.yaml"
+
+wait_for 60 "$p recorded as the synchronous standby" sync_standby "$rip"
+step "planned switchover back to $p (pgboxctl switchover)"
+"$bin/pgboxctl" switchover --config "$base/pgbox.yaml" --candidate "$p"
+wait_for 60 "$r streaming again" streaming "$pip" "$r"
+wait_for 60 "a synchronous standby" sync_standby "$pip"
+"$bin/pgboxctl" list --config "$base/pgbox.yaml"
+"$bin/pgboxctl" history --config "$base/pgbox.yaml"
 
 if $keep; then
   step "cluster left running; stop it with: pkill -f $base/"

@@ -88,7 +88,19 @@ impl Daemon {
 
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let api_addr = SocketAddr::new(self.me.address, self.cfg.ports.api);
-        let api = tokio::spawn(crate::api::serve(api_addr, self.status.clone(), async {
+        let api_state = crate::api::ApiState {
+            status: self.status.clone(),
+            dcs: Some(dcs.clone()),
+            api_password: self.cfg.secrets.api_password.clone(),
+            static_config: serde_json::json!({
+                "ttl": self.cfg.ha.ttl.as_secs(),
+                "loop_wait": self.cfg.ha.loop_wait.as_secs_f64(),
+                "maximum_lag_on_failover": self.cfg.ha.maximum_lag_on_failover,
+                "synchronous_mode": self.cfg.ha.synchronous_mode,
+                "use_pg_rewind": self.cfg.ha.use_pg_rewind,
+            }),
+        };
+        let api = tokio::spawn(crate::api::serve(api_addr, api_state, async {
             let _ = api_stopped.await;
         }));
 

@@ -16,36 +16,70 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::dcs::etcd::Etcd;
 use crate::status::{NodeStatus, SharedStatus};
 
+mod auth;
 pub mod routes;
+
+/// What the handlers share: the status snapshot (read-only endpoints), and
+/// for the write endpoints the DCS and the password that guards them.
+#[derive(Clone)]
+pub struct ApiState {
+    pub status: SharedStatus,
+    pub dcs: Option<std::sync::Arc<Etcd>>,
+    pub api_password: Option<String>,
+    /// The settings from pgbox.yaml that `GET /config` shows.
+    pub static_config: serde_json::Value,
+}
+
+impl axum::extract::FromRef<ApiState> for SharedStatus {
+    fn from_ref(state: &ApiState) -> SharedStatus {
+        state.status.clone()
+    }
+}
 
 #[cfg(test)]
 mod tests;
 
-/// Every route of the API, answering from `status`.
+/// A read-only API: without a DCS and a password the write endpoints refuse.
+impl From<SharedStatus> for ApiState {
+    fn from(status: SharedStatus) -> Self {
+        ApiState { status, dcs: None, api_password: None, static_config: serde_json::json!({}) }
+    }
+}
+
+/// The read-only API answering from `status` (write endpoints refuse).
 pub fn router(status: SharedStatus) -> Router {
+    router_with(status.into())
+}
+
+/// Every route of the API.
+pub fn router_with(state: ApiState) -> Router {
     Router::new()
         .merge(routes::health::routes())
         .merge(routes::patroni::routes())
         .merge(routes::cluster::routes())
         .merge(routes::history::routes())
+        .merge(routes::operations::routes())
+        .merge(routes::config::routes())
         // Must come after the routes: it is attached to each one present.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .with_state(status)
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
 }
 
 /// Serve the API on `addr` until `shutdown` completes.
 pub async fn serve(
     addr: SocketAddr,
-    status: SharedStatus,
+    state: impl Into<ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("REST API: cannot listen on {addr}"))?;
     tracing::info!("REST API listening on http://{addr}");
-    axum::serve(listener, router(status))
+    axum::serve(listener, router_with(state.into()))
         .with_graceful_shutdown(shutdown)
         .await
         .with_context(|| format!("REST API on {addr} failed"))

@@ -470,3 +470,18 @@ async fn bind_error_names_the_address() {
     let error = serve(addr, shared, std::future::pending()).await.unwrap_err();
     assert!(format!("{error:#}").contains(&addr.to_string()), "{error:#}");
 }
+
+#[tokio::test]
+async fn write_endpoints_refuse_without_a_configured_password() {
+    use tower::ServiceExt;
+    let app = router(Arc::new(RwLock::new(node("db1"))));
+    for path in ["/switchover", "/failover"] {
+        let req = axum::http::Request::post(path).body(axum::body::Body::from("{}")).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let req = axum::http::Request::patch("/config").body(axum::body::Body::from("{\"pause\":true}")).unwrap();
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let req = axum::http::Request::get("/config").body(axum::body::Body::empty()).unwrap();
+    assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::OK);
+}

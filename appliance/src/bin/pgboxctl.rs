@@ -20,6 +20,39 @@ enum Command {
     },
     /// List the cluster's members: host, role, state, timeline, lag.
     List(pgbox::ctl::list::ListArgs),
+    /// Hand the primary role to a replica with no lost write (planned).
+    Switchover {
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+        /// The member to promote (default: the best synchronous/streaming replica).
+        #[arg(long)]
+        candidate: Option<String>,
+        /// Not before this time (RFC 3339, e.g. 2026-12-01T02:00:00Z).
+        #[arg(long)]
+        scheduled: Option<String>,
+    },
+    /// Promote a member of a leaderless cluster (may lose writes it lacks).
+    Failover {
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+        #[arg(long)]
+        candidate: String,
+    },
+    /// Maintenance mode: no automatic action until `resume`.
+    Pause {
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+    },
+    /// Leave maintenance mode.
+    Resume {
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+    },
+    /// The timeline switches of the cluster.
+    History {
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+    },
 }
 
 #[derive(Subcommand)]
@@ -33,5 +66,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Config { command: ConfigCommand::Check { file } } => pgbox::ctl::config_check::run(&file),
         Command::List(args) => pgbox::ctl::list::run(args),
+        Command::Switchover { target, candidate, scheduled } => pgbox::ctl::ops::switchover(target, candidate, scheduled),
+        Command::Failover { target, candidate } => pgbox::ctl::ops::failover(target, candidate),
+        Command::Pause { target } => pgbox::ctl::ops::pause(target, true),
+        Command::Resume { target } => pgbox::ctl::ops::pause(target, false),
+        Command::History { target } => pgbox::ctl::ops::history(target),
     }
 }

@@ -98,6 +98,10 @@ pub struct Secrets {
     pub superuser_password: String,
     pub replication_password: String,
     pub app_password: String,
+    /// Password for the REST API's write endpoints (switchover, failover,
+    /// configuration). Without it those endpoints refuse every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_password: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {

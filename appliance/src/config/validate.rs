@@ -251,11 +251,14 @@ impl Checker<'_> {
 
     fn secrets(&mut self, cfg: &Config) {
         let s = &cfg.secrets;
-        let all = [
+        let mut all = vec![
             ("superuser_password", s.superuser_password.as_str()),
             ("replication_password", s.replication_password.as_str()),
             ("app_password", s.app_password.as_str()),
         ];
+        if let Some(api) = &s.api_password {
+            all.push(("api_password", api.as_str()));
+        }
         for (i, (field, secret)) in all.iter().enumerate() {
             let path = join_key("secrets", field);
             if let Some(problem) = secret_problem(secret) {

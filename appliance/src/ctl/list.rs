@@ -106,7 +106,7 @@ pub fn run(args: ListArgs) -> ExitCode {
 }
 
 /// The base URLs to ask, in order: `--api` ones first, then the file's.
-fn api_urls(args: &ListArgs) -> Result<Vec<String>, String> {
+pub fn api_urls(args: &ListArgs) -> Result<Vec<String>, String> {
     let mut urls: Vec<String> = args.api.iter().map(|url| normalize_api_url(url)).collect();
     if let Some(path) = &args.config {
         let config = crate::config::load(path).map_err(|errors| format!("cannot use {}:\n{errors}", path.display()))?;

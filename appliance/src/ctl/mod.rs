@@ -1,3 +1,4 @@
 //! pgboxctl's subcommands, one file each.
 pub mod config_check;
 pub mod list;
+pub mod ops;

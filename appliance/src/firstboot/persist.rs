@@ -144,7 +144,12 @@ fn fixed_part(cfg: &Config) -> Value {
     c.ha = HaSettings::default();
     c.postgres.parameters.clear();
     c.secrets =
-        Secrets { superuser_password: String::new(), replication_password: String::new(), app_password: String::new() };
+        Secrets {
+            superuser_password: String::new(),
+            replication_password: String::new(),
+            app_password: String::new(),
+            api_password: None,
+        };
     // A replaced NIC, a new router or name server: the box's own business.
     c.network = NetworkSettings::default();
     // etcd members tolerate differing timing while boxes are rebooted one

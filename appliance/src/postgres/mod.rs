@@ -283,6 +283,15 @@ impl Postgres {
         }
         let mut cmd = self.command("postgres");
         cmd.arg("-D").arg(&self.layout.pgdata).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        // A postmaster that outlives pgboxd would go on accepting writes
+        // with nobody renewing its lease: once the lease expires, another
+        // member is promoted. If pgboxd dies, the server shuts down at once.
+        // SAFETY: the closure only makes one async-signal-safe system call.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT).map_err(std::io::Error::from)
+            });
+        }
         let child = cmd.spawn().context("starting postgres")?;
         tracing::info!(pid = child.id(), "postgres started as {}", match &standby {
             None => "primary".to_string(),

@@ -325,6 +325,15 @@ impl TestCluster {
         if primaries.len() != 1 || !problems.is_empty() {
             return Err(state);
         }
+        // In synchronous mode (the default) a failover is possible only once
+        // the leader has recorded its synchronous standby: wait for that too.
+        if !replicas.is_empty() {
+            let cluster = self.node(&primaries[0]).api_get("/cluster").await.map(|(_, v)| v).unwrap_or(Value::Null);
+            let has_sync = cluster["members"].as_array().is_some_and(|ms| ms.iter().any(|m| m["role"] == "sync_standby"));
+            if !has_sync {
+                return Err(format!("no synchronous standby recorded yet: {state}"));
+            }
+        }
         let tl = timelines[0].1;
         match tl {
             Some(tl) if timelines.iter().all(|(_, t)| *t == Some(tl)) => {

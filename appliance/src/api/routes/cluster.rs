@@ -13,7 +13,7 @@ use crate::status::{NodeStatus, SharedStatus};
 /// PostgreSQL's port when a connection URL names none.
 const DEFAULT_PG_PORT: u16 = 5432;
 
-pub fn routes() -> Router<SharedStatus> {
+pub fn routes() -> Router<crate::api::ApiState> {
     Router::new().route("/cluster", get(handler).options(handler))
 }
 
@@ -27,9 +27,21 @@ pub fn body(node: &NodeStatus) -> Value {
     let leader_lsn = leader_position(view);
     let mut members: Vec<&(String, Member)> = view.members.iter().collect();
     members.sort_by(|a, b| a.0.cmp(&b.0));
+    // The sync key counts only when the current leader wrote it.
+    let sync_standby = view
+        .sync
+        .as_ref()
+        .filter(|k| k.leader.is_some() && k.leader == view.leader)
+        .and_then(|k| k.sync_standby.as_deref());
     let members: Vec<Value> = members
         .into_iter()
-        .map(|(name, member)| member_json(name, member, view.leader.as_deref() == Some(name), leader_lsn))
+        .map(|(name, member)| {
+            let mut doc = member_json(name, member, view.leader.as_deref() == Some(name), leader_lsn);
+            if sync_standby == Some(name.as_str()) && doc["role"] == "replica" {
+                doc["role"] = json!("sync_standby");
+            }
+            doc
+        })
         .collect();
     json!({ "scope": node.scope, "members": members })
 }

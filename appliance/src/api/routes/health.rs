@@ -29,7 +29,7 @@ pub struct CheckParams {
 
 type Check = fn(&NodeStatus, &CheckParams, SystemTime) -> bool;
 
-pub fn routes() -> Router<SharedStatus> {
+pub fn routes() -> Router<crate::api::ApiState> {
     Router::new()
         .route("/", check_route(is_primary))
         .route("/primary", check_route(is_primary))
@@ -44,7 +44,7 @@ pub fn routes() -> Router<SharedStatus> {
         .route("/readiness", check_route(is_ready))
 }
 
-fn check_route(check: Check) -> MethodRouter<SharedStatus> {
+fn check_route(check: Check) -> MethodRouter<crate::api::ApiState> {
     let handler = move |State(status): State<SharedStatus>, Query(query): Query<HashMap<String, String>>| async move {
         answer(&status, &query, check)
     };

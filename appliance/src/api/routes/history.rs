@@ -9,7 +9,7 @@ use crate::api::snapshot;
 use crate::dcs::model::HistoryEntry;
 use crate::status::{NodeStatus, SharedStatus};
 
-pub fn routes() -> Router<SharedStatus> {
+pub fn routes() -> Router<crate::api::ApiState> {
     Router::new().route("/history", get(handler).options(handler))
 }
 

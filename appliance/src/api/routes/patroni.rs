@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::api::snapshot;
 use crate::status::{NodeStatus, PgRole, SharedStatus};
 
-pub fn routes() -> Router<SharedStatus> {
+pub fn routes() -> Router<crate::api::ApiState> {
     Router::new().route("/patroni", get(handler).options(handler))
 }
 

@@ -1,0 +1,55 @@
+//! `GET /config` and `PATCH /config`: the settings that change at run time.
+//! Only maintenance mode (`pause`) does; everything else comes from
+//! pgbox.yaml and is shown here read-only.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::api::{auth, json_error, snapshot, ApiState};
+
+pub fn routes() -> Router<ApiState> {
+    Router::new().route("/config", get(show).patch(change))
+}
+
+async fn show(State(api): State<ApiState>) -> Json<Value> {
+    let node = snapshot(&api.status);
+    let mut doc = api.static_config.clone();
+    doc["pause"] = json!(node.cluster.config.pause);
+    Json(doc)
+}
+
+async fn change(State(api): State<ApiState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(resp) = auth::check(&headers, api.api_password.as_deref()) {
+        return resp;
+    }
+    let patch: serde_json::Map<String, Value> = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("request body: {e}")),
+    };
+    let mut cfg = snapshot(&api.status).cluster.config.clone();
+    for (k, v) in &patch {
+        match (k.as_str(), v) {
+            ("pause", Value::Bool(b)) => cfg.pause = *b,
+            ("pause", _) => return json_error(StatusCode::BAD_REQUEST, "pause must be true or false"),
+            (other, _) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{other} cannot be changed at run time: it comes from pgbox.yaml (only pause can)"),
+                )
+            }
+        }
+    }
+    let Some(dcs) = api.dcs.clone() else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "this node has no DCS connection");
+    };
+    if let Err(e) = dcs.put_config(&cfg).await {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"));
+    }
+    tracing::info!(pause = cfg.pause, "dynamic configuration changed through the API");
+    (StatusCode::OK, Json(serde_json::to_value(&cfg).unwrap_or_default())).into_response()
+}
+
