@@ -170,7 +170,7 @@ fn bad_first_boot_files_are_rejected_and_touch_nothing() {
     let etcd: Vec<(String, _)> = (1..=3).map(|i| (format!("e{i}"), subnet.ip(10 + i))).collect();
     let pg: Vec<(String, _)> = (1..=2).map(|i| (format!("db{i}"), subnet.ip(20 + i))).collect();
     let secrets =
-        Secrets { superuser: strong_secret("su"), replication: strong_secret("repl"), app: strong_secret("app") };
+        Secrets { superuser: strong_secret("su"), replication: strong_secret("repl"), app: strong_secret("app"), api: strong_secret("api") };
     let good = cluster_yaml("badfiles", &etcd, &pg, &secrets, &ClusterOptions::default());
     let ha_line = "ha: {ttl: 5s, loop_wait: 500ms}";
     assert!(good.contains(ha_line));
@@ -503,10 +503,58 @@ async fn failover_and_rejoin() {
     let report =
         check(&record, &client, &[(&kill_label, killed_at), (&restart_label, restarted_at)]).await.expect("checker");
     println!("{report}");
-    println!(
-        "lost acknowledged writes: {} (asynchronous replication may lose the primary's last writes)",
-        report.missing.len()
-    );
+    println!("lost acknowledged writes: {} (synchronous mode, the default)", report.missing.len());
     assert!(report.phantoms.is_empty(), "rows nobody wrote: {report}");
     assert!(report.duplicates.is_empty(), "duplicate rows: {report}");
+    // Synchronous mode is the default: only the standby that confirmed every
+    // commit may be promoted, so no acknowledged write may be missing.
+    assert!(report.missing.is_empty(), "acknowledged writes lost in synchronous mode: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_loses_nothing_and_the_old_primary_follows_without_rewind() {
+    let c = TestCluster::start("switchover", ClusterOptions::default()).await;
+    let before = c.wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap").await;
+    let (old, new) = (before.primary.clone(), before.replicas[0].clone());
+    let workload = Workload::start(c.app_target(), WorkloadOptions::default());
+    workload.wait_acks_after(Instant::now(), 200, Duration::from_secs(60), "200 acknowledged writes").await;
+
+    // Write endpoints need the API password.
+    let url = format!("http://{}:8008/switchover", c.node(&old).address);
+    let body = format!("{{\"leader\":\"{old}\",\"candidate\":\"{new}\"}}");
+    let anonymous = reqwest::Client::new().post(&url).body(body.clone()).send().await.expect("POST /switchover");
+    assert_eq!(anonymous.status().as_u16(), 401, "a switchover without credentials must be refused");
+
+    let started = Instant::now();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgboxctl"))
+        .args(["switchover", "--config"])
+        .arg(&c.config_path)
+        .args(["--candidate", &new])
+        .output()
+        .await
+        .expect("running pgboxctl switchover");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "pgboxctl switchover failed: {said}\n{}", c.describe().await);
+    assert!(said.contains("Successfully switched over"), "{said}");
+
+    let after = c.wait_for_roles(&["db1", "db2"], FAILOVER_TIMEOUT, "the old primary to follow the new one").await;
+    assert_eq!(after.primary, new);
+    assert_eq!(after.replicas, vec![old.clone()]);
+    assert!(after.timeline > before.timeline);
+    let log = c.node(&old).log_since_start();
+    assert!(
+        !log.contains("running pg_rewind"),
+        "a clean switchover must not need pg_rewind; {old}'s log:\n{}",
+        support::node::tail_lines(&log, 40)
+    );
+
+    workload.wait_acks_after(Instant::now(), 50, Duration::from_secs(60), "writes after the switchover").await;
+    let record = workload.stop().await;
+    let client = c.app_target_on(&after.primary).connect().await.expect("app user on the new primary");
+    let report = check(&record, &client, &[("switchover", started)]).await.expect("checker");
+    println!("{report}");
+    let first = record.first_ack_sent_after(started).expect("a write sent after the switchover began was acknowledged");
+    println!("switchover: {old} → {new}; first acknowledged write {:.3}s after the request", first.at.duration_since(started).as_secs_f64());
+    assert!(report.missing.is_empty(), "acknowledged writes lost in a switchover: {report}");
+    assert!(report.phantoms.is_empty() && report.duplicates.is_empty(), "{report}");
 }

@@ -104,6 +104,8 @@ impl Drop for TestDir {
         if std::thread::panicking() {
             self.print_log_tails();
             eprintln!("test directory kept for inspection: {}", self.path.display());
+        } else if std::env::var_os("PGBOX_KEEP_TEST_DIRS").is_some() {
+            eprintln!("test directory kept (PGBOX_KEEP_TEST_DIRS): {}", self.path.display());
         } else {
             let _ = fs::remove_dir_all(&self.path);
         }

@@ -204,6 +204,7 @@ pub struct Secrets {
     pub superuser: String,
     pub replication: String,
     pub app: String,
+    pub api: String,
 }
 
 /// The observed roles once the cluster has settled.
@@ -236,7 +237,12 @@ impl TestCluster {
         let subnet = Subnet::allocate();
         let cluster_name = format!("t{}p{}", subnet.n(), std::process::id());
         let secrets =
-            Secrets { superuser: strong_secret("su"), replication: strong_secret("repl"), app: strong_secret("app") };
+            Secrets {
+                superuser: strong_secret("su"),
+                replication: strong_secret("repl"),
+                app: strong_secret("app"),
+                api: strong_secret("api"),
+            };
         let etcd_nodes: Vec<(String, IpAddr)> = (1..=3).map(|i| (format!("e{i}"), subnet.ip(10 + i))).collect();
         let pg_nodes: Vec<(String, IpAddr)> =
             (1..=opts.pg_nodes as u8).map(|i| (format!("db{i}"), subnet.ip(20 + i))).collect();
@@ -402,6 +408,7 @@ pub fn cluster_yaml(
     let _ = writeln!(y, "  superuser_password: \"{}\"", secrets.superuser);
     let _ = writeln!(y, "  replication_password: \"{}\"", secrets.replication);
     let _ = writeln!(y, "  app_password: \"{}\"", secrets.app);
+    let _ = writeln!(y, "  api_password: \"{}\"", secrets.api);
     let _ = writeln!(y, "ha: {{ttl: {}, loop_wait: {}}}", opts.ttl, opts.loop_wait);
     y.push_str(&opts.extra_yaml);
     y
