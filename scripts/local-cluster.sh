@@ -35,7 +35,8 @@ secrets:
   replication_password: "demo-Re-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
   app_password: "demo-App-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
   api_password: "demo-Api-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
-ha: {ttl: 10s, loop_wait: 1s}
+# watchdog off: this demonstration SIGKILLs pgboxd, which must not reset the host.
+ha: {ttl: 10s, loop_wait: 1s, watchdog: off}
 YAML
 "$bin/pgboxctl" config check "$base/pgbox.yaml"
 

@@ -12,13 +12,17 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use tokio::sync::Notify;
 
+use crate::config::WatchdogMode;
 use crate::config::{Config, Node, Role as NodeRole};
 use crate::dcs::etcd::Etcd;
 use crate::dcs::model::{ClusterView, Member};
 use crate::executor::{Executor, RaceLost};
-use crate::ha::{self, DataDir, Lease, LocalPg, Memory, Observation, Outcome, Peer, Role, Settings};
+use crate::ha::{
+    self, DataDir, Lease, LocalPg, Memory, Observation, Outcome, Peer, Role, Settings,
+};
 use crate::postgres::{conf, Layout, Postgres};
 use crate::status::{NodeStatus, PgStatus, SharedStatus};
+use crate::watchdog::Watchdog;
 
 pub struct Daemon {
     cfg: Arc<Config>,
@@ -32,15 +36,26 @@ pub struct Daemon {
     http: reqwest::Client,
     last_reason: String,
     state: String,
+    watchdog: Option<Watchdog>,
+    watchdog_mode: WatchdogMode,
 }
 
 impl Daemon {
     pub fn new(cfg: Config, me: &str, data_dir: PathBuf) -> Result<Self> {
         let cfg = Arc::new(cfg);
-        let me = cfg.node_named(me).context("this node is not in the first-boot file")?.clone();
+        let me = cfg
+            .node_named(me)
+            .context("this node is not in the first-boot file")?
+            .clone();
         let pg = Postgres::new((*cfg).clone(), me.clone(), Layout::new(&data_dir))?;
-        let dcs = Arc::new(Etcd::new(cfg.etcd_endpoints(), cfg.key_prefix(), me.name.clone(), cfg.ha.ttl));
+        let dcs = Arc::new(Etcd::new(
+            cfg.etcd_endpoints(),
+            cfg.key_prefix(),
+            me.name.clone(),
+            cfg.ha.ttl,
+        ));
         let ha = &cfg.ha;
+        let watchdog_mode = ha.watchdog;
         let settings = Settings {
             ttl_ms: ha.ttl.as_millis() as u64,
             loop_wait_ms: ha.loop_wait.as_millis() as u64,
@@ -48,11 +63,37 @@ impl Daemon {
             use_pg_rewind: ha.use_pg_rewind,
             on_rewind_failure: ha.on_rewind_failure,
             synchronous_mode: ha.synchronous_mode,
+            primary_start_timeout_ms: ha.primary_start_timeout.as_millis() as u64,
+            can_lead: true,
         };
+        let mut settings = settings;
+        // The watchdog must fire before the lease could expire: within the
+        // fencing window, less one loop (it is petted once per loop).
+        let wd_timeout = ((settings
+            .fence_after_ms()
+            .saturating_sub(settings.loop_wait_ms))
+            / 1000)
+            .max(1) as i32;
+        let watchdog = match ha.watchdog {
+            WatchdogMode::Off => None,
+            _ => Watchdog::detect(wd_timeout),
+        };
+        if watchdog.is_none() && ha.watchdog != WatchdogMode::Off {
+            tracing::warn!(
+                "NO WATCHDOG DEVICE (/dev/watchdog): if pgboxd hangs while primary, nothing resets this box before its lease expires{}",
+                if ha.watchdog == WatchdogMode::Required { "; ha.watchdog is required, so this node will never lead" } else { "" }
+            );
+            settings.can_lead = ha.watchdog != WatchdogMode::Required;
+        }
         // The loop may legitimately block for a long action (a base backup),
         // but not for longer than the longest one allows.
         let liveness = Duration::from_secs(3600).max(ha.ttl * 3);
-        let status = Arc::new(RwLock::new(NodeStatus::new(&me.name, &cfg.cluster.name, me.tags.clone(), liveness)));
+        let status = Arc::new(RwLock::new(NodeStatus::new(
+            &me.name,
+            &cfg.cluster.name,
+            me.tags.clone(),
+            liveness,
+        )));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(1000).min(ha.ttl / 2))
             .build()
@@ -69,6 +110,8 @@ impl Daemon {
             http,
             last_reason: String::new(),
             state: "starting".into(),
+            watchdog,
+            watchdog_mode,
         })
     }
 
@@ -83,7 +126,10 @@ impl Daemon {
 
         let dcs = self.exec.dcs.clone();
         let renew_every = self.cfg.ha.loop_wait.min(self.cfg.ha.ttl / 3);
-        tokio::spawn(dcs.clone().keep_alive_forever(renew_every, self.wake.clone()));
+        tokio::spawn(
+            dcs.clone()
+                .keep_alive_forever(renew_every, self.wake.clone()),
+        );
         tokio::spawn(dcs.clone().watch_leader_forever(self.wake.clone()));
 
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -104,7 +150,8 @@ impl Daemon {
             let _ = api_stopped.await;
         }));
 
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut ready_sent = false;
         loop {
@@ -146,10 +193,15 @@ impl Daemon {
         if let Err(e) = self.exec.pg.stop().await {
             tracing::error!(error = %format!("{e:#}"), "stopping postgres");
         }
+        if let Some(w) = self.watchdog.as_mut() {
+            w.disarm();
+        }
         if was_leader {
             match self.exec.dcs.release_leader().await {
                 Ok(()) => tracing::info!("released the leader key"),
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "releasing the leader key; it expires with the lease"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "releasing the leader key; it expires with the lease")
+                }
             }
         }
         if let Err(e) = self.exec.dcs.revoke_lease().await {
@@ -177,18 +229,22 @@ impl Daemon {
             }
         };
         let lease = Lease {
-            held: leader_key
-                .as_ref()
-                .is_some_and(|k| k.name == self.me.name && Some(k.lease) == self.exec.dcs.lease_id()),
+            held: leader_key.as_ref().is_some_and(|k| {
+                k.name == self.me.name && Some(k.lease) == self.exec.dcs.lease_id()
+            }),
             renewed_at_ms: self.exec.dcs.renewed_at().map(|t| self.now_ms(t)),
         };
         let peers = match &view {
-            Some(v) if v.leader.is_none() && health.running && health.role == Role::Replica => self.ask_peers().await,
+            Some(v) if v.leader.is_none() && health.running && health.role == Role::Replica => {
+                self.ask_peers().await
+            }
             _ => Vec::new(),
         };
         let obs = Observation {
             now_ms: self.now_ms(Instant::now()),
-            now_unix_ms: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            now_unix_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             me: self.me.name.clone(),
             tags: self.me.tags.clone(),
             settings: self.settings.clone(),
@@ -243,7 +299,11 @@ impl Daemon {
         }
 
         // Publish what is true now, after the actions.
-        let health = if acted { self.exec.pg.health().await } else { health };
+        let health = if acted {
+            self.exec.pg.health().await
+        } else {
+            health
+        };
         let alive = self.exec.pg.is_running();
         self.state = if health.running {
             "running".into()
@@ -254,8 +314,19 @@ impl Daemon {
         } else {
             "uninitialized".into()
         };
-        let view = if acted { self.exec.dcs.read_view().await.ok().map(|(v, _)| v).or(view) } else { view };
-        let is_leader = view.as_ref().and_then(|v| v.leader.as_deref()) == Some(self.me.name.as_str());
+        let view = if acted {
+            self.exec
+                .dcs
+                .read_view()
+                .await
+                .ok()
+                .map(|(v, _)| v)
+                .or(view)
+        } else {
+            view
+        };
+        let is_leader =
+            view.as_ref().and_then(|v| v.leader.as_deref()) == Some(self.me.name.as_str());
         self.publish_member(&health).await;
         if is_leader && health.role == Role::Primary {
             if let Some(lsn) = health.lsn {
@@ -264,7 +335,37 @@ impl Daemon {
                 }
             }
         }
+        self.tend_watchdog(is_leader && health.role == Role::Primary);
         self.publish_status(health, view, is_leader, decision.reason, started);
+    }
+
+    /// Armed exactly while this node is the writable primary; petted only
+    /// when the lease is proven renewed within the fencing window.
+    fn tend_watchdog(&mut self, leading: bool) {
+        let renewed = self.exec.dcs.renewed_at().map(|t| self.now_ms(t));
+        let lease = Lease {
+            held: leading,
+            renewed_at_ms: renewed,
+        };
+        let valid = lease.valid(self.now_ms(Instant::now()), self.settings.fence_after_ms());
+        let Some(w) = self.watchdog.as_mut() else {
+            return;
+        };
+        if !leading {
+            w.disarm();
+            return;
+        }
+        if let Err(e) = w.arm() {
+            tracing::error!(error = %format!("{e:#}"), "cannot arm the watchdog");
+            return;
+        }
+        if valid {
+            if let Err(e) = w.pet() {
+                tracing::error!(error = %format!("{e:#}"), "cannot pet the watchdog");
+            }
+        } else {
+            tracing::warn!("lease renewal not proven: not petting the watchdog");
+        }
     }
 
     async fn data_dir_state(&self, health: &PgStatus) -> Result<DataDir> {
@@ -276,7 +377,10 @@ impl Daemon {
         }
         Ok(match self.exec.pg.control_data().await? {
             None => DataDir::Empty,
-            Some(cd) => DataDir::Initialized { was_primary: cd.was_primary(), system_id: cd.system_id },
+            Some(cd) => DataDir::Initialized {
+                was_primary: cd.was_primary(),
+                system_id: cd.system_id,
+            },
         })
     }
 
@@ -284,13 +388,23 @@ impl Daemon {
     /// itself, asked concurrently with a short timeout: the DCS copy may be
     /// a loop old, and a member that still answers as primary must be seen.
     async fn ask_peers(&self) -> Vec<Peer> {
-        let peers = self.cfg.nodes_with(NodeRole::Postgres).filter(|n| n.name != self.me.name);
+        let peers = self
+            .cfg
+            .nodes_with(NodeRole::Postgres)
+            .filter(|n| n.name != self.me.name);
         let asks = peers.map(|n| {
             let url = self.cfg.api_url(n);
             let http = self.http.clone();
             let node = n.clone();
             async move {
-                let answer = async { http.get(&url).send().await?.json::<serde_json::Value>().await }.await;
+                let answer = async {
+                    http.get(&url)
+                        .send()
+                        .await?
+                        .json::<serde_json::Value>()
+                        .await
+                }
+                .await;
                 let mut peer = Peer {
                     name: node.name.clone(),
                     reachable: false,
@@ -307,10 +421,14 @@ impl Daemon {
                         _ => Role::Unknown,
                     };
                     let x = &v["xlog"];
-                    peer.lsn = [&x["location"], &x["received_location"], &x["replayed_location"]]
-                        .iter()
-                        .filter_map(|f| f.as_u64())
-                        .max();
+                    peer.lsn = [
+                        &x["location"],
+                        &x["received_location"],
+                        &x["replayed_location"],
+                    ]
+                    .iter()
+                    .filter_map(|f| f.as_u64())
+                    .max();
                 }
                 peer
             }
@@ -337,11 +455,21 @@ impl Daemon {
         }
     }
 
-    fn publish_status(&self, pg: PgStatus, view: Option<ClusterView>, is_leader: bool, reason: String, started: Instant) {
+    fn publish_status(
+        &self,
+        pg: PgStatus,
+        view: Option<ClusterView>,
+        is_leader: bool,
+        reason: String,
+        started: Instant,
+    ) {
         let mut s = self.status.write().unwrap();
         s.state = self.state.clone();
         s.is_leader = is_leader;
         s.dcs_reachable = view.is_some();
+        if view.is_some() {
+            s.dcs_last_seen = Some(SystemTime::now());
+        }
         if let Some(v) = view {
             s.history = v.history.clone();
             s.cluster = v;
@@ -349,6 +477,12 @@ impl Daemon {
         s.pg = pg;
         s.last_loop = SystemTime::now();
         s.last_decision = reason;
+        s.watchdog = match (&self.watchdog, self.watchdog_mode) {
+            (_, WatchdogMode::Off) => "off".into(),
+            (None, _) => "unavailable".into(),
+            (Some(w), _) if w.is_armed() => format!("armed: {}", w.describe()),
+            (Some(w), _) => format!("disarmed: {}", w.describe()),
+        };
         let took = started.elapsed();
         if took > self.cfg.ha.loop_wait * 2 {
             tracing::debug!("HA loop took {took:?}");

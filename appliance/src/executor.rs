@@ -41,18 +41,26 @@ impl Executor {
             Action::Start(_) => "starting",
             Action::Stop => "stopping",
             Action::Promote => "promoting",
-            Action::Follow { .. } | Action::SetSyncNames(_) | Action::WriteSync(_) | Action::ClearFailover => "running",
+            Action::Follow { .. }
+            | Action::SetSyncNames(_)
+            | Action::WriteSync(_)
+            | Action::ClearFailover => "running",
             Action::Checkpoint | Action::ReleaseLeader => "stopping",
         }
     }
 
     fn upstream(&self, name: &str) -> Result<Upstream> {
-        conf::upstream_of(&self.cfg, name).with_context(|| format!("{name} is not a node of this cluster"))
+        conf::upstream_of(&self.cfg, name)
+            .with_context(|| format!("{name} is not a node of this cluster"))
     }
 
     /// Other PostgreSQL members: each gets a replication slot on the primary.
     fn other_postgres_members(&self) -> Vec<String> {
-        self.cfg.nodes_with(NodeRole::Postgres).filter(|n| n.name != self.me).map(|n| n.name.clone()).collect()
+        self.cfg
+            .nodes_with(NodeRole::Postgres)
+            .filter(|n| n.name != self.me)
+            .map(|n| n.name.clone())
+            .collect()
     }
 
     pub async fn run(&mut self, action: &Action) -> Result<()> {
@@ -118,7 +126,10 @@ impl Executor {
                 Ok(())
             }
             Action::WriteSync(standby) => {
-                let key = SyncKey { leader: Some(self.me.clone()), sync_standby: standby.clone() };
+                let key = SyncKey {
+                    leader: Some(self.me.clone()),
+                    sync_standby: standby.clone(),
+                };
                 self.dcs.put_sync(&key).await
             }
             Action::ClearFailover => self.dcs.clear_failover().await,
@@ -132,7 +143,9 @@ impl Executor {
         self.pg.create_roles().await?;
         self.pg.ensure_slots(&self.other_postgres_members()).await?;
         let h = self.pg.health().await;
-        let sysid = h.system_identifier.context("reading the new system identifier")?;
+        let sysid = h
+            .system_identifier
+            .context("reading the new system identifier")?;
         self.dcs.set_initialize(&sysid).await?;
         if let Some(lsn) = h.lsn {
             self.dcs.put_status(lsn).await?;
@@ -149,7 +162,9 @@ impl Executor {
             tracing::warn!(error = %format!("{e:#}"), "creating replication slots after promotion");
         }
         let after = self.pg.health().await;
-        let old_tl = before.timeline.unwrap_or(after.timeline.unwrap_or(1).saturating_sub(1));
+        let old_tl = before
+            .timeline
+            .unwrap_or(after.timeline.unwrap_or(1).saturating_sub(1));
         let switch_lsn = before.lsn.unwrap_or_default();
         let entry = HistoryEntry(
             old_tl,

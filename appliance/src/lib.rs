@@ -5,14 +5,15 @@
 //! core's actions), `daemon` (the loop), `api` (REST on 8008), `status`
 //! (the snapshot the API reads), `firstboot` (`pgboxd firstboot`: finds,
 //! keeps and applies the first-boot file at every boot).
+pub mod api;
 pub mod config;
+pub mod ctl;
+pub mod daemon;
 pub mod dcs;
+pub mod executor;
+pub mod firstboot;
 pub mod ha;
+pub mod logging;
 pub mod postgres;
 pub mod status;
-pub mod ctl;
-pub mod firstboot;
-pub mod api;
-pub mod daemon;
-pub mod executor;
-pub mod logging;
+pub mod watchdog;

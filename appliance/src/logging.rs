@@ -9,12 +9,19 @@ pub fn init() {
     // systemd sets JOURNAL_STREAM when stderr is the journal.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journald) = tracing_journald::layer() {
-            tracing_subscriber::registry().with(filter).with(journald.with_syslog_identifier("pgboxd".into())).init();
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(journald.with_syslog_identifier("pgboxd".into()))
+                .init();
             return;
         }
     }
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
         .init();
 }

@@ -63,6 +63,8 @@ pub struct NodeStatus {
     pub liveness_bound: std::time::Duration,
     /// The last decision and its reason, for /patroni and the logs.
     pub last_decision: String,
+    /// "armed: ...", "disarmed: ...", "unavailable" or "off".
+    pub watchdog: String,
     /// When the DCS last answered; /patroni reports it as `dcs_last_seen`.
     pub dcs_last_seen: Option<SystemTime>,
 }
@@ -82,6 +84,7 @@ impl NodeStatus {
             last_loop: SystemTime::now(),
             liveness_bound,
             last_decision: String::new(),
+            watchdog: "off".into(),
             dcs_last_seen: None,
         }
     }

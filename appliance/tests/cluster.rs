@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use support::checker::{self, check};
 use support::etcd::EtcdCluster;
 use support::node::{
-    cluster_yaml, ClusterOptions, Secrets, TestCluster, BOOTSTRAP_TIMEOUT, FAILOVER_TIMEOUT, PGBOXCTL, PGBOXD,
-    REJOIN_TIMEOUT,
+    cluster_yaml, ClusterOptions, Secrets, TestCluster, BOOTSTRAP_TIMEOUT, FAILOVER_TIMEOUT,
+    PGBOXCTL, PGBOXD, REJOIN_TIMEOUT,
 };
 use support::postgres::PlainPostgres;
 use support::workload::{Ack, PgTarget, Workload, WorkloadOptions, WorkloadRecord};
@@ -27,32 +27,51 @@ use support::{run_captured, snapshot_tree, strong_secret, wait_until, Subnet, Te
 async fn etcd_cluster_starts_and_serves_put_get() {
     let dir = TestDir::new("etcd_smoke");
     let subnet = Subnet::allocate();
-    let members = [("e1", subnet.ip(11)), ("e2", subnet.ip(12)), ("e3", subnet.ip(13))];
+    let members = [
+        ("e1", subnet.ip(11)),
+        ("e2", subnet.ip(12)),
+        ("e3", subnet.ip(13)),
+    ];
     let mut etcd = EtcdCluster::start(&dir, &members).await;
 
     // Written through one member, read linearizably through another.
-    let mut c1 = etcd_client::Client::connect([etcd.members()[0].client_url()], None).await.unwrap();
-    let mut c3 = etcd_client::Client::connect([etcd.members()[2].client_url()], None).await.unwrap();
+    let mut c1 = etcd_client::Client::connect([etcd.members()[0].client_url()], None)
+        .await
+        .unwrap();
+    let mut c3 = etcd_client::Client::connect([etcd.members()[2].client_url()], None)
+        .await
+        .unwrap();
     c1.put("/pgbox-test/k", "v1", None).await.unwrap();
     let got = c3.get("/pgbox-test/k", None).await.unwrap();
     assert_eq!(got.kvs().first().map(|kv| kv.value()), Some(&b"v1"[..]));
 
     // Two of three keep the quorum (after an election if e2 led).
     etcd.kill_member("e2");
-    wait_until(Duration::from_secs(30), "a put and a get with e2 down", async || {
-        c1.put("/pgbox-test/k", "v2", None).await.map_err(|e| format!("put: {e}"))?;
-        let got = c3.get("/pgbox-test/k", None).await.map_err(|e| format!("get: {e}"))?;
-        match got.kvs().first().map(|kv| kv.value().to_vec()) {
-            Some(v) if v == b"v2" => Ok(()),
-            other => Err(format!("read back {other:?}")),
-        }
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "a put and a get with e2 down",
+        async || {
+            c1.put("/pgbox-test/k", "v2", None)
+                .await
+                .map_err(|e| format!("put: {e}"))?;
+            let got = c3
+                .get("/pgbox-test/k", None)
+                .await
+                .map_err(|e| format!("get: {e}"))?;
+            match got.kvs().first().map(|kv| kv.value().to_vec()) {
+                Some(v) if v == b"v2" => Ok(()),
+                other => Err(format!("read back {other:?}")),
+            }
+        },
+    )
     .await;
 
     // And a restarted member catches up.
     etcd.start_member("e2");
     etcd.wait_healthy(Duration::from_secs(60)).await;
-    let mut c2 = etcd_client::Client::connect([etcd.members()[1].client_url()], None).await.unwrap();
+    let mut c2 = etcd_client::Client::connect([etcd.members()[1].client_url()], None)
+        .await
+        .unwrap();
     let got = c2.get("/pgbox-test/k", None).await.unwrap();
     assert_eq!(got.kvs().first().map(|kv| kv.value()), Some(&b"v2"[..]));
 }
@@ -66,26 +85,55 @@ async fn workload_and_checker_detect_lost_writes() {
     let app = pg.create_app("app", &strong_secret("app")).await;
     // A host that refuses connections comes first, as a dead node does in
     // the cluster tests' host list.
-    let target = PgTarget { hosts: vec![subnet.ip(22), subnet.ip(21)], ..app };
+    let target = PgTarget {
+        hosts: vec![subnet.ip(22), subnet.ip(21)],
+        ..app
+    };
 
     let workload = Workload::start(target.clone(), WorkloadOptions::default());
     let begin = Instant::now();
-    workload.wait_acks_after(begin, 300, Duration::from_secs(60), "300 acknowledged writes before the crash").await;
+    workload
+        .wait_acks_after(
+            begin,
+            300,
+            Duration::from_secs(60),
+            "300 acknowledged writes before the crash",
+        )
+        .await;
     let crashed_at = pg.kill();
     pg.start().await;
     let restarted_at = Instant::now();
     workload
-        .wait_acks_after(restarted_at, 200, Duration::from_secs(60), "200 acknowledged writes after the crash")
+        .wait_acks_after(
+            restarted_at,
+            200,
+            Duration::from_secs(60),
+            "200 acknowledged writes after the crash",
+        )
         .await;
     let record = workload.stop().await;
     println!("workload errors: {}", record.error_summary());
-    assert!(!record.errors.is_empty(), "a server crash must show as workload errors");
-    assert!(record.sessions.len() >= 2, "the workload must have reconnected: {:?}", record.sessions);
+    assert!(
+        !record.errors.is_empty(),
+        "a server crash must show as workload errors"
+    );
+    assert!(
+        record.sessions.len() >= 2,
+        "the workload must have reconnected: {:?}",
+        record.sessions
+    );
 
     // Remove acknowledged writes behind the checker's back: first, last,
     // around the crash and one in the middle.
-    let before: Vec<Ack> = record.acks.iter().filter(|a| a.at <= crashed_at).copied().collect();
-    let after = record.first_ack_sent_after(crashed_at).expect("an ack after the crash");
+    let before: Vec<Ack> = record
+        .acks
+        .iter()
+        .filter(|a| a.at <= crashed_at)
+        .copied()
+        .collect();
+    let after = record
+        .first_ack_sent_after(crashed_at)
+        .expect("an ack after the crash");
     let mut deleted = vec![
         record.acks[0].id,
         before[before.len() / 2].id,
@@ -95,30 +143,52 @@ async fn workload_and_checker_detect_lost_writes() {
     ];
     deleted.sort_unstable();
     deleted.dedup();
-    let client = target.only(subnet.ip(21)).connect().await.expect("connect for the check");
-    let n = client.execute("DELETE FROM pgbox_writes WHERE id = ANY($1)", &[&deleted]).await.unwrap();
+    let client = target
+        .only(subnet.ip(21))
+        .connect()
+        .await
+        .expect("connect for the check");
+    let n = client
+        .execute("DELETE FROM pgbox_writes WHERE id = ANY($1)", &[&deleted])
+        .await
+        .unwrap();
     assert_eq!(n as usize, deleted.len());
     // And one row nobody ever attempted.
     let phantom = record.last_attempted + 1000;
-    client.execute("INSERT INTO pgbox_writes (id) VALUES ($1)", &[&phantom]).await.unwrap();
+    client
+        .execute("INSERT INTO pgbox_writes (id) VALUES ($1)", &[&phantom])
+        .await
+        .unwrap();
 
-    let report = check(&record, &client, &[("crash", crashed_at)]).await.expect("checker");
+    let report = check(&record, &client, &[("crash", crashed_at)])
+        .await
+        .expect("checker");
     println!("{report}");
-    assert_eq!(report.missing, deleted, "the checker must report exactly the deleted acknowledged ids");
+    assert_eq!(
+        report.missing, deleted,
+        "the checker must report exactly the deleted acknowledged ids"
+    );
     assert_eq!(report.phantoms, vec![phantom]);
     assert!(report.duplicates.is_empty());
     assert_eq!(report.acknowledged, record.acks.len());
     assert_eq!(
         report.rows,
-        report.acknowledged - report.missing.len() + report.unacknowledged_committed + report.phantoms.len(),
+        report.acknowledged - report.missing.len()
+            + report.unacknowledged_committed
+            + report.phantoms.len(),
         "every row is acknowledged, an ambiguous commit, or a phantom"
     );
     // The first write sent after the crash can only have succeeded on the
     // restarted server.
-    report.faults[0].first_ack_after.expect("a write acknowledged after the crash");
+    report.faults[0]
+        .first_ack_after
+        .expect("a write acknowledged after the crash");
     let first_after = record.first_ack_sent_after(crashed_at).unwrap();
     assert!(
-        record.sessions.iter().any(|s| s.at > crashed_at && s.at <= first_after.at),
+        record
+            .sessions
+            .iter()
+            .any(|s| s.at > crashed_at && s.at <= first_after.at),
         "the first write after the crash must come through a new session"
     );
 }
@@ -133,11 +203,27 @@ fn checker_counts_duplicates_phantoms_and_gaps() {
         started: t0,
         stopped: Some(at(1000)),
         acks: vec![
-            Ack { id: 1, sent: at(5), at: at(10) },
-            Ack { id: 2, sent: at(15), at: at(20) },
+            Ack {
+                id: 1,
+                sent: at(5),
+                at: at(10),
+            },
+            Ack {
+                id: 2,
+                sent: at(15),
+                at: at(20),
+            },
             // Sent before the fault, acknowledged after it.
-            Ack { id: 4, sent: at(90), at: at(520) },
-            Ack { id: 5, sent: at(525), at: at(530) },
+            Ack {
+                id: 4,
+                sent: at(90),
+                at: at(520),
+            },
+            Ack {
+                id: 5,
+                sent: at(525),
+                at: at(530),
+            },
         ],
         last_attempted: 6,
         errors: vec![],
@@ -148,7 +234,10 @@ fn checker_counts_duplicates_phantoms_and_gaps() {
     assert_eq!(r.missing, vec![2]);
     assert_eq!(r.duplicates, vec![(4, 2)]);
     assert_eq!(r.phantoms, vec![9]);
-    assert_eq!(r.unacknowledged_committed, 2, "3 and 6 were attempted, not acknowledged, yet committed");
+    assert_eq!(
+        r.unacknowledged_committed, 2,
+        "3 and 6 were attempted, not acknowledged, yet committed"
+    );
     let gap = r.longest_gap.clone().unwrap();
     assert_eq!((gap.after_id, gap.length), (2, Duration::from_millis(500)));
     assert_eq!(
@@ -167,12 +256,20 @@ fn checker_counts_duplicates_phantoms_and_gaps() {
 fn bad_first_boot_files_are_rejected_and_touch_nothing() {
     let dir = TestDir::new("bad_first_boot_files");
     let subnet = Subnet::allocate();
-    let etcd: Vec<(String, _)> = (1..=3).map(|i| (format!("e{i}"), subnet.ip(10 + i))).collect();
-    let pg: Vec<(String, _)> = (1..=2).map(|i| (format!("db{i}"), subnet.ip(20 + i))).collect();
-    let secrets =
-        Secrets { superuser: strong_secret("su"), replication: strong_secret("repl"), app: strong_secret("app"), api: strong_secret("api") };
+    let etcd: Vec<(String, _)> = (1..=3)
+        .map(|i| (format!("e{i}"), subnet.ip(10 + i)))
+        .collect();
+    let pg: Vec<(String, _)> = (1..=2)
+        .map(|i| (format!("db{i}"), subnet.ip(20 + i)))
+        .collect();
+    let secrets = Secrets {
+        superuser: strong_secret("su"),
+        replication: strong_secret("repl"),
+        app: strong_secret("app"),
+        api: strong_secret("api"),
+    };
     let good = cluster_yaml("badfiles", &etcd, &pg, &secrets, &ClusterOptions::default());
-    let ha_line = "ha: {ttl: 5s, loop_wait: 500ms}";
+    let ha_line = "ha: {ttl: 5s, loop_wait: 500ms, watchdog: off}";
     assert!(good.contains(ha_line));
 
     struct Case {
@@ -198,14 +295,20 @@ fn bad_first_boot_files_are_rejected_and_touch_nothing() {
         },
         Case {
             label: "wrong-type",
-            yaml: good.replace(ha_line, "ha: {ttl: 5s, loop_wait: 500ms, maximum_lag_on_failover: lots}"),
+            yaml: good.replace(
+                ha_line,
+                "ha: {ttl: 5s, loop_wait: 500ms, maximum_lag_on_failover: lots}",
+            ),
             node_arg: Some("db1"),
             ctl_too: true,
             expect: vec![vec!["ha.maximum_lag_on_failover"]],
         },
         Case {
             label: "bad-address",
-            yaml: good.replace(&format!("address: {}", subnet.ip(21)), "address: not-an-address"),
+            yaml: good.replace(
+                &format!("address: {}", subnet.ip(21)),
+                "address: not-an-address",
+            ),
             node_arg: Some("db2"),
             ctl_too: true,
             expect: vec![vec!["nodes[3].address"]],
@@ -257,15 +360,24 @@ fn bad_first_boot_files_are_rejected_and_touch_nothing() {
         if let Some(node) = case.node_arg {
             cmd.arg("--node").arg(node);
         }
-        let run = run_captured(&format!("pgboxd-{}", case.label), &mut cmd, dir.path(), Duration::from_secs(30));
+        let run = run_captured(
+            &format!("pgboxd-{}", case.label),
+            &mut cmd,
+            dir.path(),
+            Duration::from_secs(30),
+        );
         let mut problems = Vec::new();
         if run.status.success() {
             problems.push(format!("pgboxd exited with {}", run.status));
         }
-        problems.extend(missing_mentions(&run.stderr, &case.expect).map(|m| format!("pgboxd stderr lacks {m}")));
+        problems.extend(
+            missing_mentions(&run.stderr, &case.expect).map(|m| format!("pgboxd stderr lacks {m}")),
+        );
         let after = snapshot_tree(&data);
         if after != before {
-            problems.push(format!("data dir changed: before {before:?}, after {after:?}"));
+            problems.push(format!(
+                "data dir changed: before {before:?}, after {after:?}"
+            ));
         }
         if !problems.is_empty() {
             failures.push(format!(
@@ -279,13 +391,20 @@ fn bad_first_boot_files_are_rejected_and_touch_nothing() {
         if case.ctl_too {
             let mut cmd = Command::new(PGBOXCTL);
             cmd.arg("config").arg("check").arg(&file);
-            let run = run_captured(&format!("pgboxctl-{}", case.label), &mut cmd, dir.path(), Duration::from_secs(30));
+            let run = run_captured(
+                &format!("pgboxctl-{}", case.label),
+                &mut cmd,
+                dir.path(),
+                Duration::from_secs(30),
+            );
             let mut problems = Vec::new();
             if run.status.success() {
                 problems.push(format!("pgboxctl config check exited with {}", run.status));
             }
-            problems
-                .extend(missing_mentions(&run.output(), &case.expect).map(|m| format!("pgboxctl output lacks {m}")));
+            problems.extend(
+                missing_mentions(&run.output(), &case.expect)
+                    .map(|m| format!("pgboxctl output lacks {m}")),
+            );
             if !problems.is_empty() {
                 failures.push(format!(
                     "[{} / pgboxctl] {}\n    output: {}",
@@ -299,24 +418,44 @@ fn bad_first_boot_files_are_rejected_and_touch_nothing() {
 
     let mut cmd = Command::new(PGBOXCTL);
     cmd.arg("config").arg("check").arg(&good_path);
-    let run = run_captured("pgboxctl-good", &mut cmd, dir.path(), Duration::from_secs(30));
+    let run = run_captured(
+        "pgboxctl-good",
+        &mut cmd,
+        dir.path(),
+        Duration::from_secs(30),
+    );
     if !run.status.success() {
-        failures.push(format!("[good file / pgboxctl] exited with {}: {}", run.status, run.output().trim()));
+        failures.push(format!(
+            "[good file / pgboxctl] exited with {}: {}",
+            run.status,
+            run.output().trim()
+        ));
     }
 
-    assert!(failures.is_empty(), "{} problem(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Each group of `expect` that has none of its strings in `text` (case-insensitive).
-fn missing_mentions<'a>(text: &'a str, expect: &'a [Vec<&'static str>]) -> impl Iterator<Item = String> + 'a {
+fn missing_mentions<'a>(
+    text: &'a str,
+    expect: &'a [Vec<&'static str>],
+) -> impl Iterator<Item = String> + 'a {
     let lower = text.to_lowercase();
-    expect.iter().filter(move |any| !any.iter().any(|s| lower.contains(&s.to_lowercase()))).map(|any| {
-        if any.len() == 1 {
-            format!("{:?}", any[0])
-        } else {
-            format!("any of {any:?}")
-        }
-    })
+    expect
+        .iter()
+        .filter(move |any| !any.iter().any(|s| lower.contains(&s.to_lowercase())))
+        .map(|any| {
+            if any.len() == 1 {
+                format!("{:?}", any[0])
+            } else {
+                format!("any of {any:?}")
+            }
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -326,8 +465,13 @@ fn missing_mentions<'a>(text: &'a str, expect: &'a [Vec<&'static str>]) -> impl 
 async fn bootstrap_elects_one_primary_and_one_streaming_replica() {
     let c = TestCluster::start("bootstrap", ClusterOptions::default()).await;
     let started = Instant::now();
-    let roles =
-        c.wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap: one primary and one streaming replica").await;
+    let roles = c
+        .wait_for_roles(
+            &["db1", "db2"],
+            BOOTSTRAP_TIMEOUT,
+            "bootstrap: one primary and one streaming replica",
+        )
+        .await;
     println!(
         "bootstrap: {} primary, {:?} streaming, timeline {}, after {:.1?}",
         roles.primary,
@@ -338,48 +482,96 @@ async fn bootstrap_elects_one_primary_and_one_streaming_replica() {
     let primary = c.node(&roles.primary);
     let replica = c.node(&roles.replicas[0]);
 
-    assert_eq!(primary.api_status("/primary").await, Some(200), "{}", c.describe().await);
-    assert_eq!(primary.api_status("/replica").await, Some(503), "{}", c.describe().await);
-    assert_eq!(replica.api_status("/primary").await, Some(503), "{}", c.describe().await);
-    assert_eq!(replica.api_status("/replica").await, Some(200), "{}", c.describe().await);
+    assert_eq!(
+        primary.api_status("/primary").await,
+        Some(200),
+        "{}",
+        c.describe().await
+    );
+    assert_eq!(
+        primary.api_status("/replica").await,
+        Some(503),
+        "{}",
+        c.describe().await
+    );
+    assert_eq!(
+        replica.api_status("/primary").await,
+        Some(503),
+        "{}",
+        c.describe().await
+    );
+    assert_eq!(
+        replica.api_status("/replica").await,
+        Some(200),
+        "{}",
+        c.describe().await
+    );
     let p = replica.patroni().await.expect("/patroni on the replica");
     assert_eq!(p["replication_state"], "streaming", "{p}");
 
-    wait_until(Duration::from_secs(30), "/cluster to list db1 and db2", async || {
-        let (status, json) = primary.api_get("/cluster").await?;
-        let mut names: Vec<&str> =
-            json["members"].as_array().into_iter().flatten().filter_map(|m| m["name"].as_str()).collect();
-        names.sort_unstable();
-        if status == 200 && names == ["db1", "db2"] {
-            Ok(())
-        } else {
-            Err(format!("/cluster {status}: {json}"))
-        }
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "/cluster to list db1 and db2",
+        async || {
+            let (status, json) = primary.api_get("/cluster").await?;
+            let mut names: Vec<&str> = json["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["name"].as_str())
+                .collect();
+            names.sort_unstable();
+            if status == 200 && names == ["db1", "db2"] {
+                Ok(())
+            } else {
+                Err(format!("/cluster {status}: {json}"))
+            }
+        },
+    )
     .await;
 
     // The app user and database exist and replication carries their data.
-    let on_primary = c.app_target_on(&roles.primary).connect().await.expect("app user on the primary");
+    let on_primary = c
+        .app_target_on(&roles.primary)
+        .connect()
+        .await
+        .expect("app user on the primary");
     let note = format!("written on {} at {}", roles.primary, support::timestamp());
     on_primary
         .batch_execute("CREATE TABLE IF NOT EXISTS bootstrap_check (note text NOT NULL)")
         .await
         .expect("create table as the app user");
-    on_primary.execute("INSERT INTO bootstrap_check VALUES ($1)", &[&note]).await.expect("insert on the primary");
-    let on_replica = c.app_target_on(&roles.replicas[0]).connect().await.expect("app user on the replica");
-    wait_until(Duration::from_secs(30), "the row written on the primary to appear on the replica", async || {
-        let row = on_replica
-            .query_one("SELECT count(*) FROM bootstrap_check WHERE note = $1", &[&note])
-            .await
-            .map_err(|e| support::error_chain(&e))?;
-        if row.get::<_, i64>(0) == 1 {
-            Ok(())
-        } else {
-            Err("not replicated yet".into())
-        }
-    })
+    on_primary
+        .execute("INSERT INTO bootstrap_check VALUES ($1)", &[&note])
+        .await
+        .expect("insert on the primary");
+    let on_replica = c
+        .app_target_on(&roles.replicas[0])
+        .connect()
+        .await
+        .expect("app user on the replica");
+    wait_until(
+        Duration::from_secs(30),
+        "the row written on the primary to appear on the replica",
+        async || {
+            let row = on_replica
+                .query_one(
+                    "SELECT count(*) FROM bootstrap_check WHERE note = $1",
+                    &[&note],
+                )
+                .await
+                .map_err(|e| support::error_chain(&e))?;
+            if row.get::<_, i64>(0) == 1 {
+                Ok(())
+            } else {
+                Err("not replicated yet".into())
+            }
+        },
+    )
     .await;
-    let write_on_replica = on_replica.execute("INSERT INTO bootstrap_check VALUES ('nope')", &[]).await;
+    let write_on_replica = on_replica
+        .execute("INSERT INTO bootstrap_check VALUES ('nope')", &[])
+        .await;
     assert!(write_on_replica.is_err(), "the replica accepted a write");
 }
 
@@ -388,13 +580,21 @@ async fn bootstrap_elects_one_primary_and_one_streaming_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_stop_leaves_no_process_behind() {
     let mut c = TestCluster::start("clean_stop", ClusterOptions::default()).await;
-    let roles = c.wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap").await;
+    let roles = c
+        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
+        .await;
     // `stop` itself fails the test if pgboxd outlives the bound or leaves
     // any process of its group behind.
     for name in [roles.replicas[0].clone(), roles.primary.clone()] {
         let status = c.node_mut(&name).stop().await;
-        assert!(status.success(), "pgboxd {name} exited with {status} after SIGTERM");
-        assert!(c.node(&name).api_status("/patroni").await.is_none(), "{name}'s API still answers after stop");
+        assert!(
+            status.success(),
+            "pgboxd {name} exited with {status} after SIGTERM"
+        );
+        assert!(
+            c.node(&name).api_status("/patroni").await.is_none(),
+            "{name}'s API still answers after stop"
+        );
     }
 }
 
@@ -404,19 +604,34 @@ async fn clean_stop_leaves_no_process_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_and_rejoin() {
     let mut c = TestCluster::start("failover_and_rejoin", ClusterOptions::default()).await;
-    let before = c.wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap").await;
+    let before = c
+        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
+        .await;
     let old = before.primary.clone();
     let new = before.replicas[0].clone();
-    println!("bootstrap: {old} primary on timeline {}, {new} streaming", before.timeline);
+    println!(
+        "bootstrap: {old} primary on timeline {}, {new} streaming",
+        before.timeline
+    );
 
     let workload = Workload::start(c.app_target(), WorkloadOptions::default());
     workload
-        .wait_acks_after(Instant::now(), 200, Duration::from_secs(60), "200 acknowledged writes before the fault")
+        .wait_acks_after(
+            Instant::now(),
+            200,
+            Duration::from_secs(60),
+            "200 acknowledged writes before the fault",
+        )
         .await;
 
     // -- failover after power loss of the primary
     let killed_at = c.node_mut(&old).kill();
-    c.wait_for_primary(&new, FAILOVER_TIMEOUT, &format!("{new} to be promoted after {old} lost power")).await;
+    c.wait_for_primary(
+        &new,
+        FAILOVER_TIMEOUT,
+        &format!("{new} to be promoted after {old} lost power"),
+    )
+    .await;
     let promoted_seen = killed_at.elapsed();
     workload
         .wait_acks_after(
@@ -426,15 +641,33 @@ async fn failover_and_rejoin() {
             &format!("writes to be acknowledged again after {old} lost power"),
         )
         .await;
-    let first =
-        workload.snapshot().first_ack_sent_after(killed_at).expect("a write sent after the kill was acknowledged");
-    let p = c.node(&new).patroni().await.expect("/patroni on the new primary");
-    let timeline = p["timeline"].as_i64().unwrap_or_else(|| panic!("no timeline in /patroni: {p}"));
-    assert!(timeline > before.timeline, "timeline {timeline} after promotion, {} before", before.timeline);
-    let sessions = workload.snapshot().sessions;
-    let writes_after = sessions.iter().filter(|s| s.at > killed_at).map(|s| s.server.clone()).collect::<Vec<_>>();
+    let first = workload
+        .snapshot()
+        .first_ack_sent_after(killed_at)
+        .expect("a write sent after the kill was acknowledged");
+    let p = c
+        .node(&new)
+        .patroni()
+        .await
+        .expect("/patroni on the new primary");
+    let timeline = p["timeline"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no timeline in /patroni: {p}"));
     assert!(
-        writes_after.iter().all(|s| s.starts_with(&c.node(&new).address.to_string())),
+        timeline > before.timeline,
+        "timeline {timeline} after promotion, {} before",
+        before.timeline
+    );
+    let sessions = workload.snapshot().sessions;
+    let writes_after = sessions
+        .iter()
+        .filter(|s| s.at > killed_at)
+        .map(|s| s.server.clone())
+        .collect::<Vec<_>>();
+    assert!(
+        writes_after
+            .iter()
+            .all(|s| s.starts_with(&c.node(&new).address.to_string())),
         "after the kill, writes went to {writes_after:?}, not only to {new}"
     );
     println!(
@@ -448,27 +681,54 @@ async fn failover_and_rejoin() {
     // -- the old primary comes back
     let restarted_at = Instant::now();
     // Sent after the kill: only the new primary can have acknowledged them.
-    let acked_while_down: Vec<i64> =
-        workload.snapshot().acks.iter().filter(|a| a.sent > killed_at && a.at <= restarted_at).map(|a| a.id).collect();
+    let acked_while_down: Vec<i64> = workload
+        .snapshot()
+        .acks
+        .iter()
+        .filter(|a| a.sent > killed_at && a.at <= restarted_at)
+        .map(|a| a.id)
+        .collect();
     c.node_mut(&old).start();
-    let after = wait_until(REJOIN_TIMEOUT, &format!("{old} to rejoin as a streaming replica of {new}"), async || {
-        // The old primary must never come back writable next to the new one.
-        let primaries = c.current_primaries().await;
-        if primaries.len() > 1 {
-            panic!("two writable primaries at once: {primaries:?}; {}", c.describe().await);
-        }
-        c.observe_roles(&["db1", "db2"]).await.map_err(|state| {
-            // What pgboxd said about rewinding is usually the whole story.
-            let log = c.node(&old).log_since_start();
-            let rewind: Vec<&str> = log.lines().filter(|l| l.to_lowercase().contains("rewind")).collect();
-            format!("{state}; {old}'s last rewind lines:\n  {}", rewind[rewind.len().saturating_sub(6)..].join("\n  "))
-        })
-    })
+    let after = wait_until(
+        REJOIN_TIMEOUT,
+        &format!("{old} to rejoin as a streaming replica of {new}"),
+        async || {
+            // The old primary must never come back writable next to the new one.
+            let primaries = c.current_primaries().await;
+            if primaries.len() > 1 {
+                panic!(
+                    "two writable primaries at once: {primaries:?}; {}",
+                    c.describe().await
+                );
+            }
+            c.observe_roles(&["db1", "db2"]).await.map_err(|state| {
+                // What pgboxd said about rewinding is usually the whole story.
+                let log = c.node(&old).log_since_start();
+                let rewind: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.to_lowercase().contains("rewind"))
+                    .collect();
+                format!(
+                    "{state}; {old}'s last rewind lines:\n  {}",
+                    rewind[rewind.len().saturating_sub(6)..].join("\n  ")
+                )
+            })
+        },
+    )
     .await;
-    println!("rejoin: {old} streaming from {new} {:.1}s after restart", restarted_at.elapsed().as_secs_f64());
-    assert_eq!(after.primary, new, "the primary changed again during rejoin");
+    println!(
+        "rejoin: {old} streaming from {new} {:.1}s after restart",
+        restarted_at.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        after.primary, new,
+        "the primary changed again during rejoin"
+    );
     assert_eq!(after.replicas, vec![old.clone()]);
-    assert_eq!(after.timeline, timeline, "{old} must follow {new} on timeline {timeline}");
+    assert_eq!(
+        after.timeline, timeline,
+        "{old} must follow {new} on timeline {timeline}"
+    );
     let log = c.node(&old).log_since_start();
     assert!(
         log.to_lowercase().contains("pg_rewind"),
@@ -477,53 +737,110 @@ async fn failover_and_rejoin() {
     );
 
     // What the new primary acknowledged while the old one was down is there.
-    let on_old = c.app_target_on(&old).connect().await.expect("app user on the rejoined node");
-    wait_until(Duration::from_secs(30), &format!("writes made while {old} was down to be visible on it"), async || {
-        let row = on_old
-            .query_one("SELECT count(*) FROM pgbox_writes WHERE id = ANY($1)", &[&acked_while_down])
-            .await
-            .map_err(|e| support::error_chain(&e))?;
-        let n = row.get::<_, i64>(0) as usize;
-        if n == acked_while_down.len() {
-            Ok(())
-        } else {
-            Err(format!("{n} of {} visible", acked_while_down.len()))
-        }
-    })
+    let on_old = c
+        .app_target_on(&old)
+        .connect()
+        .await
+        .expect("app user on the rejoined node");
+    wait_until(
+        Duration::from_secs(30),
+        &format!("writes made while {old} was down to be visible on it"),
+        async || {
+            let row = on_old
+                .query_one(
+                    "SELECT count(*) FROM pgbox_writes WHERE id = ANY($1)",
+                    &[&acked_while_down],
+                )
+                .await
+                .map_err(|e| support::error_chain(&e))?;
+            let n = row.get::<_, i64>(0) as usize;
+            if n == acked_while_down.len() {
+                Ok(())
+            } else {
+                Err(format!("{n} of {} visible", acked_while_down.len()))
+            }
+        },
+    )
     .await;
 
     // -- the workload ran through everything; check it
-    workload.wait_acks_after(Instant::now(), 50, Duration::from_secs(60), "writes to continue after the rejoin").await;
+    workload
+        .wait_acks_after(
+            Instant::now(),
+            50,
+            Duration::from_secs(60),
+            "writes to continue after the rejoin",
+        )
+        .await;
     let record = workload.stop().await;
     println!("workload errors: {}", record.error_summary());
-    let final_roles = c.wait_for_roles(&["db1", "db2"], Duration::from_secs(30), "the cluster to stay settled").await;
-    let client = c.app_target_on(&final_roles.primary).connect().await.expect("app user on the final primary");
+    let final_roles = c
+        .wait_for_roles(
+            &["db1", "db2"],
+            Duration::from_secs(30),
+            "the cluster to stay settled",
+        )
+        .await;
+    let client = c
+        .app_target_on(&final_roles.primary)
+        .connect()
+        .await
+        .expect("app user on the final primary");
     let kill_label = format!("kill {old}");
     let restart_label = format!("restart {old}");
-    let report =
-        check(&record, &client, &[(&kill_label, killed_at), (&restart_label, restarted_at)]).await.expect("checker");
+    let report = check(
+        &record,
+        &client,
+        &[(&kill_label, killed_at), (&restart_label, restarted_at)],
+    )
+    .await
+    .expect("checker");
     println!("{report}");
-    println!("lost acknowledged writes: {} (synchronous mode, the default)", report.missing.len());
+    println!(
+        "lost acknowledged writes: {} (synchronous mode, the default)",
+        report.missing.len()
+    );
     assert!(report.phantoms.is_empty(), "rows nobody wrote: {report}");
     assert!(report.duplicates.is_empty(), "duplicate rows: {report}");
     // Synchronous mode is the default: only the standby that confirmed every
     // commit may be promoted, so no acknowledged write may be missing.
-    assert!(report.missing.is_empty(), "acknowledged writes lost in synchronous mode: {report}");
+    assert!(
+        report.missing.is_empty(),
+        "acknowledged writes lost in synchronous mode: {report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_loses_nothing_and_the_old_primary_follows_without_rewind() {
     let c = TestCluster::start("switchover", ClusterOptions::default()).await;
-    let before = c.wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap").await;
+    let before = c
+        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
+        .await;
     let (old, new) = (before.primary.clone(), before.replicas[0].clone());
     let workload = Workload::start(c.app_target(), WorkloadOptions::default());
-    workload.wait_acks_after(Instant::now(), 200, Duration::from_secs(60), "200 acknowledged writes").await;
+    workload
+        .wait_acks_after(
+            Instant::now(),
+            200,
+            Duration::from_secs(60),
+            "200 acknowledged writes",
+        )
+        .await;
 
     // Write endpoints need the API password.
     let url = format!("http://{}:8008/switchover", c.node(&old).address);
     let body = format!("{{\"leader\":\"{old}\",\"candidate\":\"{new}\"}}");
-    let anonymous = reqwest::Client::new().post(&url).body(body.clone()).send().await.expect("POST /switchover");
-    assert_eq!(anonymous.status().as_u16(), 401, "a switchover without credentials must be refused");
+    let anonymous = reqwest::Client::new()
+        .post(&url)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("POST /switchover");
+    assert_eq!(
+        anonymous.status().as_u16(),
+        401,
+        "a switchover without credentials must be refused"
+    );
 
     let started = Instant::now();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgboxctl"))
@@ -533,11 +850,25 @@ async fn switchover_loses_nothing_and_the_old_primary_follows_without_rewind() {
         .output()
         .await
         .expect("running pgboxctl switchover");
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "pgboxctl switchover failed: {said}\n{}", c.describe().await);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "pgboxctl switchover failed: {said}\n{}",
+        c.describe().await
+    );
     assert!(said.contains("Successfully switched over"), "{said}");
 
-    let after = c.wait_for_roles(&["db1", "db2"], FAILOVER_TIMEOUT, "the old primary to follow the new one").await;
+    let after = c
+        .wait_for_roles(
+            &["db1", "db2"],
+            FAILOVER_TIMEOUT,
+            "the old primary to follow the new one",
+        )
+        .await;
     assert_eq!(after.primary, new);
     assert_eq!(after.replicas, vec![old.clone()]);
     assert!(after.timeline > before.timeline);
@@ -548,13 +879,37 @@ async fn switchover_loses_nothing_and_the_old_primary_follows_without_rewind() {
         support::node::tail_lines(&log, 40)
     );
 
-    workload.wait_acks_after(Instant::now(), 50, Duration::from_secs(60), "writes after the switchover").await;
+    workload
+        .wait_acks_after(
+            Instant::now(),
+            50,
+            Duration::from_secs(60),
+            "writes after the switchover",
+        )
+        .await;
     let record = workload.stop().await;
-    let client = c.app_target_on(&after.primary).connect().await.expect("app user on the new primary");
-    let report = check(&record, &client, &[("switchover", started)]).await.expect("checker");
+    let client = c
+        .app_target_on(&after.primary)
+        .connect()
+        .await
+        .expect("app user on the new primary");
+    let report = check(&record, &client, &[("switchover", started)])
+        .await
+        .expect("checker");
     println!("{report}");
-    let first = record.first_ack_sent_after(started).expect("a write sent after the switchover began was acknowledged");
-    println!("switchover: {old} → {new}; first acknowledged write {:.3}s after the request", first.at.duration_since(started).as_secs_f64());
-    assert!(report.missing.is_empty(), "acknowledged writes lost in a switchover: {report}");
-    assert!(report.phantoms.is_empty() && report.duplicates.is_empty(), "{report}");
+    let first = record
+        .first_ack_sent_after(started)
+        .expect("a write sent after the switchover began was acknowledged");
+    println!(
+        "switchover: {old} → {new}; first acknowledged write {:.3}s after the request",
+        first.at.duration_since(started).as_secs_f64()
+    );
+    assert!(
+        report.missing.is_empty(),
+        "acknowledged writes lost in a switchover: {report}"
+    );
+    assert!(
+        report.phantoms.is_empty() && report.duplicates.is_empty(),
+        "{report}"
+    );
 }

@@ -19,15 +19,25 @@ pub fn check(headers: &HeaderMap, password: Option<&str>) -> Result<(), Response
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|pair| pair.split_once(':').map(|(_, p)| p.to_string()));
     match given {
         Some(p) if constant_time_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),
         Some(_) => Err(json_error(StatusCode::UNAUTHORIZED, "wrong password")),
         None => {
-            let mut resp = json_error(StatusCode::UNAUTHORIZED, "authentication required (HTTP basic)");
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, "Basic realm=\"pgbox\"".parse().unwrap());
+            let mut resp = json_error(
+                StatusCode::UNAUTHORIZED,
+                "authentication required (HTTP basic)",
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"pgbox\"".parse().unwrap(),
+            );
             Err(resp)
         }
     }
@@ -49,16 +59,32 @@ mod tests {
 
     fn basic(user_pass: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        let v = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pass));
+        let v = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        );
         h.insert(header::AUTHORIZATION, v.parse().unwrap());
         h
     }
 
     #[test]
     fn authentication_rules() {
-        assert_eq!(check(&HeaderMap::new(), None).unwrap_err().status(), StatusCode::FORBIDDEN);
-        assert_eq!(check(&HeaderMap::new(), Some("s3cret-api-pass")).unwrap_err().status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(check(&basic("x:wrong"), Some("s3cret-api-pass")).unwrap_err().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            check(&HeaderMap::new(), None).unwrap_err().status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            check(&HeaderMap::new(), Some("s3cret-api-pass"))
+                .unwrap_err()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            check(&basic("x:wrong"), Some("s3cret-api-pass"))
+                .unwrap_err()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
         assert!(check(&basic("pgbox:s3cret-api-pass"), Some("s3cret-api-pass")).is_ok());
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(constant_time_eq(b"abc", b"abc"));

@@ -45,7 +45,12 @@ mod tests;
 /// A read-only API: without a DCS and a password the write endpoints refuse.
 impl From<SharedStatus> for ApiState {
     fn from(status: SharedStatus) -> Self {
-        ApiState { status, dcs: None, api_password: None, static_config: serde_json::json!({}) }
+        ApiState {
+            status,
+            dcs: None,
+            api_password: None,
+            static_config: serde_json::json!({}),
+        }
     }
 }
 
@@ -76,8 +81,9 @@ pub async fn serve(
     state: impl Into<ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("REST API: cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("REST API: cannot listen on {addr}"))?;
     tracing::info!("REST API listening on http://{addr}");
     axum::serve(listener, router_with(state.into()))
         .with_graceful_shutdown(shutdown)
@@ -89,7 +95,10 @@ pub async fn serve(
 /// published state; /liveness exposes a dead loop, so serving it is better
 /// than failing every health check at once.
 pub(crate) fn snapshot(status: &SharedStatus) -> NodeStatus {
-    status.read().unwrap_or_else(PoisonError::into_inner).clone()
+    status
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }
 
 pub(crate) fn json_error(code: StatusCode, message: impl Into<String>) -> Response {
@@ -97,9 +106,15 @@ pub(crate) fn json_error(code: StatusCode, message: impl Into<String>) -> Respon
 }
 
 async fn not_found(uri: Uri) -> Response {
-    json_error(StatusCode::NOT_FOUND, format!("no such endpoint: {}", uri.path()))
+    json_error(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {}", uri.path()),
+    )
 }
 
 async fn method_not_allowed(uri: Uri) -> Response {
-    json_error(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed on {}", uri.path()))
+    json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed on {}", uri.path()),
+    )
 }

@@ -33,8 +33,14 @@ fn cluster() -> ClusterView {
         initialize: Some("7300000000000000001".into()),
         // Out of order on purpose: /cluster must sort.
         members: vec![
-            ("db2".into(), member("127.0.0.3", "replica", "running", Some(98 * MB), true)),
-            ("db1".into(), member("127.0.0.2", "primary", "running", Some(100 * MB), false)),
+            (
+                "db2".into(),
+                member("127.0.0.3", "replica", "running", Some(98 * MB), true),
+            ),
+            (
+                "db1".into(),
+                member("127.0.0.2", "primary", "running", Some(100 * MB), false),
+            ),
         ],
         last_leader_lsn: Some(100 * MB),
         history: vec![],
@@ -105,12 +111,23 @@ impl Reply {
 
 async fn call(node: &NodeStatus, method: Method, uri: &str) -> Reply {
     let app = router(Arc::new(RwLock::new(node.clone())));
-    let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .unwrap();
     let response = app.oneshot(request).await.unwrap();
     let code = response.status();
     let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec();
-    Reply { code, headers, body }
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    Reply {
+        code,
+        headers,
+        body,
+    }
 }
 
 async fn code(node: &NodeStatus, uri: &str) -> StatusCode {
@@ -151,15 +168,33 @@ async fn leader_running_as_primary() {
 async fn primary_without_the_leader_key_takes_no_writes() {
     let mut node = primary();
     node.is_leader = false;
-    expect(&node, &[("/primary", DOWN), ("/", DOWN), ("/leader", DOWN), ("/read-only", DOWN), ("/readiness", DOWN)])
-        .await;
+    expect(
+        &node,
+        &[
+            ("/primary", DOWN),
+            ("/", DOWN),
+            ("/leader", DOWN),
+            ("/read-only", DOWN),
+            ("/readiness", DOWN),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn leader_key_without_a_running_primary_takes_no_writes() {
     let mut node = primary();
     node.pg.running = false;
-    expect(&node, &[("/primary", DOWN), ("/read-write", DOWN), ("/leader", OK), ("/health", DOWN)]).await;
+    expect(
+        &node,
+        &[
+            ("/primary", DOWN),
+            ("/read-write", DOWN),
+            ("/leader", OK),
+            ("/health", DOWN),
+        ],
+    )
+    .await;
 
     let mut node = primary();
     node.pg.role = PgRole::Replica;
@@ -189,14 +224,27 @@ async fn streaming_replica() {
 async fn replica_not_streaming_is_not_ready() {
     let mut node = replica();
     node.pg.streaming = false;
-    expect(&node, &[("/replica", OK), ("/readiness", DOWN), ("/health", OK)]).await;
+    expect(
+        &node,
+        &[("/replica", OK), ("/readiness", DOWN), ("/health", OK)],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn noloadbalance_replica_is_kept_out_of_the_read_pool() {
     let mut node = replica();
     node.tags.noloadbalance = true;
-    expect(&node, &[("/replica", DOWN), ("/read-only", DOWN), ("/health", OK), ("/readiness", OK)]).await;
+    expect(
+        &node,
+        &[
+            ("/replica", DOWN),
+            ("/read-only", DOWN),
+            ("/health", OK),
+            ("/readiness", OK),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -275,7 +323,10 @@ async fn checks_answer_head_and_options() {
     assert!(head.body.is_empty());
     assert_eq!(call(&primary(), Method::HEAD, "/replica").await.code, DOWN);
     assert_eq!(call(&primary(), Method::OPTIONS, "/primary").await.code, OK);
-    assert_eq!(call(&primary(), Method::OPTIONS, "/replica").await.code, DOWN);
+    assert_eq!(
+        call(&primary(), Method::OPTIONS, "/replica").await.code,
+        DOWN
+    );
     assert_eq!(call(&replica(), Method::OPTIONS, "/replica").await.code, OK);
 }
 
@@ -284,7 +335,11 @@ async fn checks_carry_the_patroni_document() {
     for path in ["/primary", "/replica", "/health"] {
         let reply = call(&primary(), Method::GET, path).await;
         assert_eq!(reply.headers[header::CONTENT_TYPE], "application/json");
-        assert_eq!(reply.json(), call(&primary(), Method::GET, "/patroni").await.json(), "{path}");
+        assert_eq!(
+            reply.json(),
+            call(&primary(), Method::GET, "/patroni").await.json(),
+            "{path}"
+        );
     }
 }
 
@@ -301,7 +356,10 @@ async fn patroni_document_of_a_primary() {
     assert_eq!(doc["cluster_unlocked"], false);
     assert_eq!(doc["database_system_identifier"], "7300000000000000001");
     assert_eq!(doc["postmaster_start_time"], "2025-01-01 00:00:00+00");
-    assert_eq!(doc["patroni"], json!({ "version": env!("CARGO_PKG_VERSION"), "scope": "main", "name": "db1" }));
+    assert_eq!(
+        doc["patroni"],
+        json!({ "version": env!("CARGO_PKG_VERSION"), "scope": "main", "name": "db1" })
+    );
     assert_eq!(doc["last_decision"], "no action: I hold the leader lock");
     assert!(doc.get("replication_state").is_none());
     // Not known, so not reported.
@@ -315,7 +373,10 @@ async fn patroni_document_of_a_replica() {
     node.cluster.leader = None;
     let doc = call(&node, Method::GET, "/patroni").await.json();
     assert_eq!(doc["role"], "replica");
-    assert_eq!(doc["xlog"], json!({ "received_location": 99 * MB, "replayed_location": 98 * MB }));
+    assert_eq!(
+        doc["xlog"],
+        json!({ "received_location": 99 * MB, "replayed_location": 98 * MB })
+    );
     assert_eq!(doc["replication_state"], "streaming");
     assert_eq!(doc["cluster_unlocked"], true);
     assert_eq!(doc["dcs_last_seen"], 1_700_000_000);
@@ -328,7 +389,12 @@ async fn patroni_document_of_a_stopped_node_reports_no_positions() {
     let doc = call(&stopped(), Method::GET, "/patroni").await.json();
     assert_eq!(doc["state"], "stopped");
     assert_eq!(doc["role"], "unknown");
-    for absent in ["xlog", "timeline", "replication_state", "postmaster_start_time"] {
+    for absent in [
+        "xlog",
+        "timeline",
+        "replication_state",
+        "postmaster_start_time",
+    ] {
         assert!(doc.get(absent).is_none(), "{absent} should be left out");
     }
 }
@@ -403,28 +469,68 @@ async fn history_lists_timeline_switches() {
     );
     node.cluster.history = vec![entry.clone()];
     let doc = call(&node, Method::GET, "/history").await.json();
-    assert_eq!(doc, json!([[1, 0x3000148, "no recovery target specified", "2025-01-01T00:00:00+00:00", "db2"]]));
+    assert_eq!(
+        doc,
+        json!([[
+            1,
+            0x3000148,
+            "no recovery target specified",
+            "2025-01-01T00:00:00+00:00",
+            "db2"
+        ]])
+    );
 
     node.history = vec![
         entry.clone(),
-        HistoryEntry(2, 0x5000000, "switchover".into(), "2025-01-02T00:00:00+00:00".into(), "db1".into()),
+        HistoryEntry(
+            2,
+            0x5000000,
+            "switchover".into(),
+            "2025-01-02T00:00:00+00:00".into(),
+            "db1".into(),
+        ),
     ];
-    assert_eq!(call(&node, Method::GET, "/history").await.json().as_array().unwrap().len(), 2);
-    assert_eq!(call(&stopped(), Method::GET, "/history").await.json(), json!([]));
+    assert_eq!(
+        call(&node, Method::GET, "/history")
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        call(&stopped(), Method::GET, "/history").await.json(),
+        json!([])
+    );
 }
 
 #[tokio::test]
 async fn unknown_paths_and_wrong_methods() {
     let missing = call(&primary(), Method::GET, "/nonexistent").await;
     assert_eq!(missing.code, StatusCode::NOT_FOUND);
-    assert!(missing.json()["error"].as_str().unwrap().contains("/nonexistent"));
+    assert!(missing.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("/nonexistent"));
 
-    for (method, path) in [(Method::POST, "/primary"), (Method::DELETE, "/cluster"), (Method::PUT, "/patroni")] {
+    for (method, path) in [
+        (Method::POST, "/primary"),
+        (Method::DELETE, "/cluster"),
+        (Method::PUT, "/patroni"),
+    ] {
         let wrong = call(&primary(), method.clone(), path).await;
-        assert_eq!(wrong.code, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(
+            wrong.code,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
         assert!(wrong.json()["error"].is_string());
         let allow = wrong.headers[header::ALLOW].to_str().unwrap();
-        assert!(allow.contains("GET") && allow.contains("OPTIONS"), "Allow: {allow}");
+        assert!(
+            allow.contains("GET") && allow.contains("OPTIONS"),
+            "Allow: {allow}"
+        );
     }
 }
 
@@ -433,14 +539,20 @@ async fn handlers_read_the_latest_snapshot() {
     let shared: SharedStatus = Arc::new(RwLock::new(replica()));
     let app = router(shared.clone());
     let get = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
-    assert_eq!(app.clone().oneshot(get("/primary")).await.unwrap().status(), DOWN);
+    assert_eq!(
+        app.clone().oneshot(get("/primary")).await.unwrap().status(),
+        DOWN
+    );
     *shared.write().unwrap() = primary();
     assert_eq!(app.oneshot(get("/primary")).await.unwrap().status(), OK);
 }
 
 #[tokio::test]
 async fn serve_answers_and_stops_on_shutdown() {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let shared: SharedStatus = Arc::new(RwLock::new(primary()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(addr, shared, async {
@@ -459,7 +571,11 @@ async fn serve_answers_and_stops_on_shutdown() {
     assert_eq!(answer, Some(200));
 
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -467,8 +583,13 @@ async fn bind_error_names_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let shared: SharedStatus = Arc::new(RwLock::new(primary()));
-    let error = serve(addr, shared, std::future::pending()).await.unwrap_err();
-    assert!(format!("{error:#}").contains(&addr.to_string()), "{error:#}");
+    let error = serve(addr, shared, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains(&addr.to_string()),
+        "{error:#}"
+    );
 }
 
 #[tokio::test]
@@ -476,12 +597,21 @@ async fn write_endpoints_refuse_without_a_configured_password() {
     use tower::ServiceExt;
     let app = router(Arc::new(RwLock::new(node("db1"))));
     for path in ["/switchover", "/failover"] {
-        let req = axum::http::Request::post(path).body(axum::body::Body::from("{}")).unwrap();
+        let req = axum::http::Request::post(path)
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
         let resp = app.clone().oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
     }
-    let req = axum::http::Request::patch("/config").body(axum::body::Body::from("{\"pause\":true}")).unwrap();
-    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN);
-    let req = axum::http::Request::get("/config").body(axum::body::Body::empty()).unwrap();
+    let req = axum::http::Request::patch("/config")
+        .body(axum::body::Body::from("{\"pause\":true}"))
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let req = axum::http::Request::get("/config")
+        .body(axum::body::Body::empty())
+        .unwrap();
     assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::OK);
 }

@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "pgboxctl", version, about = "Operate a pgbox PostgreSQL cluster")]
+#[command(
+    name = "pgboxctl",
+    version,
+    about = "Operate a pgbox PostgreSQL cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,9 +68,15 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Config { command: ConfigCommand::Check { file } } => pgbox::ctl::config_check::run(&file),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => pgbox::ctl::config_check::run(&file),
         Command::List(args) => pgbox::ctl::list::run(args),
-        Command::Switchover { target, candidate, scheduled } => pgbox::ctl::ops::switchover(target, candidate, scheduled),
+        Command::Switchover {
+            target,
+            candidate,
+            scheduled,
+        } => pgbox::ctl::ops::switchover(target, candidate, scheduled),
         Command::Failover { target, candidate } => pgbox::ctl::ops::failover(target, candidate),
         Command::Pause { target } => pgbox::ctl::ops::pause(target, true),
         Command::Resume { target } => pgbox::ctl::ops::pause(target, false),

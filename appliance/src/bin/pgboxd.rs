@@ -68,7 +68,9 @@ fn main() -> ExitCode {
     let cfg = match pgbox::config::load(&config) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!("pgboxd: the first-boot file is invalid; nothing was started or changed:\n{errors}");
+            eprintln!(
+                "pgboxd: the first-boot file is invalid; nothing was started or changed:\n{errors}"
+            );
             tracing::error!("invalid first-boot file {}: {errors}", config.display());
             return ExitCode::from(2);
         }
@@ -76,12 +78,18 @@ fn main() -> ExitCode {
     let me = match pgbox::config::validate_identity(&cfg, args.node.as_deref()) {
         Ok(me) => me,
         Err(errors) => {
-            eprintln!("pgboxd: cannot tell which node this is; nothing was started or changed:\n{errors}");
+            eprintln!(
+                "pgboxd: cannot tell which node this is; nothing was started or changed:\n{errors}"
+            );
             tracing::error!("invalid node identity: {errors}");
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pgboxd: cannot start the runtime: {e}");
@@ -122,9 +130,13 @@ mod tests {
         assert_eq!(cli.daemon.node.as_deref(), Some("db1"));
         assert_eq!(cli.daemon.data_dir, PathBuf::from("/d"));
 
-        let Some(Cmd::Firstboot { root }) = parse(&["firstboot"]).unwrap().cmd else { panic!("no subcommand") };
+        let Some(Cmd::Firstboot { root }) = parse(&["firstboot"]).unwrap().cmd else {
+            panic!("no subcommand")
+        };
         assert_eq!(root, PathBuf::from("/"));
-        let Some(Cmd::Firstboot { root }) = parse(&["firstboot", "--root", "/tmp/box"]).unwrap().cmd else {
+        let Some(Cmd::Firstboot { root }) =
+            parse(&["firstboot", "--root", "/tmp/box"]).unwrap().cmd
+        else {
             panic!("no subcommand")
         };
         assert_eq!(root, PathBuf::from("/tmp/box"));

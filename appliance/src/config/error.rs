@@ -22,7 +22,13 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(source: &str, path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError { source: source.to_string(), path: path.into(), line: None, column: None, message: message.into() }
+        ConfigError {
+            source: source.to_string(),
+            path: path.into(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
     }
 
     pub fn at(mut self, pos: Option<(usize, usize)>) -> Self {

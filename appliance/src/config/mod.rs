@@ -45,12 +45,20 @@ pub fn validate_identity(cfg: &Config, node: Option<&str>) -> Result<String, Con
 /// Like `validate_identity`, for an identity given some other way than
 /// `--node`: `node` is the name and where it came from (such as the kernel
 /// command line's `pgbox.node`), which messages name.
-pub fn validate_identity_from(cfg: &Config, node: Option<(&str, &str)>) -> Result<String, ConfigErrors> {
+pub fn validate_identity_from(
+    cfg: &Config,
+    node: Option<(&str, &str)>,
+) -> Result<String, ConfigErrors> {
     let (name, from) = match (node, cfg.node.as_deref()) {
         (Some((n, from)), _) => (n, from),
         (None, Some(n)) => (n, "node"),
         (None, None) => {
-            return Err(ConfigError::new("", "node", "no node identity: set `node:` in the file or pass --node").into());
+            return Err(ConfigError::new(
+                "",
+                "node",
+                "no node identity: set `node:` in the file or pass --node",
+            )
+            .into());
         }
     };
     if cfg.node_named(name).is_none() {
@@ -58,7 +66,10 @@ pub fn validate_identity_from(cfg: &Config, node: Option<(&str, &str)>) -> Resul
         return Err(ConfigError::new(
             "",
             from,
-            format!("{name:?} is not one of the nodes in the file ({})", known.join(", ")),
+            format!(
+                "{name:?} is not one of the nodes in the file ({})",
+                known.join(", ")
+            ),
         )
         .into());
     }
@@ -68,7 +79,9 @@ pub fn validate_identity_from(cfg: &Config, node: Option<(&str, &str)>) -> Resul
 /// A node's `mac:` in the form systemd-networkd uses (lower case, colons),
 /// or None when it is not a valid MAC address.
 pub fn canonical_mac(text: &str) -> Option<String> {
-    validate::parse_mac(text).ok().map(|bytes| validate::format_mac(&bytes))
+    validate::parse_mac(text)
+        .ok()
+        .map(|bytes| validate::format_mac(&bytes))
 }
 
 /// The file's text; an unreadable file is one error naming the OS error.
@@ -89,9 +102,16 @@ pub(crate) fn text_from_bytes(bytes: Vec<u8>, source: &str) -> Result<String, Co
         let bytes = e.as_bytes();
         let before = &bytes[..e.utf8_error().valid_up_to()];
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
-        ConfigError::new(source, "", "the file is not UTF-8 text; save it as UTF-8").at(Some((line, column)))
+        let line_start = before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        ConfigError::new(source, "", "the file is not UTF-8 text; save it as UTF-8")
+            .at(Some((line, column)))
     })
 }
 

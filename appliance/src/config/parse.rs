@@ -8,7 +8,11 @@ use super::error::ConfigError;
 use super::positions::{join_index, join_key, Positions};
 use super::Config;
 
-pub(super) fn typed(text: &str, source: &str, positions: &Positions) -> Result<Config, ConfigError> {
+pub(super) fn typed(
+    text: &str,
+    source: &str,
+    positions: &Positions,
+) -> Result<Config, ConfigError> {
     if text.trim().is_empty() {
         return Err(ConfigError::new(
             source,
@@ -60,7 +64,12 @@ fn render_path(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-fn to_config_error(e: &YamlError, mut path: String, source: &str, positions: &Positions) -> ConfigError {
+fn to_config_error(
+    e: &YamlError,
+    mut path: String,
+    source: &str,
+    positions: &Positions,
+) -> ConfigError {
     let secret = path == "secrets" || path.starts_with("secrets.");
     let message = match e {
         YamlError::SerdeUnknownField { field, expected, .. } => {
@@ -142,7 +151,10 @@ fn to_config_error(e: &YamlError, mut path: String, source: &str, positions: &Po
             }
         }
     };
-    let loc = e.location().filter(|l| l.line() > 0).map(|l| (l.line() as usize, l.column() as usize));
+    let loc = e
+        .location()
+        .filter(|l| l.line() > 0)
+        .map(|l| (l.line() as usize, l.column() as usize));
     ConfigError::new(source, path, message).at(loc)
 }
 
@@ -159,17 +171,23 @@ fn custom_message(msg: &str, path: &str, secret: bool, positions: &Positions) ->
         };
     }
     if is_duration(path) {
-        let what = written.map(|v| format!("`{v}` is not")).unwrap_or_else(|| "not".into());
+        let what = written
+            .map(|v| format!("`{v}` is not"))
+            .unwrap_or_else(|| "not".into());
         return format!("{what} a duration{}", hint(path));
     }
     if path.starts_with("postgres.parameters") && msg.contains("untagged enum") {
-        return "a setting's value must be a number, true/false or a string, not a list or mapping".to_string();
+        return "a setting's value must be a number, true/false or a string, not a list or mapping"
+            .to_string();
     }
     strip_location(msg)
 }
 
 fn is_duration(path: &str) -> bool {
-    matches!(path, "ha.ttl" | "ha.loop_wait" | "etcd.heartbeat_interval" | "etcd.election_timeout")
+    matches!(
+        path,
+        "ha.ttl" | "ha.loop_wait" | "etcd.heartbeat_interval" | "etcd.election_timeout"
+    )
 }
 
 /// How to write a value right, for fields where the type name alone does

@@ -30,7 +30,10 @@ pub struct Positions {
 /// `parent.key`, or `parent["odd key"]` for keys that would not read as one
 /// path segment (PostgreSQL extension settings contain dots).
 pub fn join_key(parent: &str, key: &str) -> String {
-    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     match (parent.is_empty(), plain) {
         (true, true) => key.to_string(),
         (false, true) => format!("{parent}.{key}"),
@@ -73,7 +76,9 @@ impl Positions {
     pub fn build(text: &str) -> Positions {
         let mut options = granit_parser::Options::default();
         options.set_emit_comments(false);
-        let mut events = Events { parser: Parser::new_from_str_with_options(text, options) };
+        let mut events = Events {
+            parser: Parser::new_from_str_with_options(text, options),
+        };
         let mut positions = Positions::default();
         // Skip to the first document's root node.
         while let Some((event, pos)) = events.next() {
@@ -108,12 +113,16 @@ impl Positions {
                 self.scalars.insert(path, text.into_owned());
             }
             Event::MappingStart(..) => loop {
-                let Some((k, kpos)) = events.next() else { return };
+                let Some((k, kpos)) = events.next() else {
+                    return;
+                };
                 match k {
                     Event::MappingEnd => return,
                     Event::Scalar(name, ..) => {
                         let child = join_key(&path, &name);
-                        let Some((v, vpos)) = events.next() else { return };
+                        let Some((v, vpos)) = events.next() else {
+                            return;
+                        };
                         self.node(events, child, Some(kpos), v, vpos, depth + 1);
                     }
                     // A collection used as a key has no path of its own;
@@ -128,11 +137,20 @@ impl Positions {
             Event::SequenceStart(..) => {
                 let mut index = 0;
                 loop {
-                    let Some((item, ipos)) = events.next() else { return };
+                    let Some((item, ipos)) = events.next() else {
+                        return;
+                    };
                     if matches!(item, Event::SequenceEnd) {
                         return;
                     }
-                    self.node(events, join_index(&path, index), None, item, ipos, depth + 1);
+                    self.node(
+                        events,
+                        join_index(&path, index),
+                        None,
+                        item,
+                        ipos,
+                        depth + 1,
+                    );
                     index += 1;
                 }
             }

@@ -82,7 +82,11 @@ pub struct Tags {
 
 impl Default for Tags {
     fn default() -> Self {
-        Tags { nofailover: false, noloadbalance: false, failover_priority: default_failover_priority() }
+        Tags {
+            nofailover: false,
+            noloadbalance: false,
+            failover_priority: default_failover_priority(),
+        }
     }
 }
 
@@ -148,7 +152,13 @@ impl ParamValue {
     /// The value as it goes into postgresql.conf.
     pub fn to_conf(&self) -> String {
         match self {
-            ParamValue::Bool(b) => if *b { "on".into() } else { "off".into() },
+            ParamValue::Bool(b) => {
+                if *b {
+                    "on".into()
+                } else {
+                    "off".into()
+                }
+            }
             ParamValue::Int(i) => i.to_string(),
             ParamValue::Float(f) => f.to_string(),
             ParamValue::Text(s) => format!("'{}'", s.replace('\'', "''")),
@@ -184,6 +194,22 @@ pub struct HaSettings {
     pub on_rewind_failure: RewindFailure,
     /// off, on (default: no acknowledged write lost on failover), strict.
     pub synchronous_mode: SyncMode,
+    /// A leader whose PostgreSQL is not back up within this long gives up
+    /// the leader key, so a replica takes over.
+    #[serde(with = "humantime_serde")]
+    pub primary_start_timeout: Duration,
+    /// The hardware watchdog: `off`, `automatic` (use /dev/watchdog when
+    /// there is one) or `required` (refuse to lead without one).
+    pub watchdog: WatchdogMode,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchdogMode {
+    Off,
+    #[default]
+    Automatic,
+    Required,
 }
 
 impl Default for HaSettings {
@@ -195,6 +221,8 @@ impl Default for HaSettings {
             use_pg_rewind: true,
             on_rewind_failure: RewindFailure::Basebackup,
             synchronous_mode: SyncMode::On,
+            primary_start_timeout: Duration::from_secs(30),
+            watchdog: WatchdogMode::Automatic,
         }
     }
 }
@@ -258,7 +286,11 @@ pub struct NetworkSettings {
 
 impl Default for NetworkSettings {
     fn default() -> Self {
-        NetworkSettings { prefix_length: 24, gateway: None, dns: Vec::new() }
+        NetworkSettings {
+            prefix_length: 24,
+            gateway: None,
+            dns: Vec::new(),
+        }
     }
 }
 
@@ -306,7 +338,11 @@ impl Config {
 
     /// The DCS key prefix of this cluster, with a trailing slash.
     pub fn key_prefix(&self) -> String {
-        format!("{}/{}/", self.etcd.namespace.trim_end_matches('/'), self.cluster.name)
+        format!(
+            "{}/{}/",
+            self.etcd.namespace.trim_end_matches('/'),
+            self.cluster.name
+        )
     }
 
     pub fn api_url(&self, node: &Node) -> String {

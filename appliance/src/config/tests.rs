@@ -44,7 +44,9 @@ fn only(text: &str) -> ConfigError {
 
 /// The error at `path`, failing with the whole list when there is none.
 fn at<'a>(errs: &'a ConfigErrors, path: &str) -> &'a ConfigError {
-    errs.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("no error at {path}; got:\n{errs}"))
+    errs.iter()
+        .find(|e| e.path == path)
+        .unwrap_or_else(|| panic!("no error at {path}; got:\n{errs}"))
 }
 
 fn pos(e: &ConfigError) -> (Option<usize>, Option<usize>) {
@@ -90,10 +92,17 @@ fn malformed_yaml_has_line_and_column() {
     let e = only("cluster:\n  name: main\nnodes:\n\t- name: db1\n");
     assert_eq!(pos(&e), (Some(4), Some(2)), "{e}");
     assert!(e.message.starts_with("YAML syntax error: "), "{e}");
-    assert!(e.to_string().starts_with("pgbox.yaml:4:2: YAML syntax error"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("pgbox.yaml:4:2: YAML syntax error"),
+        "{e}"
+    );
 
     let e = only("cluster:\n  name: main\nnodes: [{name: db1, address: 10.0.0.11\nsecrets: {}\n");
-    assert_eq!(e.to_string(), "pgbox.yaml:3:9: YAML syntax error: unclosed bracket '{' (while reading `nodes`)");
+    assert_eq!(
+        e.to_string(),
+        "pgbox.yaml:3:9: YAML syntax error: unclosed bracket '{' (while reading `nodes`)"
+    );
 
     let e = only("- just\n- a list\n");
     assert_eq!(pos(&e), (Some(1), Some(1)));
@@ -108,17 +117,26 @@ fn wrong_types_name_the_field_and_its_position() {
     let e = only(&with("ha:\n  ttl: yes\n"));
     assert_eq!(e.path, "ha.ttl");
     assert_eq!(e.line, Some(19));
-    assert!(e.message.contains("duration") && e.message.contains("10s"), "{e}");
+    assert!(
+        e.message.contains("duration") && e.message.contains("10s"),
+        "{e}"
+    );
 
     let e = only(&GOOD.replace("10.0.0.12", "not-an-ip"));
     assert_eq!(e.path, "nodes[1].address");
     assert_eq!(pos(&e), (Some(9), Some(14)));
-    assert_eq!(e.message, "`not-an-ip` is not an IP address; write it like 10.0.0.11 or fd00::11");
+    assert_eq!(
+        e.message,
+        "`not-an-ip` is not an IP address; write it like 10.0.0.11 or fd00::11"
+    );
 
     let e = only(&GOOD.replace("[etcd, router]", "[database, router]"));
     assert_eq!(e.path, "nodes[2].roles[0]");
     assert_eq!(pos(&e), (Some(13), Some(13)));
-    assert!(e.message.contains("`database`") && e.message.contains("postgres, etcd, router"), "{e}");
+    assert!(
+        e.message.contains("`database`") && e.message.contains("postgres, etcd, router"),
+        "{e}"
+    );
 
     let e = only(&with("ports:\n  api: 70000\n"));
     assert_eq!(e.path, "ports.api");
@@ -163,7 +181,10 @@ fn duplicate_yaml_keys_are_errors() {
 fn duplicate_node_names_mention_both_lines() {
     let errs = errors(&GOOD.replace("name: db2", "name: db1"));
     let e = at(&errs, "nodes[1].name");
-    assert_eq!(e.to_string(), "pgbox.yaml:8:11: nodes[1].name: duplicate node name \"db1\" (first used at line 5)");
+    assert_eq!(
+        e.to_string(),
+        "pgbox.yaml:8:11: nodes[1].name: duplicate node name \"db1\" (first used at line 5)"
+    );
 }
 
 #[test]
@@ -171,7 +192,10 @@ fn duplicate_addresses() {
     let e = only(&GOOD.replace("10.0.0.13", "10.0.0.11"));
     assert_eq!(e.path, "nodes[2].address");
     assert_eq!(e.line, Some(12));
-    assert!(e.message.contains("already used by node \"db1\" (line 6)"), "{e}");
+    assert!(
+        e.message.contains("already used by node \"db1\" (line 6)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -193,9 +217,17 @@ fn node_roles() {
 
 #[test]
 fn node_name_rules() {
-    let errs = errors(&GOOD.replace("name: db2", "name: DB_2").replace("name: coord", "name: -coord"));
-    assert!(at(&errs, "nodes[1].name").message.contains("\"DB_2\" contains 'D'"));
-    assert!(at(&errs, "nodes[2].name").message.contains("starts or ends with '-'"));
+    let errs = errors(
+        &GOOD
+            .replace("name: db2", "name: DB_2")
+            .replace("name: coord", "name: -coord"),
+    );
+    assert!(at(&errs, "nodes[1].name")
+        .message
+        .contains("\"DB_2\" contains 'D'"));
+    assert!(at(&errs, "nodes[2].name")
+        .message
+        .contains("starts or ends with '-'"));
 }
 
 #[test]
@@ -203,7 +235,10 @@ fn node_not_in_cluster() {
     let e = only(&GOOD.replace("node: db1", "node: db9"));
     assert_eq!(e.path, "node");
     assert_eq!(pos(&e), (Some(3), Some(7)));
-    assert_eq!(e.message, "\"db9\" is not one of the nodes (db1, db2, coord)");
+    assert_eq!(
+        e.message,
+        "\"db9\" is not one of the nodes (db1, db2, coord)"
+    );
 }
 
 #[test]
@@ -215,7 +250,11 @@ fn etcd_member_count_must_be_odd_and_at_least_three() {
     assert!(e.message.starts_with("2 etcd members (db1, db2): "), "{e}");
     assert!(e.message.contains("survives the loss of (N-1)/2"), "{e}");
     assert!(e.message.contains("allow_unsafe_member_count"), "{e}");
-    parse(&format!("{two}etcd:\n  allow_unsafe_member_count: true\n"), "pgbox.yaml").unwrap();
+    parse(
+        &format!("{two}etcd:\n  allow_unsafe_member_count: true\n"),
+        "pgbox.yaml",
+    )
+    .unwrap();
 
     let one = GOOD
         .replace("[postgres, etcd]", "[postgres]")
@@ -224,8 +263,14 @@ fn etcd_member_count_must_be_odd_and_at_least_three() {
     let e = only(&one);
     assert!(e.message.starts_with("1 etcd member (db1): "), "{e}");
 
-    let errs = errors(&GOOD.replace("[postgres, etcd]", "[postgres]").replace("[etcd, router]", "[router]"));
-    assert!(at(&errs, "nodes").message.contains("no node has the role `etcd`"));
+    let errs = errors(
+        &GOOD
+            .replace("[postgres, etcd]", "[postgres]")
+            .replace("[etcd, router]", "[router]"),
+    );
+    assert!(at(&errs, "nodes")
+        .message
+        .contains("no node has the role `etcd`"));
 }
 
 #[test]
@@ -239,15 +284,21 @@ fn missing_secret() {
 #[test]
 fn weak_secrets_are_refused_without_being_shown() {
     let weak = ["password1234", "aaaaaaaaaaaaaaaa", "Sh0rt!pw", "ChangeMe"];
-    let text =
-        GOOD.replace(GOOD_SECRETS[0], weak[0]).replace(GOOD_SECRETS[1], weak[1]).replace(GOOD_SECRETS[2], weak[2]);
+    let text = GOOD
+        .replace(GOOD_SECRETS[0], weak[0])
+        .replace(GOOD_SECRETS[1], weak[1])
+        .replace(GOOD_SECRETS[2], weak[2]);
     let errs = errors(&text);
     assert_eq!(errs.len(), 3, "{errs}");
     let e = at(&errs, "secrets.superuser_password");
     assert_eq!(e.line, Some(15));
     assert!(e.message.contains("well-known password"), "{e}");
-    assert!(at(&errs, "secrets.replication_password").message.contains("one character repeated"));
-    assert!(at(&errs, "secrets.app_password").message.contains("shorter than 12"));
+    assert!(at(&errs, "secrets.replication_password")
+        .message
+        .contains("one character repeated"));
+    assert!(at(&errs, "secrets.app_password")
+        .message
+        .contains("shorter than 12"));
     let shown = errs.to_string();
     for secret in weak {
         assert!(!shown.contains(secret), "message shows a secret: {shown}");
@@ -259,7 +310,11 @@ fn secrets_must_differ() {
     let e = only(&GOOD.replace(GOOD_SECRETS[2], GOOD_SECRETS[0]));
     assert_eq!(e.path, "secrets.app_password");
     assert_eq!(e.line, Some(17));
-    assert!(e.message.starts_with("is the same as secrets.superuser_password"), "{e}");
+    assert!(
+        e.message
+            .starts_with("is the same as secrets.superuser_password"),
+        "{e}"
+    );
     assert!(!e.to_string().contains(GOOD_SECRETS[0]));
 }
 
@@ -278,8 +333,13 @@ fn owned_postgres_parameters_are_refused() {
     assert_eq!(errs.len(), 2, "{errs}");
     let e = at(&errs, "postgres.parameters.wal_level");
     assert_eq!(pos(e), (Some(21), Some(5)));
-    assert!(e.message.starts_with("`wal_level` is managed by pgbox"), "{e}");
-    assert!(at(&errs, "postgres.parameters.port").message.contains("ports.postgres"));
+    assert!(
+        e.message.starts_with("`wal_level` is managed by pgbox"),
+        "{e}"
+    );
+    assert!(at(&errs, "postgres.parameters.port")
+        .message
+        .contains("ports.postgres"));
 }
 
 #[test]
@@ -287,14 +347,24 @@ fn postgres_names() {
     let errs = errors(&with(
         "postgres:\n  superuser: Admin\n  replication_user: app\n  database: template1\n  parameters:\n    Work_Mem: 4MB\n    work_mem2: \"a\\nb\"\n",
     ));
-    assert!(at(&errs, "postgres.superuser").message.contains("not a plain PostgreSQL name"));
+    assert!(at(&errs, "postgres.superuser")
+        .message
+        .contains("not a plain PostgreSQL name"));
     // app_user is not in the file: the clash is shown where it was made.
     let e = at(&errs, "postgres.replication_user");
     assert_eq!(e.line, Some(20));
-    assert!(e.message.starts_with("\"app\" is also postgres.app_user (its default)"), "{e}");
+    assert!(
+        e.message
+            .starts_with("\"app\" is also postgres.app_user (its default)"),
+        "{e}"
+    );
     assert!(at(&errs, "postgres.database").message.contains("template"));
-    assert!(at(&errs, "postgres.parameters.Work_Mem").message.contains("lower case: work_mem"));
-    assert!(at(&errs, "postgres.parameters.work_mem2").message.contains("line break"));
+    assert!(at(&errs, "postgres.parameters.Work_Mem")
+        .message
+        .contains("lower case: work_mem"));
+    assert!(at(&errs, "postgres.parameters.work_mem2")
+        .message
+        .contains("line break"));
 }
 
 #[test]
@@ -305,12 +375,22 @@ fn ha_timing_rules() {
     assert!(e.message.contains("more than half of ha.ttl (10s)"), "{e}");
     assert!(e.message.contains("several times per ttl"), "{e}");
 
-    let errs = errors(&with("ha:\n  ttl: 1s\n  loop_wait: 50ms\n  maximum_lag_on_failover: 0\n"));
-    assert!(at(&errs, "ha.ttl").message.starts_with("is 1s; at least 2s"));
-    assert!(at(&errs, "ha.loop_wait").message.starts_with("is 50ms; at least 100ms"));
-    assert!(at(&errs, "ha.maximum_lag_on_failover").message.contains("more than 0"));
+    let errs = errors(&with(
+        "ha:\n  ttl: 1s\n  loop_wait: 50ms\n  maximum_lag_on_failover: 0\n",
+    ));
+    assert!(at(&errs, "ha.ttl")
+        .message
+        .starts_with("is 1s; at least 2s"));
+    assert!(at(&errs, "ha.loop_wait")
+        .message
+        .starts_with("is 50ms; at least 100ms"));
+    assert!(at(&errs, "ha.maximum_lag_on_failover")
+        .message
+        .contains("more than 0"));
 
-    assert!(at(&errors(&with("ha:\n  ttl: 11m\n")), "ha.ttl").message.contains("at most 10m"));
+    assert!(at(&errors(&with("ha:\n  ttl: 11m\n")), "ha.ttl")
+        .message
+        .contains("at most 10m"));
     // The shortest ttl needs an etcd that grants leases that short.
     let cfg = parse(
         &with("ha:\n  ttl: 2s\n  loop_wait: 1s\netcd:\n  heartbeat_interval: 100ms\n  election_timeout: 1s\n"),
@@ -325,25 +405,49 @@ fn etcd_timing_rules() {
     let cfg = parse(GOOD, "pgbox.yaml").unwrap();
     assert_eq!(cfg.etcd.heartbeat_interval, Duration::from_millis(250));
     assert_eq!(cfg.etcd.election_timeout, Duration::from_millis(2500));
-    assert_eq!(cfg.etcd.min_lease_ttl(), Duration::from_secs(4), "3.75s, in whole seconds");
+    assert_eq!(
+        cfg.etcd.min_lease_ttl(),
+        Duration::from_secs(4),
+        "3.75s, in whole seconds"
+    );
 
     // The values measured for emulated machines pass with the default ttl.
-    let slow = parse(&with("etcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n"), "pgbox.yaml").unwrap();
+    let slow = parse(
+        &with("etcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n"),
+        "pgbox.yaml",
+    )
+    .unwrap();
     assert_eq!(slow.etcd.min_lease_ttl(), Duration::from_secs(8));
 
-    let e = only(&with("etcd:\n  heartbeat_interval: 500ms\n  election_timeout: 2s\n"));
+    let e = only(&with(
+        "etcd:\n  heartbeat_interval: 500ms\n  election_timeout: 2s\n",
+    ));
     assert_eq!(e.path, "etcd.election_timeout");
     assert_eq!(e.line, Some(20));
-    assert!(e.message.contains("at least 5 times etcd.heartbeat_interval (500ms)"), "{e}");
+    assert!(
+        e.message
+            .contains("at least 5 times etcd.heartbeat_interval (500ms)"),
+        "{e}"
+    );
 
     // Only the heartbeat is written: the clash is shown there.
     let e = only(&with("etcd:\n  heartbeat_interval: 1s\n"));
     assert_eq!(e.path, "etcd.heartbeat_interval");
-    assert!(e.message.contains("etcd.election_timeout (2s 500ms) must be at least 5 times"), "{e}");
+    assert!(
+        e.message
+            .contains("etcd.election_timeout (2s 500ms) must be at least 5 times"),
+        "{e}"
+    );
 
-    let errs = errors(&with("etcd:\n  heartbeat_interval: 5ms\n  election_timeout: 1m\n"));
-    assert!(at(&errs, "etcd.heartbeat_interval").message.contains("at least 10ms"));
-    assert!(at(&errs, "etcd.election_timeout").message.contains("at most 50s"));
+    let errs = errors(&with(
+        "etcd:\n  heartbeat_interval: 5ms\n  election_timeout: 1m\n",
+    ));
+    assert!(at(&errs, "etcd.heartbeat_interval")
+        .message
+        .contains("at least 10ms"));
+    assert!(at(&errs, "etcd.election_timeout")
+        .message
+        .contains("at most 50s"));
 
     let e = only(&with("etcd:\n  heartbeat_interval: 100500us\n"));
     assert!(e.message.contains("whole milliseconds"), "{e}");
@@ -355,7 +459,9 @@ fn etcd_timing_rules() {
 
 #[test]
 fn ttl_must_cover_etcds_minimum_lease() {
-    let e = only(&with("ha:\n  ttl: 5s\netcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n"));
+    let e = only(&with(
+        "ha:\n  ttl: 5s\netcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n",
+    ));
     assert_eq!(e.path, "ha.ttl");
     assert_eq!(e.line, Some(19));
     assert_eq!(
@@ -365,22 +471,34 @@ fn ttl_must_cover_etcds_minimum_lease() {
          etcd.election_timeout"
     );
     // Between 1.5 × election timeout and the whole second above it: still short.
-    let e = only(&with("ha:\n  ttl: 7500ms\netcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n"));
+    let e = only(&with(
+        "ha:\n  ttl: 7500ms\netcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n",
+    ));
     assert_eq!(e.path, "ha.ttl");
-    parse(&with("ha:\n  ttl: 8s\netcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n"), "pgbox.yaml").unwrap();
+    parse(
+        &with("ha:\n  ttl: 8s\netcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n"),
+        "pgbox.yaml",
+    )
+    .unwrap();
 
     // ttl left at its default and too short for the election timeout
     // written: the error points at what was written and names both.
     let e = only(&with("etcd:\n  election_timeout: 10s\n"));
     assert_eq!(e.path, "etcd.election_timeout");
     assert!(
-        e.message.starts_with("ha.ttl (10s, its default) is shorter than etcd's minimum lease time to live, 15s"),
+        e.message.starts_with(
+            "ha.ttl (10s, its default) is shorter than etcd's minimum lease time to live, 15s"
+        ),
         "{e}"
     );
 
     let e = only(&with("ha:\n  ttl: 3s\n"));
     assert_eq!(e.path, "ha.ttl");
-    assert!(e.message.contains("time to live, 4s: 1.5 × etcd.election_timeout (2s 500ms, its default)"), "{e}");
+    assert!(
+        e.message
+            .contains("time to live, 4s: 1.5 × etcd.election_timeout (2s 500ms, its default)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -389,25 +507,42 @@ fn network_section() {
     assert_eq!(cfg.network, NetworkSettings::default());
     assert_eq!(cfg.network.prefix_length, 24);
 
-    let text = with("network:\n  prefix_length: 16\n  gateway: 10.0.0.1\n  dns: [10.0.0.2, \"fd00::53\"]\n")
-        .replace("    address: 10.0.0.12\n", "    address: 10.0.0.12\n    mac: 52:54:00:AB:cd:12\n");
+    let text = with(
+        "network:\n  prefix_length: 16\n  gateway: 10.0.0.1\n  dns: [10.0.0.2, \"fd00::53\"]\n",
+    )
+    .replace(
+        "    address: 10.0.0.12\n",
+        "    address: 10.0.0.12\n    mac: 52:54:00:AB:cd:12\n",
+    );
     let cfg = parse(&text, "pgbox.yaml").unwrap();
     assert_eq!(cfg.network.prefix_length, 16);
     assert_eq!(cfg.network.gateway, Some("10.0.0.1".parse().unwrap()));
     assert_eq!(cfg.network.dns.len(), 2);
     assert_eq!(cfg.nodes[1].mac.as_deref(), Some("52:54:00:AB:cd:12"));
-    assert_eq!(canonical_mac("52:54:00:AB:cd:12").as_deref(), Some("52:54:00:ab:cd:12"));
+    assert_eq!(
+        canonical_mac("52:54:00:AB:cd:12").as_deref(),
+        Some("52:54:00:ab:cd:12")
+    );
 
-    let errs = errors(&with("network:\n  prefix_length: 33\n  gateway: 10.0.0.12\n  dns: [224.0.0.1]\n"));
+    let errs = errors(&with(
+        "network:\n  prefix_length: 33\n  gateway: 10.0.0.12\n  dns: [224.0.0.1]\n",
+    ));
     let e = at(&errs, "network.prefix_length");
     assert_eq!(e.line, Some(19));
     assert!(e.message.contains("an IPv4 prefix is 1 to 32"), "{e}");
-    assert!(at(&errs, "network.gateway").message.contains("address of node \"db2\""));
+    assert!(at(&errs, "network.gateway")
+        .message
+        .contains("address of node \"db2\""));
     assert!(at(&errs, "network.dns[0]").message.contains("multicast"));
 
-    assert!(only(&with("network:\n  prefix_length: 0\n")).message.contains("at least 1"));
+    assert!(only(&with("network:\n  prefix_length: 0\n"))
+        .message
+        .contains("at least 1"));
     let e = only(&with("network:\n  gateway: \"fd00::1\"\n"));
-    assert!(e.message.contains("IPv6") && e.message.contains("address family"), "{e}");
+    assert!(
+        e.message.contains("IPv6") && e.message.contains("address family"),
+        "{e}"
+    );
     let e = only(&with("network:\n  gateway: 10.0.0.300\n"));
     assert_eq!(e.path, "network.gateway");
     assert!(e.message.contains("not an IP address"), "{e}");
@@ -419,26 +554,47 @@ fn ipv6_nodes_need_an_explicit_prefix() {
     let e = only(&v6);
     assert_eq!(e.path, "network.prefix_length");
     assert!(e.message.contains("usually 64"), "{e}");
-    let cfg = parse(&format!("{v6}network:\n  prefix_length: 64\n  gateway: \"fd00::1\"\n"), "pgbox.yaml").unwrap();
+    let cfg = parse(
+        &format!("{v6}network:\n  prefix_length: 64\n  gateway: \"fd00::1\"\n"),
+        "pgbox.yaml",
+    )
+    .unwrap();
     assert_eq!(cfg.network.prefix_length, 64);
-    assert!(only(&format!("{v6}network:\n  prefix_length: 129\n")).message.contains("1 to 128"));
+    assert!(only(&format!("{v6}network:\n  prefix_length: 129\n"))
+        .message
+        .contains("1 to 128"));
 }
 
 #[test]
 fn mac_addresses() {
-    let mac =
-        |m: &str| GOOD.replace("    address: 10.0.0.12\n", &format!("    address: 10.0.0.12\n    mac: \"{m}\"\n"));
-    for bad in ["52:54:00:12:34", "52-54-00-12-34-56", "52:54:00:12:34:zz", "5254.0012.3456"] {
+    let mac = |m: &str| {
+        GOOD.replace(
+            "    address: 10.0.0.12\n",
+            &format!("    address: 10.0.0.12\n    mac: \"{m}\"\n"),
+        )
+    };
+    for bad in [
+        "52:54:00:12:34",
+        "52-54-00-12-34-56",
+        "52:54:00:12:34:zz",
+        "5254.0012.3456",
+    ] {
         let e = only(&mac(bad));
         assert_eq!(e.path, "nodes[1].mac");
         assert_eq!(e.line, Some(10));
         assert!(e.message.contains("is not a MAC address"), "{bad}: {e}");
     }
-    assert!(only(&mac("01:00:5e:00:00:01")).message.contains("multicast"));
-    assert!(only(&mac("00:00:00:00:00:00")).message.contains("all zeros"));
+    assert!(only(&mac("01:00:5e:00:00:01"))
+        .message
+        .contains("multicast"));
+    assert!(only(&mac("00:00:00:00:00:00"))
+        .message
+        .contains("all zeros"));
 
-    let twice = mac("52:54:00:12:34:56")
-        .replace("    address: 10.0.0.13\n", "    address: 10.0.0.13\n    mac: 52:54:00:12:34:56\n");
+    let twice = mac("52:54:00:12:34:56").replace(
+        "    address: 10.0.0.13\n",
+        "    address: 10.0.0.13\n    mac: 52:54:00:12:34:56\n",
+    );
     let e = only(&twice);
     assert_eq!(e.path, "nodes[2].mac");
     assert!(e.message.contains("also the MAC of node \"db2\""), "{e}");
@@ -456,13 +612,19 @@ fn ports_are_distinct_and_non_zero() {
     let e = only(&with("ports:\n  postgres: 8008\n"));
     assert_eq!(e.path, "ports.postgres");
     assert_eq!(e.line, Some(19));
-    assert!(e.message.starts_with("8008 is also ports.api (its default)"), "{e}");
+    assert!(
+        e.message
+            .starts_with("8008 is also ports.api (its default)"),
+        "{e}"
+    );
 }
 
 #[test]
 fn cluster_name_and_namespace() {
     let errs = errors(
-        &GOOD.replace("name: main", "name: Main/1").replace("node: db1", "etcd:\n  namespace: service\nnode: db1"),
+        &GOOD
+            .replace("name: main", "name: Main/1")
+            .replace("node: db1", "etcd:\n  namespace: service\nnode: db1"),
     );
     let e = at(&errs, "cluster.name");
     assert_eq!(pos(e), (Some(2), Some(9)));
@@ -498,7 +660,18 @@ fn every_problem_is_reported_in_file_order() {
         "{errs}"
     );
     let lines: Vec<Option<usize>> = errs.iter().map(|e| e.line).collect();
-    assert_eq!(lines, [Some(3), Some(4), Some(8), Some(16), Some(20), Some(22), Some(24)]);
+    assert_eq!(
+        lines,
+        [
+            Some(3),
+            Some(4),
+            Some(8),
+            Some(16),
+            Some(20),
+            Some(22),
+            Some(24)
+        ]
+    );
     assert_eq!(errs.to_string().lines().count(), 7);
 }
 
@@ -506,14 +679,24 @@ fn every_problem_is_reported_in_file_order() {
 fn identity_resolution() {
     let cfg = parse(GOOD, "pgbox.yaml").unwrap();
     assert_eq!(validate_identity(&cfg, None).unwrap(), "db1");
-    assert_eq!(validate_identity(&cfg, Some("db2")).unwrap(), "db2", "--node wins over the file");
+    assert_eq!(
+        validate_identity(&cfg, Some("db2")).unwrap(),
+        "db2",
+        "--node wins over the file"
+    );
 
     let e = validate_identity(&cfg, Some("db7")).unwrap_err();
-    assert_eq!(e.to_string(), "--node: \"db7\" is not one of the nodes in the file (db1, db2, coord)");
+    assert_eq!(
+        e.to_string(),
+        "--node: \"db7\" is not one of the nodes in the file (db1, db2, coord)"
+    );
 
     let anonymous = parse(&GOOD.replace("node: db1\n", ""), "pgbox.yaml").unwrap();
     let e = validate_identity(&anonymous, None).unwrap_err();
-    assert_eq!(e.0[0].message, "no node identity: set `node:` in the file or pass --node");
+    assert_eq!(
+        e.0[0].message,
+        "no node identity: set `node:` in the file or pass --node"
+    );
 }
 
 #[test]
@@ -525,7 +708,10 @@ fn load_reports_unreadable_and_non_utf8_files() {
     let e = load(&missing).unwrap_err();
     assert_eq!(e.len(), 1);
     let shown = e.to_string();
-    assert!(shown.starts_with(&format!("{}: cannot read the file: ", missing.display())), "{shown}");
+    assert!(
+        shown.starts_with(&format!("{}: cannot read the file: ", missing.display())),
+        "{shown}"
+    );
     assert!(shown.contains("os error 2"), "{shown}");
 
     let latin1 = dir.join("latin1.yaml");

@@ -75,14 +75,20 @@ fn owned_parameter(name: &str) -> Option<&'static str> {
         n if n.starts_with("recovery_target") => REPLICATION,
         "synchronous_standby_names" | "synchronous_commit" => SYNC,
         "data_directory" | "hba_file" | "ident_file" | "config_file" | "external_pid_file" => FILES,
-        "cluster_name" => "pgbox sets it to <cluster>-<node>, which tells members apart in process lists and logs",
+        "cluster_name" => {
+            "pgbox sets it to <cluster>-<node>, which tells members apart in process lists and logs"
+        }
         _ => return None,
     };
     Some(reason)
 }
 
 pub(super) fn semantic(cfg: &Config, source: &str, positions: &Positions) -> Vec<ConfigError> {
-    let mut c = Checker { source, positions, errors: Vec::new() };
+    let mut c = Checker {
+        source,
+        positions,
+        errors: Vec::new(),
+    };
     c.cluster(cfg);
     c.nodes(cfg);
     c.identity(cfg);
@@ -93,7 +99,8 @@ pub(super) fn semantic(cfg: &Config, source: &str, positions: &Positions) -> Vec
     c.etcd(cfg);
     c.network(cfg);
     // File order reads best; problems with no position go last.
-    c.errors.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
+    c.errors
+        .sort_by_key(|e| (e.line.is_none(), e.line, e.column));
     c.errors
 }
 
@@ -140,18 +147,30 @@ impl Checker<'_> {
         let name = &cfg.cluster.name;
         if name.is_empty() {
             self.value("cluster.name", "must not be empty");
-        } else if let Some(problem) =
-            name_problem(name, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-        {
-            self.value("cluster.name", format!("{name:?} {problem}; use lower-case letters, digits, '_' and '-'"));
+        } else if let Some(problem) = name_problem(name, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
+        }) {
+            self.value(
+                "cluster.name",
+                format!("{name:?} {problem}; use lower-case letters, digits, '_' and '-'"),
+            );
         } else if name.chars().count() > MAX_NAME {
-            self.value("cluster.name", format!("is {} characters long; at most {MAX_NAME}", name.chars().count()));
+            self.value(
+                "cluster.name",
+                format!(
+                    "is {} characters long; at most {MAX_NAME}",
+                    name.chars().count()
+                ),
+            );
         }
     }
 
     fn nodes(&mut self, cfg: &Config) {
         if cfg.nodes.is_empty() {
-            self.value("nodes", "no nodes; list at least one, each with a name, an address and roles");
+            self.value(
+                "nodes",
+                "no nodes; list at least one, each with a name, an address and roles",
+            );
             return;
         }
         let mut names: HashMap<&str, String> = HashMap::new();
@@ -165,7 +184,10 @@ impl Checker<'_> {
             match names.get(node.name.as_str()) {
                 Some(first) => {
                     let note = self.line_note(first, "first used at ");
-                    self.value(&name_path, format!("duplicate node name {:?}{note}", node.name));
+                    self.value(
+                        &name_path,
+                        format!("duplicate node name {:?}{note}", node.name),
+                    );
                 }
                 None => {
                     names.insert(&node.name, name_path.clone());
@@ -194,19 +216,31 @@ impl Checker<'_> {
 
             let roles_path = join_key(&at, "roles");
             if node.roles.is_empty() {
-                self.value(&roles_path, "no roles; give the node at least one of: postgres, etcd, router");
+                self.value(
+                    &roles_path,
+                    "no roles; give the node at least one of: postgres, etcd, router",
+                );
             }
             for (j, role) in node.roles.iter().enumerate() {
                 if node.roles[..j].contains(role) {
-                    self.value(&join_index(&roles_path, j), format!("role `{}` is listed twice", role_name(*role)));
+                    self.value(
+                        &join_index(&roles_path, j),
+                        format!("role `{}` is listed twice", role_name(*role)),
+                    );
                 }
             }
         }
 
         if cfg.nodes_with(Role::Postgres).next().is_none() {
-            self.key("nodes", "no node has the role `postgres`; at least one node must run PostgreSQL");
+            self.key(
+                "nodes",
+                "no node has the role `postgres`; at least one node must run PostgreSQL",
+            );
         }
-        let etcd: Vec<&str> = cfg.nodes_with(Role::Etcd).map(|n| n.name.as_str()).collect();
+        let etcd: Vec<&str> = cfg
+            .nodes_with(Role::Etcd)
+            .map(|n| n.name.as_str())
+            .collect();
         let n = etcd.len();
         if n == 0 {
             self.key(
@@ -244,7 +278,10 @@ impl Checker<'_> {
     fn identity(&mut self, cfg: &Config) {
         if let Some(name) = &cfg.node {
             if cfg.node_named(name).is_none() {
-                self.value("node", format!("{name:?} is not one of the nodes ({})", node_list(cfg)));
+                self.value(
+                    "node",
+                    format!("{name:?} is not one of the nodes ({})", node_list(cfg)),
+                );
             }
         }
     }
@@ -286,10 +323,26 @@ impl Checker<'_> {
             if let Some(problem) = identifier_problem(user) {
                 self.value(&path, problem);
             } else if user.starts_with("pg_") {
-                self.value(&path, format!("{user:?}: role names starting with pg_ are reserved by PostgreSQL"));
-            } else if ["public", "none", "current_user", "current_role", "session_user", "all"].contains(user) {
-                self.value(&path, format!("{user:?} is a reserved word in PostgreSQL and cannot name a role"));
-            } else if let Some((other, _)) = users[..i].iter().find(|(_, earlier)| earlier == user) {
+                self.value(
+                    &path,
+                    format!("{user:?}: role names starting with pg_ are reserved by PostgreSQL"),
+                );
+            } else if [
+                "public",
+                "none",
+                "current_user",
+                "current_role",
+                "session_user",
+                "all",
+            ]
+            .contains(user)
+            {
+                self.value(
+                    &path,
+                    format!("{user:?} is a reserved word in PostgreSQL and cannot name a role"),
+                );
+            } else if let Some((other, _)) = users[..i].iter().find(|(_, earlier)| earlier == user)
+            {
                 let (here, there) = self.pick(&path, &join_key("postgres", other));
                 self.value(
                     &here,
@@ -303,12 +356,20 @@ impl Checker<'_> {
         } else if ["template0", "template1"].contains(&pg.database.as_str()) {
             self.value(
                 "postgres.database",
-                format!("{:?} is a PostgreSQL template database; choose another name", pg.database),
+                format!(
+                    "{:?} is a PostgreSQL template database; choose another name",
+                    pg.database
+                ),
             );
-        } else if ["all", "sameuser", "samerole", "samegroup", "replication"].contains(&pg.database.as_str()) {
+        } else if ["all", "sameuser", "samerole", "samegroup", "replication"]
+            .contains(&pg.database.as_str())
+        {
             self.value(
                 "postgres.database",
-                format!("{:?} has a special meaning in pg_hba.conf; choose another name", pg.database),
+                format!(
+                    "{:?} has a special meaning in pg_hba.conf; choose another name",
+                    pg.database
+                ),
             );
         }
 
@@ -317,7 +378,10 @@ impl Checker<'_> {
             if !is_guc_name(name) {
                 let mut m = format!("{name:?} is not a PostgreSQL setting name");
                 if is_guc_name(&name.to_ascii_lowercase()) {
-                    m.push_str(&format!("; write it in lower case: {}", name.to_ascii_lowercase()));
+                    m.push_str(&format!(
+                        "; write it in lower case: {}",
+                        name.to_ascii_lowercase()
+                    ));
                 } else {
                     m.push_str("; names use lower-case letters, digits, '_' and '.'");
                 }
@@ -402,7 +466,10 @@ impl Checker<'_> {
                 // Every service may share one box (roles combine), so ports
                 // must differ even when roles do not overlap.
                 let (here, there) = self.pick(&path, &join_key("ports", other));
-                self.value(&here, format!("{port} is also {there}; each service needs its own port"));
+                self.value(
+                    &here,
+                    format!("{port} is also {there}; each service needs its own port"),
+                );
             }
         }
     }
@@ -410,7 +477,10 @@ impl Checker<'_> {
     fn etcd(&mut self, cfg: &Config) {
         let ns = &cfg.etcd.namespace;
         if !ns.starts_with('/') {
-            self.value("etcd.namespace", format!("{ns:?} must start with '/', like /service"));
+            self.value(
+                "etcd.namespace",
+                format!("{ns:?} must start with '/', like /service"),
+            );
         }
 
         // etcd takes both settings in whole milliseconds and refuses to
@@ -418,11 +488,17 @@ impl Checker<'_> {
         // booting into an etcd that never comes up.
         let e = &cfg.etcd;
         let mut timing_ok = true;
-        for (field, d) in [("heartbeat_interval", e.heartbeat_interval), ("election_timeout", e.election_timeout)] {
+        for (field, d) in [
+            ("heartbeat_interval", e.heartbeat_interval),
+            ("election_timeout", e.election_timeout),
+        ] {
             if d.subsec_nanos() % 1_000_000 != 0 {
                 self.value(
                     &join_key("etcd", field),
-                    format!("is {}; etcd counts it in whole milliseconds", fmt_duration(d)),
+                    format!(
+                        "is {}; etcd counts it in whole milliseconds",
+                        fmt_duration(d)
+                    ),
                 );
                 timing_ok = false;
             }
@@ -438,7 +514,10 @@ impl Checker<'_> {
             timing_ok = false;
         } else if e.election_timeout < e.heartbeat_interval * 5 {
             let (here, there) = self.pick("etcd.election_timeout", "etcd.heartbeat_interval");
-            let (election, heartbeat) = (fmt_duration(e.election_timeout), fmt_duration(e.heartbeat_interval));
+            let (election, heartbeat) = (
+                fmt_duration(e.election_timeout),
+                fmt_duration(e.heartbeat_interval),
+            );
             self.value(
                 &here,
                 format!(
@@ -451,7 +530,10 @@ impl Checker<'_> {
         if e.election_timeout > Duration::from_secs(50) {
             self.value(
                 "etcd.election_timeout",
-                format!("is {}; etcd accepts at most 50s", fmt_duration(e.election_timeout)),
+                format!(
+                    "is {}; etcd accepts at most 50s",
+                    fmt_duration(e.election_timeout)
+                ),
             );
             timing_ok = false;
         }
@@ -463,8 +545,11 @@ impl Checker<'_> {
         let min = e.min_lease_ttl();
         if timing_ok && ttl_in_range && ttl < min {
             let written = |path: &str| self.positions.contains(path);
-            let here =
-                if !written("ha.ttl") && written("etcd.election_timeout") { "etcd.election_timeout" } else { "ha.ttl" };
+            let here = if !written("ha.ttl") && written("etcd.election_timeout") {
+                "etcd.election_timeout"
+            } else {
+                "ha.ttl"
+            };
             let default_note = |path: &str| if written(path) { "" } else { ", its default" };
             let message = format!(
                 "ha.ttl ({}{}) is shorter than etcd's minimum lease time to live, {}: 1.5 × etcd.election_timeout \
@@ -535,7 +620,11 @@ impl Checker<'_> {
                         node.name
                     ),
                 );
-            } else if let Some(node) = cfg.nodes.iter().find(|n| n.address.is_ipv4() != gw.is_ipv4()) {
+            } else if let Some(node) = cfg
+                .nodes
+                .iter()
+                .find(|n| n.address.is_ipv4() != gw.is_ipv4())
+            {
                 self.value(
                     "network.gateway",
                     format!(
@@ -552,7 +641,10 @@ impl Checker<'_> {
             if let Some(problem) = address_problem(*dns) {
                 self.value(
                     &join_index("network.dns", i),
-                    problem.replace("give the node's own address", "give a name server's address"),
+                    problem.replace(
+                        "give the node's own address",
+                        "give a name server's address",
+                    ),
                 );
             }
         }
@@ -566,9 +658,12 @@ impl Checker<'_> {
                 Ok(bytes) => {
                     let canonical = format_mac(&bytes);
                     match macs.get(&canonical) {
-                        Some(first) => {
-                            self.value(&path, format!("{mac} is also the MAC of node {first:?}; each NIC has its own"))
-                        }
+                        Some(first) => self.value(
+                            &path,
+                            format!(
+                                "{mac} is also the MAC of node {first:?}; each NIC has its own"
+                            ),
+                        ),
                         None => {
                             macs.insert(canonical, &node.name);
                         }
@@ -602,14 +697,21 @@ pub(super) fn parse_mac(text: &str) -> Result<[u8; 6], String> {
         return Err("is all zeros, which no NIC has".to_string());
     }
     if bytes[0] & 1 == 1 {
-        return Err("is a multicast MAC address (lowest bit of the first byte set), which no NIC has".to_string());
+        return Err(
+            "is a multicast MAC address (lowest bit of the first byte set), which no NIC has"
+                .to_string(),
+        );
     }
     Ok(bytes)
 }
 
 /// Lower-case, colon-separated: the form systemd-networkd prints.
 pub(super) fn format_mac(bytes: &[u8; 6]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -621,7 +723,11 @@ fn role_name(role: Role) -> &'static str {
 }
 
 fn node_list(cfg: &Config) -> String {
-    cfg.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+    cfg.nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn fmt_duration(d: Duration) -> String {
@@ -630,7 +736,9 @@ fn fmt_duration(d: Duration) -> String {
 
 /// Names the first character `allowed` refuses.
 fn name_problem(name: &str, allowed: impl Fn(char) -> bool) -> Option<String> {
-    name.chars().find(|c| !allowed(*c)).map(|c| format!("contains {c:?}"))
+    name.chars()
+        .find(|c| !allowed(*c))
+        .map(|c| format!("contains {c:?}"))
 }
 
 fn hostname_problem(name: &str) -> Option<String> {
@@ -638,7 +746,9 @@ fn hostname_problem(name: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     let fix = "a node name is a host name: lower-case letters, digits and '-', 1 to 63 characters, not starting or ending with '-'";
-    if let Some(p) = name_problem(name, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+    if let Some(p) = name_problem(name, |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+    }) {
         return Some(format!("{name:?} {p}; {fix}"));
     }
     if name.len() > MAX_NAME {
@@ -665,7 +775,8 @@ fn address_problem(addr: IpAddr) -> Option<String> {
 
 /// PostgreSQL identifiers pgbox writes without quoting.
 fn identifier_problem(name: &str) -> Option<String> {
-    let fix = "use lower-case letters, digits and '_', not starting with a digit, at most 63 characters";
+    let fix =
+        "use lower-case letters, digits and '_', not starting with a digit, at most 63 characters";
     if name.is_empty() {
         return Some("must not be empty".into());
     }
@@ -695,10 +806,14 @@ fn secret_problem(secret: &str) -> Option<String> {
         return Some(format!("is empty; {advice}"));
     }
     if secret.chars().any(char::is_control) {
-        return Some(format!("contains a line break or control character; {advice}"));
+        return Some(format!(
+            "contains a line break or control character; {advice}"
+        ));
     }
     if secret.chars().count() < MIN_SECRET_CHARS {
-        return Some(format!("is shorter than {MIN_SECRET_CHARS} characters; {advice}"));
+        return Some(format!(
+            "is shorter than {MIN_SECRET_CHARS} characters; {advice}"
+        ));
     }
     let mut chars = secret.chars();
     let first = chars.next();
@@ -728,7 +843,10 @@ mod tests {
         assert!(secret_problem("short").is_some());
         assert!(secret_problem("aaaaaaaaaaaaaaaa").is_some());
         assert!(secret_problem("PassWord1234").is_some());
-        assert!(secret_problem("changeme2024!x").is_none(), "not only digits appended");
+        assert!(
+            secret_problem("changeme2024!x").is_none(),
+            "not only digits appended"
+        );
         assert!(secret_problem("postgres12345").is_some());
         assert!(secret_problem("123456789012").is_some());
         assert!(secret_problem("tab\there-is-long").is_some());

@@ -30,7 +30,10 @@ pub fn run(file: &Path) -> ExitCode {
                 eprintln!("{e}");
             }
             let n = errors.len();
-            eprintln!("{source}: {n} problem{} found; nothing would be applied", if n == 1 { "" } else { "s" });
+            eprintln!(
+                "{source}: {n} problem{} found; nothing would be applied",
+                if n == 1 { "" } else { "s" }
+            );
             ExitCode::from(1)
         }
     }
@@ -86,7 +89,10 @@ etcd: {allow_unsafe_member_count: true}
 ";
         let cfg = config::parse(text, "x.yaml").unwrap();
         let line = summary("x.yaml", &cfg);
-        assert_eq!(line, "x.yaml: OK (cluster \"main\", 1 node: db1 [postgres, etcd])");
+        assert_eq!(
+            line,
+            "x.yaml: OK (cluster \"main\", 1 node: db1 [postgres, etcd])"
+        );
         for secret in ["kq8Vx2mPz4LwT7nB", "Rj5tH9cWq2XvN6sD", "Fz3Lp8Ym1QkB7wGe"] {
             assert!(!line.contains(secret));
         }

@@ -75,7 +75,10 @@ pub fn run(args: ListArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("pgboxctl list: cannot start the async runtime: {e}");
@@ -85,7 +88,8 @@ pub fn run(args: ListArgs) -> ExitCode {
     match runtime.block_on(fetch_cluster(&urls)) {
         Ok(doc) => {
             let text = if args.json {
-                let mut text = serde_json::to_string_pretty(&json_rows(&doc)).expect("JSON values serialize");
+                let mut text =
+                    serde_json::to_string_pretty(&json_rows(&doc)).expect("JSON values serialize");
                 text.push('\n');
                 text
             } else {
@@ -109,7 +113,8 @@ pub fn run(args: ListArgs) -> ExitCode {
 pub fn api_urls(args: &ListArgs) -> Result<Vec<String>, String> {
     let mut urls: Vec<String> = args.api.iter().map(|url| normalize_api_url(url)).collect();
     if let Some(path) = &args.config {
-        let config = crate::config::load(path).map_err(|errors| format!("cannot use {}:\n{errors}", path.display()))?;
+        let config = crate::config::load(path)
+            .map_err(|errors| format!("cannot use {}:\n{errors}", path.display()))?;
         let before = urls.len();
         for node in config.nodes_with(Role::Postgres) {
             urls.push(normalize_api_url(&config.api_url(node)));
@@ -161,7 +166,11 @@ pub async fn fetch_cluster(urls: &[String]) -> Result<ClusterDoc, Vec<(String, S
 }
 
 async fn fetch_one(client: &reqwest::Client, url: &str) -> Result<ClusterDoc, String> {
-    let response = client.get(url).send().await.map_err(|e| error_chain(&e.without_url()))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| error_chain(&e.without_url()))?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("answered HTTP {status}"));
@@ -213,7 +222,9 @@ fn rows(doc: &ClusterDoc) -> Vec<[String; 6]> {
 
 /// The port only when it is not PostgreSQL's usual one, as patronictl does.
 fn host_cell(member: &MemberDoc) -> String {
-    let Some(host) = &member.host else { return String::new() };
+    let Some(host) = &member.host else {
+        return String::new();
+    };
     match member.port {
         Some(port) if port != DEFAULT_PG_PORT => {
             if host.contains(':') {
@@ -272,8 +283,9 @@ pub fn render_table(doc: &ClusterDoc) -> String {
         widths[last] += needed - border_len(&widths);
     }
 
-    let border: String =
-        std::iter::once("+".to_string()).chain(widths.iter().map(|w| format!("{}+", "-".repeat(w + 2)))).collect();
+    let border: String = std::iter::once("+".to_string())
+        .chain(widths.iter().map(|w| format!("{}+", "-".repeat(w + 2))))
+        .collect();
     let line = |cells: &[&str]| -> String {
         let mut text = String::from("|");
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
@@ -369,13 +381,24 @@ mod tests {
 
     #[test]
     fn long_cluster_name_widens_the_table() {
-        let doc = ClusterDoc { scope: "a-rather-long-cluster-name-for-a-small-table-x".into(), members: vec![] };
+        let doc = ClusterDoc {
+            scope: "a-rather-long-cluster-name-for-a-small-table-x".into(),
+            members: vec![],
+        };
         let table = render_table(&doc);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert!(lines[0].starts_with("+ Cluster: a-rather-long-cluster-name-for-a-small-table-x -"), "{table}");
+        assert!(
+            lines[0].starts_with("+ Cluster: a-rather-long-cluster-name-for-a-small-table-x -"),
+            "{table}"
+        );
         assert!(lines[0].ends_with('+'));
-        assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()), "{table}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.chars().count() == lines[0].chars().count()),
+            "{table}"
+        );
     }
 
     #[test]
@@ -392,19 +415,41 @@ mod tests {
 
     #[test]
     fn api_urls_are_normalized() {
-        assert_eq!(normalize_api_url("http://127.0.0.2:8008"), "http://127.0.0.2:8008");
-        assert_eq!(normalize_api_url("http://127.0.0.2:8008/"), "http://127.0.0.2:8008");
-        assert_eq!(normalize_api_url("http://127.0.0.2:8008/patroni"), "http://127.0.0.2:8008");
-        assert_eq!(normalize_api_url(" 127.0.0.2:8008 "), "http://127.0.0.2:8008");
-        assert_eq!(normalize_api_url("https://[fd00::2]:8008"), "https://[fd00::2]:8008");
+        assert_eq!(
+            normalize_api_url("http://127.0.0.2:8008"),
+            "http://127.0.0.2:8008"
+        );
+        assert_eq!(
+            normalize_api_url("http://127.0.0.2:8008/"),
+            "http://127.0.0.2:8008"
+        );
+        assert_eq!(
+            normalize_api_url("http://127.0.0.2:8008/patroni"),
+            "http://127.0.0.2:8008"
+        );
+        assert_eq!(
+            normalize_api_url(" 127.0.0.2:8008 "),
+            "http://127.0.0.2:8008"
+        );
+        assert_eq!(
+            normalize_api_url("https://[fd00::2]:8008"),
+            "https://[fd00::2]:8008"
+        );
 
-        let args = ListArgs { api: vec![], config: None, json: false };
+        let args = ListArgs {
+            api: vec![],
+            config: None,
+            json: false,
+        };
         assert_eq!(api_urls(&args).unwrap(), vec![LOCAL_API.to_string()]);
     }
 
     #[tokio::test]
     async fn every_failed_url_is_reported() {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let urls = vec![format!("http://{closed}"), format!("http://{closed}/again")];
         let failures = fetch_cluster(&urls).await.unwrap_err();
         assert_eq!(failures.len(), 2);
@@ -436,15 +481,28 @@ mod tests {
             )],
             ..ClusterView::default()
         };
-        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::api::serve(addr, Arc::new(RwLock::new(node)), async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(crate::api::serve(
+            addr,
+            Arc::new(RwLock::new(node)),
+            async {
+                let _ = stopped.await;
+            },
+        ));
 
         // A dead node first, then a live one (given as its member api_url).
-        let urls = vec![format!("http://{closed}"), normalize_api_url(&format!("http://{addr}/patroni"))];
+        let urls = vec![
+            format!("http://{closed}"),
+            normalize_api_url(&format!("http://{addr}/patroni")),
+        ];
         let mut doc = None;
         for _ in 0..50 {
             if let Ok(found) = fetch_cluster(&urls).await {

@@ -26,7 +26,10 @@ fn password(t: &Target) -> Option<String> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
 }
 
 /// Send `body` to `path` on the first API that answers; print its message.
@@ -41,10 +44,16 @@ fn send(t: &Target, method: reqwest::Method, path: &str, body: Value) -> ExitCod
     let password = password(t);
     runtime().block_on(async move {
         // A switchover answers once it completed: allow for it.
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(75)).no_proxy().build().unwrap();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(75))
+            .no_proxy()
+            .build()
+            .unwrap();
         let mut errors = Vec::new();
         for url in &urls {
-            let mut req = client.request(method.clone(), format!("{url}{path}")).json(&body);
+            let mut req = client
+                .request(method.clone(), format!("{url}{path}"))
+                .json(&body);
             if let Some(p) = &password {
                 req = req.basic_auth("pgbox", Some(p));
             }
@@ -52,7 +61,11 @@ fn send(t: &Target, method: reqwest::Method, path: &str, body: Value) -> ExitCod
                 Ok(resp) => {
                     let status = resp.status();
                     let doc: Value = resp.json().await.unwrap_or(Value::Null);
-                    let text = doc.get("message").or(doc.get("error")).and_then(|m| m.as_str()).map(String::from);
+                    let text = doc
+                        .get("message")
+                        .or(doc.get("error"))
+                        .and_then(|m| m.as_str())
+                        .map(String::from);
                     let text = text.unwrap_or_else(|| doc.to_string());
                     if status.is_success() {
                         println!("{text}");
@@ -74,16 +87,24 @@ fn current_leader(t: &Target) -> Result<String, ExitCode> {
         eprintln!("pgboxctl: {e}");
         ExitCode::from(2)
     })?;
-    let doc = runtime().block_on(fetch_cluster(&urls)).map_err(|failures| {
-        for (u, e) in failures {
-            eprintln!("  {u}: {e}");
-        }
-        ExitCode::FAILURE
-    })?;
-    doc.members.iter().find(|m| m.role == "leader").map(|m| m.name.clone()).ok_or_else(|| {
-        eprintln!("pgboxctl: the cluster has no leader; use `pgboxctl failover --candidate NAME`");
-        ExitCode::FAILURE
-    })
+    let doc = runtime()
+        .block_on(fetch_cluster(&urls))
+        .map_err(|failures| {
+            for (u, e) in failures {
+                eprintln!("  {u}: {e}");
+            }
+            ExitCode::FAILURE
+        })?;
+    doc.members
+        .iter()
+        .find(|m| m.role == "leader")
+        .map(|m| m.name.clone())
+        .ok_or_else(|| {
+            eprintln!(
+                "pgboxctl: the cluster has no leader; use `pgboxctl failover --candidate NAME`"
+            );
+            ExitCode::FAILURE
+        })
 }
 
 pub fn switchover(t: Target, candidate: Option<String>, scheduled: Option<String>) -> ExitCode {
@@ -91,12 +112,22 @@ pub fn switchover(t: Target, candidate: Option<String>, scheduled: Option<String
         Ok(l) => l,
         Err(code) => return code,
     };
-    send(&t, reqwest::Method::POST, "/switchover", json!({"leader": leader, "candidate": candidate, "scheduled_at": scheduled}))
+    send(
+        &t,
+        reqwest::Method::POST,
+        "/switchover",
+        json!({"leader": leader, "candidate": candidate, "scheduled_at": scheduled}),
+    )
 }
 
 pub fn failover(t: Target, candidate: String) -> ExitCode {
     eprintln!("warning: a manual failover promotes {candidate} whatever it lacks; writes it has not received are lost");
-    send(&t, reqwest::Method::POST, "/failover", json!({"candidate": candidate}))
+    send(
+        &t,
+        reqwest::Method::POST,
+        "/failover",
+        json!({"candidate": candidate}),
+    )
 }
 
 pub fn pause(t: Target, on: bool) -> ExitCode {
@@ -112,7 +143,11 @@ pub fn history(t: Target) -> ExitCode {
         }
     };
     runtime().block_on(async move {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).no_proxy().build().unwrap();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .no_proxy()
+            .build()
+            .unwrap();
         for url in &urls {
             if let Ok(resp) = client.get(format!("{url}/history")).send().await {
                 if let Ok(entries) = resp.json::<Vec<Value>>().await {
@@ -120,10 +155,23 @@ pub fn history(t: Target) -> ExitCode {
                         println!("{}", Value::Array(entries));
                         return ExitCode::SUCCESS;
                     }
-                    println!("{:>3}  {:<12}  {:<24}  {:<8}  reason", "TL", "LSN", "time", "leader");
+                    println!(
+                        "{:>3}  {:<12}  {:<24}  {:<8}  reason",
+                        "TL", "LSN", "time", "leader"
+                    );
                     for e in entries {
-                        let lsn = e[1].as_u64().map(crate::dcs::model::format_lsn).unwrap_or_default();
-                        println!("{:>3}  {:<12}  {:<24}  {:<8}  {}", e[0].as_u64().unwrap_or(0), lsn, e[3].as_str().unwrap_or(""), e[4].as_str().unwrap_or(""), e[2].as_str().unwrap_or(""));
+                        let lsn = e[1]
+                            .as_u64()
+                            .map(crate::dcs::model::format_lsn)
+                            .unwrap_or_default();
+                        println!(
+                            "{:>3}  {:<12}  {:<24}  {:<8}  {}",
+                            e[0].as_u64().unwrap_or(0),
+                            lsn,
+                            e[3].as_str().unwrap_or(""),
+                            e[4].as_str().unwrap_or(""),
+                            e[2].as_str().unwrap_or("")
+                        );
                     }
                     return ExitCode::SUCCESS;
                 }

@@ -12,7 +12,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 use tokio::sync::{Mutex, Notify};
 
-use super::model::{ClusterStatus, ClusterView, DynamicConfig, FailoverKey, HistoryEntry, Member, SyncKey};
+use super::model::{
+    ClusterStatus, ClusterView, DynamicConfig, FailoverKey, HistoryEntry, Member, SyncKey,
+};
 
 pub struct Etcd {
     endpoints: Vec<String>,
@@ -55,7 +57,10 @@ impl Etcd {
             me,
             ttl,
             request_timeout,
-            conn: Mutex::new(Conn { index: 0, client: None }),
+            conn: Mutex::new(Conn {
+                index: 0,
+                client: None,
+            }),
             lease: std::sync::Mutex::new(LeaseState::default()),
         }
     }
@@ -84,7 +89,12 @@ impl Etcd {
             .with_connect_timeout(self.request_timeout)
             .with_timeout(self.request_timeout)
             .with_keep_alive(Duration::from_secs(1), self.request_timeout);
-        match tokio::time::timeout(self.request_timeout, Client::connect([endpoint.as_str()], Some(opts))).await {
+        match tokio::time::timeout(
+            self.request_timeout,
+            Client::connect([endpoint.as_str()], Some(opts)),
+        )
+        .await
+        {
             Ok(Ok(c)) => {
                 conn.client = Some(c.clone());
                 Ok(c)
@@ -95,7 +105,10 @@ impl Etcd {
             }
             Err(_) => {
                 conn.index += 1;
-                bail!("connecting to etcd at {endpoint}: timed out after {:?}", self.request_timeout)
+                bail!(
+                    "connecting to etcd at {endpoint}: timed out after {:?}",
+                    self.request_timeout
+                )
             }
         }
     }
@@ -131,7 +144,9 @@ impl Etcd {
             }
             self.rotate().await;
         }
-        Err(last.unwrap_or_else(|| anyhow!("no etcd endpoint configured")).context(format!("etcd: {what}")))
+        Err(last
+            .unwrap_or_else(|| anyhow!("no etcd endpoint configured"))
+            .context(format!("etcd: {what}")))
     }
 
     /// Everything under the cluster prefix in one read: one revision, so the
@@ -148,15 +163,24 @@ impl Etcd {
         let mut leader = None;
         for kv in resp.kvs() {
             let key = kv.key_str().unwrap_or_default();
-            let Some(name) = key.strip_prefix(&self.prefix) else { continue };
+            let Some(name) = key.strip_prefix(&self.prefix) else {
+                continue;
+            };
             let value = kv.value_str().unwrap_or_default();
             match name {
                 "leader" => {
                     view.leader = Some(value.to_string());
-                    leader = Some(LeaderKey { name: value.to_string(), lease: kv.lease() });
+                    leader = Some(LeaderKey {
+                        name: value.to_string(),
+                        lease: kv.lease(),
+                    });
                 }
                 "initialize" => view.initialize = Some(value.to_string()),
-                "status" => view.last_leader_lsn = serde_json::from_str::<ClusterStatus>(value).ok().map(|s| s.optime),
+                "status" => {
+                    view.last_leader_lsn = serde_json::from_str::<ClusterStatus>(value)
+                        .ok()
+                        .map(|s| s.optime)
+                }
                 "history" => view.history = serde_json::from_str(value).unwrap_or_default(),
                 "sync" => view.sync = serde_json::from_str(value).ok(),
                 "failover" => view.failover = serde_json::from_str(value).ok(),
@@ -165,7 +189,9 @@ impl Etcd {
                     if let Some(member) = name.strip_prefix("members/") {
                         match serde_json::from_str::<Member>(value) {
                             Ok(m) => view.members.push((member.to_string(), m)),
-                            Err(e) => tracing::warn!(member, error = %e, "ignoring unreadable member key"),
+                            Err(e) => {
+                                tracing::warn!(member, error = %e, "ignoring unreadable member key")
+                            }
                         }
                     }
                 }
@@ -182,9 +208,16 @@ impl Etcd {
         }
         let ttl = self.ttl.as_secs().max(2) as i64;
         let sent = Instant::now();
-        let resp = self.call("granting a lease", |mut c| async move { c.lease_grant(ttl, None).await }).await?;
+        let resp = self
+            .call("granting a lease", |mut c| async move {
+                c.lease_grant(ttl, None).await
+            })
+            .await?;
         let id = resp.id();
-        *self.lease.lock().unwrap() = LeaseState { id: Some(id), renewed_at: Some(sent) };
+        *self.lease.lock().unwrap() = LeaseState {
+            id: Some(id),
+            renewed_at: Some(sent),
+        };
         tracing::info!(lease = id, ttl, "granted a DCS lease");
         Ok(id)
     }
@@ -202,24 +235,34 @@ impl Etcd {
         let lease = self.ensure_lease().await?;
         let key = self.key("leader");
         let me = self.me.clone();
-        let put = TxnOp::put(key.clone(), me.clone(), Some(PutOptions::new().with_lease(lease)));
+        let put = TxnOp::put(
+            key.clone(),
+            me.clone(),
+            Some(PutOptions::new().with_lease(lease)),
+        );
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([put.clone()])
             .or_else([TxnOp::txn(
-                Txn::new().when([Compare::value(key.clone(), CompareOp::Equal, me)]).and_then([put]),
+                Txn::new()
+                    .when([Compare::value(key.clone(), CompareOp::Equal, me)])
+                    .and_then([put]),
             )]);
-        let resp = self.call("acquiring the leader key", |mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
-        })
-        .await?;
+        let resp = self
+            .call("acquiring the leader key", |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         if resp.succeeded() {
             return Ok(true);
         }
         // The outer compare failed: the inner transaction's result says
         // whether the key named me.
-        Ok(resp.op_responses().into_iter().any(|op| matches!(op, etcd_client::TxnOpResponse::Txn(t) if t.succeeded())))
+        Ok(resp
+            .op_responses()
+            .into_iter()
+            .any(|op| matches!(op, etcd_client::TxnOpResponse::Txn(t) if t.succeeded())))
     }
 
     /// Delete the leader key if it names me; replicas watching it start an
@@ -269,11 +312,17 @@ impl Etcd {
     pub async fn put_member(&self, member: &Member) -> Result<()> {
         let lease = self.ensure_lease().await?;
         let name = format!("members/{}", self.me);
-        self.put(&name, serde_json::to_string(member)?, Some(lease)).await
+        self.put(&name, serde_json::to_string(member)?, Some(lease))
+            .await
     }
 
     pub async fn put_status(&self, optime: u64) -> Result<()> {
-        self.put("status", serde_json::to_string(&ClusterStatus { optime })?, None).await
+        self.put(
+            "status",
+            serde_json::to_string(&ClusterStatus { optime })?,
+            None,
+        )
+        .await
     }
 
     /// Append one timeline switch to `history` (read, then compare-and-swap
@@ -282,13 +331,17 @@ impl Etcd {
         let key = self.key("history");
         for _ in 0..5 {
             let k = key.clone();
-            let resp = self.call("reading history", |mut c| {
-                let k = k.clone();
-                async move { c.get(k, None).await }
-            })
-            .await?;
+            let resp = self
+                .call("reading history", |mut c| {
+                    let k = k.clone();
+                    async move { c.get(k, None).await }
+                })
+                .await?;
             let (mut list, rev): (Vec<HistoryEntry>, i64) = match resp.kvs().first() {
-                Some(kv) => (serde_json::from_slice(kv.value()).unwrap_or_default(), kv.mod_revision()),
+                Some(kv) => (
+                    serde_json::from_slice(kv.value()).unwrap_or_default(),
+                    kv.mod_revision(),
+                ),
                 None => (Vec::new(), 0),
             };
             list.push(entry.clone());
@@ -298,12 +351,15 @@ impl Etcd {
             } else {
                 Compare::mod_revision(key.clone(), CompareOp::Equal, rev)
             };
-            let txn = Txn::new().when([cmp]).and_then([TxnOp::put(key.clone(), value, None)]);
-            let r = self.call("writing history", |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await?;
+            let txn = Txn::new()
+                .when([cmp])
+                .and_then([TxnOp::put(key.clone(), value, None)]);
+            let r = self
+                .call("writing history", |mut c| {
+                    let txn = txn.clone();
+                    async move { c.txn(txn).await }
+                })
+                .await?;
             if r.succeeded() {
                 return Ok(());
             }
@@ -358,8 +414,13 @@ impl Etcd {
 
     /// Give up my lease: my member key (and the leader key, if mine) vanish.
     pub async fn revoke_lease(&self) -> Result<()> {
-        let Some(id) = self.lease_id() else { return Ok(()) };
-        self.call("revoking my lease", |mut c| async move { c.lease_revoke(id).await }).await?;
+        let Some(id) = self.lease_id() else {
+            return Ok(());
+        };
+        self.call("revoking my lease", |mut c| async move {
+            c.lease_revoke(id).await
+        })
+        .await?;
         self.forget_lease(id);
         Ok(())
     }
@@ -380,9 +441,10 @@ impl Etcd {
     async fn keep_alive_session(&self, every: Duration, wake: &Notify) -> Result<()> {
         let id = self.ensure_lease().await?;
         let mut client = self.client().await?;
-        let (mut keeper, mut stream) = tokio::time::timeout(self.request_timeout, client.lease_keep_alive(id))
-            .await
-            .context("opening the lease keep-alive stream timed out")??;
+        let (mut keeper, mut stream) =
+            tokio::time::timeout(self.request_timeout, client.lease_keep_alive(id))
+                .await
+                .context("opening the lease keep-alive stream timed out")??;
         loop {
             let sent = Instant::now();
             keeper.keep_alive().await?;
@@ -391,7 +453,10 @@ impl Etcd {
                 .context("lease keep-alive timed out")??
                 .ok_or_else(|| anyhow!("lease keep-alive stream closed"))?;
             if resp.ttl() <= 0 {
-                tracing::warn!(lease = id, "my DCS lease expired; a new one will be granted");
+                tracing::warn!(
+                    lease = id,
+                    "my DCS lease expired; a new one will be granted"
+                );
                 self.forget_lease(id);
                 wake.notify_one();
                 return Ok(());
@@ -432,7 +497,9 @@ impl Etcd {
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot open the leader watch"),
                 },
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "leader watch: no etcd endpoint reachable"),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "leader watch: no etcd endpoint reachable")
+                }
             }
             self.rotate().await;
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -40,22 +40,43 @@ pub struct Discovery {
 }
 
 pub fn discover(root: &Root) -> Discovery {
-    let cmdline =
-        read_optional(&root.at(paths::CMDLINE)).ok().flatten().map(|b| String::from_utf8_lossy(&b).into_owned());
+    let cmdline = read_optional(&root.at(paths::CMDLINE))
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
     let params = cmdline.as_deref().map(kernel_params).unwrap_or_default();
-    let mut d = Discovery { found: None, looked: Vec::new(), node: None, warnings: Vec::new() };
+    let mut d = Discovery {
+        found: None,
+        looked: Vec::new(),
+        node: None,
+        warnings: Vec::new(),
+    };
 
     let fw_cfg = format!("QEMU fw_cfg opt/pgbox/config ({})", paths::FW_CFG_CONFIG);
-    d.found = try_place(root, paths::FW_CFG_CONFIG, &fw_cfg, "fw_cfg:opt/pgbox/config", &mut d.looked);
+    d.found = try_place(
+        root,
+        paths::FW_CFG_CONFIG,
+        &fw_cfg,
+        "fw_cfg:opt/pgbox/config",
+        &mut d.looked,
+    );
 
     if d.found.is_none() {
         let partition = format!("the config partition PGBOXCFG ({})", paths::CFGPART_CONFIG);
-        d.found = try_place(root, paths::CFGPART_CONFIG, &partition, paths::CFGPART_CONFIG, &mut d.looked);
+        d.found = try_place(
+            root,
+            paths::CFGPART_CONFIG,
+            &partition,
+            paths::CFGPART_CONFIG,
+            &mut d.looked,
+        );
     }
 
     if d.found.is_none() {
         match last(&params, "pgbox.config") {
-            None => d.looked.push("the kernel command line: no pgbox.config=PATH on it".to_string()),
+            None => d
+                .looked
+                .push("the kernel command line: no pgbox.config=PATH on it".to_string()),
             Some(path) if !path.starts_with('/') => {
                 let m =
                     format!("the kernel command line: pgbox.config={path} is not an absolute path, so it was not used");
@@ -80,23 +101,35 @@ pub fn discover(root: &Root) -> Discovery {
 /// fw_cfg's `opt/pgbox/node`, else the kernel command line's `pgbox.node`:
 /// the same order as for the file, so that a harness that hands a box its
 /// file through fw_cfg can hand it its name the same way.
-fn node_override(root: &Root, params: &[(String, String)], warnings: &mut Vec<String>) -> Option<NodeOverride> {
+fn node_override(
+    root: &Root,
+    params: &[(String, String)],
+    warnings: &mut Vec<String>,
+) -> Option<NodeOverride> {
     match read_optional(&root.at(paths::FW_CFG_NODE)) {
         Ok(Some(bytes)) => {
-            let name =
-                String::from_utf8_lossy(&bytes).trim_matches(|c: char| c.is_whitespace() || c == '\0').to_string();
+            let name = String::from_utf8_lossy(&bytes)
+                .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                .to_string();
             if !name.is_empty() {
-                return Some(NodeOverride { name, from: "fw_cfg opt/pgbox/node".to_string() });
+                return Some(NodeOverride {
+                    name,
+                    from: "fw_cfg opt/pgbox/node".to_string(),
+                });
             }
             warnings.push("fw_cfg opt/pgbox/node is empty; it was not used".to_string());
         }
         Ok(None) => {}
-        Err(e) => warnings.push(format!("cannot read fw_cfg opt/pgbox/node ({}): {e}", paths::FW_CFG_NODE)),
+        Err(e) => warnings.push(format!(
+            "cannot read fw_cfg opt/pgbox/node ({}): {e}",
+            paths::FW_CFG_NODE
+        )),
     }
     match last(params, "pgbox.node") {
-        Some(name) if !name.is_empty() => {
-            Some(NodeOverride { name: name.to_string(), from: "kernel command line pgbox.node".to_string() })
-        }
+        Some(name) if !name.is_empty() => Some(NodeOverride {
+            name: name.to_string(),
+            from: "kernel command line pgbox.node".to_string(),
+        }),
         _ => None,
     }
 }
@@ -104,7 +137,13 @@ fn node_override(root: &Root, params: &[(String, String)], warnings: &mut Vec<St
 /// The file at `path` (under `root`), if there is one. A file that is there
 /// but unreadable is still "found": skipping it for a later place would boot
 /// the box from a file the person did not mean.
-fn try_place(root: &Root, path: &str, place: &str, source: &str, looked: &mut Vec<String>) -> Option<Found> {
+fn try_place(
+    root: &Root,
+    path: &str,
+    place: &str,
+    source: &str,
+    looked: &mut Vec<String>,
+) -> Option<Found> {
     match read_optional(&root.at(path)) {
         Ok(None) => {
             looked.push(format!("{place}: not there"));
@@ -165,7 +204,11 @@ pub fn kernel_params(cmdline: &str) -> Vec<(String, String)> {
 /// The last value given for `key`: as for most kernel parameters, a later
 /// one (say, appended at the boot menu) overrides an earlier one.
 fn last<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    params.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]
@@ -174,7 +217,9 @@ mod tests {
 
     #[test]
     fn kernel_command_line_words() {
-        let p = kernel_params("BOOT_IMAGE=/vmlinuz ro quiet pgbox.config=\"/boot/my file.yaml\" pgbox.node=db2\n");
+        let p = kernel_params(
+            "BOOT_IMAGE=/vmlinuz ro quiet pgbox.config=\"/boot/my file.yaml\" pgbox.node=db2\n",
+        );
         assert_eq!(last(&p, "pgbox.config"), Some("/boot/my file.yaml"));
         assert_eq!(last(&p, "pgbox.node"), Some("db2"));
         assert_eq!(last(&p, "ro"), Some(""));

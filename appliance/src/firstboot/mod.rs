@@ -105,12 +105,19 @@ pub fn run(root: &Path) -> u8 {
 /// Which configuration is in force, and what to tell about it.
 pub fn plan(d: &Discovery, persisted: Option<&Persisted>) -> Result<Plan, Failure> {
     let Some(kept) = persisted else {
-        let new = d.found.as_ref().map(|f| load_found(f, d.node.as_ref(), None));
+        let new = d
+            .found
+            .as_ref()
+            .map(|f| load_found(f, d.node.as_ref(), None));
         return match (&d.found, new) {
             (None, _) | (_, None) => Err(not_found(d)),
             (Some(found), Some(Err(errors))) => Err(invalid(&found.place, &errors)),
             (Some(found), Some(Ok((cfg, me, text)))) => Ok(Plan {
-                from: format!("{} (first boot; kept in {})", found.place, paths::PERSISTED_CONFIG),
+                from: format!(
+                    "{} (first boot; kept in {})",
+                    found.place,
+                    paths::PERSISTED_CONFIG
+                ),
                 notes: vec![format!(
                     "first boot: keeping the file from {} in {}",
                     found.place,
@@ -132,7 +139,10 @@ pub fn plan(d: &Discovery, persisted: Option<&Persisted>) -> Result<Plan, Failur
         Ok((_, me)) => Some(me.as_str()),
         Err(_) => kept.node.as_deref(),
     };
-    let new = d.found.as_ref().map(|f| load_found(f, d.node.as_ref(), fallback));
+    let new = d
+        .found
+        .as_ref()
+        .map(|f| load_found(f, d.node.as_ref(), fallback));
     let (old_cfg, old_me) = match old {
         Ok(old) => old,
         // The kept copy no longer passes (a stricter check in a newer
@@ -201,8 +211,15 @@ pub fn plan(d: &Discovery, persisted: Option<&Persisted>) -> Result<Plan, Failur
                 } else {
                     changes.safe_changes.join(", ")
                 };
-                plan.notes.push(format!("applied the changed file from {} ({what})", found.place));
-                plan.from = format!("{} (a change applied to {})", found.place, paths::PERSISTED_CONFIG);
+                plan.notes.push(format!(
+                    "applied the changed file from {} ({what})",
+                    found.place
+                ));
+                plan.from = format!(
+                    "{} (a change applied to {})",
+                    found.place,
+                    paths::PERSISTED_CONFIG
+                );
                 plan.cfg = new_cfg;
                 plan.persist = Some((text, new_me));
             }
@@ -221,8 +238,10 @@ fn load_found(
 ) -> Result<(Config, String, String), ConfigErrors> {
     let text = found.text.clone().map_err(ConfigErrors::single)?;
     let cfg = config::parse(&text, &found.source)?;
-    let kept_identity =
-        NodeOverride { name: kept.unwrap_or_default().to_string(), from: paths::PERSISTED_NODE.to_string() };
+    let kept_identity = NodeOverride {
+        name: kept.unwrap_or_default().to_string(),
+        from: paths::PERSISTED_NODE.to_string(),
+    };
     let node = match (node, &cfg.node, kept) {
         (Some(n), _, _) => Some(n),
         (None, None, Some(_)) => Some(&kept_identity),
@@ -234,7 +253,10 @@ fn load_found(
 
 /// The kept copy, with the identity kept beside it (or, when none was,
 /// the one it would get now).
-fn load_kept(kept: &Persisted, node: Option<&NodeOverride>) -> Result<(Config, String), ConfigErrors> {
+fn load_kept(
+    kept: &Persisted,
+    node: Option<&NodeOverride>,
+) -> Result<(Config, String), ConfigErrors> {
     let cfg = config::parse(&kept.text, paths::PERSISTED_CONFIG)?;
     let me = match &kept.node {
         Some(name) => config::validate_identity_from(&cfg, Some((name, paths::PERSISTED_NODE)))?,
@@ -243,7 +265,11 @@ fn load_kept(kept: &Persisted, node: Option<&NodeOverride>) -> Result<(Config, S
     Ok((cfg, me))
 }
 
-fn identity(cfg: &Config, node: Option<&NodeOverride>, source: &str) -> Result<String, ConfigErrors> {
+fn identity(
+    cfg: &Config,
+    node: Option<&NodeOverride>,
+    source: &str,
+) -> Result<String, ConfigErrors> {
     if node.is_none() && cfg.node.is_none() {
         return Err(ConfigError::new(
             source,
@@ -270,8 +296,14 @@ fn not_found(d: &Discovery) -> Failure {
     for place in &d.looked {
         let _ = write!(message, "\n  - {place}");
     }
-    let _ = write!(message, "\n  - a copy kept by an earlier boot ({}): not there", paths::PERSISTED_CONFIG);
-    message.push_str("\nthis box starts no database service until a file is given (see docs/first-boot.md)");
+    let _ = write!(
+        message,
+        "\n  - a copy kept by an earlier boot ({}): not there",
+        paths::PERSISTED_CONFIG
+    );
+    message.push_str(
+        "\nthis box starts no database service until a file is given (see docs/first-boot.md)",
+    );
     Failure { message }
 }
 
@@ -281,13 +313,23 @@ fn not_found(d: &Discovery) -> Failure {
 fn fail(root: &Root, failure: &Failure, code: u8) -> u8 {
     eprintln!("pgboxd firstboot: error: {}", failure.message);
     if let Err(e) = clear_roles(root) {
-        eprintln!("pgboxd firstboot: error: cannot remove the role markers in {}: {e}", paths::ROLES_DIR);
+        eprintln!(
+            "pgboxd firstboot: error: cannot remove the role markers in {}: {e}",
+            paths::ROLES_DIR
+        );
     }
     let written = ensure_dir(&root.at(paths::RUN_DIR)).and_then(|_| {
-        persist::write_atomic(&root.at(paths::CONFIG_ERROR), format!("{}\n", failure.message).as_bytes(), 0o644)
+        persist::write_atomic(
+            &root.at(paths::CONFIG_ERROR),
+            format!("{}\n", failure.message).as_bytes(),
+            0o644,
+        )
     });
     if let Err(e) = written {
-        eprintln!("pgboxd firstboot: error: cannot write {}: {e}", paths::CONFIG_ERROR);
+        eprintln!(
+            "pgboxd firstboot: error: cannot write {}: {e}",
+            paths::CONFIG_ERROR
+        );
     }
     code
 }
@@ -319,7 +361,10 @@ fn apply(root: &Root, plan: &Plan) -> std::io::Result<()> {
     }
     if root.is_live() {
         if let Err(e) = nix::unistd::sethostname(&plan.me) {
-            eprintln!("pgboxd firstboot: warning: cannot set the host name to {}: {e}", plan.me);
+            eprintln!(
+                "pgboxd firstboot: warning: cannot set the host name to {}: {e}",
+                plan.me
+            );
         }
     }
     Ok(())

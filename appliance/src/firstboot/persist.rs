@@ -37,7 +37,8 @@ pub fn read(root: &Root) -> std::io::Result<Option<Persisted>> {
     let Some(bytes) = read_optional(&root.at(paths::PERSISTED_CONFIG))? else {
         return Ok(None);
     };
-    let text = String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let text = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     let node = read_optional(&root.at(paths::PERSISTED_NODE))?
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .filter(|n| !n.is_empty());
@@ -56,7 +57,11 @@ pub fn write(root: &Root, text: &str, node: &str) -> std::io::Result<()> {
         DirBuilder::new().mode(0o700).create(&dir)?;
     }
     write_atomic(&root.at(paths::PERSISTED_CONFIG), text.as_bytes(), 0o600)?;
-    write_atomic(&root.at(paths::PERSISTED_NODE), format!("{node}\n").as_bytes(), 0o600)
+    write_atomic(
+        &root.at(paths::PERSISTED_NODE),
+        format!("{node}\n").as_bytes(),
+        0o600,
+    )
 }
 
 /// Replaces `path` with `bytes` so that a reader (or a power cut) sees the
@@ -64,10 +69,18 @@ pub fn write(root: &Root, text: &str, node: &str) -> std::io::Result<()> {
 /// then renamed over it, and the directory synced so the rename lasts.
 pub(super) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         // `mode` applies only to a file that did not exist; a leftover
         // temporary file keeps its old mode otherwise.
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
@@ -95,7 +108,9 @@ pub struct Changes {
 pub fn compare(old: &Config, old_node: &str, new: &Config, new_node: &str) -> Changes {
     let mut changes = Changes::default();
     if old_node != new_node {
-        changes.unsafe_changes.push(format!("node identity ({old_node} → {new_node})"));
+        changes
+            .unsafe_changes
+            .push(format!("node identity ({old_node} → {new_node})"));
     }
     let (old_v, new_v) = (fixed_part(old), fixed_part(new));
     diff("", &old_v, &new_v, &mut changes.unsafe_changes);
@@ -118,7 +133,10 @@ pub fn compare(old: &Config, old_node: &str, new: &Config, new_node: &str) -> Ch
         safe.push("secrets".to_string());
     }
     for node in &new.nodes {
-        if old.node_named(&node.name).is_some_and(|before| before.mac != node.mac) {
+        if old
+            .node_named(&node.name)
+            .is_some_and(|before| before.mac != node.mac)
+        {
             safe.push(format!("mac of {}", node.name));
         }
     }
@@ -143,13 +161,12 @@ fn fixed_part(cfg: &Config) -> Value {
     c.node = None;
     c.ha = HaSettings::default();
     c.postgres.parameters.clear();
-    c.secrets =
-        Secrets {
-            superuser_password: String::new(),
-            replication_password: String::new(),
-            app_password: String::new(),
-            api_password: None,
-        };
+    c.secrets = Secrets {
+        superuser_password: String::new(),
+        replication_password: String::new(),
+        app_password: String::new(),
+        api_password: None,
+    };
     // A replaced NIC, a new router or name server: the box's own business.
     c.network = NetworkSettings::default();
     // etcd members tolerate differing timing while boxes are rebooted one
@@ -185,13 +202,22 @@ fn diff(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: BTreeMap<&String, ()> = a.keys().chain(b.keys()).map(|k| (k, ())).collect();
             for key in keys.keys() {
-                let here = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+                let here = if path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match (a.get(*key), b.get(*key)) {
                     (Some(x), Some(y)) => diff(&here, x, y, out),
                     // Only the node map has keys that come and go.
                     (Some(_), None) if path == "nodes" => out.push(format!("node {key} removed")),
                     (None, Some(_)) if path == "nodes" => out.push(format!("node {key} added")),
-                    (x, y) => diff(&here, x.unwrap_or(&Value::Null), y.unwrap_or(&Value::Null), out),
+                    (x, y) => diff(
+                        &here,
+                        x.unwrap_or(&Value::Null),
+                        y.unwrap_or(&Value::Null),
+                        out,
+                    ),
                 }
             }
         }
@@ -203,7 +229,10 @@ fn show(v: &Value) -> String {
     match v {
         Value::Null => "none".to_string(),
         Value::String(s) => s.clone(),
-        Value::Array(items) => format!("[{}]", items.iter().map(show).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
         other => other.to_string(),
     }
 }

@@ -39,7 +39,9 @@ struct Box {
 
 impl Box {
     fn new() -> Self {
-        Box { dir: tempfile::tempdir().unwrap() }
+        Box {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn root(&self) -> &Path {
@@ -74,7 +76,9 @@ impl Box {
 
     fn roles(&self) -> Vec<String> {
         let mut names: Vec<String> = match fs::read_dir(self.path(paths::ROLES_DIR)) {
-            Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
             Err(_) => Vec::new(),
         };
         names.sort();
@@ -84,7 +88,9 @@ impl Box {
     /// Every file under the box's root, for "nothing else was touched".
     fn listing(&self, abs: &str) -> Vec<String> {
         fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
-            let Ok(entries) = fs::read_dir(dir) else { return };
+            let Ok(entries) = fs::read_dir(dir) else {
+                return;
+            };
             for e in entries {
                 let p = e.unwrap().path();
                 out.push(p.strip_prefix(base).unwrap().display().to_string());
@@ -113,7 +119,9 @@ impl Box {
 }
 
 fn found_place(b: &Box) -> Option<String> {
-    discover::discover(&Root::new(b.root())).found.map(|f| f.place)
+    discover::discover(&Root::new(b.root()))
+        .found
+        .map(|f| f.place)
 }
 
 #[test]
@@ -126,16 +134,29 @@ fn discovery_order_fw_cfg_then_partition_then_kernel_command_line() {
     assert!(d.looked[1].starts_with("the config partition PGBOXCFG"));
     assert!(d.looked[2].contains("no pgbox.config=PATH"));
 
-    b.put(paths::CMDLINE, "root=/dev/vda2 ro pgbox.config=/boot/pgbox.yaml quiet\n");
-    assert!(found_place(&b).is_none(), "the named file does not exist yet");
+    b.put(
+        paths::CMDLINE,
+        "root=/dev/vda2 ro pgbox.config=/boot/pgbox.yaml quiet\n",
+    );
+    assert!(
+        found_place(&b).is_none(),
+        "the named file does not exist yet"
+    );
     b.put("/boot/pgbox.yaml", GOOD);
-    assert_eq!(found_place(&b).unwrap(), "the kernel command line's pgbox.config=/boot/pgbox.yaml");
+    assert_eq!(
+        found_place(&b).unwrap(),
+        "the kernel command line's pgbox.config=/boot/pgbox.yaml"
+    );
 
     b.put(paths::CFGPART_CONFIG, GOOD);
-    assert!(found_place(&b).unwrap().starts_with("the config partition PGBOXCFG"));
+    assert!(found_place(&b)
+        .unwrap()
+        .starts_with("the config partition PGBOXCFG"));
 
     b.put(paths::FW_CFG_CONFIG, GOOD);
-    assert!(found_place(&b).unwrap().starts_with("QEMU fw_cfg opt/pgbox/config"));
+    assert!(found_place(&b)
+        .unwrap()
+        .starts_with("QEMU fw_cfg opt/pgbox/config"));
 }
 
 #[test]
@@ -158,7 +179,9 @@ fn node_identity_from_fw_cfg_then_kernel_command_line_then_file() {
     b.put(paths::CFGPART_CONFIG, GOOD);
     let identity_now = |b: &Box| {
         let d = discover::discover(&Root::new(b.root()));
-        plan(&d, None).unwrap_or_else(|f| panic!("{}", f.message)).me
+        plan(&d, None)
+            .unwrap_or_else(|f| panic!("{}", f.message))
+            .me
     };
     assert_eq!(identity_now(&b), "db1");
     b.put(paths::CMDLINE, "quiet pgbox.node=db2\n");
@@ -170,9 +193,9 @@ fn node_identity_from_fw_cfg_then_kernel_command_line_then_file() {
     let d = discover::discover(&Root::new(b.root()));
     let failure = plan(&d, None).unwrap_err();
     assert!(
-        failure
-            .message
-            .contains("fw_cfg opt/pgbox/node: \"db9\" is not one of the nodes in the file (db1, db2, coord)"),
+        failure.message.contains(
+            "fw_cfg opt/pgbox/node: \"db9\" is not one of the nodes in the file (db1, db2, coord)"
+        ),
         "{}",
         failure.message
     );
@@ -184,7 +207,10 @@ fn a_file_without_identity_says_how_to_give_one() {
     b.put(paths::CFGPART_CONFIG, &GOOD.replace("node: db1\n", ""));
     assert_eq!(b.run(), EXIT_BAD_CONFIG);
     let error = b.read(paths::CONFIG_ERROR);
-    assert!(error.contains("/run/pgbox/cfgpart/pgbox.yaml: node: no node identity"), "{error}");
+    assert!(
+        error.contains("/run/pgbox/cfgpart/pgbox.yaml: node: no node identity"),
+        "{error}"
+    );
     assert!(error.contains("pgbox.node=NAME"), "{error}");
 }
 
@@ -198,7 +224,10 @@ fn first_boot_keeps_the_file_and_renders_everything() {
     assert_eq!(b.mode(paths::PERSISTED_CONFIG), 0o600);
     assert_eq!(b.mode(paths::STATE_DIR), 0o700);
     assert_eq!(b.read(paths::PERSISTED_NODE), "db1\n");
-    assert_eq!(b.listing(paths::STATE_DIR), ["var/lib/pgbox/node", "var/lib/pgbox/pgbox.yaml"]);
+    assert_eq!(
+        b.listing(paths::STATE_DIR),
+        ["var/lib/pgbox/node", "var/lib/pgbox/pgbox.yaml"]
+    );
 
     assert_eq!(b.read(paths::NODE), "db1\n");
     assert_eq!(b.read(paths::HOSTNAME), "db1\n");
@@ -218,15 +247,25 @@ fn first_boot_keeps_the_file_and_renders_everything() {
 #[test]
 fn a_router_node_gets_the_router_files_and_no_etcd_file_when_not_a_member() {
     let b = Box::new();
-    b.put(paths::CFGPART_CONFIG, &GOOD.replace("node: db1", "node: coord").replace("[etcd, router]", "[router]"));
     b.put(
         paths::CFGPART_CONFIG,
-        &format!("{}etcd:\n  allow_unsafe_member_count: true\n", b.read(paths::CFGPART_CONFIG)),
+        &GOOD
+            .replace("node: db1", "node: coord")
+            .replace("[etcd, router]", "[router]"),
+    );
+    b.put(
+        paths::CFGPART_CONFIG,
+        &format!(
+            "{}etcd:\n  allow_unsafe_member_count: true\n",
+            b.read(paths::CFGPART_CONFIG)
+        ),
     );
     assert_eq!(b.run(), 0, "{}", b.read_or_empty(paths::CONFIG_ERROR));
     assert_eq!(b.roles(), ["router"]);
     assert!(!b.exists(paths::ETCD_ENV));
-    assert!(b.read(paths::HAPROXY_CFG).contains("server-state-file /run/pgbox/haproxy-servers.state\n"));
+    assert!(b
+        .read(paths::HAPROXY_CFG)
+        .contains("server-state-file /run/pgbox/haproxy-servers.state\n"));
     assert!(b.read(paths::HAPROXY_STATE).starts_with("1\n"));
 }
 
@@ -235,7 +274,9 @@ fn a_bad_file_touches_nothing_and_says_why() {
     let b = Box::new();
     // Left by an earlier run of this boot: must not survive a bad file.
     b.put("/run/pgbox/roles/postgres", "");
-    let bad = GOOD.replace("10.0.0.12", "10.0.0.11").replace("Rj5tH9cWq2XvN6sD", "password1234");
+    let bad = GOOD
+        .replace("10.0.0.12", "10.0.0.11")
+        .replace("Rj5tH9cWq2XvN6sD", "password1234");
     b.put(paths::CFGPART_CONFIG, &bad);
     assert_eq!(b.run(), EXIT_BAD_CONFIG);
 
@@ -269,7 +310,10 @@ fn no_file_anywhere_lists_every_place() {
     b.put(paths::CMDLINE, "ro quiet\n");
     assert_eq!(b.run(), EXIT_BAD_CONFIG);
     let error = b.read(paths::CONFIG_ERROR);
-    assert!(error.starts_with("no first-boot file found; looked in:\n"), "{error}");
+    assert!(
+        error.starts_with("no first-boot file found; looked in:\n"),
+        "{error}"
+    );
     for place in [
         "/sys/firmware/qemu_fw_cfg/by_name/opt/pgbox/config/raw): not there",
         "/run/pgbox/cfgpart/pgbox.yaml): not there",
@@ -300,7 +344,10 @@ fn a_safe_change_is_applied() {
         + "ha:\n  ttl: 20s\nnetwork:\n  prefix_length: 16\n  gateway: 10.0.0.1\n"
         + "postgres:\n  parameters:\n    work_mem: 8MB\n"
         + "etcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n";
-    let changed = changed.replace("    address: 10.0.0.12\n", "    address: 10.0.0.12\n    mac: 52:54:00:00:00:12\n");
+    let changed = changed.replace(
+        "    address: 10.0.0.12\n",
+        "    address: 10.0.0.12\n    mac: 52:54:00:00:00:12\n",
+    );
     let changed = changed.replace(
         "    roles: [postgres, etcd]\n  - name: db2",
         "    roles: [postgres, etcd]\n    tags: {nofailover: true}\n  - name: db2",
@@ -322,15 +369,22 @@ fn a_safe_change_is_applied() {
     assert_eq!(b.mode(paths::PERSISTED_CONFIG), 0o600);
     assert!(!b.exists(paths::CONFIG_WARNING));
     // In force from this boot on.
-    assert!(b.read(paths::NETWORK).contains("Address=10.0.0.11/16\nGateway=10.0.0.1\n"));
-    assert!(b.read(paths::ETCD_ENV).contains("ETCD_HEARTBEAT_INTERVAL=500\nETCD_ELECTION_TIMEOUT=5000\n"));
+    assert!(b
+        .read(paths::NETWORK)
+        .contains("Address=10.0.0.11/16\nGateway=10.0.0.1\n"));
+    assert!(b
+        .read(paths::ETCD_ENV)
+        .contains("ETCD_HEARTBEAT_INTERVAL=500\nETCD_ELECTION_TIMEOUT=5000\n"));
 }
 
 #[test]
 fn reordering_or_comments_are_no_change_worth_refusing() {
     let old = sample();
     let reordered = GOOD
-        .replace("[postgres, etcd]\n  - name: db2", "[etcd, postgres]\n  - name: db2")
+        .replace(
+            "[postgres, etcd]\n  - name: db2",
+            "[etcd, postgres]\n  - name: db2",
+        )
         .replace("cluster:\n", "# edited on a laptop\ncluster:\n");
     let new = config::parse(&reordered, "x").unwrap();
     assert_eq!(compare(&old, "db1", &new, "db1"), Changes::default());
@@ -339,12 +393,18 @@ fn reordering_or_comments_are_no_change_worth_refusing() {
 #[test]
 fn an_unsafe_change_is_ignored_with_what_changed() {
     let b = Box::booted_with(GOOD);
-    let kept_before = fs::metadata(b.path(paths::PERSISTED_CONFIG)).unwrap().modified().unwrap();
+    let kept_before = fs::metadata(b.path(paths::PERSISTED_CONFIG))
+        .unwrap()
+        .modified()
+        .unwrap();
     let moved = GOOD
         .replace("10.0.0.12", "10.0.0.22")
         .replace("name: main", "name: prod")
         .replace("Fz3Lp8Ym1QkB7wGe", "Nq7Wd2Kx9RbT4mLs")
-        .replace("secrets:", "  - name: db3\n    address: 10.0.0.14\n    roles: [postgres]\nsecrets:");
+        .replace(
+            "secrets:",
+            "  - name: db3\n    address: 10.0.0.14\n    roles: [postgres]\nsecrets:",
+        );
     b.put(paths::CFGPART_CONFIG, &moved);
     assert_eq!(b.run(), 0, "the box keeps running");
 
@@ -356,11 +416,26 @@ fn an_unsafe_change_is_ignored_with_what_changed() {
         ),
         "{warning}"
     );
-    assert!(!warning.contains("Nq7Wd2Kx9RbT4mLs"), "no secret in messages");
-    assert_eq!(b.read(paths::PERSISTED_CONFIG), GOOD, "the kept copy stays, safe parts included");
-    assert_eq!(fs::metadata(b.path(paths::PERSISTED_CONFIG)).unwrap().modified().unwrap(), kept_before);
+    assert!(
+        !warning.contains("Nq7Wd2Kx9RbT4mLs"),
+        "no secret in messages"
+    );
+    assert_eq!(
+        b.read(paths::PERSISTED_CONFIG),
+        GOOD,
+        "the kept copy stays, safe parts included"
+    );
+    assert_eq!(
+        fs::metadata(b.path(paths::PERSISTED_CONFIG))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        kept_before
+    );
     assert_eq!(b.roles(), ["etcd", "postgres"]);
-    assert!(b.read(paths::ETCD_ENV).contains("ETCD_INITIAL_CLUSTER_TOKEN=pgbox-main\n"));
+    assert!(b
+        .read(paths::ETCD_ENV)
+        .contains("ETCD_INITIAL_CLUSTER_TOKEN=pgbox-main\n"));
     assert!(!b.exists(paths::CONFIG_ERROR));
 
     // Put back: the warning goes with the next boot.
@@ -372,10 +447,10 @@ fn an_unsafe_change_is_ignored_with_what_changed() {
 #[test]
 fn roles_ports_and_etcd_namespace_are_fixed_too() {
     let old = sample();
-    let text = GOOD
-        .replace("[etcd, router]", "[etcd]")
-        .replace("[postgres, etcd]\n  - name: db2", "[postgres, etcd, router]\n  - name: db2")
-        + "ports:\n  api: 8009\netcd:\n  namespace: /other\n";
+    let text = GOOD.replace("[etcd, router]", "[etcd]").replace(
+        "[postgres, etcd]\n  - name: db2",
+        "[postgres, etcd, router]\n  - name: db2",
+    ) + "ports:\n  api: 8009\netcd:\n  namespace: /other\n";
     let new = config::parse(&text, "x").unwrap();
     let changes = compare(&old, "db1", &new, "db1");
     assert_eq!(
@@ -397,7 +472,9 @@ fn an_identity_change_is_ignored() {
     assert_eq!(b.read(paths::NODE), "db1\n");
     let warning = b.read(paths::CONFIG_WARNING);
     assert!(
-        warning.starts_with("change ignored: node identity (db1 → db2) cannot be applied to a running cluster"),
+        warning.starts_with(
+            "change ignored: node identity (db1 → db2) cannot be applied to a running cluster"
+        ),
         "{warning}"
     );
 
@@ -405,7 +482,9 @@ fn an_identity_change_is_ignored() {
     fs::remove_file(b.path(paths::CFGPART_CONFIG)).unwrap();
     assert_eq!(b.run(), 0);
     assert_eq!(b.read(paths::NODE), "db1\n");
-    assert!(b.read(paths::CONFIG_WARNING).contains("node identity (db1 → db2, from kernel command line pgbox.node)"));
+    assert!(b
+        .read(paths::CONFIG_WARNING)
+        .contains("node identity (db1 → db2, from kernel command line pgbox.node)"));
 }
 
 #[test]
@@ -420,18 +499,32 @@ fn an_identity_given_once_is_kept_for_a_file_without_one() {
     b.put(paths::CMDLINE, "quiet\n");
     assert_eq!(b.run(), 0);
     assert_eq!(b.read(paths::NODE), "db2\n");
-    assert!(!b.exists(paths::CONFIG_WARNING), "{}", b.read_or_empty(paths::CONFIG_WARNING));
+    assert!(
+        !b.exists(paths::CONFIG_WARNING),
+        "{}",
+        b.read_or_empty(paths::CONFIG_WARNING)
+    );
 }
 
 #[test]
 fn a_bad_new_file_never_replaces_a_good_kept_one() {
     let b = Box::booted_with(GOOD);
-    b.put(paths::CFGPART_CONFIG, &GOOD.replace("    address: 10.0.0.13", "    adress: 10.0.0.13"));
+    b.put(
+        paths::CFGPART_CONFIG,
+        &GOOD.replace("    address: 10.0.0.13", "    adress: 10.0.0.13"),
+    );
     assert_eq!(b.run(), 0, "the box keeps running with what it has");
     assert_eq!(b.read(paths::PERSISTED_CONFIG), GOOD);
     let warning = b.read(paths::CONFIG_WARNING);
-    assert!(warning.starts_with("the first-boot file from the config partition PGBOXCFG"), "{warning}");
-    assert!(warning.contains("/run/pgbox/cfgpart/pgbox.yaml:12:5: nodes[2].adress: unknown key `adress`"), "{warning}");
+    assert!(
+        warning.starts_with("the first-boot file from the config partition PGBOXCFG"),
+        "{warning}"
+    );
+    assert!(
+        warning
+            .contains("/run/pgbox/cfgpart/pgbox.yaml:12:5: nodes[2].adress: unknown key `adress`"),
+        "{warning}"
+    );
     assert_eq!(b.roles(), ["etcd", "postgres"]);
     assert!(!b.exists(paths::CONFIG_ERROR));
 }
@@ -439,11 +532,17 @@ fn a_bad_new_file_never_replaces_a_good_kept_one() {
 #[test]
 fn an_invalid_kept_copy_is_replaced_by_a_valid_file_or_stops_the_box() {
     let b = Box::booted_with(GOOD);
-    fs::write(b.path(paths::PERSISTED_CONFIG), GOOD.replace("name: main", "name: Main")).unwrap();
+    fs::write(
+        b.path(paths::PERSISTED_CONFIG),
+        GOOD.replace("name: main", "name: Main"),
+    )
+    .unwrap();
     fs::remove_file(b.path(paths::CFGPART_CONFIG)).unwrap();
     assert_eq!(b.run(), EXIT_BAD_CONFIG);
     assert!(b.roles().is_empty());
-    assert!(b.read(paths::CONFIG_ERROR).contains("/var/lib/pgbox/pgbox.yaml:2:9: cluster.name"));
+    assert!(b
+        .read(paths::CONFIG_ERROR)
+        .contains("/var/lib/pgbox/pgbox.yaml:2:9: cluster.name"));
 
     b.put(paths::CFGPART_CONFIG, GOOD);
     assert_eq!(b.run(), 0);
@@ -456,7 +555,10 @@ fn an_invalid_kept_copy_is_replaced_by_a_valid_file_or_stops_the_box() {
 #[test]
 fn a_role_lost_between_runs_takes_its_files_along() {
     let b = Box::new();
-    b.put(paths::CFGPART_CONFIG, &GOOD.replace("node: db1", "node: coord"));
+    b.put(
+        paths::CFGPART_CONFIG,
+        &GOOD.replace("node: db1", "node: coord"),
+    );
     assert_eq!(b.run(), 0);
     assert_eq!(b.roles(), ["etcd", "router"]);
     // Same boot, the kept copy removed by hand and another identity given:

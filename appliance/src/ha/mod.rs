@@ -23,19 +23,25 @@ pub fn decide(obs: &Observation, mem: &Memory) -> Decision {
         return without_dcs(obs);
     };
     if view.config.pause {
-        return Decision::idle("paused: no automatic action (pgboxctl resume ends maintenance mode)".into());
+        return Decision::idle(
+            "paused: no automatic action (pgboxctl resume ends maintenance mode)".into(),
+        );
     }
     let leader = view.leader.as_deref();
     let i_am_named_leader = leader == Some(obs.me.as_str());
 
     // A data directory from another cluster must never be joined or promoted:
     // replication would fail in confusing ways, and promotion would fork history.
-    if let (DataDir::Initialized { system_id, .. }, Some(init)) = (&obs.pg.data, view.initialize.as_deref()) {
+    if let (DataDir::Initialized { system_id, .. }, Some(init)) =
+        (&obs.pg.data, view.initialize.as_deref())
+    {
         if !init.is_empty() && init != system_id {
             if obs.pg.running && obs.pg.role == Role::Primary {
                 return Decision::act(
                     vec![Action::Stop],
-                    format!("stopping: my data belongs to system {system_id}, the cluster is {init}"),
+                    format!(
+                        "stopping: my data belongs to system {system_id}, the cluster is {init}"
+                    ),
                 );
             }
             return Decision::idle(format!(
@@ -71,18 +77,24 @@ fn without_dcs(obs: &Observation) -> Decision {
                 vec![Action::Start(StartAs::Replica { leader: None })],
                 "starting read-only: the DCS is unreachable, so no leader is known".into(),
             ),
-            DataDir::Empty => Decision::idle("waiting for the DCS before creating a database".into()),
+            DataDir::Empty => {
+                Decision::idle("waiting for the DCS before creating a database".into())
+            }
         };
     }
     if obs.pg.role == Role::Primary {
         if obs.lease.valid(obs.now_ms, obs.settings.fence_after_ms()) {
             return Decision::idle(format!(
                 "DCS unreachable; my lease may still be valid for {} ms, staying primary",
-                obs.lease.remaining(obs.now_ms, obs.settings.fence_after_ms())
+                obs.lease
+                    .remaining(obs.now_ms, obs.settings.fence_after_ms())
             ));
         }
         return Decision::act(
-            vec![Action::Stop, Action::Start(StartAs::Replica { leader: None })],
+            vec![
+                Action::Stop,
+                Action::Start(StartAs::Replica { leader: None }),
+            ],
             "demoting: the DCS is unreachable and my lease can no longer be proven valid".into(),
         );
     }
@@ -92,27 +104,65 @@ fn without_dcs(obs: &Observation) -> Decision {
 /// No data directory yet: bootstrap the cluster or clone from the leader.
 fn without_data(obs: &Observation, view: &ClusterView) -> Decision {
     match (&view.initialize, view.leader.as_deref()) {
+        (None, None) if !obs.settings.can_lead => Decision::idle(
+            "not bootstrapping: ha.watchdog is required and this box has no watchdog device".into(),
+        ),
         (None, None) => Decision::act(
-            vec![Action::ClaimInitialize, Action::AcquireLeader, Action::Bootstrap],
+            vec![
+                Action::ClaimInitialize,
+                Action::AcquireLeader,
+                Action::Bootstrap,
+            ],
             "bootstrapping: the cluster is not initialized and nobody leads it".into(),
         ),
         (_, Some(leader)) if leader == obs.me => Decision::idle(
             "the leader key names me but I have no data: waiting for it to expire".into(),
         ),
         (_, Some(leader)) if member_running(view, leader) => Decision::act(
-            vec![Action::BaseBackup { from: leader.to_string() }, Action::Start(StartAs::Replica { leader: Some(leader.to_string()) })],
+            vec![
+                Action::BaseBackup {
+                    from: leader.to_string(),
+                },
+                Action::Start(StartAs::Replica {
+                    leader: Some(leader.to_string()),
+                }),
+            ],
             format!("creating replica: cloning from leader {leader}"),
         ),
-        (_, Some(leader)) => Decision::idle(format!("waiting for leader {leader} to be running before cloning")),
+        (_, Some(leader)) => Decision::idle(format!(
+            "waiting for leader {leader} to be running before cloning"
+        )),
         (Some(_), None) => Decision::idle("waiting for a leader to clone from".into()),
     }
 }
 
 /// Data exists and PostgreSQL is not running.
 fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decision {
-    let was_primary = matches!(obs.pg.data, DataDir::Initialized { was_primary: true, .. });
+    let was_primary = matches!(
+        obs.pg.data,
+        DataDir::Initialized {
+            was_primary: true,
+            ..
+        }
+    );
     match view.leader.as_deref() {
         Some(leader) if leader == obs.me => {
+            let down_for = mem
+                .down_since_ms
+                .map_or(0, |t| obs.now_ms.saturating_sub(t));
+            if down_for > obs.settings.primary_start_timeout_ms && obs.lease.held {
+                // Holding the key while unable to serve keeps the cluster
+                // down: hand it over. With synchronous mode the standby has
+                // every acknowledged commit.
+                return Decision::act(
+                    vec![Action::ReleaseLeader],
+                    format!(
+                        "giving up the leader key: PostgreSQL has been down for {} s (primary_start_timeout {} s)",
+                        down_for / 1000,
+                        obs.settings.primary_start_timeout_ms / 1000
+                    ),
+                );
+            }
             if was_primary {
                 // A crash while holding the lease: restart in place. No new
                 // timeline, no failover; the lease still fences everyone else.
@@ -121,7 +171,10 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
                     actions.push(Action::AcquireLeader);
                 }
                 actions.push(Action::Start(StartAs::Primary));
-                Decision::act(actions, "starting as primary: I hold the leader key and my data was primary".into())
+                Decision::act(
+                    actions,
+                    "starting as primary: I hold the leader key and my data was primary".into(),
+                )
             } else {
                 Decision::act(
                     vec![Action::Start(StartAs::Replica { leader: None })],
@@ -132,18 +185,29 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
         Some(leader) => {
             if !was_primary {
                 return Decision::act(
-                    vec![Action::Start(StartAs::Replica { leader: Some(leader.into()) })],
+                    vec![Action::Start(StartAs::Replica {
+                        leader: Some(leader.into()),
+                    })],
                     format!("starting as replica of {leader}"),
                 );
             }
             // I was primary and someone else leads now: my timeline may have
             // diverged. Rewind (a no-op when it has not) before following.
             if !member_running(view, leader) {
-                return Decision::idle(format!("waiting for leader {leader} to be running before rejoining it"));
+                return Decision::idle(format!(
+                    "waiting for leader {leader} to be running before rejoining it"
+                ));
             }
             if obs.settings.use_pg_rewind && !mem.rewind_failed {
                 return Decision::act(
-                    vec![Action::Rewind { from: leader.into() }, Action::Start(StartAs::Replica { leader: Some(leader.into()) })],
+                    vec![
+                        Action::Rewind {
+                            from: leader.into(),
+                        },
+                        Action::Start(StartAs::Replica {
+                            leader: Some(leader.into()),
+                        }),
+                    ],
                     format!("rejoining: I was primary and {leader} leads now; pg_rewind first"),
                 );
             }
@@ -182,10 +246,16 @@ fn holding_leader_key(obs: &Observation, view: &ClusterView) -> Decision {
         // pgboxd: nobody else can have been promoted, so take it over.
         actions.push(Action::AcquireLeader);
     }
-    if obs.pg.role == Role::Primary && obs.lease.held && !obs.lease.valid(obs.now_ms, obs.settings.fence_after_ms()) {
+    if obs.pg.role == Role::Primary
+        && obs.lease.held
+        && !obs.lease.valid(obs.now_ms, obs.settings.fence_after_ms())
+    {
         // Reads work but renewals do not: the key will expire under me.
         return Decision::act(
-            vec![Action::Stop, Action::Start(StartAs::Replica { leader: None })],
+            vec![
+                Action::Stop,
+                Action::Start(StartAs::Replica { leader: None }),
+            ],
             "demoting: my lease renewals are failing and the lease may expire".into(),
         );
     }
@@ -201,7 +271,10 @@ fn holding_leader_key(obs: &Observation, view: &ClusterView) -> Decision {
                 sync
             }
         }
-        Role::Primary => Decision::act(actions, "renewing the leader key left by my previous run".into()),
+        Role::Primary => Decision::act(
+            actions,
+            "renewing the leader key left by my previous run".into(),
+        ),
         _ => {
             actions.push(Action::Promote);
             Decision::act(actions, "promoting: I hold the leader key".into())
@@ -214,11 +287,16 @@ fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &s
     if obs.pg.role == Role::Primary {
         // Two writable primaries is the one outcome that must never last:
         // stop at once; the next loop rewinds and rejoins.
-        return Decision::act(vec![Action::Stop], format!("demoting: {leader} holds the leader key"));
+        return Decision::act(
+            vec![Action::Stop],
+            format!("demoting: {leader} holds the leader key"),
+        );
     }
     if obs.pg.configured_upstream.as_deref() != Some(leader) {
         return Decision::act(
-            vec![Action::Follow { leader: leader.into() }],
+            vec![Action::Follow {
+                leader: leader.into(),
+            }],
             format!("following new leader {leader}"),
         );
     }
@@ -226,10 +304,15 @@ fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &s
     // forked can never stream from it: PostgreSQL retries for ever. Seen as
     // "not streaming for long, and on an older timeline than the leader".
     let leader_tl = view.member(leader).and_then(|m| m.timeline);
-    let behind = matches!((obs.pg.timeline, leader_tl), (Some(mine), Some(theirs)) if mine < theirs);
-    let stuck_for = mem.not_streaming_since_ms.map_or(0, |t| obs.now_ms.saturating_sub(t));
+    let behind =
+        matches!((obs.pg.timeline, leader_tl), (Some(mine), Some(theirs)) if mine < theirs);
+    let stuck_for = mem
+        .not_streaming_since_ms
+        .map_or(0, |t| obs.now_ms.saturating_sub(t));
     if behind && member_running(view, leader) && stuck_for > obs.settings.diverged_after_ms() {
-        let rejoin = Action::Start(StartAs::Replica { leader: Some(leader.into()) });
+        let rejoin = Action::Start(StartAs::Replica {
+            leader: Some(leader.into()),
+        });
         let reason = format!(
             "rejoining: not streaming from {leader} for {} s and my timeline {} is behind its {}",
             stuck_for / 1000,
@@ -237,20 +320,40 @@ fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &s
             leader_tl.unwrap_or(0)
         );
         if obs.settings.use_pg_rewind && !mem.rewind_failed {
-            return Decision::act(vec![Action::Stop, Action::Rewind { from: leader.into() }, rejoin], format!("{reason}; pg_rewind"));
+            return Decision::act(
+                vec![
+                    Action::Stop,
+                    Action::Rewind {
+                        from: leader.into(),
+                    },
+                    rejoin,
+                ],
+                format!("{reason}; pg_rewind"),
+            );
         }
         if obs.settings.on_rewind_failure == RewindFailure::Basebackup {
             return Decision::act(
-                vec![Action::Stop, Action::RemoveData, Action::BaseBackup { from: leader.into() }, rejoin],
+                vec![
+                    Action::Stop,
+                    Action::RemoveData,
+                    Action::BaseBackup {
+                        from: leader.into(),
+                    },
+                    rejoin,
+                ],
                 format!("{reason}; cloning it afresh"),
             );
         }
-        return Decision::idle(format!("{reason}; on_rewind_failure is stop, so waiting for a person"));
+        return Decision::idle(format!(
+            "{reason}; on_rewind_failure is stop, so waiting for a person"
+        ));
     }
     if obs.pg.streaming {
         Decision::idle(format!("no action: streaming from leader {leader}"))
     } else {
-        Decision::idle(format!("no action: following leader {leader}, not streaming yet"))
+        Decision::idle(format!(
+            "no action: following leader {leader}, not streaming yet"
+        ))
     }
 }
 
@@ -278,6 +381,9 @@ fn leaderless(obs: &Observation, view: &ClusterView) -> Decision {
 
 /// Whether this replica may race for the leader key, and why.
 fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, String> {
+    if !obs.settings.can_lead {
+        return Err("ha.watchdog is required and this box has no watchdog device".into());
+    }
     if obs.tags.nofailover || obs.tags.failover_priority == 0 {
         return Err("this node is tagged nofailover".into());
     }
@@ -358,13 +464,22 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
             ));
         }
         if peer_lsn == my_lsn && peer.failover_priority > obs.tags.failover_priority {
-            return Err(format!("{} is as far ahead and has a higher failover priority", peer.name));
+            return Err(format!(
+                "{} is as far ahead and has a higher failover priority",
+                peer.name
+            ));
         }
     }
     if sync_standby {
-        return Ok(format!("the leader key is free and I am the synchronous standby (LSN {})", format_lsn(my_lsn)));
+        return Ok(format!(
+            "the leader key is free and I am the synchronous standby (LSN {})",
+            format_lsn(my_lsn)
+        ));
     }
-    Ok(format!("the leader key is free and my LSN {} is the highest", format_lsn(my_lsn)))
+    Ok(format!(
+        "the leader key is free and my LSN {} is the highest",
+        format_lsn(my_lsn)
+    ))
 }
 
 /// The leader's part of a switchover: check the candidate, then step down
@@ -374,19 +489,28 @@ fn switchover_step(obs: &Observation, view: &ClusterView, request: &FailoverKey)
     if request.leader.as_deref().is_some_and(|l| l != obs.me) {
         return Decision::act(
             vec![Action::ClearFailover],
-            format!("clearing a switchover request for leader {}, which I replaced", request.leader.as_deref().unwrap_or("")),
+            format!(
+                "clearing a switchover request for leader {}, which I replaced",
+                request.leader.as_deref().unwrap_or("")
+            ),
         );
     }
     if let Some(at) = request.scheduled_at.as_deref() {
         match humantime::parse_rfc3339_weak(at) {
             Ok(t) => {
-                let at_ms = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                let at_ms = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
                 if obs.now_unix_ms < at_ms {
                     return Decision::idle(format!("switchover scheduled at {at}"));
                 }
             }
             Err(_) => {
-                return Decision::act(vec![Action::ClearFailover], format!("refusing a switchover: unreadable time {at:?}"))
+                return Decision::act(
+                    vec![Action::ClearFailover],
+                    format!("refusing a switchover: unreadable time {at:?}"),
+                )
             }
         }
     }
@@ -395,11 +519,18 @@ fn switchover_step(obs: &Observation, view: &ClusterView, request: &FailoverKey)
             vec![Action::Checkpoint, Action::Stop, Action::ReleaseLeader],
             format!("switchover: stepping down so that {candidate} takes over"),
         ),
-        Err(why) => Decision::act(vec![Action::ClearFailover], format!("refusing a switchover: {why}")),
+        Err(why) => Decision::act(
+            vec![Action::ClearFailover],
+            format!("refusing a switchover: {why}"),
+        ),
     }
 }
 
-fn switchover_candidate(obs: &Observation, view: &ClusterView, wanted: Option<&str>) -> Result<String, String> {
+fn switchover_candidate(
+    obs: &Observation,
+    view: &ClusterView,
+    wanted: Option<&str>,
+) -> Result<String, String> {
     let sync_standby = view
         .sync
         .as_ref()
@@ -409,8 +540,14 @@ fn switchover_candidate(obs: &Observation, view: &ClusterView, wanted: Option<&s
         if name == obs.me {
             return Err(format!("{name} is the leader already"));
         }
-        if m.state != "running" || m.role != "replica" || m.replication_state.as_deref() != Some("streaming") {
-            return Err(format!("{name} is not a streaming replica (state {}, role {})", m.state, m.role));
+        if m.state != "running"
+            || m.role != "replica"
+            || m.replication_state.as_deref() != Some("streaming")
+        {
+            return Err(format!(
+                "{name} is not a streaming replica (state {}, role {})",
+                m.state, m.role
+            ));
         }
         if m.tags.nofailover {
             return Err(format!("{name} is tagged nofailover"));
@@ -446,8 +583,15 @@ fn sync_replication_steps(obs: &Observation, view: &ClusterView) -> Decision {
     let mode = obs.settings.synchronous_mode;
     let key = view.sync.as_ref();
     let key_is_mine = key.is_some_and(|k| k.leader.as_deref() == Some(obs.me.as_str()));
-    let recorded = key.filter(|_| key_is_mine).and_then(|k| k.sync_standby.clone());
-    let standby = |member: &str| obs.pg.standbys.iter().find(|s| s.name == crate::postgres::conf::slot_name(member));
+    let recorded = key
+        .filter(|_| key_is_mine)
+        .and_then(|k| k.sync_standby.clone());
+    let standby = |member: &str| {
+        obs.pg
+            .standbys
+            .iter()
+            .find(|s| s.name == crate::postgres::conf::slot_name(member))
+    };
     let streaming = |member: &str| standby(member).is_some_and(|s| s.streaming);
 
     let desired: Option<String> = if mode == SyncMode::Off {
@@ -482,7 +626,9 @@ fn sync_replication_steps(obs: &Observation, view: &ClusterView) -> Decision {
         actions.push(Action::SetSyncNames(wanted_names.clone()));
         why.push(match &desired {
             Some(d) => format!("asking PostgreSQL to wait for {d}"),
-            None if mode == SyncMode::Strict => "no healthy standby: commits wait for any standby (strict)".into(),
+            None if mode == SyncMode::Strict => {
+                "no healthy standby: commits wait for any standby (strict)".into()
+            }
             None if mode == SyncMode::On => "no healthy standby: commits no longer wait".into(),
             None => "synchronous mode is off".into(),
         });
@@ -490,13 +636,18 @@ fn sync_replication_steps(obs: &Observation, view: &ClusterView) -> Decision {
         let enforced = standby(d).is_some_and(|s| s.sync_state == "sync");
         if enforced && recorded.as_deref() != Some(d.as_str()) {
             actions.push(Action::WriteSync(Some(d.clone())));
-            why.push(format!("PostgreSQL waits for {d}: recording it as the synchronous standby"));
+            why.push(format!(
+                "PostgreSQL waits for {d}: recording it as the synchronous standby"
+            ));
         }
     }
     if actions.is_empty() {
         return Decision::idle(String::new());
     }
-    Decision::act(actions, format!("synchronous replication: {}", why.join("; ")))
+    Decision::act(
+        actions,
+        format!("synchronous replication: {}", why.join("; ")),
+    )
 }
 
 fn member_running(view: &ClusterView, name: &str) -> bool {

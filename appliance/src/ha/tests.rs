@@ -14,11 +14,17 @@ fn settings() -> Settings {
         use_pg_rewind: true,
         on_rewind_failure: RewindFailure::Basebackup,
         synchronous_mode: SyncMode::Off,
+        primary_start_timeout_ms: 30_000,
+        can_lead: true,
     }
 }
 
 fn member(state: &str, role: &str) -> Member {
-    Member { state: state.into(), role: role.into(), ..Member::default() }
+    Member {
+        state: state.into(),
+        role: role.into(),
+        ..Member::default()
+    }
 }
 
 /// db1 observing a two-node cluster; tweak fields per row.
@@ -37,9 +43,15 @@ fn obs() -> Observation {
             history: vec![],
             ..ClusterView::default()
         }),
-        lease: Lease { held: false, renewed_at_ms: Some(NOW - 500) },
+        lease: Lease {
+            held: false,
+            renewed_at_ms: Some(NOW - 500),
+        },
         pg: LocalPg {
-            data: DataDir::Initialized { system_id: "7000".into(), was_primary: false },
+            data: DataDir::Initialized {
+                system_id: "7000".into(),
+                was_primary: false,
+            },
             running: true,
             starting: false,
             role: Role::Replica,
@@ -62,7 +74,10 @@ fn with_leader(mut o: Observation, leader: Option<&str>) -> Observation {
 fn primary(mut o: Observation) -> Observation {
     o.pg.role = Role::Primary;
     o.pg.streaming = false;
-    o.pg.data = DataDir::Initialized { system_id: "7000".into(), was_primary: true };
+    o.pg.data = DataDir::Initialized {
+        system_id: "7000".into(),
+        was_primary: true,
+    };
     o
 }
 
@@ -75,11 +90,20 @@ fn stopped(mut o: Observation) -> Observation {
 }
 
 fn peer(name: &str, role: Role, lsn: u64) -> Peer {
-    Peer { name: name.into(), reachable: true, role, lsn: Some(lsn), nofailover: false, failover_priority: 1 }
+    Peer {
+        name: name.into(),
+        reachable: true,
+        role,
+        lsn: Some(lsn),
+        nofailover: false,
+        failover_priority: 1,
+    }
 }
 
 fn replica_of(leader: &str) -> Action {
-    Action::Start(StartAs::Replica { leader: Some(leader.into()) })
+    Action::Start(StartAs::Replica {
+        leader: Some(leader.into()),
+    })
 }
 
 #[test]
@@ -93,14 +117,20 @@ fn situations() {
         o
     };
     let rows: Vec<(&str, Observation, Memory, Vec<Action>)> = vec![
-        ("fresh cluster: race to bootstrap", fresh.clone(), Memory::default(), vec![ClaimInitialize, AcquireLeader, Bootstrap]),
+        (
+            "fresh cluster: race to bootstrap",
+            fresh.clone(),
+            Memory::default(),
+            vec![ClaimInitialize, AcquireLeader, Bootstrap],
+        ),
         (
             "bootstrap lost: clone from the running leader",
             with_leader(
                 {
                     let mut o = fresh.clone();
                     o.dcs.as_mut().unwrap().initialize = Some("7000".into());
-                    o.dcs.as_mut().unwrap().members = vec![("db2".into(), member("running", "primary"))];
+                    o.dcs.as_mut().unwrap().members =
+                        vec![("db2".into(), member("running", "primary"))];
                     o
                 },
                 Some("db2"),
@@ -114,7 +144,8 @@ fn situations() {
                 {
                     let mut o = fresh.clone();
                     o.dcs.as_mut().unwrap().initialize = Some(String::new());
-                    o.dcs.as_mut().unwrap().members = vec![("db2".into(), member("bootstrapping", "primary"))];
+                    o.dcs.as_mut().unwrap().members =
+                        vec![("db2".into(), member("bootstrapping", "primary"))];
                     o
                 },
                 Some("db2"),
@@ -122,15 +153,32 @@ fn situations() {
             Memory::default(),
             vec![],
         ),
-        ("healthy leader: nothing to do", with_leader(primary(obs()), Some("db1")).with_lease_held(), Memory::default(), vec![]),
+        (
+            "healthy leader: nothing to do",
+            with_leader(primary(obs()), Some("db1")).with_lease_held(),
+            Memory::default(),
+            vec![],
+        ),
         (
             "healthy replica already following: nothing",
             with_leader(obs(), Some("db2")).upstream("db2"),
             Memory::default(),
             vec![],
         ),
-        ("replica pointed elsewhere: follow the leader", with_leader(obs(), Some("db2")), Memory::default(), vec![Follow { leader: "db2".into() }]),
-        ("primary while another holds the key: demote now", with_leader(primary(obs()), Some("db2")), Memory::default(), vec![Stop]),
+        (
+            "replica pointed elsewhere: follow the leader",
+            with_leader(obs(), Some("db2")),
+            Memory::default(),
+            vec![Follow {
+                leader: "db2".into(),
+            }],
+        ),
+        (
+            "primary while another holds the key: demote now",
+            with_leader(primary(obs()), Some("db2")),
+            Memory::default(),
+            vec![Stop],
+        ),
         (
             "old primary down, another leads: rewind then follow",
             with_leader(stopped(primary(obs())), Some("db2")),
@@ -140,8 +188,15 @@ fn situations() {
         (
             "rewind failed: fresh base backup",
             with_leader(stopped(primary(obs())), Some("db2")),
-            Memory { rewind_failed: true, ..Memory::default() },
-            vec![RemoveData, BaseBackup { from: "db2".into() }, replica_of("db2")],
+            Memory {
+                rewind_failed: true,
+                ..Memory::default()
+            },
+            vec![
+                RemoveData,
+                BaseBackup { from: "db2".into() },
+                replica_of("db2"),
+            ],
         ),
         (
             "rewind failed and the policy is stop: stay down",
@@ -150,15 +205,32 @@ fn situations() {
                 o.settings.on_rewind_failure = RewindFailure::Stop;
                 o
             },
-            Memory { rewind_failed: true, ..Memory::default() },
+            Memory {
+                rewind_failed: true,
+                ..Memory::default()
+            },
             vec![],
         ),
-        ("replica down, another leads: start following", with_leader(stopped(obs()), Some("db2")), Memory::default(), vec![replica_of("db2")]),
+        (
+            "replica down, another leads: start following",
+            with_leader(stopped(obs()), Some("db2")),
+            Memory::default(),
+            vec![replica_of("db2")],
+        ),
         (
             "crash while holding the lease: restart in place as primary",
             with_leader(stopped(primary(obs())), Some("db1")).with_lease_held(),
             Memory::default(),
             vec![Start(StartAs::Primary)],
+        ),
+        (
+            "leader's PostgreSQL will not come back: give up the key",
+            with_leader(stopped(primary(obs())), Some("db1")).with_lease_held(),
+            Memory {
+                down_since_ms: Some(NOW - 31_000),
+                ..Memory::default()
+            },
+            vec![ReleaseLeader],
         ),
         (
             "restarted pgboxd finds its own key: re-bind it, start primary",
@@ -196,7 +268,10 @@ fn situations() {
             "leader gone, an unreachable peer does not block",
             {
                 let mut o = obs();
-                o.peers = vec![Peer { reachable: false, ..peer("db3", Role::Replica, 9_000) }];
+                o.peers = vec![Peer {
+                    reachable: false,
+                    ..peer("db3", Role::Replica, 9_000)
+                }];
                 o
             },
             Memory::default(),
@@ -206,7 +281,10 @@ fn situations() {
             "leader gone, equal peer with higher priority: defer",
             {
                 let mut o = obs();
-                o.peers = vec![Peer { failover_priority: 5, ..peer("db3", Role::Replica, 5_000) }];
+                o.peers = vec![Peer {
+                    failover_priority: 5,
+                    ..peer("db3", Role::Replica, 5_000)
+                }];
                 o
             },
             Memory::default(),
@@ -216,7 +294,10 @@ fn situations() {
             "leader gone, a nofailover peer further ahead does not block",
             {
                 let mut o = obs();
-                o.peers = vec![Peer { nofailover: true, ..peer("db3", Role::Replica, 9_000) }];
+                o.peers = vec![Peer {
+                    nofailover: true,
+                    ..peer("db3", Role::Replica, 9_000)
+                }];
                 o
             },
             Memory::default(),
@@ -243,6 +324,16 @@ fn situations() {
             vec![],
         ),
         (
+            "leader gone, the watchdog is required but missing: no race",
+            {
+                let mut o = obs();
+                o.settings.can_lead = false;
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+        (
             "leader gone, I am tagged nofailover: no race",
             {
                 let mut o = obs();
@@ -256,14 +347,30 @@ fn situations() {
             "leader gone, I am on an older timeline than the history: no race",
             {
                 let mut o = obs();
-                o.dcs.as_mut().unwrap().history = vec![HistoryEntry(1, 4_000, "promoted".into(), "t".into(), "db2".into())];
+                o.dcs.as_mut().unwrap().history = vec![HistoryEntry(
+                    1,
+                    4_000,
+                    "promoted".into(),
+                    "t".into(),
+                    "db2".into(),
+                )];
                 o
             },
             Memory::default(),
             vec![],
         ),
-        ("primary lost its key, nobody took it: re-acquire", primary(obs()), Memory::default(), vec![AcquireLeader]),
-        ("key names me, replica: promote", with_leader(obs(), Some("db1")).with_lease_held(), Memory::default(), vec![Promote]),
+        (
+            "primary lost its key, nobody took it: re-acquire",
+            primary(obs()),
+            Memory::default(),
+            vec![AcquireLeader],
+        ),
+        (
+            "key names me, replica: promote",
+            with_leader(obs(), Some("db1")).with_lease_held(),
+            Memory::default(),
+            vec![Promote],
+        ),
         (
             "leader with failing renewals: demote before the lease can expire",
             {
@@ -310,10 +417,19 @@ fn situations() {
             {
                 let mut o = with_leader(obs(), Some("db2")).upstream("db2");
                 o.pg.streaming = false;
-                o.dcs.as_mut().unwrap().members = vec![("db2".into(), Member { timeline: Some(2), ..member("running", "primary") })];
+                o.dcs.as_mut().unwrap().members = vec![(
+                    "db2".into(),
+                    Member {
+                        timeline: Some(2),
+                        ..member("running", "primary")
+                    },
+                )];
                 o
             },
-            Memory { not_streaming_since_ms: Some(NOW - 60_000), ..Memory::default() },
+            Memory {
+                not_streaming_since_ms: Some(NOW - 60_000),
+                ..Memory::default()
+            },
             vec![Stop, Rewind { from: "db2".into() }, replica_of("db2")],
         ),
         (
@@ -321,17 +437,29 @@ fn situations() {
             {
                 let mut o = with_leader(obs(), Some("db2")).upstream("db2");
                 o.pg.streaming = false;
-                o.dcs.as_mut().unwrap().members = vec![("db2".into(), Member { timeline: Some(2), ..member("running", "primary") })];
+                o.dcs.as_mut().unwrap().members = vec![(
+                    "db2".into(),
+                    Member {
+                        timeline: Some(2),
+                        ..member("running", "primary")
+                    },
+                )];
                 o
             },
-            Memory { not_streaming_since_ms: Some(NOW - 3_000), ..Memory::default() },
+            Memory {
+                not_streaming_since_ms: Some(NOW - 3_000),
+                ..Memory::default()
+            },
             vec![],
         ),
         (
             "data from another cluster: refuse",
             {
                 let mut o = with_leader(stopped(obs()), Some("db2"));
-                o.pg.data = DataDir::Initialized { system_id: "9999".into(), was_primary: false };
+                o.pg.data = DataDir::Initialized {
+                    system_id: "9999".into(),
+                    was_primary: false,
+                };
                 o
             },
             Memory::default(),
@@ -341,9 +469,15 @@ fn situations() {
     let mut failures = Vec::new();
     for (name, o, mem, expected) in rows {
         let d = decide(&o, &mem);
-        assert!(!d.reason.is_empty(), "{name}: a decision always has a reason");
+        assert!(
+            !d.reason.is_empty(),
+            "{name}: a decision always has a reason"
+        );
         if d.actions != expected {
-            failures.push(format!("{name}:\n  expected {expected:?}\n  got      {:?} ({})", d.actions, d.reason));
+            failures.push(format!(
+                "{name}:\n  expected {expected:?}\n  got      {:?} ({})",
+                d.actions, d.reason
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -363,7 +497,10 @@ fn never_promotes_without_the_dcs() {
                 o.lease.renewed_at_ms = renewed;
                 let d = decide(&o, &Memory::default());
                 assert!(
-                    !d.actions.iter().any(|a| matches!(a, Action::Promote | Action::AcquireLeader | Action::Start(StartAs::Primary))),
+                    !d.actions.iter().any(|a| matches!(
+                        a,
+                        Action::Promote | Action::AcquireLeader | Action::Start(StartAs::Primary)
+                    )),
                     "{role:?} running={running} renewed={renewed:?}: {d:?}"
                 );
             }
@@ -375,7 +512,11 @@ fn never_promotes_without_the_dcs() {
 fn promotion_always_follows_a_key_acquisition_or_a_held_key() {
     // Promote only ever comes after AcquireLeader in the same decision, or
     // when the key is already held: the executor stops at a failed acquire.
-    let variants = [obs(), with_leader(obs(), Some("db1")), with_leader(obs(), Some("db1")).with_lease_held()];
+    let variants = [
+        obs(),
+        with_leader(obs(), Some("db1")),
+        with_leader(obs(), Some("db1")).with_lease_held(),
+    ];
     for o in variants {
         let d = decide(&o, &Memory::default());
         if let Some(p) = d.actions.iter().position(|a| *a == Action::Promote) {
@@ -397,7 +538,11 @@ fn memory_tracks_rewind_failure() {
 fn fencing_happens_before_the_lease_can_expire() {
     let s = settings();
     assert!(s.fence_after_ms() < s.ttl_ms);
-    let tight = Settings { ttl_ms: 2_000, loop_wait_ms: 500, ..settings() };
+    let tight = Settings {
+        ttl_ms: 2_000,
+        loop_wait_ms: 500,
+        ..settings()
+    };
     assert_eq!(tight.fence_after_ms(), 1_000);
 }
 
@@ -418,11 +563,19 @@ impl ObsExt for Observation {
 }
 
 fn standby(name: &str, streaming: bool, sync_state: &str, lsn: u64) -> Standby {
-    Standby { name: name.into(), streaming, sync_state: sync_state.into(), flush_lsn: Some(lsn) }
+    Standby {
+        name: name.into(),
+        streaming,
+        sync_state: sync_state.into(),
+        flush_lsn: Some(lsn),
+    }
 }
 
 fn sync_key(leader: &str, standby: Option<&str>) -> Option<SyncKey> {
-    Some(SyncKey { leader: Some(leader.into()), sync_standby: standby.map(String::from) })
+    Some(SyncKey {
+        leader: Some(leader.into()),
+        sync_standby: standby.map(String::from),
+    })
 }
 
 /// db1 leads in synchronous mode; db2 replicates.
@@ -432,7 +585,13 @@ fn sync_leader() -> Observation {
     let v = o.dcs.as_mut().unwrap();
     v.members = vec![
         ("db1".into(), member("running", "primary")),
-        ("db2".into(), Member { replication_state: Some("streaming".into()), ..member("running", "replica") }),
+        (
+            "db2".into(),
+            Member {
+                replication_state: Some("streaming".into()),
+                ..member("running", "replica")
+            },
+        ),
     ];
     o.pg.standbys = vec![standby("db2", true, "async", 5_000)];
     o
@@ -638,7 +797,10 @@ fn synchronous_replication_and_switchover_situations() {
     for (name, o, expected) in rows {
         let d = decide(&o, &Memory::default());
         if d.actions != expected {
-            failures.push(format!("{name}:\n  expected {expected:?}\n  got      {:?} ({})", d.actions, d.reason));
+            failures.push(format!(
+                "{name}:\n  expected {expected:?}\n  got      {:?} ({})",
+                d.actions, d.reason
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -652,9 +814,19 @@ fn memory_tracks_how_long_a_replica_has_not_streamed() {
     assert_eq!(m.not_streaming_since_ms, Some(NOW));
     o.now_ms = NOW + 5_000;
     let m = m.observe(&o);
-    assert_eq!(m.not_streaming_since_ms, Some(NOW), "the first instant is kept");
+    assert_eq!(
+        m.not_streaming_since_ms,
+        Some(NOW),
+        "the first instant is kept"
+    );
     o.pg.streaming = true;
     assert_eq!(m.observe(&o).not_streaming_since_ms, None);
-    let restarted = m.absorb(&Action::Start(StartAs::Replica { leader: None }), &Outcome::Done);
-    assert_eq!(restarted.not_streaming_since_ms, None, "a restart starts the clock again");
+    let restarted = m.absorb(
+        &Action::Start(StartAs::Replica { leader: None }),
+        &Outcome::Done,
+    );
+    assert_eq!(
+        restarted.not_streaming_since_ms, None,
+        "a restart starts the clock again"
+    );
 }

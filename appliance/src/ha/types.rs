@@ -31,6 +31,10 @@ pub struct Settings {
     pub use_pg_rewind: bool,
     pub on_rewind_failure: RewindFailure,
     pub synchronous_mode: SyncMode,
+    pub primary_start_timeout_ms: u64,
+    /// False when `ha.watchdog: required` and no watchdog device exists:
+    /// such a node never takes the leader key.
+    pub can_lead: bool,
 }
 
 impl Settings {
@@ -61,11 +65,13 @@ pub struct Lease {
 
 impl Lease {
     pub fn valid(&self, now_ms: u64, fence_after_ms: u64) -> bool {
-        self.renewed_at_ms.is_some_and(|t| now_ms < t + fence_after_ms)
+        self.renewed_at_ms
+            .is_some_and(|t| now_ms < t + fence_after_ms)
     }
 
     pub fn remaining(&self, now_ms: u64, fence_after_ms: u64) -> u64 {
-        self.renewed_at_ms.map_or(0, |t| (t + fence_after_ms).saturating_sub(now_ms))
+        self.renewed_at_ms
+            .map_or(0, |t| (t + fence_after_ms).saturating_sub(now_ms))
     }
 }
 
@@ -131,7 +137,10 @@ pub struct Decision {
 
 impl Decision {
     pub fn idle(reason: String) -> Self {
-        Decision { actions: Vec::new(), reason }
+        Decision {
+            actions: Vec::new(),
+            reason,
+        }
     }
 
     pub fn act(actions: Vec<Action>, reason: String) -> Self {
@@ -143,7 +152,9 @@ impl Decision {
 pub enum StartAs {
     Primary,
     /// A standby streaming from `leader`, or read-only with no upstream.
-    Replica { leader: Option<String> },
+    Replica {
+        leader: Option<String>,
+    },
 }
 
 /// One step for the executor. The executor stops at the first that fails.
@@ -156,9 +167,13 @@ pub enum Action {
     /// initdb, start as primary, create roles and database, record the system id.
     Bootstrap,
     /// Clone the data directory from a running member.
-    BaseBackup { from: String },
+    BaseBackup {
+        from: String,
+    },
     /// pg_rewind against a running member.
-    Rewind { from: String },
+    Rewind {
+        from: String,
+    },
     /// Remove the data directory (before a fresh base backup).
     RemoveData,
     Start(StartAs),
@@ -166,7 +181,9 @@ pub enum Action {
     Stop,
     Promote,
     /// Point the running replica at a new upstream (reload, no restart).
-    Follow { leader: String },
+    Follow {
+        leader: String,
+    },
     /// Delete the leader key if it names me (replicas race at once).
     ReleaseLeader,
     /// A checkpoint before a planned stop, so the stop itself is quick.
@@ -193,6 +210,8 @@ pub struct Memory {
     pub rewind_failed: bool,
     /// Since when this running replica has not been streaming.
     pub not_streaming_since_ms: Option<u64>,
+    /// Since when PostgreSQL has been down (not running, not starting).
+    pub down_since_ms: Option<u64>,
 }
 
 impl Memory {
@@ -200,10 +219,17 @@ impl Memory {
     pub fn observe(&self, obs: &Observation) -> Memory {
         let mut next = self.clone();
         let replica = obs.pg.running && obs.pg.role == Role::Replica;
-        next.not_streaming_since_ms = match (replica && !obs.pg.streaming, self.not_streaming_since_ms) {
-            (false, _) => None,
-            (true, None) => Some(obs.now_ms),
-            (true, since) => since,
+        next.not_streaming_since_ms =
+            match (replica && !obs.pg.streaming, self.not_streaming_since_ms) {
+                (false, _) => None,
+                (true, None) => Some(obs.now_ms),
+                (true, since) => since,
+            };
+        let down = !obs.pg.running && !obs.pg.starting;
+        next.down_since_ms = if down {
+            self.down_since_ms.or(Some(obs.now_ms))
+        } else {
+            None
         };
         next
     }
@@ -212,7 +238,9 @@ impl Memory {
         let mut next = self.clone();
         match (action, outcome) {
             (Action::Rewind { .. }, Outcome::Failed) => next.rewind_failed = true,
-            (Action::Rewind { .. } | Action::BaseBackup { .. }, Outcome::Done) => next.rewind_failed = false,
+            (Action::Rewind { .. } | Action::BaseBackup { .. }, Outcome::Done) => {
+                next.rewind_failed = false
+            }
             (Action::Start(_) | Action::Stop, _) => next.not_streaming_since_ms = None,
             _ => {}
         }

@@ -16,7 +16,16 @@ pub struct Upstream {
 }
 
 pub fn slot_name(member: &str) -> String {
-    member.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+    member
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 pub fn postgresql_conf(
@@ -27,12 +36,16 @@ pub fn postgresql_conf(
     upstream: Option<&Upstream>,
     sync_names: &str,
 ) -> String {
-    let mut s = String::from("# Written by pgboxd before every start. Change pgbox.yaml instead.\n");
+    let mut s =
+        String::from("# Written by pgboxd before every start. Change pgbox.yaml instead.\n");
     let lines = [
         ("listen_addresses", format!("'{}'", me.address)),
         ("port", cfg.ports.postgres.to_string()),
         ("unix_socket_directories", quote(socket_dir)),
-        ("cluster_name", quote(&format!("{}-{}", cfg.cluster.name, me.name))),
+        (
+            "cluster_name",
+            quote(&format!("{}-{}", cfg.cluster.name, me.name)),
+        ),
         ("wal_level", "replica".into()),
         ("hot_standby", "on".into()),
         ("hot_standby_feedback", "on".into()),
@@ -77,7 +90,8 @@ pub fn postgresql_conf(
 pub fn pg_hba_conf(cfg: &Config) -> String {
     let su = &cfg.postgres.superuser;
     let repl = &cfg.postgres.replication_user;
-    let mut s = String::from("# Written by pgboxd before every start. Change pgbox.yaml instead.\n");
+    let mut s =
+        String::from("# Written by pgboxd before every start. Change pgbox.yaml instead.\n");
     s.push_str("local all all scram-sha-256\n");
     for n in cfg.nodes_with(Role::Postgres) {
         let net = host_net(n.address);
@@ -103,7 +117,11 @@ pub fn pgpass(cfg: &Config) -> String {
 }
 
 pub fn upstream_of(cfg: &Config, name: &str) -> Option<Upstream> {
-    cfg.node_named(name).map(|n| Upstream { name: n.name.clone(), address: n.address, port: cfg.ports.postgres })
+    cfg.node_named(name).map(|n| Upstream {
+        name: n.name.clone(),
+        address: n.address,
+        port: cfg.ports.postgres,
+    })
 }
 
 /// libpq keyword/value connection string to a member, as the superuser.
@@ -115,7 +133,10 @@ pub fn superuser_conninfo(cfg: &Config, up: &Upstream, passfile: &str) -> String
 }
 
 pub fn conn_url(cfg: &Config, node: &Node) -> String {
-    format!("postgres://{}/postgres", sock(node.address, cfg.ports.postgres))
+    format!(
+        "postgres://{}/postgres",
+        sock(node.address, cfg.ports.postgres)
+    )
 }
 
 /// The network a member's connections come from. Connections between

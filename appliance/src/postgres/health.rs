@@ -55,7 +55,11 @@ impl Checker {
             .dbname("postgres")
             .application_name("pgboxd")
             .connect_timeout(Duration::from_secs(2));
-        Checker { conn, client: None, received_tli: None }
+        Checker {
+            conn,
+            client: None,
+            received_tli: None,
+        }
     }
 
     /// Forget the connection and what the previous server run showed.
@@ -71,10 +75,11 @@ impl Checker {
             self.client = None;
         }
         if self.client.is_none() {
-            let (client, connection) = tokio::time::timeout(Duration::from_secs(3), self.conn.connect(NoTls))
-                .await
-                .context("connecting to the local postgres timed out")?
-                .context("connecting to the local postgres")?;
+            let (client, connection) =
+                tokio::time::timeout(Duration::from_secs(3), self.conn.connect(NoTls))
+                    .await
+                    .context("connecting to the local postgres timed out")?
+                    .context("connecting to the local postgres")?;
             tokio::spawn(async move {
                 let _ = connection.await;
             });
@@ -90,7 +95,10 @@ impl Checker {
                 tracing::debug!(error = %format!("{e:#}"), "health query failed");
                 self.client = None;
                 // The process lives but does not answer (yet).
-                PgStatus { running: false, ..PgStatus::default() }
+                PgStatus {
+                    running: false,
+                    ..PgStatus::default()
+                }
             }
         }
     }
@@ -129,7 +137,15 @@ impl Checker {
             // newest of what was streamed, the last restartpoint, and the
             // timeline recovery must reach (set by pg_rewind). Each of these
             // the server has really reached; none over-claims.
-            let tl = [received_tli, self.received_tli, checkpoint_tli, min_recovery_tli].into_iter().flatten().max();
+            let tl = [
+                received_tli,
+                self.received_tli,
+                checkpoint_tli,
+                min_recovery_tli,
+            ]
+            .into_iter()
+            .flatten()
+            .max();
             self.received_tli = self.received_tli.max(received_tli);
             tl
         } else {
@@ -137,9 +153,17 @@ impl Checker {
         };
         Ok(PgStatus {
             running: true,
-            role: if in_recovery { PgRole::Replica } else { PgRole::Primary },
+            role: if in_recovery {
+                PgRole::Replica
+            } else {
+                PgRole::Primary
+            },
             timeline: timeline.map(|t| t as u32),
-            lsn: if in_recovery { receive.into_iter().chain(replay).max() } else { write },
+            lsn: if in_recovery {
+                receive.into_iter().chain(replay).max()
+            } else {
+                write
+            },
             receive_lsn: receive,
             streaming: in_recovery && wal_status.as_deref() == Some("streaming"),
             upstream_host: row.get(5),

@@ -68,7 +68,9 @@ impl Bins {
         versions.sort();
         match versions.pop() {
             Some((_, dir)) => Ok(Bins { dir }),
-            None => bail!("no PostgreSQL server found under /usr/lib/postgresql/*/bin (set PGBOX_PG_BINDIR)"),
+            None => bail!(
+                "no PostgreSQL server found under /usr/lib/postgresql/*/bin (set PGBOX_PG_BINDIR)"
+            ),
         }
     }
 
@@ -93,7 +95,10 @@ impl RunAs {
         let user = nix::unistd::User::from_name("postgres")
             .context("looking up the postgres user")?
             .context("pgboxd runs as root, so PostgreSQL must run as the `postgres` user, and there is none")?;
-        Ok(Some(RunAs { uid: user.uid.as_raw(), gid: user.gid.as_raw() }))
+        Ok(Some(RunAs {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        }))
     }
 
     pub fn chown(&self, path: &Path) -> Result<()> {

@@ -57,7 +57,17 @@ impl Postgres {
         let bins = Bins::locate()?;
         let run_as = RunAs::detect()?;
         let health = health::Checker::new(&cfg, &layout);
-        Ok(Postgres { cfg, me, layout, bins, run_as, child: None, upstream: None, sync_names: String::new(), health })
+        Ok(Postgres {
+            cfg,
+            me,
+            layout,
+            bins,
+            run_as,
+            child: None,
+            upstream: None,
+            sync_names: String::new(),
+            health,
+        })
     }
 
     pub fn upstream(&self) -> Option<&str> {
@@ -69,9 +79,13 @@ impl Postgres {
     pub fn prepare_dirs(&self) -> Result<()> {
         // The root stays root's and only traversable by others: etcd keeps
         // its data beside PostgreSQL's on the same partition, as its own user.
-        std::fs::create_dir_all(&self.layout.root).with_context(|| format!("creating {}", self.layout.root.display()))?;
+        std::fs::create_dir_all(&self.layout.root)
+            .with_context(|| format!("creating {}", self.layout.root.display()))?;
         let root_mode = if self.run_as.is_some() { 0o711 } else { 0o700 };
-        std::fs::set_permissions(&self.layout.root, std::fs::Permissions::from_mode(root_mode))?;
+        std::fs::set_permissions(
+            &self.layout.root,
+            std::fs::Permissions::from_mode(root_mode),
+        )?;
         self.make_private_dir(&self.layout.socket_dir)?;
         self.write_owned(&self.layout.passfile, &conf::pgpass(&self.cfg))?;
         Ok(())
@@ -116,21 +130,35 @@ impl Postgres {
     /// Run a PostgreSQL tool to completion; its output goes to the log.
     async fn run_tool(&self, program: &str, args: &[&str], limit: Duration) -> Result<()> {
         let mut cmd = self.command(program);
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         let started = Instant::now();
         let out = tokio::time::timeout(limit, cmd.output())
             .await
             .map_err(|_| anyhow!("{program} did not finish within {limit:?}"))?
             .with_context(|| format!("running {program}"))?;
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             tracing::info!(target: "pgbox::postgres", "{program}: {line}");
         }
         if !out.status.success() {
             let tail: Vec<&str> = text.lines().rev().take(3).collect();
-            bail!("{program} failed ({}): {}", out.status, tail.into_iter().rev().collect::<Vec<_>>().join(" / "));
+            bail!(
+                "{program} failed ({}): {}",
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            );
         }
-        tracing::info!("{program} finished in {:.1} s", started.elapsed().as_secs_f64());
+        tracing::info!(
+            "{program} finished in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         Ok(())
     }
 
@@ -146,11 +174,17 @@ impl Postgres {
             .await
             .context("running pg_controldata")?;
         if !out.status.success() {
-            bail!("pg_controldata failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "pg_controldata failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let field = |name: &str| {
-            text.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()))
+            text.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .map(|v| v.trim_start_matches(':').trim().to_string())
+            })
         };
         Ok(Some(ControlData {
             system_id: field("Database system identifier").unwrap_or_default(),
@@ -193,7 +227,8 @@ impl Postgres {
     pub async fn base_backup(&self, from: &Upstream) -> Result<()> {
         let staging = self.layout.staging();
         if staging.exists() {
-            std::fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
+            std::fs::remove_dir_all(&staging)
+                .with_context(|| format!("removing {}", staging.display()))?;
         }
         self.make_private_dir(&staging)?;
         let host = from.address.to_string();
@@ -202,7 +237,21 @@ impl Postgres {
         let res = self
             .run_tool(
                 "pg_basebackup",
-                &["-D", &dir, "-h", &host, "-p", &port, "-U", &self.cfg.postgres.replication_user, "-X", "stream", "-c", "fast", "-w"],
+                &[
+                    "-D",
+                    &dir,
+                    "-h",
+                    &host,
+                    "-p",
+                    &port,
+                    "-U",
+                    &self.cfg.postgres.replication_user,
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-w",
+                ],
                 Duration::from_secs(3600),
             )
             .await;
@@ -211,7 +260,10 @@ impl Postgres {
             return Err(e.context(format!("cloning from {}", from.name)));
         }
         if self.layout.pgdata.exists() {
-            bail!("{} appeared while cloning; not replacing it", self.layout.pgdata.display());
+            bail!(
+                "{} appeared while cloning; not replacing it",
+                self.layout.pgdata.display()
+            );
         }
         std::fs::rename(&staging, &self.layout.pgdata).context("moving the clone into place")?;
         Ok(())
@@ -231,9 +283,16 @@ impl Postgres {
         // file only at its first checkpoint, which PostgreSQL runs lazily;
         // until then pg_rewind would read "same timeline, no rewind
         // required" and leave this node unable to follow. Force it.
-        self.checkpoint_remote(from).await.context("CHECKPOINT on the rewind source")?;
+        self.checkpoint_remote(from)
+            .await
+            .context("CHECKPOINT on the rewind source")?;
         tracing::info!(source = %from.name, "running pg_rewind against {}", from.name);
-        self.run_tool("pg_rewind", &["-D", &pgdata, &source, "--progress"], Duration::from_secs(3600)).await
+        self.run_tool(
+            "pg_rewind",
+            &["-D", &pgdata, &source, "--progress"],
+            Duration::from_secs(3600),
+        )
+        .await
     }
 
     pub fn remove_data(&self) -> Result<()> {
@@ -254,7 +313,10 @@ impl Postgres {
             &self.sync_names,
         );
         self.write_owned(&self.layout.pgdata.join("postgresql.conf"), &text)?;
-        self.write_owned(&self.layout.pgdata.join("pg_hba.conf"), &conf::pg_hba_conf(&self.cfg))?;
+        self.write_owned(
+            &self.layout.pgdata.join("pg_hba.conf"),
+            &conf::pg_hba_conf(&self.cfg),
+        )?;
         // pgbox never uses ALTER SYSTEM; a copy from another member
         // (base backup, rewind) must not override the settings above.
         self.write_owned(&self.layout.pgdata.join("postgresql.auto.conf"), "")?;
@@ -282,7 +344,10 @@ impl Postgres {
             std::fs::remove_file(&signal)?;
         }
         let mut cmd = self.command("postgres");
-        cmd.arg("-D").arg(&self.layout.pgdata).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        cmd.arg("-D")
+            .arg(&self.layout.pgdata)
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
         // A postmaster that outlives pgboxd would go on accepting writes
         // with nobody renewing its lease: once the lease expires, another
         // member is promoted. If pgboxd dies, the server shuts down at once.
@@ -293,11 +358,15 @@ impl Postgres {
             });
         }
         let child = cmd.spawn().context("starting postgres")?;
-        tracing::info!(pid = child.id(), "postgres started as {}", match &standby {
-            None => "primary".to_string(),
-            Some(None) => "read-only standby".to_string(),
-            Some(Some(u)) => format!("standby of {}", u.name),
-        });
+        tracing::info!(
+            pid = child.id(),
+            "postgres started as {}",
+            match &standby {
+                None => "primary".to_string(),
+                Some(None) => "read-only standby".to_string(),
+                Some(Some(u)) => format!("standby of {}", u.name),
+            }
+        );
         self.child = Some(child);
         self.upstream = upstream.map(|u| u.name);
         self.health.reset();
@@ -329,7 +398,9 @@ impl Postgres {
 
     /// True while the postmaster child lives. Reaps it when it has exited.
     pub fn is_running(&mut self) -> bool {
-        let Some(child) = self.child.as_mut() else { return false };
+        let Some(child) = self.child.as_mut() else {
+            return false;
+        };
         match child.try_wait() {
             Ok(None) => true,
             Ok(Some(status)) => {
@@ -348,15 +419,23 @@ impl Postgres {
     /// Fast shutdown (clients disconnected, all WAL sent to connected
     /// standbys), escalating to immediate if it hangs.
     pub async fn stop(&mut self) -> Result<()> {
-        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
         self.upstream = None;
         self.health.reset();
         let pid = Pid::from_raw(child.id().unwrap_or(0) as i32);
         let _ = kill(pid, Signal::SIGINT);
-        if tokio::time::timeout(Duration::from_secs(60), child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("postgres did not stop within 60 s; immediate shutdown");
             let _ = kill(pid, Signal::SIGQUIT);
-            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.kill().await;
             }
         }
@@ -368,13 +447,24 @@ impl Postgres {
     /// hold the port and the data directory: stop it before taking over.
     pub async fn stop_stray(&self) -> Result<()> {
         let pidfile = self.layout.pgdata.join("postmaster.pid");
-        let Ok(text) = std::fs::read_to_string(&pidfile) else { return Ok(()) };
-        let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else { return Ok(()) };
+        let Ok(text) = std::fs::read_to_string(&pidfile) else {
+            return Ok(());
+        };
+        let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+        else {
+            return Ok(());
+        };
         let pid = Pid::from_raw(pid);
         if kill(pid, None).is_err() {
             return Ok(());
         }
-        tracing::warn!(pid = pid.as_raw(), "stopping a postmaster left by an earlier run");
+        tracing::warn!(
+            pid = pid.as_raw(),
+            "stopping a postmaster left by an earlier run"
+        );
         let _ = kill(pid, Signal::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(60);
         while kill(pid, None).is_ok() {
@@ -415,7 +505,10 @@ impl Postgres {
     pub async fn follow(&mut self, up: &Upstream) -> Result<()> {
         self.write_config(Some(up))?;
         let client = self.health.client().await?;
-        client.execute("SELECT pg_reload_conf()", &[]).await.context("pg_reload_conf")?;
+        client
+            .execute("SELECT pg_reload_conf()", &[])
+            .await
+            .context("pg_reload_conf")?;
         self.upstream = Some(up.name.clone());
         Ok(())
     }
@@ -425,11 +518,16 @@ impl Postgres {
         self.sync_names = names.to_string();
         self.write_config(None)?;
         let client = self.health.client().await?;
-        client.execute("SELECT pg_reload_conf()", &[]).await.context("pg_reload_conf")?;
+        client
+            .execute("SELECT pg_reload_conf()", &[])
+            .await
+            .context("pg_reload_conf")?;
         // The reload is asynchronous: wait until the server applies it, so
         // the next step (the sync key) never runs ahead of PostgreSQL.
         for _ in 0..100 {
-            let row = client.query_one("SELECT current_setting('synchronous_standby_names')", &[]).await?;
+            let row = client
+                .query_one("SELECT current_setting('synchronous_standby_names')", &[])
+                .await?;
             if row.get::<_, String>(0) == names {
                 return Ok(());
             }
@@ -459,7 +557,10 @@ impl Postgres {
 
     pub async fn checkpoint(&mut self) -> Result<()> {
         let client = self.health.client().await?;
-        client.batch_execute("CHECKPOINT").await.context("CHECKPOINT")
+        client
+            .batch_execute("CHECKPOINT")
+            .await
+            .context("CHECKPOINT")
     }
 
     /// Create roles and the application database after initdb.
@@ -477,7 +578,11 @@ impl Postgres {
         let client = self.health.client().await?;
         client.batch_execute(&sql).await.context("creating roles")?;
         client
-            .batch_execute(&format!("CREATE DATABASE {} OWNER {}", ident(&p.database), ident(&p.app_user)))
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {}",
+                ident(&p.database),
+                ident(&p.app_user)
+            ))
             .await
             .context("creating the application database")?;
         Ok(())

@@ -71,7 +71,11 @@ pub async fn check(
     let mut present: Vec<i64> = Vec::new();
     for msg in rows {
         if let tokio_postgres::SimpleQueryMessage::Row(row) = msg {
-            let id = row.get(0).ok_or("NULL id")?.parse::<i64>().map_err(|e| format!("bad id: {e}"))?;
+            let id = row
+                .get(0)
+                .ok_or("NULL id")?
+                .parse::<i64>()
+                .map_err(|e| format!("bad id: {e}"))?;
             present.push(id);
         }
     }
@@ -79,7 +83,11 @@ pub async fn check(
 }
 
 /// The pure part of `check`: `present` is every id in the table, sorted.
-pub fn compare(record: &WorkloadRecord, present: &[i64], faults: &[(&str, Instant)]) -> CheckReport {
+pub fn compare(
+    record: &WorkloadRecord,
+    present: &[i64],
+    faults: &[(&str, Instant)],
+) -> CheckReport {
     let mut duplicates = Vec::new();
     let mut distinct: HashSet<i64> = HashSet::with_capacity(present.len());
     let mut i = 0;
@@ -93,12 +101,23 @@ pub fn compare(record: &WorkloadRecord, present: &[i64], faults: &[(&str, Instan
         i += n;
     }
     let acked: HashSet<i64> = record.acks.iter().map(|a| a.id).collect();
-    let mut missing: Vec<i64> = record.acks.iter().map(|a| a.id).filter(|id| !distinct.contains(id)).collect();
+    let mut missing: Vec<i64> = record
+        .acks
+        .iter()
+        .map(|a| a.id)
+        .filter(|id| !distinct.contains(id))
+        .collect();
     missing.sort_unstable();
-    let mut phantoms: Vec<i64> = distinct.iter().copied().filter(|&id| id < 1 || id > record.last_attempted).collect();
+    let mut phantoms: Vec<i64> = distinct
+        .iter()
+        .copied()
+        .filter(|&id| id < 1 || id > record.last_attempted)
+        .collect();
     phantoms.sort_unstable();
-    let unacknowledged_committed =
-        distinct.iter().filter(|&&id| id >= 1 && id <= record.last_attempted && !acked.contains(&id)).count();
+    let unacknowledged_committed = distinct
+        .iter()
+        .filter(|&&id| id >= 1 && id <= record.last_attempted && !acked.contains(&id))
+        .count();
 
     // Between acknowledgements only: the time to the first one is start-up
     // (connect, create the table), not unavailability.
@@ -117,7 +136,9 @@ pub fn compare(record: &WorkloadRecord, present: &[i64], faults: &[(&str, Instan
         .map(|(label, at)| FaultWindow {
             label: label.to_string(),
             at: record.rel(*at),
-            first_ack_after: record.first_ack_sent_after(*at).map(|a| a.at.saturating_duration_since(*at)),
+            first_ack_after: record
+                .first_ack_sent_after(*at)
+                .map(|a| a.at.saturating_duration_since(*at)),
         })
         .collect();
 
@@ -137,7 +158,12 @@ pub fn compare(record: &WorkloadRecord, present: &[i64], faults: &[(&str, Instan
 
 fn first_few(ids: &[i64]) -> String {
     const SHOWN: usize = 10;
-    let mut s = ids.iter().take(SHOWN).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let mut s = ids
+        .iter()
+        .take(SHOWN)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     if ids.len() > SHOWN {
         s.push_str(",...");
     }
@@ -174,10 +200,19 @@ impl fmt::Display for CheckReport {
         }
         for w in &self.faults {
             match w.first_ack_after {
-                Some(d) => {
-                    write!(f, "; {} at +{:.3}s → first ack after {:.3}s", w.label, w.at.as_secs_f64(), d.as_secs_f64())?
-                }
-                None => write!(f, "; {} at +{:.3}s → no ack after it", w.label, w.at.as_secs_f64())?,
+                Some(d) => write!(
+                    f,
+                    "; {} at +{:.3}s → first ack after {:.3}s",
+                    w.label,
+                    w.at.as_secs_f64(),
+                    d.as_secs_f64()
+                )?,
+                None => write!(
+                    f,
+                    "; {} at +{:.3}s → no ack after it",
+                    w.label,
+                    w.at.as_secs_f64()
+                )?,
             }
         }
         Ok(())

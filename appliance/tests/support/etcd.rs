@@ -53,16 +53,26 @@ impl EtcdCluster {
                 proc: None,
             })
             .collect();
-        let initial_cluster =
-            members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",");
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
         // Unique per run, so a member can never join a cluster left over
         // from another test on the same addresses.
         let token = format!(
             "pgbox-test-{}-{}",
             std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
         );
-        let mut cluster = EtcdCluster { members, initial_cluster, token };
+        let mut cluster = EtcdCluster {
+            members,
+            initial_cluster,
+            token,
+        };
         for i in 0..cluster.members.len() {
             cluster.spawn(i);
         }
@@ -114,47 +124,68 @@ impl EtcdCluster {
 
     /// A client for all members (it does not fail over by itself; see DESIGN §10).
     pub async fn client(&self) -> Client {
-        Client::connect(self.endpoints(), Some(connect_options())).await.expect("etcd client")
+        Client::connect(self.endpoints(), Some(connect_options()))
+            .await
+            .expect("etcd client")
     }
 
     /// Power loss of one member.
     pub fn kill_member(&mut self, name: &str) -> Instant {
         let m = self.member_mut(name);
-        let proc = m.proc.take().unwrap_or_else(|| panic!("etcd {name} is not running"));
+        let proc = m
+            .proc
+            .take()
+            .unwrap_or_else(|| panic!("etcd {name} is not running"));
         proc.kill_tree()
     }
 
     /// Restarts a member on its existing data directory.
     pub fn start_member(&mut self, name: &str) {
-        let i = self.members.iter().position(|m| m.name == name).expect("no such etcd member");
-        assert!(self.members[i].proc.is_none(), "etcd {name} is already running");
+        let i = self
+            .members
+            .iter()
+            .position(|m| m.name == name)
+            .expect("no such etcd member");
+        assert!(
+            self.members[i].proc.is_none(),
+            "etcd {name} is already running"
+        );
         self.spawn(i);
     }
 
     fn member_mut(&mut self, name: &str) -> &mut EtcdMember {
-        self.members.iter_mut().find(|m| m.name == name).unwrap_or_else(|| panic!("no etcd member {name}"))
+        self.members
+            .iter_mut()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no etcd member {name}"))
     }
 
     /// Every running member answers a linearizable read and knows a leader.
     pub async fn wait_healthy(&self, timeout: Duration) {
-        wait_until(timeout, "every etcd member to serve a quorum read", async || {
-            let mut problems = Vec::new();
-            for m in self.members.iter() {
-                let Some(proc) = m.proc.as_ref() else { continue };
-                if let Some(status) = proc.exit_status() {
-                    // Waiting longer cannot help.
-                    panic!("etcd {} exited during start-up: {status}", m.name);
+        wait_until(
+            timeout,
+            "every etcd member to serve a quorum read",
+            async || {
+                let mut problems = Vec::new();
+                for m in self.members.iter() {
+                    let Some(proc) = m.proc.as_ref() else {
+                        continue;
+                    };
+                    if let Some(status) = proc.exit_status() {
+                        // Waiting longer cannot help.
+                        panic!("etcd {} exited during start-up: {status}", m.name);
+                    }
+                    if let Err(e) = probe_member(&m.client_url()).await {
+                        problems.push(format!("{}: {e}", m.name));
+                    }
                 }
-                if let Err(e) = probe_member(&m.client_url()).await {
-                    problems.push(format!("{}: {e}", m.name));
+                if problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(problems.join("; "))
                 }
-            }
-            if problems.is_empty() {
-                Ok(())
-            } else {
-                Err(problems.join("; "))
-            }
-        })
+            },
+        )
         .await
     }
 }
@@ -170,8 +201,14 @@ async fn probe_member(url: &str) -> Result<(), String> {
     let mut client = Client::connect([url], Some(connect_options()))
         .await
         .map_err(|e| format!("connect: {}", super::error_chain(&e)))?;
-    client.get("pgbox-test-health", None).await.map_err(|e| format!("get: {}", super::error_chain(&e)))?;
-    let status = client.status().await.map_err(|e| format!("status: {}", super::error_chain(&e)))?;
+    client
+        .get("pgbox-test-health", None)
+        .await
+        .map_err(|e| format!("get: {}", super::error_chain(&e)))?;
+    let status = client
+        .status()
+        .await
+        .map_err(|e| format!("status: {}", super::error_chain(&e)))?;
     if status.leader() == 0 {
         return Err("no leader".into());
     }

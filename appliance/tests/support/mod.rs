@@ -58,7 +58,10 @@ impl TestDir {
             let _ = fs::remove_dir_all(&path);
         }
         mkdir_mode(&path, 0o755);
-        TestDir { path, logs: Mutex::new(Vec::new()) }
+        TestDir {
+            path,
+            logs: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -82,7 +85,10 @@ impl TestDir {
     pub fn print_log_tails(&self) {
         let logs = self.logs.lock().unwrap();
         for (label, path) in logs.iter() {
-            eprintln!("\n======== last {LOG_TAIL_LINES} lines of {label} ({}) ========", path.display());
+            eprintln!(
+                "\n======== last {LOG_TAIL_LINES} lines of {label} ({}) ========",
+                path.display()
+            );
             match fs::read(path) {
                 Ok(bytes) => {
                     let text = strip_ansi(&String::from_utf8_lossy(&bytes));
@@ -103,9 +109,15 @@ impl Drop for TestDir {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.print_log_tails();
-            eprintln!("test directory kept for inspection: {}", self.path.display());
+            eprintln!(
+                "test directory kept for inspection: {}",
+                self.path.display()
+            );
         } else if std::env::var_os("PGBOX_KEEP_TEST_DIRS").is_some() {
-            eprintln!("test directory kept (PGBOX_KEEP_TEST_DIRS): {}", self.path.display());
+            eprintln!(
+                "test directory kept (PGBOX_KEEP_TEST_DIRS): {}",
+                self.path.display()
+            );
         } else {
             let _ = fs::remove_dir_all(&self.path);
         }
@@ -145,7 +157,12 @@ impl Subnet {
         mkdir_mode(Path::new(TESTS_ROOT), 0o755);
         for n in 10u8..=250 {
             let lock_path = Path::new(TESTS_ROOT).join(format!(".subnet-{n}.lock"));
-            let Ok(file) = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path) else {
+            let Ok(file) = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+            else {
                 continue;
             };
             // flock: released by the kernel when this process dies, however it dies.
@@ -153,7 +170,9 @@ impl Subnet {
                 continue;
             }
             let all_free = SUBNET_HOSTS.iter().all(|(host, ports)| {
-                ports.iter().all(|port| TcpListener::bind((Ipv4Addr::new(127, 0, n, *host), *port)).is_ok())
+                ports
+                    .iter()
+                    .all(|port| TcpListener::bind((Ipv4Addr::new(127, 0, n, *host), *port)).is_ok())
             });
             if all_free {
                 return Subnet { n, _lock: file };
@@ -182,11 +201,17 @@ static LIVE_GROUPS: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
 
 fn register_group(pgid: i32) {
     for slot in LIVE_GROUPS.iter() {
-        if slot.compare_exchange(0, pgid, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        if slot
+            .compare_exchange(0, pgid, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
             return;
         }
     }
-    panic!("more than {} live process groups in one test", LIVE_GROUPS.len());
+    panic!(
+        "more than {} live process groups in one test",
+        LIVE_GROUPS.len()
+    );
 }
 
 fn unregister_group(pgid: i32) {
@@ -221,7 +246,11 @@ fn process_setup() {
         // never reap them, so "no process of the group remains" can actually
         // be observed.
         nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
-        let action = SigAction::new(SigHandler::Handler(on_termination), SaFlags::empty(), SigSet::empty());
+        let action = SigAction::new(
+            SigHandler::Handler(on_termination),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
         for sig in [Signal::SIGTERM, Signal::SIGINT] {
             // SAFETY: the handler only makes async-signal-safe calls.
             unsafe { sigaction(sig, &action) }.expect("install termination handler");
@@ -275,9 +304,16 @@ pub fn spawn_logged(label: &str, cmd: &mut Command, log: &Path) -> Proc {
         .append(true)
         .open(log)
         .unwrap_or_else(|e| panic!("open log {}: {e}", log.display()));
-    let _ = writeln!(out, "==== harness {}: starting {label}: {cmd:?}", timestamp());
+    let _ = writeln!(
+        out,
+        "==== harness {}: starting {label}: {cmd:?}",
+        timestamp()
+    );
     let err = out.try_clone().expect("dup log fd");
-    cmd.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err)).process_group(0);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .process_group(0);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -285,10 +321,16 @@ pub fn spawn_logged(label: &str, cmd: &mut Command, log: &Path) -> Proc {
             Ok(())
         });
     }
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("start {label} ({:?}): {e}", cmd.get_program()));
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {label} ({:?}): {e}", cmd.get_program()));
     let pgid = Pid::from_raw(child.id() as i32);
     register_group(pgid.as_raw());
-    Proc { label: label.to_string(), pgid, child: Mutex::new(ChildState { child, exit: None }) }
+    Proc {
+        label: label.to_string(),
+        pgid,
+        child: Mutex::new(ChildState { child, exit: None }),
+    }
 }
 
 impl Proc {
@@ -384,7 +426,8 @@ impl Proc {
             // parent is outside (an init that may never reap) is let go.
             let me = std::process::id() as i32;
             let procs = scan_proc();
-            let entries: std::collections::BTreeMap<i32, &ProcEntry> = procs.iter().map(|p| (p.pid, p)).collect();
+            let entries: std::collections::BTreeMap<i32, &ProcEntry> =
+                procs.iter().map(|p| (p.pid, p)).collect();
             left = left
                 .iter()
                 .copied()
@@ -432,7 +475,9 @@ struct ProcEntry {
 
 fn scan_proc() -> Vec<ProcEntry> {
     let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else { return out };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return out;
+    };
     for entry in entries.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -441,8 +486,14 @@ fn scan_proc() -> Vec<ProcEntry> {
             continue;
         };
         // comm may hold spaces and parentheses: the fields follow the last ')'.
-        let Some(close) = stat.rfind(')') else { continue };
-        let comm = stat[..close].split_once('(').map(|(_, c)| c).unwrap_or("?").to_string();
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let comm = stat[..close]
+            .split_once('(')
+            .map(|(_, c)| c)
+            .unwrap_or("?")
+            .to_string();
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         // state ppid pgrp ...
         let (Some(state), Some(ppid), Some(pgrp)) = (
@@ -452,7 +503,13 @@ fn scan_proc() -> Vec<ProcEntry> {
         ) else {
             continue;
         };
-        out.push(ProcEntry { pid, ppid, pgrp, state, comm });
+        out.push(ProcEntry {
+            pid,
+            ppid,
+            pgrp,
+            state,
+            comm,
+        });
     }
     out
 }
@@ -460,7 +517,11 @@ fn scan_proc() -> Vec<ProcEntry> {
 /// `root`, the members of process group `root`, and all their descendants.
 fn tree_pids(root: i32) -> BTreeSet<i32> {
     let all = scan_proc();
-    let mut set: BTreeSet<i32> = all.iter().filter(|p| p.pid == root || p.pgrp == root).map(|p| p.pid).collect();
+    let mut set: BTreeSet<i32> = all
+        .iter()
+        .filter(|p| p.pid == root || p.pgrp == root)
+        .map(|p| p.pid)
+        .collect();
     loop {
         let before = set.len();
         for p in &all {
@@ -474,7 +535,11 @@ fn tree_pids(root: i32) -> BTreeSet<i32> {
     }
     // Zombies are already dead (and one left over from an earlier run may
     // carry a reused group id).
-    let zombies: BTreeSet<i32> = all.iter().filter(|p| p.state == 'Z').map(|p| p.pid).collect();
+    let zombies: BTreeSet<i32> = all
+        .iter()
+        .filter(|p| p.state == 'Z')
+        .map(|p| p.pid)
+        .collect();
     set.retain(|pid| *pid == root || !zombies.contains(pid));
     set
 }
@@ -484,7 +549,12 @@ fn describe_pids(pids: &BTreeSet<i32>) -> String {
     let found: Vec<String> = scan_proc()
         .into_iter()
         .filter(|p| pids.contains(&p.pid))
-        .map(|p| format!("{} ({}) {} ppid {} pgrp {}", p.pid, p.comm, p.state, p.ppid, p.pgrp))
+        .map(|p| {
+            format!(
+                "{} ({}) {} ppid {} pgrp {}",
+                p.pid, p.comm, p.state, p.ppid, p.pgrp
+            )
+        })
         .collect();
     if found.is_empty() {
         "none visible in /proc".into()
@@ -533,7 +603,9 @@ pub fn strip_ansi(text: &str) -> String {
 }
 
 pub fn timestamp() -> String {
-    let d = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
@@ -559,7 +631,11 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// Polls `probe` until it returns Ok, for at most `timeout`. On timeout,
 /// panics naming the condition and the last observed state (the probe's last
 /// Err). Each probe call is itself bounded.
-pub async fn wait_until<T>(timeout: Duration, what: &str, mut probe: impl AsyncFnMut() -> Result<T, String>) -> T {
+pub async fn wait_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
     let start = Instant::now();
     loop {
         let last = match tokio::time::timeout(Duration::from_secs(15), probe()).await {
@@ -568,7 +644,10 @@ pub async fn wait_until<T>(timeout: Duration, what: &str, mut probe: impl AsyncF
             Err(_) => "the probe itself did not answer within 15 s".to_string(),
         };
         if start.elapsed() >= timeout {
-            panic!("timed out after {:.0?} waiting for {what}; last observed: {last}", timeout);
+            panic!(
+                "timed out after {:.0?} waiting for {what}; last observed: {last}",
+                timeout
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -591,7 +670,8 @@ pub fn pg_bin_dir() -> PathBuf {
             }
         }
     }
-    best.map(|(_, bin)| bin).expect("no PostgreSQL under /usr/lib/postgresql/*/bin (run scripts/install-test-deps.sh)")
+    best.map(|(_, bin)| bin)
+        .expect("no PostgreSQL under /usr/lib/postgresql/*/bin (run scripts/install-test-deps.sh)")
 }
 
 pub fn postgres_user() -> nix::unistd::User {
@@ -606,7 +686,12 @@ pub fn strong_secret(tag: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write(tag.as_bytes());
-    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     format!("Pgb0x-{tag}-{:016x}-Zq", h.finish())
 }
 
@@ -633,8 +718,13 @@ pub fn run_captured(label: &str, cmd: &mut Command, scratch: &Path, bound: Durat
     let err_path = scratch.join(format!("{label}.stderr"));
     let out = File::create(&out_path).expect("create stdout file");
     let err = File::create(&err_path).expect("create stderr file");
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("run {label} ({:?}): {e}", cmd.get_program()));
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {label} ({:?}): {e}", cmd.get_program()));
     let deadline = Instant::now() + bound;
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -665,7 +755,9 @@ pub fn run_captured(label: &str, cmd: &mut Command, scratch: &Path, bound: Durat
 pub fn snapshot_tree(root: &Path) -> Vec<(String, String)> {
     use std::os::unix::fs::MetadataExt;
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
-        let mut entries: Vec<_> = fs::read_dir(dir).map(|r| r.flatten().collect()).unwrap_or_default();
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .map(|r| r.flatten().collect())
+            .unwrap_or_default();
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let path = entry.path();
@@ -673,22 +765,44 @@ pub fn snapshot_tree(root: &Path) -> Vec<(String, String)> {
             let Ok(meta) = fs::symlink_metadata(&path) else {
                 continue;
             };
-            let owner = format!("mode {:o} uid {} gid {}", meta.mode(), meta.uid(), meta.gid());
+            let owner = format!(
+                "mode {:o} uid {} gid {}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid()
+            );
             if meta.is_dir() {
                 out.push((rel, format!("dir, {owner}")));
                 walk(root, &path, out);
             } else if meta.file_type().is_symlink() {
-                out.push((rel, format!("symlink to {:?}, {owner}", fs::read_link(&path).ok())));
+                out.push((
+                    rel,
+                    format!("symlink to {:?}, {owner}", fs::read_link(&path).ok()),
+                ));
             } else {
                 let content = fs::read(&path).unwrap_or_default();
-                out.push((rel, format!("file, {owner}, content {:?}", String::from_utf8_lossy(&content))));
+                out.push((
+                    rel,
+                    format!(
+                        "file, {owner}, content {:?}",
+                        String::from_utf8_lossy(&content)
+                    ),
+                ));
             }
         }
     }
     let mut out = Vec::new();
     if let Ok(meta) = fs::metadata(root) {
         use std::os::unix::fs::MetadataExt;
-        out.push((".".into(), format!("dir, mode {:o} uid {} gid {}", meta.mode(), meta.uid(), meta.gid())));
+        out.push((
+            ".".into(),
+            format!(
+                "dir, mode {:o} uid {} gid {}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid()
+            ),
+        ));
     }
     walk(root, root, &mut out);
     out

@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use super::etcd::EtcdCluster;
 use super::workload::PgTarget;
-use super::{file_len, mkdir_mode, read_from, spawn_logged, strong_secret, wait_until, Proc, Subnet, TestDir};
+use super::{
+    file_len, mkdir_mode, read_from, spawn_logged, strong_secret, wait_until, Proc, Subnet, TestDir,
+};
 
 pub const PGBOXD: &str = env!("CARGO_BIN_EXE_pgboxd");
 pub const PGBOXCTL: &str = env!("CARGO_BIN_EXE_pgboxctl");
@@ -79,10 +81,19 @@ impl PgboxNode {
         self.proc = None;
         self.log_start = file_len(&self.log);
         let mut cmd = Command::new(PGBOXD);
-        cmd.arg("--config").arg(&self.config).arg("--node").arg(&self.name).arg("--data-dir").arg(&self.data_dir);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--node")
+            .arg(&self.name)
+            .arg("--data-dir")
+            .arg(&self.data_dir);
         // Plain text in the log files.
         cmd.env("NO_COLOR", "1");
-        self.proc = Some(spawn_logged(&format!("pgboxd {}", self.name), &mut cmd, &self.log));
+        self.proc = Some(spawn_logged(
+            &format!("pgboxd {}", self.name),
+            &mut cmd,
+            &self.log,
+        ));
     }
 
     pub fn is_running(&self) -> bool {
@@ -105,26 +116,38 @@ impl PgboxNode {
     /// frozen and killed at once; returns once none of it is left, with the
     /// instant of the freeze (nothing of the node ran after it).
     pub fn kill(&mut self) -> Instant {
-        let proc = self.proc.take().unwrap_or_else(|| panic!("{} is not running", self.name));
+        let proc = self
+            .proc
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", self.name));
         proc.kill_tree()
     }
 
     /// Clean stop: SIGTERM to pgboxd, which must stop PostgreSQL and exit.
     /// Panics if it takes longer than `STOP_TIMEOUT` or leaves processes behind.
     pub async fn stop(&mut self) -> std::process::ExitStatus {
-        let proc = self.proc.take().unwrap_or_else(|| panic!("{} is not running", self.name));
+        let proc = self
+            .proc
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", self.name));
         let before = proc.tree_pids();
         proc.signal_leader(Signal::SIGTERM);
         let status = match proc.wait_exit(STOP_TIMEOUT).await {
             Ok(status) => status,
             Err(()) => {
                 proc.kill_tree();
-                panic!("pgboxd {} did not exit within {STOP_TIMEOUT:?} of SIGTERM", self.name);
+                panic!(
+                    "pgboxd {} did not exit within {STOP_TIMEOUT:?} of SIGTERM",
+                    self.name
+                );
             }
         };
         if let Err(left) = proc.wait_gone(&before, Duration::from_secs(30)) {
             proc.kill_tree();
-            panic!("pgboxd {} exited ({status}) but left processes behind: {left}", self.name);
+            panic!(
+                "pgboxd {} exited ({status}) but left processes behind: {left}",
+                self.name
+            );
         }
         status
     }
@@ -133,9 +156,17 @@ impl PgboxNode {
     /// becomes a JSON string, an empty one null). Err when nothing answers.
     pub async fn api_get(&self, path: &str) -> Result<(u16, Value), String> {
         let url = format!("http://{}:{API_PORT}{path}", self.address);
-        let resp = self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {}", super::error_chain(&e)))?;
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {}", super::error_chain(&e)))?;
         let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(|e| format!("GET {url}: body: {}", super::error_chain(&e)))?;
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| format!("GET {url}: body: {}", super::error_chain(&e)))?;
         let json = if body.trim().is_empty() {
             Value::Null
         } else {
@@ -172,7 +203,12 @@ impl PgboxNode {
         let primary = self.api_status("/primary").await;
         let replica = self.api_status("/replica").await;
         let show = |s: Option<u16>| s.map(|s| s.to_string()).unwrap_or_else(|| "down".into());
-        let mut s = format!("{}: /primary {} /replica {}", self.name, show(primary), show(replica));
+        let mut s = format!(
+            "{}: /primary {} /replica {}",
+            self.name,
+            show(primary),
+            show(replica)
+        );
         if let Ok(p) = self.patroni().await {
             let _ = write!(
                 s,
@@ -196,7 +232,12 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { pg_nodes: 2, ttl: "5s", loop_wait: "500ms", extra_yaml: String::new() }
+        ClusterOptions {
+            pg_nodes: 2,
+            ttl: "5s",
+            loop_wait: "500ms",
+            extra_yaml: String::new(),
+        }
     }
 }
 
@@ -236,39 +277,62 @@ impl TestCluster {
         let dir = TestDir::new(test_name);
         let subnet = Subnet::allocate();
         let cluster_name = format!("t{}p{}", subnet.n(), std::process::id());
-        let secrets =
-            Secrets {
-                superuser: strong_secret("su"),
-                replication: strong_secret("repl"),
-                app: strong_secret("app"),
-                api: strong_secret("api"),
-            };
-        let etcd_nodes: Vec<(String, IpAddr)> = (1..=3).map(|i| (format!("e{i}"), subnet.ip(10 + i))).collect();
-        let pg_nodes: Vec<(String, IpAddr)> =
-            (1..=opts.pg_nodes as u8).map(|i| (format!("db{i}"), subnet.ip(20 + i))).collect();
+        let secrets = Secrets {
+            superuser: strong_secret("su"),
+            replication: strong_secret("repl"),
+            app: strong_secret("app"),
+            api: strong_secret("api"),
+        };
+        let etcd_nodes: Vec<(String, IpAddr)> = (1..=3)
+            .map(|i| (format!("e{i}"), subnet.ip(10 + i)))
+            .collect();
+        let pg_nodes: Vec<(String, IpAddr)> = (1..=opts.pg_nodes as u8)
+            .map(|i| (format!("db{i}"), subnet.ip(20 + i)))
+            .collect();
 
         let yaml = cluster_yaml(&cluster_name, &etcd_nodes, &pg_nodes, &secrets, &opts);
         let config_path = dir.join("pgbox.yaml");
         fs::write(&config_path, &yaml).expect("write pgbox.yaml");
-        println!("test cluster {cluster_name} in {} on 127.0.{}.0/24", dir.path().display(), subnet.n());
+        println!(
+            "test cluster {cluster_name} in {} on 127.0.{}.0/24",
+            dir.path().display(),
+            subnet.n()
+        );
 
-        let members: Vec<(&str, IpAddr)> = etcd_nodes.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
+        let members: Vec<(&str, IpAddr)> =
+            etcd_nodes.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
         let etcd = EtcdCluster::start(&dir, &members).await;
 
-        let mut nodes: Vec<PgboxNode> =
-            pg_nodes.iter().map(|(name, ip)| PgboxNode::new(&dir, name, *ip, &config_path)).collect();
+        let mut nodes: Vec<PgboxNode> = pg_nodes
+            .iter()
+            .map(|(name, ip)| PgboxNode::new(&dir, name, *ip, &config_path))
+            .collect();
         for node in nodes.iter_mut() {
             node.start();
         }
-        TestCluster { nodes, etcd, config_path, cluster_name, secrets, subnet, dir }
+        TestCluster {
+            nodes,
+            etcd,
+            config_path,
+            cluster_name,
+            secrets,
+            subnet,
+            dir,
+        }
     }
 
     pub fn node(&self, name: &str) -> &PgboxNode {
-        self.nodes.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"))
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
     }
 
     pub fn node_mut(&mut self, name: &str) -> &mut PgboxNode {
-        self.nodes.iter_mut().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"))
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
     }
 
     pub fn nodes(&self) -> &[PgboxNode] {
@@ -334,17 +398,26 @@ impl TestCluster {
         // In synchronous mode (the default) a failover is possible only once
         // the leader has recorded its synchronous standby: wait for that too.
         if !replicas.is_empty() {
-            let cluster = self.node(&primaries[0]).api_get("/cluster").await.map(|(_, v)| v).unwrap_or(Value::Null);
-            let has_sync = cluster["members"].as_array().is_some_and(|ms| ms.iter().any(|m| m["role"] == "sync_standby"));
+            let cluster = self
+                .node(&primaries[0])
+                .api_get("/cluster")
+                .await
+                .map(|(_, v)| v)
+                .unwrap_or(Value::Null);
+            let has_sync = cluster["members"]
+                .as_array()
+                .is_some_and(|ms| ms.iter().any(|m| m["role"] == "sync_standby"));
             if !has_sync {
                 return Err(format!("no synchronous standby recorded yet: {state}"));
             }
         }
         let tl = timelines[0].1;
         match tl {
-            Some(tl) if timelines.iter().all(|(_, t)| *t == Some(tl)) => {
-                Ok(Roles { primary: primaries[0].clone(), replicas, timeline: tl })
-            }
+            Some(tl) if timelines.iter().all(|(_, t)| *t == Some(tl)) => Ok(Roles {
+                primary: primaries[0].clone(),
+                replicas,
+                timeline: tl,
+            }),
             _ => Err(format!("timelines differ or unknown: {state}")),
         }
     }
@@ -409,7 +482,13 @@ pub fn cluster_yaml(
     let _ = writeln!(y, "  replication_password: \"{}\"", secrets.replication);
     let _ = writeln!(y, "  app_password: \"{}\"", secrets.app);
     let _ = writeln!(y, "  api_password: \"{}\"", secrets.api);
-    let _ = writeln!(y, "ha: {{ttl: {}, loop_wait: {}}}", opts.ttl, opts.loop_wait);
+    // Never the host's watchdog: these tests SIGKILL pgboxd on purpose, and
+    // an armed hardware watchdog would then reset the test machine.
+    let _ = writeln!(
+        y,
+        "ha: {{ttl: {}, loop_wait: {}, watchdog: off}}",
+        opts.ttl, opts.loop_wait
+    );
     y.push_str(&opts.extra_yaml);
     y
 }

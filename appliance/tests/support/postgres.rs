@@ -53,8 +53,16 @@ impl PlainPostgres {
             .current_dir(dir.path())
             .output()
             .expect("run initdb");
-        fs::write(dir.join(format!("{name}-initdb.log")), [&out.stdout[..], &out.stderr[..]].concat()).ok();
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        fs::write(
+            dir.join(format!("{name}-initdb.log")),
+            [&out.stdout[..], &out.stderr[..]].concat(),
+        )
+        .ok();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let _ = fs::remove_file(&pwfile);
 
         // The client's source address on loopback is whatever the kernel
@@ -65,7 +73,14 @@ impl PlainPostgres {
         fs::write(&hba, text).expect("write pg_hba.conf");
 
         let log = dir.log_file(name);
-        PlainPostgres { ip, port, data, log, superuser_password, proc: None }
+        PlainPostgres {
+            ip,
+            port,
+            data,
+            log,
+            superuser_password,
+            proc: None,
+        }
     }
 
     /// Starts the postmaster and waits until it accepts a query.
@@ -87,20 +102,30 @@ impl PlainPostgres {
         self.proc = Some(spawn_logged("postgres", &mut cmd, &self.log));
         let target = self.superuser("postgres");
         let proc = self.proc.as_ref().unwrap();
-        wait_until(Duration::from_secs(120), "postgres to accept connections", async || {
-            if let Some(status) = proc.exit_status() {
-                panic!("postgres exited during start-up: {status}");
-            }
-            let client = target.connect().await?;
-            client.simple_query("SELECT 1").await.map_err(|e| super::error_chain(&e))?;
-            Ok(())
-        })
+        wait_until(
+            Duration::from_secs(120),
+            "postgres to accept connections",
+            async || {
+                if let Some(status) = proc.exit_status() {
+                    panic!("postgres exited during start-up: {status}");
+                }
+                let client = target.connect().await?;
+                client
+                    .simple_query("SELECT 1")
+                    .await
+                    .map_err(|e| super::error_chain(&e))?;
+                Ok(())
+            },
+        )
         .await;
     }
 
     /// Crash: SIGKILL to the postmaster and all its children.
     pub fn kill(&mut self) -> Instant {
-        self.proc.take().expect("postgres is not running").kill_tree()
+        self.proc
+            .take()
+            .expect("postgres is not running")
+            .kill_tree()
     }
 
     pub fn superuser(&self, dbname: &str) -> PgTarget {
@@ -117,14 +142,21 @@ impl PlainPostgres {
     /// Creates a login role owning a database of the same name, the shape
     /// pgboxd gives its app user.
     pub async fn create_app(&self, user: &str, password: &str) -> PgTarget {
-        let client = self.superuser("postgres").connect().await.expect("connect as superuser");
+        let client = self
+            .superuser("postgres")
+            .connect()
+            .await
+            .expect("connect as superuser");
         client
             .batch_execute(&format!("CREATE ROLE {user} LOGIN PASSWORD '{password}'"))
             .await
             .expect("create app role");
         // Its own statement: CREATE DATABASE refuses to run in the implicit
         // transaction of a multi-statement query.
-        client.batch_execute(&format!("CREATE DATABASE {user} OWNER {user}")).await.expect("create app database");
+        client
+            .batch_execute(&format!("CREATE DATABASE {user} OWNER {user}"))
+            .await
+            .expect("create app database");
         PgTarget {
             hosts: vec![self.ip],
             port: self.port,

@@ -62,7 +62,12 @@ impl PgTarget {
         let bound = Duration::from_secs(3 * self.hosts.len() as u64 + 2);
         let (client, connection) = tokio::time::timeout(bound, self.config().connect(NoTls))
             .await
-            .map_err(|_| format!("connect to {:?} did not finish within {bound:?}", self.hosts))?
+            .map_err(|_| {
+                format!(
+                    "connect to {:?} did not finish within {bound:?}",
+                    self.hosts
+                )
+            })?
             .map_err(|e| format!("connect to {:?}: {}", self.hosts, pg_error(&e)))?;
         tokio::spawn(async move {
             let _ = connection.await;
@@ -72,7 +77,11 @@ impl PgTarget {
 
     /// The same target, one host only, any role.
     pub fn only(&self, host: IpAddr) -> PgTarget {
-        PgTarget { hosts: vec![host], read_write: false, ..self.clone() }
+        PgTarget {
+            hosts: vec![host],
+            read_write: false,
+            ..self.clone()
+        }
     }
 }
 
@@ -135,7 +144,11 @@ impl WorkloadRecord {
     }
 
     pub fn acks_between(&self, from: Instant, to: Instant) -> Vec<Ack> {
-        self.acks.iter().filter(|a| a.at > from && a.at <= to).copied().collect()
+        self.acks
+            .iter()
+            .filter(|a| a.at > from && a.at <= to)
+            .copied()
+            .collect()
     }
 
     /// Time since the workload started, for readable reports.
@@ -153,7 +166,12 @@ impl WorkloadRecord {
             }
         }
         counts.sort_by(|a, b| b.1.cmp(&a.1));
-        counts.iter().take(6).map(|(w, n)| format!("{n}× {w}")).collect::<Vec<_>>().join(" | ")
+        counts
+            .iter()
+            .take(6)
+            .map(|(w, n)| format!("{n}× {w}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
     }
 }
 
@@ -196,7 +214,11 @@ impl Workload {
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(run(target, opts, record.clone(), stop.clone()));
-        Workload { record, stop, task: Some(task) }
+        Workload {
+            record,
+            stop,
+            task: Some(task),
+        }
     }
 
     /// A copy of the record so far.
@@ -217,11 +239,22 @@ impl Workload {
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.record.lock().unwrap().errors.last().map(|e| e.what.clone())
+        self.record
+            .lock()
+            .unwrap()
+            .errors
+            .last()
+            .map(|e| e.what.clone())
     }
 
     /// Waits (bounded) for `n` more acknowledged writes after `t`.
-    pub async fn wait_acks_after(&self, t: Instant, n: usize, timeout: Duration, what: &str) -> Ack {
+    pub async fn wait_acks_after(
+        &self,
+        t: Instant,
+        n: usize,
+        timeout: Duration,
+        what: &str,
+    ) -> Ack {
         super::wait_until(timeout, what, async || {
             let r = self.record.lock().unwrap();
             if r.acks_after(t) >= n {
@@ -264,9 +297,17 @@ impl Drop for Workload {
     }
 }
 
-async fn run(target: PgTarget, opts: WorkloadOptions, record: Arc<Mutex<WorkloadRecord>>, stop: Arc<AtomicBool>) {
+async fn run(
+    target: PgTarget,
+    opts: WorkloadOptions,
+    record: Arc<Mutex<WorkloadRecord>>,
+    stop: Arc<AtomicBool>,
+) {
     let fail = |what: String| {
-        record.lock().unwrap().errors.push(WorkloadError { at: Instant::now(), what });
+        record.lock().unwrap().errors.push(WorkloadError {
+            at: Instant::now(),
+            what,
+        });
     };
     let mut next_id: i64 = 1;
     while !stop.load(Ordering::SeqCst) {
@@ -284,12 +325,17 @@ async fn run(target: PgTarget, opts: WorkloadOptions, record: Arc<Mutex<Workload
                 .query_one("SELECT coalesce(host(inet_server_addr()), 'local') || ' pid ' || pg_backend_pid()", &[])
                 .await?
                 .get::<_, String>(0);
-            let insert = client.prepare("INSERT INTO pgbox_writes (id) VALUES ($1)").await?;
+            let insert = client
+                .prepare("INSERT INTO pgbox_writes (id) VALUES ($1)")
+                .await?;
             Ok::<_, tokio_postgres::Error>((server, insert))
         };
         let insert = match tokio::time::timeout(opts.statement_timeout, setup).await {
             Ok(Ok((server, insert))) => {
-                record.lock().unwrap().sessions.push(Session { at: Instant::now(), server });
+                record.lock().unwrap().sessions.push(Session {
+                    at: Instant::now(),
+                    server,
+                });
                 insert
             }
             Ok(Err(e)) => {
@@ -298,7 +344,10 @@ async fn run(target: PgTarget, opts: WorkloadOptions, record: Arc<Mutex<Workload
                 continue;
             }
             Err(_) => {
-                fail(format!("setup: no answer within {:?}", opts.statement_timeout));
+                fail(format!(
+                    "setup: no answer within {:?}",
+                    opts.statement_timeout
+                ));
                 tokio::time::sleep(opts.reconnect_pause).await;
                 continue;
             }
@@ -308,7 +357,9 @@ async fn run(target: PgTarget, opts: WorkloadOptions, record: Arc<Mutex<Workload
             next_id += 1;
             record.lock().unwrap().last_attempted = id;
             let sent = Instant::now();
-            match tokio::time::timeout(opts.statement_timeout, client.execute(&insert, &[&id])).await {
+            match tokio::time::timeout(opts.statement_timeout, client.execute(&insert, &[&id]))
+                .await
+            {
                 Ok(Ok(_)) => {
                     let at = Instant::now();
                     record.lock().unwrap().acks.push(Ack { id, sent, at });
@@ -318,7 +369,10 @@ async fn run(target: PgTarget, opts: WorkloadOptions, record: Arc<Mutex<Workload
                     break;
                 }
                 Err(_) => {
-                    fail(format!("insert: no answer within {:?}", opts.statement_timeout));
+                    fail(format!(
+                        "insert: no answer within {:?}",
+                        opts.statement_timeout
+                    ));
                     break;
                 }
             }

@@ -36,7 +36,12 @@ pub fn body(node: &NodeStatus) -> Value {
     let members: Vec<Value> = members
         .into_iter()
         .map(|(name, member)| {
-            let mut doc = member_json(name, member, view.leader.as_deref() == Some(name), leader_lsn);
+            let mut doc = member_json(
+                name,
+                member,
+                view.leader.as_deref() == Some(name),
+                leader_lsn,
+            );
             if sync_standby == Some(name.as_str()) && doc["role"] == "replica" {
                 doc["role"] = json!("sync_standby");
             }
@@ -109,7 +114,9 @@ pub fn leader_position(view: &ClusterView) -> Option<u64> {
 /// Host and port of `postgres://[user@]host[:port][/db][?...]`; IPv6 hosts
 /// in brackets come back without them.
 pub fn parse_conn_url(url: &str) -> Option<(String, u16)> {
-    let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://"))?;
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
     let authority = rest.split(['/', '?']).next()?;
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
     let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
@@ -135,11 +142,23 @@ mod tests {
     #[test]
     fn conn_urls() {
         let parsed = |url| parse_conn_url(url);
-        assert_eq!(parsed("postgres://127.0.0.2:5432/postgres"), Some(("127.0.0.2".into(), 5432)));
+        assert_eq!(
+            parsed("postgres://127.0.0.2:5432/postgres"),
+            Some(("127.0.0.2".into(), 5432))
+        );
         assert_eq!(parsed("postgresql://db1:5433"), Some(("db1".into(), 5433)));
-        assert_eq!(parsed("postgres://rep@10.0.0.1/postgres?sslmode=require"), Some(("10.0.0.1".into(), 5432)));
-        assert_eq!(parsed("postgres://[fd00::2]:6432/postgres"), Some(("fd00::2".into(), 6432)));
-        assert_eq!(parsed("postgres://[fd00::2]/postgres"), Some(("fd00::2".into(), 5432)));
+        assert_eq!(
+            parsed("postgres://rep@10.0.0.1/postgres?sslmode=require"),
+            Some(("10.0.0.1".into(), 5432))
+        );
+        assert_eq!(
+            parsed("postgres://[fd00::2]:6432/postgres"),
+            Some(("fd00::2".into(), 6432))
+        );
+        assert_eq!(
+            parsed("postgres://[fd00::2]/postgres"),
+            Some(("fd00::2".into(), 5432))
+        );
         assert_eq!(parsed("postgres://db1:notaport/postgres"), None);
         assert_eq!(parsed("postgres:///postgres"), None);
         assert_eq!(parsed("http://db1:5432/"), None);
@@ -148,7 +167,10 @@ mod tests {
 
     #[test]
     fn leader_position_prefers_the_leaders_own_key() {
-        let member = |lsn| Member { xlog_location: lsn, ..Member::default() };
+        let member = |lsn| Member {
+            xlog_location: lsn,
+            ..Member::default()
+        };
         let mut view = ClusterView {
             leader: Some("db1".into()),
             members: vec![("db1".into(), member(Some(500)))],

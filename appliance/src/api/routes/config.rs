@@ -22,7 +22,11 @@ async fn show(State(api): State<ApiState>) -> Json<Value> {
     Json(doc)
 }
 
-async fn change(State(api): State<ApiState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn change(
+    State(api): State<ApiState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     if let Err(resp) = auth::check(&headers, api.api_password.as_deref()) {
         return resp;
     }
@@ -44,12 +48,21 @@ async fn change(State(api): State<ApiState>, headers: HeaderMap, body: axum::bod
         }
     }
     let Some(dcs) = api.dcs.clone() else {
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "this node has no DCS connection");
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node has no DCS connection",
+        );
     };
     if let Err(e) = dcs.put_config(&cfg).await {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"));
     }
-    tracing::info!(pause = cfg.pause, "dynamic configuration changed through the API");
-    (StatusCode::OK, Json(serde_json::to_value(&cfg).unwrap_or_default())).into_response()
+    tracing::info!(
+        pause = cfg.pause,
+        "dynamic configuration changed through the API"
+    );
+    (
+        StatusCode::OK,
+        Json(serde_json::to_value(&cfg).unwrap_or_default()),
+    )
+        .into_response()
 }
-

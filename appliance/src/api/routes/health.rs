@@ -45,7 +45,8 @@ pub fn routes() -> Router<crate::api::ApiState> {
 }
 
 fn check_route(check: Check) -> MethodRouter<crate::api::ApiState> {
-    let handler = move |State(status): State<SharedStatus>, Query(query): Query<HashMap<String, String>>| async move {
+    let handler = move |State(status): State<SharedStatus>,
+                        Query(query): Query<HashMap<String, String>>| async move {
         answer(&status, &query, check)
     };
     get(handler).options(handler)
@@ -58,17 +59,20 @@ fn answer(status: &SharedStatus, query: &HashMap<String, String>, check: Check) 
     };
     let node = snapshot(status);
     let now = SystemTime::now();
-    let code = if check(&node, &params, now) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if check(&node, &params, now) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(patroni::body(&node))).into_response()
 }
 
 pub fn parse_params(query: &HashMap<String, String>) -> Result<CheckParams, String> {
     let max_lag = match query.get("lag") {
         None => None,
-        Some(text) => Some(
-            parse_bytes(text)
-                .ok_or_else(|| format!("lag={text:?}: expected a size in bytes such as 1048576, 16kB, 64MB or 1GB"))?,
-        ),
+        Some(text) => Some(parse_bytes(text).ok_or_else(|| {
+            format!("lag={text:?}: expected a size in bytes such as 1048576, 16kB, 64MB or 1GB")
+        })?),
     };
     Ok(CheckParams { max_lag })
 }
@@ -77,7 +81,9 @@ pub fn parse_params(query: &HashMap<String, String>) -> Result<CheckParams, Stri
 /// (`16kB`, `64MB`, `1GB`; units are powers of 1024 like PostgreSQL's).
 pub fn parse_bytes(text: &str) -> Option<u64> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let number: u64 = digits.parse().ok()?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -105,7 +111,10 @@ pub fn holds_leader_key(node: &NodeStatus, _: &CheckParams, _: SystemTime) -> bo
 /// A replica the read-only router may use: running, not excluded by
 /// `noloadbalance`, and not further behind than `?lag=` allows.
 pub fn is_replica(node: &NodeStatus, params: &CheckParams, _: SystemTime) -> bool {
-    node.pg.running && node.pg.role == PgRole::Replica && !node.tags.noloadbalance && !is_lagging(node, params.max_lag)
+    node.pg.running
+        && node.pg.role == PgRole::Replica
+        && !node.tags.noloadbalance
+        && !is_lagging(node, params.max_lag)
 }
 
 fn is_lagging(node: &NodeStatus, max_lag: Option<u64>) -> bool {
@@ -113,7 +122,9 @@ fn is_lagging(node: &NodeStatus, max_lag: Option<u64>) -> bool {
     // Without a known leader position lag cannot be judged; like Patroni,
     // keep the replica in service rather than empty the read pool because
     // the DCS snapshot lacks a number.
-    let Some(leader) = cluster::leader_position(&node.cluster) else { return false };
+    let Some(leader) = cluster::leader_position(&node.cluster) else {
+        return false;
+    };
     match node.pg.lsn {
         Some(mine) => leader.saturating_sub(mine) > max_lag,
         // A replica that cannot say where it is cannot claim to be close.
@@ -142,7 +153,8 @@ pub fn is_live(node: &NodeStatus, _: &CheckParams, now: SystemTime) -> bool {
 /// Ready to serve its role: the leader with a running primary, or a
 /// running replica that is streaming from its upstream.
 pub fn is_ready(node: &NodeStatus, params: &CheckParams, now: SystemTime) -> bool {
-    is_primary(node, params, now) || (node.pg.running && node.pg.role == PgRole::Replica && node.pg.streaming)
+    is_primary(node, params, now)
+        || (node.pg.running && node.pg.role == PgRole::Replica && node.pg.streaming)
 }
 
 #[cfg(test)]

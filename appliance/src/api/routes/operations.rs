@@ -17,7 +17,9 @@ use crate::api::{auth, json_error, snapshot, ApiState};
 use crate::dcs::model::FailoverKey;
 
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/switchover", post(switchover)).route("/failover", post(failover))
+    Router::new()
+        .route("/switchover", post(switchover))
+        .route("/failover", post(failover))
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,15 +33,28 @@ pub struct Request {
     pub scheduled_at: Option<String>,
 }
 
-async fn switchover(State(api): State<ApiState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn switchover(
+    State(api): State<ApiState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     handle(api, headers, body, true).await
 }
 
-async fn failover(State(api): State<ApiState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn failover(
+    State(api): State<ApiState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     handle(api, headers, body, false).await
 }
 
-async fn handle(api: ApiState, headers: HeaderMap, body: axum::body::Bytes, switchover: bool) -> Response {
+async fn handle(
+    api: ApiState,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+    switchover: bool,
+) -> Response {
     if let Err(resp) = auth::check(&headers, api.api_password.as_deref()) {
         return resp;
     }
@@ -52,13 +67,25 @@ async fn handle(api: ApiState, headers: HeaderMap, body: axum::body::Bytes, swit
     let leader = view.leader.clone();
     if let Some(c) = &req.candidate {
         if view.member(c).is_none() {
-            return json_error(StatusCode::PRECONDITION_FAILED, format!("candidate {c} is not a running member"));
+            return json_error(
+                StatusCode::PRECONDITION_FAILED,
+                format!("candidate {c} is not a running member"),
+            );
         }
         if leader.as_deref() == Some(c.as_str()) {
-            return json_error(StatusCode::PRECONDITION_FAILED, format!("{c} is already the leader"));
+            return json_error(
+                StatusCode::PRECONDITION_FAILED,
+                format!("{c} is already the leader"),
+            );
         }
-        let sync_mode = api.static_config["synchronous_mode"].as_str().is_some_and(|m| m != "off");
-        let sync_standby = view.sync.as_ref().filter(|k| k.leader == leader).and_then(|k| k.sync_standby.as_deref());
+        let sync_mode = api.static_config["synchronous_mode"]
+            .as_str()
+            .is_some_and(|m| m != "off");
+        let sync_standby = view
+            .sync
+            .as_ref()
+            .filter(|k| k.leader == leader)
+            .and_then(|k| k.sync_standby.as_deref());
         if switchover && sync_mode && sync_standby != Some(c.as_str()) {
             return json_error(
                 StatusCode::PRECONDITION_FAILED,
@@ -71,37 +98,70 @@ async fn handle(api: ApiState, headers: HeaderMap, body: axum::body::Bytes, swit
     }
     let key = if switchover {
         let Some(current) = leader.clone() else {
-            return json_error(StatusCode::PRECONDITION_FAILED, "no leader: a switchover needs one; use failover");
+            return json_error(
+                StatusCode::PRECONDITION_FAILED,
+                "no leader: a switchover needs one; use failover",
+            );
         };
         match &req.leader {
             Some(l) if *l != current => {
-                return json_error(StatusCode::PRECONDITION_FAILED, format!("leader name does not match: the leader is {current}"))
+                return json_error(
+                    StatusCode::PRECONDITION_FAILED,
+                    format!("leader name does not match: the leader is {current}"),
+                )
             }
-            None => return json_error(StatusCode::BAD_REQUEST, "switchover needs \"leader\" (the current leader's name)"),
+            None => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "switchover needs \"leader\" (the current leader's name)",
+                )
+            }
             _ => {}
         }
         if let Some(at) = &req.scheduled_at {
             if humantime::parse_rfc3339_weak(at).is_err() {
-                return json_error(StatusCode::BAD_REQUEST, format!("scheduled_at {at:?} is not an RFC 3339 time"));
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("scheduled_at {at:?} is not an RFC 3339 time"),
+                );
             }
         }
-        FailoverKey { leader: Some(current), member: req.candidate.clone(), scheduled_at: req.scheduled_at.clone() }
+        FailoverKey {
+            leader: Some(current),
+            member: req.candidate.clone(),
+            scheduled_at: req.scheduled_at.clone(),
+        }
     } else {
         let Some(c) = req.candidate.clone() else {
             return json_error(StatusCode::BAD_REQUEST, "failover needs \"candidate\"");
         };
         if req.scheduled_at.is_some() {
-            return json_error(StatusCode::BAD_REQUEST, "a failover cannot be scheduled; schedule a switchover");
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "a failover cannot be scheduled; schedule a switchover",
+            );
         }
         // With a leader this is a switchover to the named candidate.
-        FailoverKey { leader: leader.clone(), member: Some(c), scheduled_at: None }
+        FailoverKey {
+            leader: leader.clone(),
+            member: Some(c),
+            scheduled_at: None,
+        }
     };
     let Some(dcs) = api.dcs.clone() else {
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "this node has no DCS connection");
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node has no DCS connection",
+        );
     };
     match dcs.request_failover(&key).await {
         Ok(true) => {}
-        Ok(false) => return json_error(StatusCode::SERVICE_UNAVAILABLE, "a switchover or failover is already pending"),
+        Ok(false) => {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "a switchover or failover is already pending",
+            )
+        }
         Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
     }
     if key.scheduled_at.is_some() {
@@ -120,16 +180,26 @@ async fn wait_for_new_leader(api: &ApiState, old: Option<&str>, wanted: Option<&
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let Ok((view, _)) = dcs.read_view().await else { continue };
+        let Ok((view, _)) = dcs.read_view().await else {
+            continue;
+        };
         if view.failover.is_some() {
             continue;
         }
         return match view.leader {
-            Some(new) if Some(new.as_str()) != old && wanted.is_none_or(|w| w == new) => {
-                (StatusCode::OK, Json(json!({"message": format!("Successfully switched over to \"{new}\"")}))).into_response()
-            }
-            _ => json_error(StatusCode::PRECONDITION_FAILED, "the request was refused by the leader; see its log for why"),
+            Some(new) if Some(new.as_str()) != old && wanted.is_none_or(|w| w == new) => (
+                StatusCode::OK,
+                Json(json!({"message": format!("Successfully switched over to \"{new}\"")})),
+            )
+                .into_response(),
+            _ => json_error(
+                StatusCode::PRECONDITION_FAILED,
+                "the request was refused by the leader; see its log for why",
+            ),
         };
     }
-    json_error(StatusCode::SERVICE_UNAVAILABLE, "switchover status unknown after 60 s")
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "switchover status unknown after 60 s",
+    )
 }

@@ -27,6 +27,7 @@ pub fn body(node: &NodeStatus) -> Value {
     let mut doc = Map::new();
     doc.insert("state".into(), json!(node.state));
     doc.insert("role".into(), json!(pg.role));
+    doc.insert("watchdog".into(), json!(node.watchdog));
     if let Some(version) = pg.server_version {
         doc.insert("server_version".into(), json!(version));
     }
@@ -49,7 +50,10 @@ pub fn body(node: &NodeStatus) -> Value {
             doc.insert("replication_state".into(), json!("streaming"));
         }
     }
-    doc.insert("cluster_unlocked".into(), json!(node.cluster.leader.is_none()));
+    doc.insert(
+        "cluster_unlocked".into(),
+        json!(node.cluster.leader.is_none()),
+    );
     if let Some(seen) = node.dcs_last_seen.and_then(unix_seconds) {
         doc.insert("dcs_last_seen".into(), json!(seen));
     }

@@ -12,10 +12,18 @@ pub fn render(cfg: &Config, node: &Node) -> String {
     let ports = &cfg.ports;
     let client = format!("http://{}", sock(node.address, ports.etcd_client));
     let peer = format!("http://{}", sock(node.address, ports.etcd_peer));
-    let initial_cluster: Vec<String> =
-        cfg.nodes_with(Role::Etcd).map(|n| format!("{}=http://{}", n.name, sock(n.address, ports.etcd_peer))).collect();
+    let initial_cluster: Vec<String> = cfg
+        .nodes_with(Role::Etcd)
+        .map(|n| format!("{}=http://{}", n.name, sock(n.address, ports.etcd_peer)))
+        .collect();
 
-    let mut s = header("#", &format!("etcd member {} of pgbox cluster {:?}.", node.name, cfg.cluster.name));
+    let mut s = header(
+        "#",
+        &format!(
+            "etcd member {} of pgbox cluster {:?}.",
+            node.name, cfg.cluster.name
+        ),
+    );
     let mut var = |name: &str, value: &str| {
         let _ = writeln!(s, "{name}={value}");
     };
@@ -31,8 +39,14 @@ pub fn render(cfg: &Config, node: &Node) -> String {
     var("ETCD_INITIAL_CLUSTER_STATE", "new");
     // Distinct per cluster, so that members of two clusters set up side by
     // side can never join each other.
-    var("ETCD_INITIAL_CLUSTER_TOKEN", &format!("pgbox-{}", cfg.cluster.name));
-    var("ETCD_HEARTBEAT_INTERVAL", &millis(cfg.etcd.heartbeat_interval));
+    var(
+        "ETCD_INITIAL_CLUSTER_TOKEN",
+        &format!("pgbox-{}", cfg.cluster.name),
+    );
+    var(
+        "ETCD_HEARTBEAT_INTERVAL",
+        &millis(cfg.etcd.heartbeat_interval),
+    );
     var("ETCD_ELECTION_TIMEOUT", &millis(cfg.etcd.election_timeout));
     // A member cut off for a while must not force an election (and a pause
     // of every lease renewal) when it comes back.
@@ -89,11 +103,19 @@ mod tests {
         cfg.ports.etcd_peer = 12380;
         cfg.nodes[0].address = "fd00::11".parse().unwrap();
         let text = render(&cfg, &cfg.nodes[0]);
-        assert!(text.contains("ETCD_LISTEN_CLIENT_URLS=http://[fd00::11]:12379\n"), "{text}");
         assert!(
-            text.contains("ETCD_INITIAL_CLUSTER=db1=http://[fd00::11]:12380,db2=http://10.0.0.12:12380,"),
+            text.contains("ETCD_LISTEN_CLIENT_URLS=http://[fd00::11]:12379\n"),
             "{text}"
         );
-        assert!(text.contains("ETCD_HEARTBEAT_INTERVAL=250\nETCD_ELECTION_TIMEOUT=2500\n"), "{text}");
+        assert!(
+            text.contains(
+                "ETCD_INITIAL_CLUSTER=db1=http://[fd00::11]:12380,db2=http://10.0.0.12:12380,"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ETCD_HEARTBEAT_INTERVAL=250\nETCD_ELECTION_TIMEOUT=2500\n"),
+            "{text}"
+        );
     }
 }

@@ -35,10 +35,17 @@ pub fn config(cfg: &Config, state_file: &str) -> String {
     let pg: Vec<&Node> = cfg.nodes_with(Role::Postgres).collect();
     // Clients may reach the router on any address of the box; with IPv6
     // node addresses, one IPv6 socket takes both families.
-    let any = if cfg.nodes.iter().any(|n| n.address.is_ipv6()) { ":::" } else { "0.0.0.0:" };
+    let any = if cfg.nodes.iter().any(|n| n.address.is_ipv6()) {
+        ":::"
+    } else {
+        "0.0.0.0:"
+    };
     let v4v6 = if any == ":::" { " v4v6" } else { "" };
 
-    let mut s = header("#", &format!("Router of pgbox cluster {:?}.", cfg.cluster.name));
+    let mut s = header(
+        "#",
+        &format!("Router of pgbox cluster {:?}.", cfg.cluster.name),
+    );
     let _ = write!(
         s,
         "
@@ -81,7 +88,13 @@ listen {PRIMARY}
         rw = p.router_rw,
     );
     for node in &pg {
-        let _ = writeln!(s, "    server {} {} check port {}", node.name, sock(node.address, p.postgres), p.api);
+        let _ = writeln!(
+            s,
+            "    server {} {} check port {}",
+            node.name,
+            sock(node.address, p.postgres),
+            p.api
+        );
     }
 
     let _ = write!(
@@ -97,7 +110,13 @@ listen {REPLICAS}
         ro = p.router_ro,
     );
     for node in &pg {
-        let _ = writeln!(s, "    server {} {} check port {}", node.name, sock(node.address, p.postgres), p.api);
+        let _ = writeln!(
+            s,
+            "    server {} {} check port {}",
+            node.name,
+            sock(node.address, p.postgres),
+            p.api
+        );
     }
     // The primary serves reads only when no replica can; its state comes
     // from the primary backend's /primary check.
@@ -141,7 +160,10 @@ pub fn server_state(cfg: &Config) -> String {
         // op_state 0: stopped. check_status 1: "initializing", what the stats
         // page shows until the first check. check_state 0 leaves the checks
         // as configured. The port must be right: HAProxy takes it from here.
-        let _ = writeln!(s, "{be_id} {backend} {srv_id} {name} {addr} 0 0 1 1 0 1 0 0 0 0 0 0 - {port} -");
+        let _ = writeln!(
+            s,
+            "{be_id} {backend} {srv_id} {name} {addr} 0 0 1 1 0 1 0 0 0 0 0 0 - {port} -"
+        );
     };
     for (i, node) in pg.iter().enumerate() {
         line(1, PRIMARY, i + 1, &node.name, node.address);
@@ -150,7 +172,13 @@ pub fn server_state(cfg: &Config) -> String {
         line(2, REPLICAS, i + 1, &node.name, node.address);
     }
     for (i, node) in pg.iter().enumerate() {
-        line(2, REPLICAS, pg.len() + i + 1, &as_primary(node), node.address);
+        line(
+            2,
+            REPLICAS,
+            pg.len() + i + 1,
+            &as_primary(node),
+            node.address,
+        );
     }
     s
 }

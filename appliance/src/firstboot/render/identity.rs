@@ -10,7 +10,11 @@ pub fn node(me: &str) -> String {
 /// `/run/pgbox/pgboxd.env`: pgboxd's unit reads it (`EnvironmentFile=`);
 /// pgboxd takes each variable as the matching flag.
 pub fn pgboxd_env(me: &str) -> String {
-    format!("PGBOX_NODE={me}\nPGBOX_CONFIG={}\nPGBOX_DATA_DIR={}\n", paths::PERSISTED_CONFIG, paths::STATE_DIR)
+    format!(
+        "PGBOX_NODE={me}\nPGBOX_CONFIG={}\nPGBOX_DATA_DIR={}\n",
+        paths::PERSISTED_CONFIG,
+        paths::STATE_DIR
+    )
 }
 
 /// `/run/pgbox/hostname`: the node name is a valid host name (validation

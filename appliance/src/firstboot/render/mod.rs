@@ -20,14 +20,19 @@ pub struct File {
 
 impl File {
     fn new(path: &str, text: String) -> Self {
-        File { path: path.to_string(), text }
+        File {
+            path: path.to_string(),
+            text,
+        }
     }
 }
 
 /// Every file for node `me` of `cfg`, role markers last: the units they
 /// gate must find their own files complete.
 pub fn all(cfg: &Config, me: &str) -> Vec<File> {
-    let node = cfg.node_named(me).expect("the node identity was validated against the file");
+    let node = cfg
+        .node_named(me)
+        .expect("the node identity was validated against the file");
     let mut files = vec![
         File::new(paths::NODE, identity::node(me)),
         File::new(paths::PGBOXD_ENV, identity::pgboxd_env(me)),
@@ -38,10 +43,16 @@ pub fn all(cfg: &Config, me: &str) -> Vec<File> {
         files.push(File::new(paths::ETCD_ENV, etcd::render(cfg, node)));
     }
     if node.roles.contains(&Role::Router) {
-        files.push(File::new(paths::HAPROXY_CFG, haproxy::config(cfg, paths::HAPROXY_STATE)));
+        files.push(File::new(
+            paths::HAPROXY_CFG,
+            haproxy::config(cfg, paths::HAPROXY_STATE),
+        ));
         files.push(File::new(paths::HAPROXY_STATE, haproxy::server_state(cfg)));
     }
-    files.extend(roles::markers(node).into_iter().map(|path| File { path, text: String::new() }));
+    files.extend(roles::markers(node).into_iter().map(|path| File {
+        path,
+        text: String::new(),
+    }));
     files
 }
 

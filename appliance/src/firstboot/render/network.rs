@@ -10,7 +10,13 @@ use crate::config::{self, Config, Node};
 
 pub fn render(cfg: &Config, node: &Node) -> String {
     let net = &cfg.network;
-    let mut s = header("#", &format!("Network of node {} of pgbox cluster {:?}.", node.name, cfg.cluster.name));
+    let mut s = header(
+        "#",
+        &format!(
+            "Network of node {} of pgbox cluster {:?}.",
+            node.name, cfg.cluster.name
+        ),
+    );
     s.push_str("\n[Match]\n");
     match node.mac.as_deref().and_then(config::canonical_mac) {
         Some(mac) => {
@@ -25,7 +31,6 @@ pub fn render(cfg: &Config, node: &Node) -> String {
     }
     // Never a bridge, VLAN or bond that happens to share the name or MAC.
     s.push_str("Type=ether\n");
-
 
     s.push_str("\n[Network]\n");
     let _ = writeln!(s, "Address={}/{}", node.address, net.prefix_length);
@@ -82,9 +87,15 @@ mod tests {
         cfg.network.dns = vec!["10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap()];
         cfg.nodes[1].mac = Some("52:54:00:AB:00:12".into());
         let text = render(&cfg, &cfg.nodes[1]);
-        assert!(text.contains("[Match]\nMACAddress=52:54:00:ab:00:12\nType=ether\n"), "{text}");
+        assert!(
+            text.contains("[Match]\nMACAddress=52:54:00:ab:00:12\nType=ether\n"),
+            "{text}"
+        );
         assert!(!text.contains("Name="), "{text}");
-        assert!(text.contains("Address=10.0.0.12/16\nGateway=10.0.0.1\nDNS=10.0.0.2\nDNS=10.0.0.3\n"), "{text}");
+        assert!(
+            text.contains("Address=10.0.0.12/16\nGateway=10.0.0.1\nDNS=10.0.0.2\nDNS=10.0.0.3\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -10,5 +10,8 @@ pub fn markers(node: &Node) -> Vec<String> {
     let mut roles = node.roles.clone();
     roles.sort();
     roles.dedup();
-    roles.into_iter().map(|r| format!("{}/{}", paths::ROLES_DIR, role_name(r))).collect()
+    roles
+        .into_iter()
+        .map(|r| format!("{}/{}", paths::ROLES_DIR, role_name(r)))
+        .collect()
 }

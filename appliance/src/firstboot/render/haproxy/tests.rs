@@ -66,7 +66,10 @@ listen stats
 
 #[test]
 fn router_configuration() {
-    assert_eq!(config(&sample(), "/run/pgbox/haproxy-servers.state"), EXPECTED);
+    assert_eq!(
+        config(&sample(), "/run/pgbox/haproxy-servers.state"),
+        EXPECTED
+    );
 }
 
 #[test]
@@ -100,8 +103,13 @@ fn ports_and_ipv6_addresses() {
     cfg.nodes[1].address = "fd00::12".parse().unwrap();
     let text = config(&cfg, "/x.state");
     assert!(text.contains("    bind :::6000 v4v6\n"), "{text}");
-    assert!(text.contains("    server db2 [fd00::12]:6432 check port 9008\n"), "{text}");
-    assert!(server_state(&cfg).contains("1 primary 2 db2 fd00::12 0 0 1 1 0 1 0 0 0 0 0 0 - 6432 -\n"));
+    assert!(
+        text.contains("    server db2 [fd00::12]:6432 check port 9008\n"),
+        "{text}"
+    );
+    assert!(
+        server_state(&cfg).contains("1 primary 2 db2 fd00::12 0 0 1 1 0 1 0 0 0 0 0 0 - 6432 -\n")
+    );
 }
 
 fn haproxy_binary() -> Option<PathBuf> {
@@ -109,7 +117,9 @@ fn haproxy_binary() -> Option<PathBuf> {
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|dir| dir.join("haproxy"));
-    on_path.chain([PathBuf::from("/usr/sbin/haproxy")]).find(|p| p.is_file())
+    on_path
+        .chain([PathBuf::from("/usr/sbin/haproxy")])
+        .find(|p| p.is_file())
 }
 
 /// `haproxy -c` on what a box renders. The check reads the state file too,
@@ -129,16 +139,32 @@ fn haproxy_accepts_the_rendered_files_and_starts_every_server_down() {
         let cfg_file = dir.path().join("haproxy.cfg");
         std::fs::write(&state, server_state(&cfg)).unwrap();
         std::fs::write(&cfg_file, config(&cfg, state.to_str().unwrap())).unwrap();
-        let out = Command::new(&haproxy).arg("-c").arg("-f").arg(&cfg_file).output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "{what}: haproxy -c refused the rendered configuration:\n{text}");
+        let out = Command::new(&haproxy)
+            .arg("-c")
+            .arg("-f")
+            .arg(&cfg_file)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "{what}: haproxy -c refused the rendered configuration:\n{text}"
+        );
 
         let mut down: Vec<String> = Vec::new();
-        for line in text.lines().filter(|l| l.contains("WARNING") || l.contains("ALERT")) {
+        for line in text
+            .lines()
+            .filter(|l| l.contains("WARNING") || l.contains("ALERT"))
+        {
             let server = line
                 .split_once("Server ")
                 .and_then(|(_, rest)| {
-                    rest.split_once(" is DOWN, changed from server-state").or(rest.split_once(" is DOWN via primary/"))
+                    rest.split_once(" is DOWN, changed from server-state")
+                        .or(rest.split_once(" is DOWN via primary/"))
                 })
                 .map(|(server, _)| server.to_string());
             match server {
