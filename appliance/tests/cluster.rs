@@ -913,3 +913,28 @@ async fn switchover_loses_nothing_and_the_old_primary_follows_without_rewind() {
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_on_the_primary_restarts_in_place() {
+    let c = TestCluster::start("pg_crash", ClusterOptions::default()).await;
+    let before = c.wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap").await;
+    let primary = before.primary.clone();
+    let workload = Workload::start(c.app_target(), WorkloadOptions::default());
+    workload.wait_acks_after(Instant::now(), 100, Duration::from_secs(60), "100 acknowledged writes").await;
+
+    let pid = c.node(&primary).postmaster_pid().expect("the primary's postmaster pid");
+    let crashed_at = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill -9 postmaster");
+    workload.wait_acks_after(crashed_at, 20, FAILOVER_TIMEOUT, "writes after the postmaster crash").await;
+    let after = c.wait_for_roles(&["db1", "db2"], FAILOVER_TIMEOUT, "the cluster to settle after the crash").await;
+    // The lease was still held: restart in place, no failover, no new timeline.
+    assert_eq!(after.primary, primary, "a postmaster crash under a held lease must not fail over");
+    assert_eq!(after.timeline, before.timeline, "crash recovery in place keeps the timeline");
+    let record = workload.stop().await;
+    let first = record.first_ack_sent_after(crashed_at).expect("a write acknowledged after the crash");
+    println!("postgres crash: first acknowledged write {:.3}s after kill -9 of the postmaster", first.at.duration_since(crashed_at).as_secs_f64());
+    let client = c.app_target_on(&primary).connect().await.expect("app user on the primary");
+    let report = check(&record, &client, &[("postmaster crash", crashed_at)]).await.expect("checker");
+    println!("{report}");
+    assert!(report.missing.is_empty(), "a crash of the primary's postmaster lost acknowledged writes: {report}");
+}

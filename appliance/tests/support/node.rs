@@ -42,6 +42,12 @@ pub struct PgboxNode {
 }
 
 impl PgboxNode {
+    /// The postmaster's pid, from its pid file.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir.join("postgres/postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     fn new(dir: &TestDir, name: &str, address: IpAddr, config: &Path) -> PgboxNode {
         let node_dir = dir.join(name);
         mkdir_mode(&node_dir, 0o755);
