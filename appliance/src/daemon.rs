@@ -173,7 +173,7 @@ impl Daemon {
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.cfg.ha.loop_wait) => {}
+                _ = tokio::time::sleep(self.next_wait()) => {}
                 _ = sigterm.recv() => break,
                 _ = sigint.recv() => break,
             }
@@ -213,11 +213,22 @@ impl Daemon {
         let started = Instant::now();
         let alive = self.exec.pg.is_running();
         let health = self.exec.pg.health().await;
-        let read = self.exec.dcs.read_view().await;
+        // A primary must decide to fence before its lease can expire, so
+        // the DCS read may not outlast the proven part of the lease: a slow
+        // or dead DCS then counts as unreachable in time to demote.
+        let budget = match (health.role, self.fence_deadline()) {
+            (Role::Primary, Some(deadline)) => deadline.saturating_duration_since(Instant::now()),
+            _ => Duration::from_secs(10),
+        };
+        let read = tokio::time::timeout(budget, self.exec.dcs.read_view()).await;
         let (view, leader_key) = match read {
-            Ok((v, k)) => (Some(v), k),
-            Err(e) => {
+            Ok(Ok((v, k))) => (Some(v), k),
+            Ok(Err(e)) => {
                 tracing::warn!(error = %format!("{e:#}"), "cannot read the DCS");
+                (None, None)
+            }
+            Err(_) => {
+                tracing::warn!("the DCS did not answer within my lease's proven validity ({budget:?})");
                 (None, None)
             }
         };
@@ -280,7 +291,9 @@ impl Daemon {
         }
         for action in &decision.actions {
             self.state = Executor::state_during(action).into();
-            self.publish_member(&health).await;
+            if view.is_some() {
+                self.publish_member(&health).await;
+            }
             let outcome = match self.exec.run(action).await {
                 Ok(()) => Outcome::Done,
                 Err(e) if e.is::<RaceLost>() => {
@@ -368,6 +381,26 @@ impl Daemon {
         }
     }
 
+    /// When a primary's lease stops being proven valid (fencing point).
+    fn fence_deadline(&self) -> Option<Instant> {
+        self.exec.dcs.renewed_at().map(|t| t + Duration::from_millis(self.settings.fence_after_ms()))
+    }
+
+    /// The pause before the next loop: `loop_wait`, but a primary wakes at
+    /// its fencing point too, so demotion never waits for a loop.
+    fn next_wait(&self) -> Duration {
+        let status = self.status.read().unwrap();
+        let primary = status.pg.role == Role::Primary;
+        drop(status);
+        match (primary, self.fence_deadline()) {
+            (true, Some(deadline)) => {
+                let until = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(10);
+                self.cfg.ha.loop_wait.min(until)
+            }
+            _ => self.cfg.ha.loop_wait,
+        }
+    }
+
     async fn data_dir_state(&self, health: &PgStatus) -> Result<DataDir> {
         if health.running {
             return Ok(DataDir::Initialized {
@@ -450,8 +483,11 @@ impl Daemon {
             replication_state: pg.streaming.then(|| "streaming".into()),
             tags: self.me.tags.clone(),
         };
-        if let Err(e) = self.exec.dcs.put_member(&member).await {
-            tracing::warn!(error = %format!("{e:#}"), "publishing my member key");
+        // Best effort and bounded: a slow DCS must not delay an action.
+        match tokio::time::timeout(Duration::from_millis(500), self.exec.dcs.put_member(&member)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "publishing my member key"),
+            Err(_) => tracing::warn!("publishing my member key: no answer within 500 ms"),
         }
     }
 

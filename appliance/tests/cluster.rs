@@ -938,3 +938,54 @@ async fn postgres_crash_on_the_primary_restarts_in_place() {
     println!("{report}");
     assert!(report.missing.is_empty(), "a crash of the primary's postmaster lost acknowledged writes: {report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_dcs_quorum_fences_the_primary_and_the_cluster_recovers() {
+    let mut c = TestCluster::start("dcs_loss", ClusterOptions::default()).await;
+    let before = c.wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap").await;
+    let primary = before.primary.clone();
+    let workload = Workload::start(c.app_target(), WorkloadOptions::default());
+    workload.wait_acks_after(Instant::now(), 100, Duration::from_secs(60), "100 acknowledged writes").await;
+
+    // Two of three etcd members gone: no quorum, no lease can be renewed.
+    let lost_at = c.etcd.kill_member("e1");
+    c.etcd.kill_member("e2");
+    // The primary must stop accepting writes before its lease can expire:
+    // its last renewal was no later than the loss, and the lease lives ttl
+    // (5 s) after it. A write sent later than that and still acknowledged
+    // could have gone to a primary that another node might replace.
+    let ttl = Duration::from_secs(5);
+    wait_until(Duration::from_secs(30), "the primary to stop accepting writes without the DCS", async || {
+        let primaries = c.current_primaries().await;
+        if primaries.is_empty() && lost_at.elapsed() > ttl + Duration::from_secs(2) {
+            Ok(())
+        } else {
+            Err(format!("/primary 200 on {primaries:?}, {:.1}s after the loss", lost_at.elapsed().as_secs_f64()))
+        }
+    })
+    .await;
+    // Stay without quorum a while: nobody may be promoted meanwhile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(c.current_primaries().await.is_empty(), "a primary appeared without a DCS quorum");
+    let acks = workload.snapshot().acks;
+    let last_ack = acks.iter().filter(|a| a.sent > lost_at).map(|a| a.sent).max();
+    let fenced_after = last_ack.map_or(Duration::ZERO, |t| t.duration_since(lost_at));
+    let late: Vec<i64> = acks.iter().filter(|a| a.sent > lost_at + ttl).map(|a| a.id).collect();
+    assert!(late.is_empty(), "writes acknowledged after the lease could have expired: {late:?}");
+
+    let restored_at = Instant::now();
+    c.etcd.start_member("e1");
+    c.etcd.start_member("e2");
+    let after = c.wait_for_roles(&["db1", "db2"], Duration::from_secs(120), "the cluster to recover with the DCS").await;
+    workload.wait_acks_after(restored_at, 20, Duration::from_secs(60), "writes after the DCS came back").await;
+    let record = workload.stop().await;
+    let client = c.app_target_on(&after.primary).connect().await.expect("app user on the primary");
+    let report = check(&record, &client, &[("quorum lost", lost_at), ("quorum back", restored_at)]).await.expect("checker");
+    println!(
+        "dcs loss: the last write {primary} acknowledged was sent {:.2}s after the loss (lease ttl 5 s); after recovery {} leads",
+        fenced_after.as_secs_f64(),
+        after.primary
+    );
+    println!("{report}");
+    assert!(report.missing.is_empty(), "acknowledged writes lost across a DCS outage: {report}");
+}

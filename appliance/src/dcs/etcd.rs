@@ -24,6 +24,9 @@ pub struct Etcd {
     request_timeout: Duration,
     conn: Mutex<Conn>,
     lease: std::sync::Mutex<LeaseState>,
+    /// One grant at a time: the keep-alive task and an acquisition may both
+    /// find the lease missing, and two grants would orphan one.
+    granting: Mutex<()>,
 }
 
 struct Conn {
@@ -62,6 +65,7 @@ impl Etcd {
                 client: None,
             }),
             lease: std::sync::Mutex::new(LeaseState::default()),
+            granting: Mutex::new(()),
         }
     }
 
@@ -203,8 +207,16 @@ impl Etcd {
 
     /// Grant a lease if this process has none (or its lease expired).
     pub async fn ensure_lease(&self) -> Result<i64> {
-        if let Some(id) = self.lease_id() {
-            return Ok(id);
+        let _one_at_a_time = self.granting.lock().await;
+        let current = *self.lease.lock().unwrap();
+        if let Some(id) = current.id {
+            // Not renewed for a whole TTL: etcd has certainly expired it, and
+            // binding a key to it would fail or, worse, die at once.
+            if current.renewed_at.is_some_and(|t| t.elapsed() < self.ttl) {
+                return Ok(id);
+            }
+            tracing::warn!(lease = id, "my DCS lease was not renewed for a whole TTL; granting a new one");
+            self.forget_lease(id);
         }
         let ttl = self.ttl.as_secs().max(2) as i64;
         let sent = Instant::now();

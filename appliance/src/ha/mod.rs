@@ -384,6 +384,11 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
     if !obs.settings.can_lead {
         return Err("ha.watchdog is required and this box has no watchdog device".into());
     }
+    if !lease_fresh(obs) {
+        // Leading on a lease whose renewals are not working would end in a
+        // demotion within seconds (self-fencing): wait until they work.
+        return Err("my lease renewals are not working yet".into());
+    }
     if obs.tags.nofailover || obs.tags.failover_priority == 0 {
         return Err("this node is tagged nofailover".into());
     }
@@ -648,6 +653,11 @@ fn sync_replication_steps(obs: &Observation, view: &ClusterView) -> Decision {
         actions,
         format!("synchronous replication: {}", why.join("; ")),
     )
+}
+
+/// The lease was renewed recently enough to lead on it.
+fn lease_fresh(obs: &Observation) -> bool {
+    obs.lease.valid(obs.now_ms, obs.settings.fence_after_ms())
 }
 
 fn member_running(view: &ClusterView, name: &str) -> bool {

@@ -334,6 +334,16 @@ fn situations() {
             vec![],
         ),
         (
+            "leader gone, but my lease renewals are not working: no race",
+            {
+                let mut o = obs();
+                o.lease.renewed_at_ms = Some(NOW - 9_000);
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+        (
             "leader gone, I am tagged nofailover: no race",
             {
                 let mut o = obs();

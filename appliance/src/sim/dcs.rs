@@ -1,0 +1,222 @@
+//! The DCS with etcd's semantics where the HA protocol leans on them: keys
+//! bound to leases that expire `ttl` after the last keep-alive that reached
+//! the store; create-if-absent and compare-and-set transactions as
+//! `dcs::etcd::Etcd` writes them; no expiry while quorum is lost, and every
+//! lease renewed in full when a new etcd leader takes over (etcd's lessor
+//! "promote"), which is what a member sees after an outage.
+
+use std::collections::BTreeMap;
+
+use crate::dcs::etcd::LeaderKey;
+use crate::dcs::model::{ClusterView, DynamicConfig, FailoverKey, HistoryEntry, Member, SyncKey};
+
+/// etcd extends every lease by about one election timeout when it elects a leader.
+const PROMOTE_EXTEND_MS: u64 = 1_000;
+
+#[derive(Debug, Clone, Default)]
+pub struct SimDcs {
+    /// Quorum: without it every request fails and no lease expires.
+    pub up: bool,
+    /// lease id -> (ttl, expires at).
+    leases: BTreeMap<i64, (u64, u64)>,
+    next_lease: i64,
+    pub leader: Option<(String, i64)>,
+    pub initialize: Option<String>,
+    pub members: BTreeMap<String, (Member, i64)>,
+    pub status: Option<u64>,
+    pub history: Vec<HistoryEntry>,
+    /// Bumped on every write of `history`, for the compare-and-set append.
+    pub history_rev: u64,
+    pub sync: Option<SyncKey>,
+    pub failover: Option<FailoverKey>,
+    pub config: DynamicConfig,
+}
+
+/// What a write did to the leader key, for the watchers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaderChange {
+    None,
+    Put,
+    Deleted,
+}
+
+impl SimDcs {
+    pub fn new() -> Self {
+        SimDcs { up: true, next_lease: 0x7f00, ..SimDcs::default() }
+    }
+
+    pub fn grant(&mut self, now: u64, ttl_ms: u64) -> i64 {
+        self.next_lease += 1;
+        self.leases.insert(self.next_lease, (ttl_ms, now + ttl_ms));
+        self.next_lease
+    }
+
+    pub fn lease_alive(&self, id: i64) -> bool {
+        self.leases.contains_key(&id)
+    }
+
+    /// A keep-alive that reached the store: true while the lease lives (etcd
+    /// answers TTL 0 for a lease it no longer has).
+    pub fn keep_alive(&mut self, id: i64, now: u64) -> bool {
+        match self.leases.get_mut(&id) {
+            Some((ttl, expires)) => {
+                *expires = now + *ttl;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn revoke(&mut self, id: i64) -> LeaderChange {
+        self.leases.remove(&id);
+        self.drop_bound(id)
+    }
+
+    fn drop_bound(&mut self, id: i64) -> LeaderChange {
+        self.members.retain(|_, (_, l)| *l != id);
+        if self.leader.as_ref().is_some_and(|(_, l)| *l == id) {
+            self.leader = None;
+            return LeaderChange::Deleted;
+        }
+        LeaderChange::None
+    }
+
+    pub fn next_expiry(&self) -> Option<u64> {
+        if !self.up {
+            return None;
+        }
+        self.leases.values().map(|(_, e)| *e).min()
+    }
+
+    /// Expire the leases due at `now`: the leases whose keys vanished, and
+    /// whether the leader key was among them.
+    pub fn expire(&mut self, now: u64) -> (Vec<i64>, LeaderChange) {
+        let due: Vec<i64> = self.leases.iter().filter(|(_, (_, e))| *e <= now).map(|(id, _)| *id).collect();
+        let mut change = LeaderChange::None;
+        for id in &due {
+            self.leases.remove(id);
+            if self.drop_bound(*id) == LeaderChange::Deleted {
+                change = LeaderChange::Deleted;
+            }
+        }
+        (due, change)
+    }
+
+    pub fn lose_quorum(&mut self) {
+        self.up = false;
+    }
+
+    pub fn regain_quorum(&mut self, now: u64) {
+        self.up = true;
+        for (ttl, expires) in self.leases.values_mut() {
+            *expires = (*expires).max(now + PROMOTE_EXTEND_MS + *ttl);
+        }
+    }
+
+    fn check_lease(&self, lease: i64) -> Result<(), String> {
+        if self.leases.contains_key(&lease) {
+            Ok(())
+        } else {
+            Err(format!("etcdserver: requested lease not found ({lease:x})"))
+        }
+    }
+
+    /// `Etcd::acquire_leader`: create bound to my lease if absent, or re-bind
+    /// if the key already names me.
+    pub fn acquire_leader(&mut self, me: &str, lease: i64) -> Result<(bool, LeaderChange), String> {
+        self.check_lease(lease)?;
+        match &self.leader {
+            None => {}
+            Some((name, _)) if name == me => {}
+            Some(_) => return Ok((false, LeaderChange::None)),
+        }
+        self.leader = Some((me.to_string(), lease));
+        Ok((true, LeaderChange::Put))
+    }
+
+    /// `Etcd::release_leader`: delete if it names me.
+    pub fn release_leader(&mut self, me: &str) -> LeaderChange {
+        if self.leader.as_ref().is_some_and(|(n, _)| n == me) {
+            self.leader = None;
+            return LeaderChange::Deleted;
+        }
+        LeaderChange::None
+    }
+
+    pub fn claim_initialize(&mut self) -> bool {
+        if self.initialize.is_some() {
+            return false;
+        }
+        self.initialize = Some(String::new());
+        true
+    }
+
+    pub fn put_member(&mut self, name: &str, member: Member, lease: i64) -> Result<(), String> {
+        self.check_lease(lease)?;
+        self.members.insert(name.to_string(), (member, lease));
+        Ok(())
+    }
+
+    /// Create the `failover` key unless a request is pending.
+    pub fn request_failover(&mut self, req: FailoverKey) -> bool {
+        if self.failover.is_some() {
+            return false;
+        }
+        self.failover = Some(req);
+        true
+    }
+
+    /// One consistent read of everything, as `Etcd::read_view` returns it.
+    pub fn read_view(&self) -> (ClusterView, Option<LeaderKey>) {
+        let view = ClusterView {
+            leader: self.leader.as_ref().map(|(n, _)| n.clone()),
+            initialize: self.initialize.clone(),
+            members: self.members.iter().map(|(n, (m, _))| (n.clone(), m.clone())).collect(),
+            last_leader_lsn: self.status,
+            history: self.history.clone(),
+            sync: self.sync.clone(),
+            failover: self.failover.clone(),
+            config: self.config.clone(),
+        };
+        let key = self.leader.as_ref().map(|(n, l)| LeaderKey { name: n.clone(), lease: *l });
+        (view, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_key_follows_its_lease() {
+        let mut d = SimDcs::new();
+        let a = d.grant(0, 10_000);
+        let b = d.grant(0, 10_000);
+        assert_eq!(d.acquire_leader("db1", a), Ok((true, LeaderChange::Put)));
+        assert_eq!(d.acquire_leader("db2", b), Ok((false, LeaderChange::None)));
+        // Re-binding to a new lease of the same member is allowed.
+        let a2 = d.grant(0, 10_000);
+        assert_eq!(d.acquire_leader("db1", a2), Ok((true, LeaderChange::Put)));
+        assert!(d.keep_alive(a2, 5_000));
+        let (expired, change) = d.expire(10_000);
+        assert_eq!(expired, vec![a, b]);
+        assert_eq!(change, LeaderChange::None);
+        assert_eq!(d.leader.as_ref().map(|(n, _)| n.as_str()), Some("db1"));
+        let (_, change) = d.expire(15_000);
+        assert_eq!(change, LeaderChange::Deleted);
+        assert!(d.leader.is_none());
+        assert!(!d.keep_alive(a2, 15_001));
+        assert!(d.acquire_leader("db2", a2).is_err());
+    }
+
+    #[test]
+    fn no_expiry_without_quorum_and_full_ttl_after() {
+        let mut d = SimDcs::new();
+        let a = d.grant(0, 10_000);
+        d.acquire_leader("db1", a).unwrap();
+        d.lose_quorum();
+        assert_eq!(d.next_expiry(), None);
+        d.regain_quorum(30_000);
+        assert_eq!(d.next_expiry(), Some(30_000 + PROMOTE_EXTEND_MS + 10_000));
+    }
+}
