@@ -950,11 +950,12 @@ async fn losing_the_dcs_quorum_fences_the_primary_and_the_cluster_recovers() {
     // Two of three etcd members gone: no quorum, no lease can be renewed.
     let lost_at = c.etcd.kill_member("e1");
     c.etcd.kill_member("e2");
-    // The primary must stop accepting writes before its lease can expire:
-    // its last renewal was no later than the loss, and the lease lives ttl
-    // (5 s) after it. A write sent later than that and still acknowledged
-    // could have gone to a primary that another node might replace.
-    let ttl = Duration::from_secs(5);
+    // The primary must stop accepting writes before its lease can expire.
+    // Its last renewal can come up to one etcd election timeout (1 s here)
+    // after the loss: a leader that lost its followers still renews leases
+    // until it notices. The lease then lives ttl (5 s). A write sent later
+    // and still acknowledged could have gone to a replaced primary.
+    let ttl = Duration::from_secs(5) + Duration::from_secs(1);
     wait_until(Duration::from_secs(30), "the primary to stop accepting writes without the DCS", async || {
         let primaries = c.current_primaries().await;
         if primaries.is_empty() && lost_at.elapsed() > ttl + Duration::from_secs(2) {
@@ -982,7 +983,7 @@ async fn losing_the_dcs_quorum_fences_the_primary_and_the_cluster_recovers() {
     let client = c.app_target_on(&after.primary).connect().await.expect("app user on the primary");
     let report = check(&record, &client, &[("quorum lost", lost_at), ("quorum back", restored_at)]).await.expect("checker");
     println!(
-        "dcs loss: the last write {primary} acknowledged was sent {:.2}s after the loss (lease ttl 5 s); after recovery {} leads",
+        "dcs loss: the last write {primary} acknowledged was sent {:.2}s after the loss (lease ttl 5 s + etcd election 1 s); after recovery {} leads",
         fenced_after.as_secs_f64(),
         after.primary
     );
