@@ -990,3 +990,35 @@ async fn losing_the_dcs_quorum_fences_the_primary_and_the_cluster_recovers() {
     println!("{report}");
     assert!(report.missing.is_empty(), "acknowledged writes lost across a DCS outage: {report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_fail_over_to_the_synchronous_standby_and_the_third_follows() {
+    let all = ["db1", "db2", "db3"];
+    let mut c = TestCluster::start("three_nodes", ClusterOptions { pg_nodes: 3, ..ClusterOptions::default() }).await;
+    let before = c.wait_for_roles(&all, BOOTSTRAP_TIMEOUT, "bootstrap of three nodes").await;
+    let old = before.primary.clone();
+    let cluster = c.node(&old).api_get("/cluster").await.expect("/cluster").1;
+    let sync = cluster["members"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["role"] == "sync_standby"))
+        .and_then(|m| m["name"].as_str())
+        .expect("a synchronous standby")
+        .to_string();
+    let workload = Workload::start(c.app_target(), WorkloadOptions::default());
+    workload.wait_acks_after(Instant::now(), 200, Duration::from_secs(60), "200 acknowledged writes").await;
+
+    let killed_at = c.node_mut(&old).kill();
+    let survivors: Vec<&str> = all.iter().copied().filter(|n| *n != old).collect();
+    let after = c.wait_for_roles(&survivors, FAILOVER_TIMEOUT, "the survivors to settle on a new primary").await;
+    assert_eq!(after.primary, sync, "only the synchronous standby may be promoted");
+    workload.wait_acks_after(killed_at, 20, FAILOVER_TIMEOUT, "writes after the failover").await;
+
+    c.node_mut(&old).start();
+    let healed = c.wait_for_roles(&all, REJOIN_TIMEOUT, "the old primary to rejoin").await;
+    assert_eq!(healed.primary, sync);
+    let record = workload.stop().await;
+    let client = c.app_target_on(&healed.primary).connect().await.expect("app user on the primary");
+    let report = check(&record, &client, &[("kill", killed_at)]).await.expect("checker");
+    println!("three nodes: {old} killed, sync standby {sync} promoted, all three streaming again\n{report}");
+    assert!(report.missing.is_empty(), "acknowledged writes lost with three nodes in synchronous mode: {report}");
+}
