@@ -349,7 +349,14 @@ impl Daemon {
             }
         }
         self.tend_watchdog(is_leader && health.role == Role::Primary);
+        let kind = decision.actions.first().map_or("none".to_string(), action_kind);
+        let promoted = decision.actions.contains(&ha::Action::Promote) && health.role == Role::Primary;
         self.publish_status(health, view, is_leader, decision.reason, started);
+        let mut s = self.status.write().unwrap();
+        *s.decisions.entry(kind).or_default() += 1;
+        if promoted {
+            s.promotions += 1;
+        }
     }
 
     /// Armed exactly while this node is the writable primary; petted only
@@ -520,10 +527,18 @@ impl Daemon {
             (Some(w), _) => format!("disarmed: {}", w.describe()),
         };
         let took = started.elapsed();
+        s.loop_duration = took;
+        s.lease_remaining = self.fence_deadline().map(|d| d.saturating_duration_since(Instant::now()));
         if took > self.cfg.ha.loop_wait * 2 {
             tracing::debug!("HA loop took {took:?}");
         }
     }
+}
+
+/// An action's name without its arguments, for the decision counter.
+fn action_kind(a: &ha::Action) -> String {
+    let text = format!("{a:?}");
+    text.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("unknown").to_string()
 }
 
 fn role_word(role: Role) -> &'static str {

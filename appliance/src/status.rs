@@ -65,6 +65,14 @@ pub struct NodeStatus {
     pub last_decision: String,
     /// "armed: ...", "disarmed: ...", "unavailable" or "off".
     pub watchdog: String,
+    /// How long the lease is still proven valid (fencing point), if known.
+    pub lease_remaining: Option<std::time::Duration>,
+    /// Decisions taken, counted by their first action ("none" when idle).
+    pub decisions: std::collections::BTreeMap<String, u64>,
+    /// Promotions this pgboxd carried out.
+    pub promotions: u64,
+    /// How long the last HA loop took.
+    pub loop_duration: std::time::Duration,
     /// When the DCS last answered; /patroni reports it as `dcs_last_seen`.
     pub dcs_last_seen: Option<SystemTime>,
 }
@@ -85,6 +93,10 @@ impl NodeStatus {
             liveness_bound,
             last_decision: String::new(),
             watchdog: "off".into(),
+            lease_remaining: None,
+            decisions: Default::default(),
+            promotions: 0,
+            loop_duration: std::time::Duration::ZERO,
             dcs_last_seen: None,
         }
     }

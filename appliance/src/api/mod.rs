@@ -68,6 +68,7 @@ pub fn router_with(state: ApiState) -> Router {
         .merge(routes::history::routes())
         .merge(routes::operations::routes())
         .merge(routes::config::routes())
+        .merge(routes::metrics::routes())
         // Must come after the routes: it is attached to each one present.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

@@ -3,5 +3,6 @@ pub mod cluster;
 pub mod config;
 pub mod health;
 pub mod history;
+pub mod metrics;
 pub mod operations;
 pub mod patroni;
