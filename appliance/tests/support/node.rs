@@ -428,6 +428,35 @@ impl TestCluster {
         }
     }
 
+    /// Stops `workload` and checks every acknowledged write against
+    /// `primary`: nothing lost (synchronous mode), duplicated or invented.
+    pub async fn stop_and_check_no_loss(
+        &self,
+        workload: super::workload::Workload,
+        primary: &str,
+        faults: &[(&str, std::time::Instant)],
+    ) -> (super::workload::WorkloadRecord, super::checker::CheckReport) {
+        let record = workload.stop().await;
+        let client = self
+            .app_target_on(primary)
+            .connect()
+            .await
+            .expect("app user on the primary");
+        let report = super::checker::check(&record, &client, faults)
+            .await
+            .expect("checker");
+        println!("{report}");
+        assert!(
+            report.missing.is_empty(),
+            "acknowledged writes lost: {report}"
+        );
+        assert!(
+            report.phantoms.is_empty() && report.duplicates.is_empty(),
+            "{report}"
+        );
+        (record, report)
+    }
+
     /// Waits (bounded) for `observe_roles` to succeed.
     pub async fn wait_for_roles(&self, expected: &[&str], timeout: Duration, what: &str) -> Roles {
         wait_until(timeout, what, async || self.observe_roles(expected).await).await
