@@ -228,7 +228,9 @@ impl Daemon {
                 (None, None)
             }
             Err(_) => {
-                tracing::warn!("the DCS did not answer within my lease's proven validity ({budget:?})");
+                tracing::warn!(
+                    "the DCS did not answer within my lease's proven validity ({budget:?})"
+                );
                 (None, None)
             }
         };
@@ -349,8 +351,12 @@ impl Daemon {
             }
         }
         self.tend_watchdog(is_leader && health.role == Role::Primary);
-        let kind = decision.actions.first().map_or("none".to_string(), action_kind);
-        let promoted = decision.actions.contains(&ha::Action::Promote) && health.role == Role::Primary;
+        let kind = decision
+            .actions
+            .first()
+            .map_or("none".to_string(), action_kind);
+        let promoted =
+            decision.actions.contains(&ha::Action::Promote) && health.role == Role::Primary;
         self.publish_status(health, view, is_leader, decision.reason, started);
         let mut s = self.status.write().unwrap();
         *s.decisions.entry(kind).or_default() += 1;
@@ -390,7 +396,10 @@ impl Daemon {
 
     /// When a primary's lease stops being proven valid (fencing point).
     fn fence_deadline(&self) -> Option<Instant> {
-        self.exec.dcs.renewed_at().map(|t| t + Duration::from_millis(self.settings.fence_after_ms()))
+        self.exec
+            .dcs
+            .renewed_at()
+            .map(|t| t + Duration::from_millis(self.settings.fence_after_ms()))
     }
 
     /// The pause before the next loop: `loop_wait`, but a primary wakes at
@@ -401,7 +410,8 @@ impl Daemon {
         drop(status);
         match (primary, self.fence_deadline()) {
             (true, Some(deadline)) => {
-                let until = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(10);
+                let until =
+                    deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(10);
                 self.cfg.ha.loop_wait.min(until)
             }
             _ => self.cfg.ha.loop_wait,
@@ -491,7 +501,12 @@ impl Daemon {
             tags: self.me.tags.clone(),
         };
         // Best effort and bounded: a slow DCS must not delay an action.
-        match tokio::time::timeout(Duration::from_millis(500), self.exec.dcs.put_member(&member)).await {
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            self.exec.dcs.put_member(&member),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "publishing my member key"),
             Err(_) => tracing::warn!("publishing my member key: no answer within 500 ms"),
@@ -528,7 +543,9 @@ impl Daemon {
         };
         let took = started.elapsed();
         s.loop_duration = took;
-        s.lease_remaining = self.fence_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+        s.lease_remaining = self
+            .fence_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()));
         if took > self.cfg.ha.loop_wait * 2 {
             tracing::debug!("HA loop took {took:?}");
         }
@@ -538,7 +555,10 @@ impl Daemon {
 /// An action's name without its arguments, for the decision counter.
 fn action_kind(a: &ha::Action) -> String {
     let text = format!("{a:?}");
-    text.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("unknown").to_string()
+    text.split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 fn role_word(role: Role) -> &'static str {

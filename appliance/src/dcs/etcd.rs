@@ -215,7 +215,10 @@ impl Etcd {
             if current.renewed_at.is_some_and(|t| t.elapsed() < self.ttl) {
                 return Ok(id);
             }
-            tracing::warn!(lease = id, "my DCS lease was not renewed for a whole TTL; granting a new one");
+            tracing::warn!(
+                lease = id,
+                "my DCS lease was not renewed for a whole TTL; granting a new one"
+            );
             self.forget_lease(id);
         }
         let ttl = self.ttl.as_secs().max(2) as i64;
