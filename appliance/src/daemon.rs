@@ -36,7 +36,11 @@ pub struct Daemon {
     http: reqwest::Client,
     last_reason: String,
     state: String,
-    watchdog: Option<Watchdog>,
+    /// Armed and disarmed by the loop, petted by the lease keep-alive task
+    /// after each renewal: a long action (crash recovery, a promotion) must
+    /// not reset the box while the lease is being renewed, and a pgboxd
+    /// whose renewals stop is reset before the lease can expire.
+    watchdog: Arc<std::sync::Mutex<Option<Watchdog>>>,
     watchdog_mode: WatchdogMode,
 }
 
@@ -110,7 +114,7 @@ impl Daemon {
             http,
             last_reason: String::new(),
             state: "starting".into(),
-            watchdog,
+            watchdog: Arc::new(std::sync::Mutex::new(watchdog)),
             watchdog_mode,
         })
     }
@@ -126,9 +130,17 @@ impl Daemon {
 
         let dcs = self.exec.dcs.clone();
         let renew_every = self.cfg.ha.loop_wait.min(self.cfg.ha.ttl / 3);
+        let wd = self.watchdog.clone();
+        let pet: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            if let Some(w) = wd.lock().unwrap().as_mut() {
+                if let Err(e) = w.pet() {
+                    tracing::error!(error = %format!("{e:#}"), "cannot pet the watchdog");
+                }
+            }
+        });
         tokio::spawn(
             dcs.clone()
-                .keep_alive_forever(renew_every, self.wake.clone()),
+                .keep_alive_forever(renew_every, self.wake.clone(), pet),
         );
         tokio::spawn(dcs.clone().watch_leader_forever(self.wake.clone()));
 
@@ -193,7 +205,7 @@ impl Daemon {
         if let Err(e) = self.exec.pg.stop().await {
             tracing::error!(error = %format!("{e:#}"), "stopping postgres");
         }
-        if let Some(w) = self.watchdog.as_mut() {
+        if let Some(w) = self.watchdog.lock().unwrap().as_mut() {
             w.disarm();
         }
         if was_leader {
@@ -345,8 +357,19 @@ impl Daemon {
         self.publish_member(&health).await;
         if is_leader && health.role == Role::Primary {
             if let Some(lsn) = health.lsn {
-                if let Err(e) = self.exec.dcs.put_status(lsn).await {
-                    tracing::warn!(error = %format!("{e:#}"), "writing the primary position");
+                match tokio::time::timeout(
+                    Duration::from_millis(500),
+                    self.exec.dcs.put_status(lsn),
+                )
+                .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %format!("{e:#}"), "writing the primary position")
+                    }
+                    Err(_) => {
+                        tracing::warn!("writing the primary position: no answer within 500 ms")
+                    }
                 }
             }
         }
@@ -365,8 +388,8 @@ impl Daemon {
         }
     }
 
-    /// Armed exactly while this node is the writable primary; petted only
-    /// when the lease is proven renewed within the fencing window.
+    /// Armed exactly while this node is the writable primary (and its lease
+    /// proven); petting happens after each renewal, in the keep-alive task.
     fn tend_watchdog(&mut self, leading: bool) {
         let renewed = self.exec.dcs.renewed_at().map(|t| self.now_ms(t));
         let lease = Lease {
@@ -374,23 +397,17 @@ impl Daemon {
             renewed_at_ms: renewed,
         };
         let valid = lease.valid(self.now_ms(Instant::now()), self.settings.fence_after_ms());
-        let Some(w) = self.watchdog.as_mut() else {
-            return;
-        };
+        let mut guard = self.watchdog.lock().unwrap();
+        let Some(w) = guard.as_mut() else { return };
         if !leading {
             w.disarm();
             return;
         }
-        if let Err(e) = w.arm() {
-            tracing::error!(error = %format!("{e:#}"), "cannot arm the watchdog");
+        if !valid || w.is_armed() {
             return;
         }
-        if valid {
-            if let Err(e) = w.pet() {
-                tracing::error!(error = %format!("{e:#}"), "cannot pet the watchdog");
-            }
-        } else {
-            tracing::warn!("lease renewal not proven: not petting the watchdog");
+        if let Err(e) = w.arm().and_then(|()| w.pet()) {
+            tracing::error!(error = %format!("{e:#}"), "cannot arm the watchdog");
         }
     }
 
@@ -535,7 +552,8 @@ impl Daemon {
         s.pg = pg;
         s.last_loop = SystemTime::now();
         s.last_decision = reason;
-        s.watchdog = match (&self.watchdog, self.watchdog_mode) {
+        let wd = self.watchdog.lock().unwrap();
+        s.watchdog = match (wd.as_ref(), self.watchdog_mode) {
             (_, WatchdogMode::Off) => "off".into(),
             (None, _) => "unavailable".into(),
             (Some(w), _) if w.is_armed() => format!("armed: {}", w.describe()),

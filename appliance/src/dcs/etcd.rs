@@ -443,9 +443,19 @@ impl Etcd {
     /// Renew the lease for ever. Each renewal that succeeds records when it
     /// was sent (the conservative instant for fencing); an expired lease is
     /// forgotten, so the next write grants a new one.
-    pub async fn keep_alive_forever(self: Arc<Self>, every: Duration, wake: Arc<Notify>) {
+    /// `on_renewed` runs after every successful renewal (it pets the
+    /// hardware watchdog while this node leads).
+    pub async fn keep_alive_forever(
+        self: Arc<Self>,
+        every: Duration,
+        wake: Arc<Notify>,
+        on_renewed: Arc<dyn Fn() + Send + Sync>,
+    ) {
         loop {
-            if let Err(e) = self.keep_alive_session(every, &wake).await {
+            if let Err(e) = self
+                .keep_alive_session(every, &wake, on_renewed.as_ref())
+                .await
+            {
                 tracing::warn!(error = %format!("{e:#}"), "lease renewal failed; retrying");
                 self.rotate().await;
             }
@@ -453,7 +463,12 @@ impl Etcd {
         }
     }
 
-    async fn keep_alive_session(&self, every: Duration, wake: &Notify) -> Result<()> {
+    async fn keep_alive_session(
+        &self,
+        every: Duration,
+        wake: &Notify,
+        on_renewed: &(dyn Fn() + Send + Sync),
+    ) -> Result<()> {
         let id = self.ensure_lease().await?;
         let mut client = self.client().await?;
         let (mut keeper, mut stream) =
@@ -477,6 +492,7 @@ impl Etcd {
                 return Ok(());
             }
             self.lease.lock().unwrap().renewed_at = Some(sent);
+            on_renewed();
             tokio::time::sleep(every).await;
             if self.lease_id() != Some(id) {
                 return Ok(());
