@@ -477,6 +477,7 @@ impl Daemon {
                     reachable: false,
                     role: Role::Unknown,
                     lsn: None,
+                    timeline: None,
                     nofailover: node.tags.nofailover,
                     failover_priority: node.tags.failover_priority,
                 };
@@ -487,6 +488,7 @@ impl Daemon {
                         Some("replica" | "standby") => Role::Replica,
                         _ => Role::Unknown,
                     };
+                    peer.timeline = v["timeline"].as_u64().map(|t| t as u32);
                     let x = &v["xlog"];
                     peer.lsn = [
                         &x["location"],

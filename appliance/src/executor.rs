@@ -2,7 +2,7 @@
 //! into DCS writes and PostgreSQL process control.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
@@ -101,6 +101,11 @@ impl Executor {
             }
             Action::RemoveData => self.pg.remove_data(),
             Action::Start(StartAs::Primary) => {
+                // Restarting in place: PostgreSQL must wait for the standby
+                // the sync key names before it acknowledges anything, or the
+                // key would claim more than PostgreSQL enforces.
+                let names = self.sync_names_for_restart().await;
+                self.pg.set_sync_names_for_start(&names);
                 self.pg.start(None).await?;
                 self.pg.ensure_slots(&self.other_postgres_members()).await
             }
@@ -133,6 +138,28 @@ impl Executor {
                 self.dcs.put_sync(&key).await
             }
             Action::ClearFailover => self.dcs.clear_failover().await,
+        }
+    }
+
+    async fn sync_names_for_restart(&self) -> String {
+        use crate::config::SyncMode;
+        let mode = self.cfg.ha.synchronous_mode;
+        if mode == SyncMode::Off {
+            return String::new();
+        }
+        let recorded =
+            match tokio::time::timeout(Duration::from_secs(2), self.dcs.read_view()).await {
+                Ok(Ok((view, _))) => view
+                    .sync
+                    .filter(|k| k.leader.as_deref() == Some(self.me.as_str()))
+                    .and_then(|k| k.sync_standby),
+                // Unknown: wait for any standby rather than risk claiming more.
+                _ => return "*".into(),
+            };
+        match recorded {
+            Some(s) => format!("\"{}\"", conf::slot_name(&s)),
+            None if mode == SyncMode::Strict => "*".into(),
+            None => String::new(),
         }
     }
 
@@ -173,11 +200,20 @@ impl Executor {
             humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             self.me.clone(),
         );
-        if let Err(e) = self.dcs.append_history(entry).await {
-            tracing::warn!(error = %format!("{e:#}"), "recording the timeline switch in history");
+        // Bounded: a DCS lost right after the promotion must not hold the
+        // loop (and its fencing) hostage.
+        match tokio::time::timeout(Duration::from_secs(1), self.dcs.append_history(entry)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "recording the timeline switch in history")
+            }
+            Err(_) => {
+                tracing::warn!("recording the timeline switch in history: no answer within 1 s")
+            }
         }
         if let Some(lsn) = after.lsn {
-            let _ = self.dcs.put_status(lsn).await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(500), self.dcs.put_status(lsn)).await;
         }
         tracing::info!(timeline = ?after.timeline, "promoted: now primary");
         Ok(())

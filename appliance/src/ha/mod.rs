@@ -58,7 +58,7 @@ pub fn decide(obs: &Observation, mem: &Memory) -> Decision {
 
     // PostgreSQL is running from here on.
     if i_am_named_leader {
-        return holding_leader_key(obs, view);
+        return holding_leader_key(obs, mem, view);
     }
     match leader {
         Some(other) => follow_leader(obs, mem, view, other),
@@ -239,7 +239,7 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
 }
 
 /// PostgreSQL runs and the leader key names me.
-fn holding_leader_key(obs: &Observation, view: &ClusterView) -> Decision {
+fn holding_leader_key(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decision {
     let mut actions = Vec::new();
     if !obs.lease.held {
         // The key names me but is bound to a lease of an earlier run of
@@ -264,7 +264,7 @@ fn holding_leader_key(obs: &Observation, view: &ClusterView) -> Decision {
             if let Some(request) = &view.failover {
                 return switchover_step(obs, view, request);
             }
-            let sync = sync_replication_steps(obs, view);
+            let sync = sync_replication_steps(obs, mem, view);
             if sync.actions.is_empty() {
                 Decision::idle("no action: I am the leader".into())
             } else {
@@ -396,7 +396,13 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
         return Err("my WAL position is unknown".into());
     };
     if let Some(request) = &view.failover {
-        if request.leader.as_deref() == Some(obs.me.as_str()) {
+        let candidate_running = request
+            .member
+            .as_deref()
+            .is_some_and(|c| member_running(view, c));
+        if request.leader.as_deref() == Some(obs.me.as_str())
+            && (candidate_running || request.member.is_none())
+        {
             return Err("I stepped down for a switchover".into());
         }
         match request.member.as_deref() {
@@ -458,6 +464,13 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
             // The synchronous standby holds every acknowledged commit; a
             // peer further ahead holds only unacknowledged ones.
             continue;
+        }
+        // An LSN means something only on the same timeline: a peer on an
+        // older one is behind in history, whatever its number says.
+        if let (Some(mine), Some(theirs)) = (obs.pg.timeline, peer.timeline) {
+            if theirs < mine {
+                continue;
+            }
         }
         let Some(peer_lsn) = peer.lsn else { continue };
         if peer_lsn > my_lsn {
@@ -584,7 +597,7 @@ fn switchover_candidate(
 /// `sync` key may never claim more than PostgreSQL enforces: to add a
 /// standby, PostgreSQL first, then (once it reports the standby as sync)
 /// the key; to remove one, the key first, then PostgreSQL.
-fn sync_replication_steps(obs: &Observation, view: &ClusterView) -> Decision {
+fn sync_replication_steps(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decision {
     let mode = obs.settings.synchronous_mode;
     let key = view.sync.as_ref();
     let key_is_mine = key.is_some_and(|k| k.leader.as_deref() == Some(obs.me.as_str()));
@@ -638,8 +651,17 @@ fn sync_replication_steps(obs: &Observation, view: &ClusterView) -> Decision {
             None => "synchronous mode is off".into(),
         });
     } else if let Some(d) = &desired {
+        // PostgreSQL waits for it from now on; but commits acknowledged
+        // before it did are on it only once it has flushed past the
+        // position the primary had when it first saw the standby as sync.
         let enforced = standby(d).is_some_and(|s| s.sync_state == "sync");
-        if enforced && recorded.as_deref() != Some(d.as_str()) {
+        let caught_up = match &mem.sync_catchup {
+            Some((name, target)) if *name == crate::postgres::conf::slot_name(d) => standby(d)
+                .and_then(|s| s.flush_lsn)
+                .is_some_and(|f| f >= *target),
+            _ => false,
+        };
+        if enforced && caught_up && recorded.as_deref() != Some(d.as_str()) {
             actions.push(Action::WriteSync(Some(d.clone())));
             why.push(format!(
                 "PostgreSQL waits for {d}: recording it as the synchronous standby"

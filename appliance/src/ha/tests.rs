@@ -95,6 +95,7 @@ fn peer(name: &str, role: Role, lsn: u64) -> Peer {
         reachable: true,
         role,
         lsn: Some(lsn),
+        timeline: Some(1),
         nofailover: false,
         failover_priority: 1,
     }
@@ -621,7 +622,7 @@ fn synchronous_replication_and_switchover_situations() {
     let rows: Vec<(&str, Observation, Vec<Action>)> = vec![
         ("sync on, standby streams: PostgreSQL first", sync_leader(), vec![SetSyncNames("\"db2\"".into())]),
         (
-            "PostgreSQL waits for db2: then the key",
+            "PostgreSQL waits for db2 and db2 flushed past the position of then: the key",
             {
                 let mut o = sync_leader();
                 o.pg.sync_names = "\"db2\"".into();
@@ -629,6 +630,26 @@ fn synchronous_replication_and_switchover_situations() {
                 o
             },
             vec![WriteSync(Some("db2".into()))],
+        ),
+        (
+            "PostgreSQL waits for db2 but db2 lacks earlier commits: the key waits",
+            {
+                let mut o = sync_leader();
+                o.pg.sync_names = "\"db2\"".into();
+                o.pg.standbys = vec![standby("db2", true, "sync", 4_000)];
+                o
+            },
+            vec![],
+        ),
+        (
+            "leader gone, a peer on an older timeline with a higher LSN does not block",
+            {
+                let mut o = obs();
+                o.pg.timeline = Some(2);
+                o.peers = vec![Peer { timeline: Some(1), ..peer("db3", Role::Replica, 9_000) }];
+                o
+            },
+            vec![AcquireLeader, Promote],
         ),
         (
             "names set but not yet enforced: the key waits",
@@ -805,7 +826,7 @@ fn synchronous_replication_and_switchover_situations() {
     ];
     let mut failures = Vec::new();
     for (name, o, expected) in rows {
-        let d = decide(&o, &Memory::default());
+        let d = decide(&o, &Memory::default().observe(&o));
         if d.actions != expected {
             failures.push(format!(
                 "{name}:\n  expected {expected:?}\n  got      {:?} ({})",

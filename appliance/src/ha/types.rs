@@ -124,6 +124,7 @@ pub struct Peer {
     pub reachable: bool,
     pub role: Role,
     pub lsn: Option<u64>,
+    pub timeline: Option<u32>,
     pub nofailover: bool,
     pub failover_priority: u32,
 }
@@ -212,6 +213,10 @@ pub struct Memory {
     pub not_streaming_since_ms: Option<u64>,
     /// Since when PostgreSQL has been down (not running, not starting).
     pub down_since_ms: Option<u64>,
+    /// On a primary: the standby PostgreSQL first reported as synchronous,
+    /// and the primary's position then; it is recorded in the sync key only
+    /// once it has flushed that far.
+    pub sync_catchup: Option<(String, u64)>,
 }
 
 impl Memory {
@@ -225,6 +230,17 @@ impl Memory {
                 (true, None) => Some(obs.now_ms),
                 (true, since) => since,
             };
+        let sync_now = obs
+            .pg
+            .standbys
+            .iter()
+            .find(|s| s.sync_state == "sync" && obs.pg.role == Role::Primary)
+            .map(|s| s.name.clone());
+        next.sync_catchup = match (sync_now, &self.sync_catchup) {
+            (Some(name), Some((prev, target))) if *prev == name => Some((name, *target)),
+            (Some(name), _) => obs.pg.lsn.map(|lsn| (name, lsn)),
+            (None, _) => None,
+        };
         let down = !obs.pg.running && !obs.pg.starting;
         next.down_since_ms = if down {
             self.down_since_ms.or(Some(obs.now_ms))

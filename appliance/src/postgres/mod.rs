@@ -513,6 +513,11 @@ impl Postgres {
         Ok(())
     }
 
+    /// synchronous_standby_names for the next start as primary.
+    pub fn set_sync_names_for_start(&mut self, names: &str) {
+        self.sync_names = names.to_string();
+    }
+
     /// Change synchronous_standby_names on the running primary (reload).
     pub async fn set_sync_names(&mut self, names: &str) -> Result<()> {
         self.sync_names = names.to_string();
