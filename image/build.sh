@@ -32,7 +32,7 @@ for arg in "$@"; do
 	--reuse-binaries) reuse_binaries=1 ;;
 	--no-raw) raw=0 ;;
 	--clean) clean=1 ;;
-	-h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,16p' "$0"; exit 0 ;;
 	*) die "unknown option $arg (see --help)" ;;
 	esac
 done
@@ -70,7 +70,8 @@ fi
 step "pgbox binaries"
 if [ "$reuse_binaries" -eq 0 ]; then
 	command -v cargo >/dev/null || PATH=$HOME/.cargo/bin:$PATH
-	(cd "$REPO" && nice cargo build --release -p pgbox 2>&1 | tail -n 3)
+	command -v cargo >/dev/null || die "no cargo: install a Rust toolchain (rustup), or pass --reuse-binaries"
+	(cd "$REPO" && nice cargo build --release -p pgbox)
 fi
 BIN=${PGBOX_BIN_DIR:-$REPO/target/release}
 for b in pgboxd pgboxctl; do
@@ -138,6 +139,7 @@ missing=$(chroot "$ROOT" /bin/sh -c '
 [ -z "$missing" ] || die "libraries missing after the trim:
 $missing"
 info "$(chroot "$ROOT" sh -c '/usr/lib/postgresql/*/bin/postgres --version'); $(chroot "$ROOT" etcd --version | head -n1); $(chroot "$ROOT" haproxy -v | head -n1 | cut -d' ' -f1-3)"
+chroot "$ROOT" psql --version >/dev/null || die "psql is not on the PATH of the root"
 root_after=$(du -sb "$ROOT" | cut -f1)
 info "root: $(human "$root_before") -> $(human "$root_after")"
 

@@ -15,5 +15,6 @@ pub mod firstboot;
 pub mod ha;
 pub mod logging;
 pub mod postgres;
+pub mod sim;
 pub mod status;
 pub mod watchdog;

@@ -1,6 +1,6 @@
 # The cached stages of the build: the tools root and the package root.
-# This file is part of the package root's cache key: edit with care.
-# Each is rebuilt only when its key (the inputs that shape it) changes.
+# Each is rebuilt only when its key (the inputs that shape it) changes;
+# this file is part of the package root's key, so editing it rebuilds it.
 
 # The image tools come from trixie, not from the build host: Debian 12's
 # systemd-repart (252) has neither --offline nor Minimize=, and ukify is

@@ -1,8 +1,8 @@
 # Trims the package root ($ROOT) to what the appliance runs. The package
 # database is used here one last time and then removed with dpkg itself.
 
-# Packages whose files are build-time machinery only: the initrd generator
-# (the initrd is in the UKI), Debian's maintainer-script languages and
+# Packages whose files are build-time machinery only: initrd tools (the
+# image's initrd is made before the trim, lib/initrd.sh), Debian's maintainer-script languages and
 # configuration tools, the package managers themselves, and PostgreSQL's
 # cluster wrappers (pgboxd runs /usr/lib/postgresql/17/bin directly).
 BUILD_ONLY_PACKAGES="initramfs-tools initramfs-tools-core initramfs-tools-bin klibc-utils libklibc
@@ -47,8 +47,9 @@ relink_postgres_clients() {
 		[ -e "$ROOT/$bin/$name" ] || continue
 		ln -sfn "/$bin/$name" "$ROOT/usr/bin/$name"
 	done
-	# Dangling links left by the wrapper's removal.
-	find "$ROOT/usr/bin" "$ROOT/usr/sbin" -xtype l -delete
+	# Dangling links left by the wrapper's removal, judged inside the root
+	# (absolute links would otherwise resolve against the build host).
+	chroot "$ROOT" find /usr/bin /usr/sbin -xtype l -delete
 }
 
 trim_kernel_modules() {

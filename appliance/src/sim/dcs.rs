@@ -21,6 +21,8 @@ pub struct SimDcs {
     leases: BTreeMap<i64, (u64, u64)>,
     next_lease: i64,
     pub leader: Option<(String, i64)>,
+    /// Whom the leader key named last, even after it vanished.
+    pub last_holder: Option<String>,
     pub initialize: Option<String>,
     pub members: BTreeMap<String, (Member, i64)>,
     pub status: Option<u64>,
@@ -42,7 +44,11 @@ pub enum LeaderChange {
 
 impl SimDcs {
     pub fn new() -> Self {
-        SimDcs { up: true, next_lease: 0x7f00, ..SimDcs::default() }
+        SimDcs {
+            up: true,
+            next_lease: 0x7f00,
+            ..SimDcs::default()
+        }
     }
 
     pub fn grant(&mut self, now: u64, ttl_ms: u64) -> i64 {
@@ -91,7 +97,12 @@ impl SimDcs {
     /// Expire the leases due at `now`: the leases whose keys vanished, and
     /// whether the leader key was among them.
     pub fn expire(&mut self, now: u64) -> (Vec<i64>, LeaderChange) {
-        let due: Vec<i64> = self.leases.iter().filter(|(_, (_, e))| *e <= now).map(|(id, _)| *id).collect();
+        let due: Vec<i64> = self
+            .leases
+            .iter()
+            .filter(|(_, (_, e))| *e <= now)
+            .map(|(id, _)| *id)
+            .collect();
         let mut change = LeaderChange::None;
         for id in &due {
             self.leases.remove(id);
@@ -131,6 +142,7 @@ impl SimDcs {
             Some(_) => return Ok((false, LeaderChange::None)),
         }
         self.leader = Some((me.to_string(), lease));
+        self.last_holder = Some(me.to_string());
         Ok((true, LeaderChange::Put))
     }
 
@@ -171,14 +183,21 @@ impl SimDcs {
         let view = ClusterView {
             leader: self.leader.as_ref().map(|(n, _)| n.clone()),
             initialize: self.initialize.clone(),
-            members: self.members.iter().map(|(n, (m, _))| (n.clone(), m.clone())).collect(),
+            members: self
+                .members
+                .iter()
+                .map(|(n, (m, _))| (n.clone(), m.clone()))
+                .collect(),
             last_leader_lsn: self.status,
             history: self.history.clone(),
             sync: self.sync.clone(),
             failover: self.failover.clone(),
             config: self.config.clone(),
         };
-        let key = self.leader.as_ref().map(|(n, l)| LeaderKey { name: n.clone(), lease: *l });
+        let key = self.leader.as_ref().map(|(n, l)| LeaderKey {
+            name: n.clone(),
+            lease: *l,
+        });
         (view, key)
     }
 }

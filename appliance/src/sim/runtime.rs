@@ -26,8 +26,11 @@ pub(super) enum Owner {
     World,
     /// pgboxd of this node: the HA loop and the lease keep-alive.
     Pgboxd(usize),
-    /// The PostgreSQL server of this node: its WAL receiver.
+    /// The PostgreSQL server of this node: what it carries out on its own
+    /// once asked (start-up, shutdown, promotion, reloads).
     Postgres(usize),
+    /// The WAL receiver of this node's PostgreSQL.
+    WalReceiver(usize),
 }
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
@@ -44,7 +47,8 @@ pub(super) struct Clock {
 impl Clock {
     pub fn wake_at(&mut self, at: u64, task: TaskId) {
         self.seq += 1;
-        self.timers.push(Reverse((at.max(self.now), self.seq, task)));
+        self.timers
+            .push(Reverse((at.max(self.now), self.seq, task)));
     }
 
     pub fn next_time(&self) -> Option<u64> {
@@ -64,7 +68,11 @@ pub(super) struct Sim {
 
 impl Sim {
     pub fn new(world: World) -> Rc<Self> {
-        Rc::new(Sim { w: RefCell::new(world), tasks: RefCell::new(BTreeMap::new()), next_task: Cell::new(1) })
+        Rc::new(Sim {
+            w: RefCell::new(world),
+            tasks: RefCell::new(BTreeMap::new()),
+            next_task: Cell::new(1),
+        })
     }
 
     pub fn with<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
@@ -78,7 +86,9 @@ impl Sim {
     pub fn spawn(&self, owner: Owner, fut: impl Future<Output = ()> + 'static) -> TaskId {
         let id = self.next_task.get();
         self.next_task.set(id + 1);
-        self.tasks.borrow_mut().insert(id, (owner, Some(Box::pin(fut))));
+        self.tasks
+            .borrow_mut()
+            .insert(id, (owner, Some(Box::pin(fut))));
         let mut w = self.w.borrow_mut();
         let now = w.clock.now;
         w.clock.wake_at(now, id);
@@ -90,22 +100,24 @@ impl Sim {
     pub fn kill(&self, owner: Owner) {
         let dropped: Vec<(Owner, Option<Task>)> = {
             let mut tasks = self.tasks.borrow_mut();
-            let ids: Vec<TaskId> = tasks.iter().filter(|(_, (o, _))| *o == owner).map(|(id, _)| *id).collect();
+            let ids: Vec<TaskId> = tasks
+                .iter()
+                .filter(|(_, (o, _))| *o == owner)
+                .map(|(id, _)| *id)
+                .collect();
             ids.into_iter().filter_map(|id| tasks.remove(&id)).collect()
         };
         // Dropped outside the borrow: a future's destructor may touch the map.
         drop(dropped);
     }
 
-    pub fn task_alive(&self, id: TaskId) -> bool {
-        self.tasks.borrow().contains_key(&id)
-    }
-
     /// Run the earliest timer. False when nothing is left to run.
     pub fn step(&self) -> bool {
         let (at, id) = {
             let mut w = self.w.borrow_mut();
-            let Some((at, id)) = w.clock.pop() else { return false };
+            let Some((at, id)) = w.clock.pop() else {
+                return false;
+            };
             w.clock.now = w.clock.now.max(at);
             (at, id)
         };
@@ -125,7 +137,14 @@ impl Sim {
             }
             w.clock.current = id;
         }
-        let Some(mut fut) = self.tasks.borrow_mut().get_mut(&id).and_then(|(_, f)| f.take()) else { return true };
+        let Some(mut fut) = self
+            .tasks
+            .borrow_mut()
+            .get_mut(&id)
+            .and_then(|(_, f)| f.take())
+        else {
+            return true;
+        };
         let mut cx = Context::from_waker(Waker::noop());
         let done = fut.as_mut().poll(&mut cx).is_ready();
         let mut tasks = self.tasks.borrow_mut();
@@ -143,7 +162,11 @@ impl Sim {
 
 /// Wait `ms` of simulated time.
 pub(super) fn sleep(sim: &Rc<Sim>, ms: u64) -> Sleep {
-    Sleep { sim: sim.clone(), ms, until: None }
+    Sleep {
+        sim: sim.clone(),
+        ms,
+        until: None,
+    }
 }
 
 pub(super) struct Sleep {
@@ -195,7 +218,9 @@ impl Future for WaitWake {
         let mut w = sim.w.borrow_mut();
         let now = w.clock.now;
         let node = self.node;
-        let Some(d) = w.nodes[node].pgboxd.as_mut() else { return Poll::Ready(false) };
+        let Some(d) = w.nodes[node].pgboxd.as_mut() else {
+            return Poll::Ready(false);
+        };
         if d.sigterm {
             return Poll::Ready(false);
         }
@@ -215,6 +240,54 @@ impl Future for WaitWake {
         };
         if now >= until {
             Poll::Ready(true)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// `tokio::time::timeout`: the inner future is polled first, then the
+/// deadline checked; on expiry the inner future is dropped (an operation it
+/// had already sent stays done).
+pub(super) fn timeout<F: Future>(sim: &Rc<Sim>, ms: u64, fut: F) -> Timeout<F> {
+    Timeout {
+        sim: sim.clone(),
+        ms,
+        until: None,
+        fut: Box::pin(fut),
+    }
+}
+
+pub(super) struct Timeout<F> {
+    sim: Rc<Sim>,
+    ms: u64,
+    until: Option<u64>,
+    fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Option<F::Output>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (now, until) = {
+            let mut w = self.sim.w.borrow_mut();
+            let now = w.clock.now;
+            let until = match self.until {
+                Some(u) => u,
+                None => {
+                    let u = now + self.ms;
+                    let task = w.clock.current;
+                    w.clock.wake_at(u, task);
+                    u
+                }
+            };
+            (now, until)
+        };
+        self.until = Some(until);
+        if let Poll::Ready(v) = self.fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if now >= until {
+            Poll::Ready(None)
         } else {
             Poll::Pending
         }

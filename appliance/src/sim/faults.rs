@@ -1,0 +1,422 @@
+//! Faults drawn from the seed, and how each one happens to the cluster.
+
+use std::rc::Rc;
+
+use crate::config::SyncMode;
+use crate::dcs::model::FailoverKey;
+
+use super::node::{kill_pgboxd, start_pgboxd};
+use super::rng::Rng;
+use super::runtime::{sleep, Owner, Sim};
+use super::world::{Endpoint, World};
+use super::SimConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Dcs,
+    Peers,
+    Client,
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Fault {
+    /// The box loses power: everything dies, connections vanish silently;
+    /// it boots again after `ms`.
+    PowerLoss {
+        node: usize,
+        ms: u64,
+    },
+    /// pgboxd crashes (its PostgreSQL dies with it); systemd restarts it.
+    ProcessCrash {
+        node: usize,
+    },
+    /// pgboxd hangs (its PostgreSQL keeps serving). While it leads, the
+    /// hardware watchdog it armed resets the box if the hang outlasts it;
+    /// systemd kills a pgboxd that hangs for WatchdogSec.
+    Freeze {
+        node: usize,
+        ms: u64,
+    },
+    /// The postmaster dies; pgboxd lives.
+    PostgresCrash {
+        node: usize,
+    },
+    /// `systemctl stop pgboxd`, and a start again after `ms`.
+    CleanStop {
+        node: usize,
+        ms: u64,
+    },
+    Partition {
+        node: usize,
+        side: Side,
+        ms: u64,
+    },
+    /// etcd loses quorum.
+    DcsOutage {
+        ms: u64,
+    },
+    /// `POST /switchover`, as the API checks and writes it.
+    Switchover {
+        candidate: Option<usize>,
+    },
+    /// Maintenance mode (`pgboxctl pause`), then resume.
+    Pause {
+        ms: u64,
+    },
+    /// A slow link: the node's WAL stream stalls.
+    ReplicationStall {
+        node: usize,
+        ms: u64,
+    },
+}
+
+impl Fault {
+    /// How long after it starts the fault is over (the box back up).
+    fn lasts(&self, timing_restart: u64) -> u64 {
+        match self {
+            Fault::PowerLoss { ms, .. } | Fault::CleanStop { ms, .. } => *ms,
+            Fault::Freeze { ms, .. } => *ms,
+            Fault::ProcessCrash { .. } => timing_restart,
+            Fault::Partition { ms, .. }
+            | Fault::DcsOutage { ms }
+            | Fault::Pause { ms }
+            | Fault::ReplicationStall { ms, .. } => *ms,
+            Fault::PostgresCrash { .. } | Fault::Switchover { .. } => 0,
+        }
+    }
+}
+
+const MAX_BOOT_MS: u64 = 8_000;
+
+/// The faults of one run, at their start times, and when the last heals.
+pub(super) fn schedule(
+    rng: &mut Rng,
+    cfg: &SimConfig,
+    restart_ms: u64,
+) -> (Vec<(u64, Fault)>, u64) {
+    let ttl = cfg.ttl_ms;
+    let n = cfg.nodes;
+    let mut out: Vec<(u64, Fault)> = Vec::new();
+    let count = if cfg.faults == 0 {
+        0
+    } else {
+        rng.range(1, cfg.faults as u64) as usize
+    };
+    for _ in 0..count {
+        let at = cfg.warmup_ms + rng.below(cfg.fault_window_ms.max(1));
+        let node = rng.index(n);
+        let span = |rng: &mut Rng, lo: u64, hi: u64| rng.range(lo, hi);
+        let fault = match rng.below(100) {
+            0..=11 => Fault::PowerLoss {
+                node,
+                ms: span(rng, 1_000, 3 * ttl),
+            },
+            12..=19 => Fault::ProcessCrash { node },
+            20..=31 if !cfg.hangs => Fault::ProcessCrash { node },
+            20..=31 => {
+                let ms = if rng.chance(0.5) {
+                    span(rng, 200, ttl / 2)
+                } else {
+                    span(rng, ttl / 2, 2 * ttl)
+                };
+                Fault::Freeze { node, ms }
+            }
+            32..=39 => Fault::PostgresCrash { node },
+            40..=47 => Fault::CleanStop {
+                node,
+                ms: span(rng, 500, 3 * ttl),
+            },
+            48..=69 => {
+                let side = match rng.below(4) {
+                    0 => Side::Dcs,
+                    1 => Side::Peers,
+                    2 => Side::Client,
+                    _ => Side::All,
+                };
+                Fault::Partition {
+                    node,
+                    side,
+                    ms: span(rng, 1_000, 3 * ttl),
+                }
+            }
+            70..=77 => Fault::DcsOutage {
+                ms: span(rng, 1_000, 2 * ttl),
+            },
+            78..=87 => Fault::Switchover {
+                candidate: if rng.chance(0.5) { None } else { Some(node) },
+            },
+            88..=93 => Fault::Pause {
+                ms: span(rng, 1_000, 3 * ttl),
+            },
+            _ => Fault::ReplicationStall {
+                node,
+                ms: span(rng, 1_000, 3 * ttl),
+            },
+        };
+        // Faults come in bursts: a node that just came back is hit again
+        // while it is still finding its feet (restart windows are short).
+        let follow_up = rng.chance(0.25).then(|| {
+            let after = at + fault.lasts(restart_ms) + rng.range(0, 3_000);
+            let again = match rng.below(3) {
+                0 => Fault::ProcessCrash { node },
+                1 => Fault::PostgresCrash { node },
+                _ => Fault::PowerLoss {
+                    node,
+                    ms: span(rng, 1_000, ttl),
+                },
+            };
+            (after, again)
+        });
+        out.push((at, fault));
+        out.extend(follow_up);
+    }
+    out.sort_by_key(|(at, _)| *at);
+    let healed = out
+        .iter()
+        .map(|(at, f)| at + f.lasts(restart_ms))
+        .max()
+        .unwrap_or(cfg.warmup_ms)
+        .max(cfg.warmup_ms);
+    (out, healed)
+}
+
+fn side_endpoints(w: &World, node: usize, side: Side) -> Vec<Endpoint> {
+    let peers = (0..w.nodes.len())
+        .filter(|m| *m != node)
+        .map(Endpoint::Node);
+    match side {
+        Side::Dcs => vec![Endpoint::Dcs],
+        Side::Client => vec![Endpoint::Client],
+        Side::Peers => peers.collect(),
+        Side::All => peers.chain([Endpoint::Dcs, Endpoint::Client]).collect(),
+    }
+}
+
+/// The hardware watchdog ran out: the box resets and boots again.
+pub(super) fn watchdog_reset(sim: &Rc<Sim>, node: usize) {
+    sim.with(|w| {
+        let hung = w.frozen(node) || w.nodes[node].pgboxd.is_none();
+        let renewed = w.nodes[node].pgboxd.as_ref().and_then(|d| d.renewed_at).map(|t| w.clock.now.saturating_sub(t));
+        w.trace(
+            node,
+            format!(
+                "watchdog expired: the box resets (pgboxd {}, lease last renewed {renewed:?} ms ago)",
+                if hung { "hung or gone" } else { "running" }
+            ),
+        );
+        w.stats.watchdog_resets += 1;
+        w.stats.watchdog_resets_unhung += (!hung) as u32;
+    });
+    sim.with(|w| w.nodes[node].power_off += 1);
+    power_off(sim, node);
+    let s = sim.clone();
+    sim.spawn(Owner::World, async move {
+        let boot = s.with(|w| w.rng.range(3_000, MAX_BOOT_MS));
+        sleep(&s, boot).await;
+        s.with(|w| w.nodes[node].power_off -= 1);
+        reconcile(&s, node);
+    });
+}
+
+fn power_off(sim: &Rc<Sim>, node: usize) {
+    kill_pgboxd(sim, node, "power lost");
+    sim.with(|w| {
+        w.nodes[node].host_up = false;
+        w.nodes[node].watchdog = None;
+        w.trace(node, "host down".into());
+    });
+}
+
+/// Bring the node to the state its faults allow: the box powered unless a
+/// fault holds it off, pgboxd running unless a person stopped it.
+pub(super) fn reconcile(sim: &Rc<Sim>, node: usize) {
+    let start = sim.with(|w| {
+        let n = &mut w.nodes[node];
+        if n.power_off == 0 && !n.host_up {
+            n.host_up = true;
+            w.trace(node, "host up".into());
+        }
+        let n = &w.nodes[node];
+        n.host_up && n.stopped == 0 && n.pgboxd.is_none()
+    });
+    if start {
+        start_pgboxd(sim, node);
+    }
+}
+
+/// systemd's Restart=on-failure after RestartSec.
+fn restart_later(sim: &Rc<Sim>, node: usize, ms: u64) {
+    let s = sim.clone();
+    sim.spawn(Owner::World, async move {
+        sleep(&s, ms).await;
+        reconcile(&s, node);
+    });
+}
+
+pub(super) async fn run_fault(sim: Rc<Sim>, at: u64, fault: Fault) {
+    let now = sim.now();
+    sleep(&sim, at.saturating_sub(now)).await;
+    let label = format!("{fault:?}");
+    sim.with(|w| {
+        w.trace_as("FAULT", label.clone());
+        let t = w.clock.now;
+        w.stats
+            .faults
+            .push(format!("{}.{:03}s {label}", t / 1000, t % 1000));
+    });
+    match fault {
+        Fault::PowerLoss { node, ms } => {
+            sim.with(|w| w.nodes[node].power_off += 1);
+            power_off(&sim, node);
+            sleep(&sim, ms).await;
+            sim.with(|w| w.nodes[node].power_off -= 1);
+            reconcile(&sim, node);
+        }
+        Fault::ProcessCrash { node } => {
+            if sim.with(|w| w.pgboxd_alive(node)) {
+                kill_pgboxd(&sim, node, "crashed");
+                let ms = sim.with(|w| w.timing.restart_ms);
+                restart_later(&sim, node, ms);
+            }
+        }
+        Fault::Freeze { node, ms } => {
+            let until = sim.with(|w| {
+                if !w.pgboxd_alive(node) {
+                    return None;
+                }
+                let until = w.nodes[node].frozen_until.max(w.clock.now + ms);
+                w.nodes[node].frozen_until = until;
+                w.trace(node, format!("pgboxd frozen for {ms} ms"));
+                Some(until)
+            });
+            let Some(until) = until else { return };
+            let limit = sim.with(|w| w.timing.systemd_watchdog_ms);
+            if ms > limit {
+                sleep(&sim, limit).await;
+                if sim.with(|w| w.pgboxd_alive(node) && w.nodes[node].frozen_until == until) {
+                    kill_pgboxd(&sim, node, "systemd: watchdog timeout");
+                    let ms = sim.with(|w| w.timing.restart_ms);
+                    restart_later(&sim, node, ms);
+                }
+            }
+        }
+        Fault::PostgresCrash { node } => {
+            sim.with(|w| w.pg_crash(node, "crashed"));
+        }
+        Fault::CleanStop { node, ms } => {
+            sim.with(|w| {
+                w.nodes[node].stopped += 1;
+                if let Some(d) = w.nodes[node].pgboxd.as_mut() {
+                    d.sigterm = true;
+                    let task = d.loop_task;
+                    w.clock.wake_at(w.clock.now, task);
+                }
+            });
+            sleep(&sim, ms).await;
+            sim.with(|w| w.nodes[node].stopped -= 1);
+            reconcile(&sim, node);
+        }
+        Fault::Partition { node, side, ms } => {
+            let ends = sim.with(|w| {
+                let ends = side_endpoints(w, node, side);
+                for e in &ends {
+                    w.net.cut(Endpoint::Node(node), *e);
+                }
+                ends
+            });
+            sleep(&sim, ms).await;
+            sim.with(|w| {
+                for e in &ends {
+                    w.net.heal(Endpoint::Node(node), *e);
+                }
+                w.trace(node, format!("partition from {side:?} healed"));
+            });
+        }
+        Fault::DcsOutage { ms } => {
+            sim.with(|w| {
+                w.dcs_outages += 1;
+                w.dcs.lose_quorum();
+            });
+            sleep(&sim, ms).await;
+            sim.with(|w| {
+                w.dcs_outages -= 1;
+                if w.dcs_outages == 0 {
+                    let now = w.clock.now;
+                    w.dcs.regain_quorum(now);
+                    w.trace_as("DCS", "quorum regained; every lease renewed in full".into());
+                }
+            });
+        }
+        Fault::Switchover { candidate } => sim.with(|w| request_switchover(w, candidate)),
+        Fault::Pause { ms } => {
+            sim.with(|w| {
+                w.pauses += 1;
+                w.dcs.config.pause = true;
+            });
+            sleep(&sim, ms).await;
+            sim.with(|w| {
+                w.pauses -= 1;
+                if w.pauses == 0 {
+                    w.dcs.config.pause = false;
+                    w.trace_as("FAULT", "resumed from maintenance mode".into());
+                }
+            });
+        }
+        Fault::ReplicationStall { node, ms } => {
+            sim.with(|w| w.nodes[node].stalled += 1);
+            sleep(&sim, ms).await;
+            sim.with(|w| w.nodes[node].stalled -= 1);
+        }
+    }
+}
+
+/// `POST /switchover` (api/routes/operations.rs): the same checks against
+/// the cluster as the DCS shows it, then a create-only write.
+fn request_switchover(w: &mut World, candidate: Option<usize>) {
+    let refuse =
+        |w: &mut World, why: String| w.trace_as("API", format!("switchover refused: {why}"));
+    if !w.dcs.up {
+        return refuse(w, "the DCS is unavailable".into());
+    }
+    let Some(leader) = w.dcs.leader.as_ref().map(|(n, _)| n.clone()) else {
+        return refuse(w, "no leader: a switchover needs one".into());
+    };
+    let c = candidate.map(|c| w.nodes[c].name.clone());
+    if let Some(c) = &c {
+        if !w.dcs.members.contains_key(c) {
+            return refuse(w, format!("candidate {c} is not a running member"));
+        }
+        if *c == leader {
+            return refuse(w, format!("{c} is already the leader"));
+        }
+        if w.settings.synchronous_mode != SyncMode::Off {
+            let sync = w
+                .dcs
+                .sync
+                .as_ref()
+                .filter(|k| k.leader.as_deref() == Some(leader.as_str()))
+                .and_then(|k| k.sync_standby.clone());
+            if sync.as_deref() != Some(c.as_str()) {
+                return refuse(w, format!("{c} is not the synchronous standby"));
+            }
+        }
+    }
+    let req = FailoverKey {
+        leader: Some(leader.clone()),
+        member: c.clone(),
+        scheduled_at: None,
+    };
+    if w.dcs.request_failover(req) {
+        w.stats.switchovers_requested += 1;
+        w.trace_as(
+            "API",
+            format!(
+                "switchover requested: {leader} -> {}",
+                c.as_deref().unwrap_or("any")
+            ),
+        );
+    } else {
+        refuse(w, "a switchover or failover is already pending".into());
+    }
+}

@@ -1,0 +1,1230 @@
+//! pgboxd on a simulated node: the HA loop of daemon.rs, the actions of
+//! executor.rs, and the lease keep-alive of dcs/etcd.rs, step for step and
+//! with the same await points, against the simulated DCS and PostgreSQL.
+//! Where the real code waits on the network, this waits as long as the real
+//! timeouts would: a partitioned node's DCS call fails only after every
+//! endpoint timed out.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use crate::dcs::model::{format_lsn, HistoryEntry, Member, SyncKey};
+use crate::executor::Executor;
+use crate::ha::{
+    self, Action, DataDir as HaData, Lease, LocalPg, Memory, Observation, Outcome, Peer, Role,
+    StartAs,
+};
+use crate::status::PgStatus;
+
+use super::pg::{DataDir, Proc, Pump};
+use super::runtime::{sleep, timeout, Owner, Sim, WaitWake};
+use super::world::{ApiSnapshot, Pgboxd, World, EPOCH_UNIX_MS};
+use super::Invariant;
+
+type R<T> = Result<T, String>;
+
+/// pgboxd starts (boot, systemd restart, a person's start).
+pub(super) fn start_pgboxd(sim: &Rc<Sim>, n: usize) {
+    let fresh = sim.with(|w| {
+        if w.nodes[n].pgboxd.is_some() || !w.nodes[n].host_up {
+            return false;
+        }
+        w.nodes[n].pgboxd = Some(Pgboxd {
+            loop_task: 0,
+            lease_id: None,
+            renewed_at: None,
+            sync_names: String::new(),
+            sigterm: false,
+            wake_at: None,
+            granting: false,
+            watchdog_open: false,
+        });
+        w.nodes[n].api = Some(ApiSnapshot {
+            state: "starting".into(),
+            pg: PgStatus::default(),
+            is_leader: false,
+        });
+        w.nodes[n].frozen_until = 0;
+        w.trace(n, "pgboxd starts".into());
+        true
+    });
+    if !fresh {
+        return;
+    }
+    sim.spawn(Owner::Pgboxd(n), keep_alive(sim.clone(), n));
+    let id = sim.spawn(Owner::Pgboxd(n), daemon(sim.clone(), n));
+    sim.with(|w| w.nodes[n].pgboxd.as_mut().unwrap().loop_task = id);
+}
+
+/// pgboxd dies; its PostgreSQL dies with it (PR_SET_PDEATHSIG).
+pub(super) fn kill_pgboxd(sim: &Rc<Sim>, n: usize, why: &str) {
+    sim.kill(Owner::Pgboxd(n));
+    sim.kill(Owner::Postgres(n));
+    sim.kill(Owner::WalReceiver(n));
+    sim.with(|w| {
+        let had = w.nodes[n].pgboxd.take().is_some();
+        w.nodes[n].api = None;
+        w.nodes[n].frozen_until = 0;
+        if had {
+            w.trace(n, format!("pgboxd dies ({why})"));
+        }
+        w.pg_crash(n, "dies with pgboxd");
+    });
+}
+
+/// pgboxd exits after a clean shutdown. If the person who stopped it has
+/// started it again meanwhile, the start job systemd queued runs now.
+fn pgboxd_exited(sim: &Rc<Sim>, n: usize) {
+    sim.with(|w| {
+        w.nodes[n].pgboxd = None;
+        w.nodes[n].api = None;
+        w.trace(n, "pgboxd exited".into());
+    });
+    let s = sim.clone();
+    sim.spawn(Owner::World, async move { super::faults::reconcile(&s, n) });
+    sim.kill(Owner::Pgboxd(n));
+}
+
+fn me(w: &World, n: usize) -> String {
+    w.nodes[n].name.clone()
+}
+
+/// One DCS request to one endpoint: it reaches the store after a little
+/// while and its answer comes back after a little more. An unreachable store
+/// costs the request timeout; an answer lost on the way back leaves the
+/// operation applied and the caller believing it failed.
+async fn attempt<T>(sim: &Rc<Sim>, n: usize, op: &mut impl FnMut(&mut World) -> R<T>) -> R<T> {
+    let (l1, l2, limit) = sim.with(|w| {
+        (
+            w.rng.range(1, 4),
+            w.rng.range(1, 4),
+            w.timing.request_timeout_ms,
+        )
+    });
+    sleep(sim, l1).await;
+    if !sim.with(|w| w.dcs_reachable(n)) {
+        sleep(sim, limit.saturating_sub(l1)).await;
+        return Err("etcd: request timed out".into());
+    }
+    let r = sim.with(|w| op(w));
+    sleep(sim, l2).await;
+    if !sim.with(|w| w.dcs_reachable(n)) {
+        sleep(sim, limit.saturating_sub(l1 + l2)).await;
+        return Err("etcd: no answer (the request may have been applied)".into());
+    }
+    r
+}
+
+/// `Etcd::call`: the operation against each endpoint in turn until one
+/// answers (an operation that reached the store is sent again).
+async fn call<T>(sim: &Rc<Sim>, n: usize, mut op: impl FnMut(&mut World) -> R<T>) -> R<T> {
+    let endpoints = sim.with(|w| w.cfg.dcs_endpoints.max(1));
+    let mut last = Err("etcd: no endpoint".to_string());
+    for _ in 0..endpoints {
+        last = attempt(sim, n, &mut op).await;
+        match &last {
+            Err(e) if e.starts_with("etcd:") => continue,
+            _ => return last,
+        }
+    }
+    last
+}
+
+/// One request on the lease keep-alive stream (one endpoint, no retry).
+async fn request<T>(sim: &Rc<Sim>, n: usize, mut op: impl FnMut(&mut World) -> R<T>) -> R<T> {
+    attempt(sim, n, &mut op).await
+}
+
+fn lease_id(sim: &Rc<Sim>, n: usize) -> Option<i64> {
+    sim.with(|w| w.nodes[n].pgboxd.as_ref().and_then(|d| d.lease_id))
+}
+
+/// `Etcd::granting`, held across a grant; released however the holder
+/// ends (a caller's timeout drops it mid-grant).
+struct GrantLock {
+    sim: Rc<Sim>,
+    n: usize,
+}
+
+impl Drop for GrantLock {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.sim.w.try_borrow_mut() {
+            if let Some(d) = w.nodes[self.n].pgboxd.as_mut() {
+                d.granting = false;
+            }
+        }
+    }
+}
+
+async fn grant_lock(sim: &Rc<Sim>, n: usize) -> GrantLock {
+    loop {
+        let got = sim.with(|w| match w.nodes[n].pgboxd.as_mut() {
+            Some(d) if !d.granting => {
+                d.granting = true;
+                true
+            }
+            _ => false,
+        });
+        if got {
+            return GrantLock {
+                sim: sim.clone(),
+                n,
+            };
+        }
+        sleep(sim, 5).await;
+    }
+}
+
+/// `Etcd::ensure_lease`: one grant at a time; a lease not renewed for a
+/// whole TTL is replaced.
+async fn ensure_lease(sim: &Rc<Sim>, n: usize) -> R<i64> {
+    let _one_at_a_time = grant_lock(sim, n).await;
+    let stale = sim.with(|w| {
+        let now = w.clock.now;
+        let ttl = w.settings.ttl_ms;
+        let d = w.nodes[n].pgboxd.as_mut()?;
+        let id = d.lease_id?;
+        if d.renewed_at.is_some_and(|t| now - t < ttl) {
+            return Some(Ok(id));
+        }
+        d.lease_id = None;
+        d.renewed_at = None;
+        Some(Err(id))
+    });
+    match stale {
+        Some(Ok(id)) => return Ok(id),
+        Some(Err(id)) => sim.with(|w| {
+            w.trace(
+                n,
+                format!("my DCS lease {id:x} was not renewed for a whole TTL; granting a new one"),
+            )
+        }),
+        None => {}
+    }
+    let sent = sim.now();
+    let ttl = sim.with(|w| (w.settings.ttl_ms / 1000).max(2) * 1000);
+    let id = call(sim, n, move |w| {
+        let now = w.clock.now;
+        Ok(w.dcs.grant(now, ttl))
+    })
+    .await?;
+    sim.with(|w| {
+        if let Some(d) = w.nodes[n].pgboxd.as_mut() {
+            d.lease_id = Some(id);
+            d.renewed_at = Some(sent);
+        }
+        w.trace(n, format!("granted lease {id:x}"));
+    });
+    Ok(id)
+}
+
+/// `Etcd::keep_alive_forever`.
+async fn keep_alive(sim: Rc<Sim>, n: usize) {
+    let every = sim.with(|w| w.settings.loop_wait_ms.min(w.settings.ttl_ms / 3));
+    let mut failing = false;
+    loop {
+        match keep_alive_session(&sim, n, every).await {
+            Err(e) if !failing => {
+                failing = true;
+                sim.with(|w| w.trace(n, format!("lease renewal failed; retrying: {e}")));
+            }
+            Err(_) => {}
+            Ok(()) => failing = false,
+        }
+        sleep(&sim, every.min(500)).await;
+    }
+}
+
+async fn keep_alive_session(sim: &Rc<Sim>, n: usize, every: u64) -> R<()> {
+    let id = ensure_lease(sim, n).await?;
+    // Opening the keep-alive stream is one more round trip.
+    request(sim, n, |_| Ok(())).await?;
+    loop {
+        let sent = sim.now();
+        let alive = request(sim, n, move |w| {
+            let now = w.clock.now;
+            Ok(w.dcs.keep_alive(id, now))
+        })
+        .await?;
+        if !alive {
+            sim.with(|w| {
+                if let Some(d) = w.nodes[n].pgboxd.as_mut() {
+                    if d.lease_id == Some(id) {
+                        d.lease_id = None;
+                        d.renewed_at = None;
+                    }
+                }
+                w.trace(
+                    n,
+                    format!("my DCS lease {id:x} expired; a new one will be granted"),
+                );
+                w.wake(n, 0);
+            });
+            return Ok(());
+        }
+        sim.with(|w| {
+            if let Some(d) = w.nodes[n].pgboxd.as_mut() {
+                d.renewed_at = Some(sent);
+            }
+            w.pet_watchdog(n);
+        });
+        sleep(sim, every).await;
+        if lease_id(sim, n) != Some(id) {
+            return Ok(());
+        }
+    }
+}
+
+struct Daemon {
+    memory: Memory,
+    last_reason: String,
+    state: String,
+}
+
+/// `Daemon::run`: loop, wait for loop_wait or a wake-up, and on SIGTERM
+/// (seen only between two loops) shut down cleanly.
+async fn daemon(sim: Rc<Sim>, n: usize) {
+    let mut d = Daemon {
+        memory: Memory::default(),
+        last_reason: String::new(),
+        state: "starting".into(),
+    };
+    loop {
+        iterate(&sim, n, &mut d).await;
+        // `Daemon::next_wait`: a primary also wakes at its fencing point.
+        let ms = sim.with(|w| {
+            let loop_wait = w.settings.loop_wait_ms;
+            let primary = w.nodes[n]
+                .api
+                .as_ref()
+                .is_some_and(|a| a.pg.role == Role::Primary);
+            match (primary, w.fence_deadline(n)) {
+                (true, Some(t)) => loop_wait.min(t.saturating_sub(w.clock.now) + 10),
+                _ => loop_wait,
+            }
+        });
+        if !(WaitWake {
+            sim: sim.clone(),
+            node: n,
+            ms,
+            until: None,
+        })
+        .await
+        {
+            break;
+        }
+    }
+    shutdown(&sim, n).await;
+}
+
+/// `Daemon::shutdown`.
+async fn shutdown(sim: &Rc<Sim>, n: usize) {
+    let was_leader = sim.with(|w| {
+        w.trace(n, "SIGTERM: shutting down".into());
+        w.nodes[n].api.as_ref().is_some_and(|a| a.is_leader)
+    });
+    let _ = pg_stop(sim, n).await;
+    sim.with(|w| w.tend_watchdog(n, false));
+    if was_leader {
+        let me = sim.with(|w| me(w, n));
+        let r = call(sim, n, move |w| {
+            let change = w.dcs.release_leader(&me);
+            w.leader_changed(change, "released at shutdown");
+            Ok(())
+        })
+        .await;
+        if r.is_err() {
+            sim.with(|w| {
+                w.trace(
+                    n,
+                    "releasing the leader key failed; it expires with the lease".into(),
+                )
+            });
+        }
+    }
+    if let Some(id) = lease_id(sim, n) {
+        let _ = call(sim, n, move |w| {
+            let change = w.dcs.revoke(id);
+            w.leader_changed(change, "lease revoked");
+            Ok(())
+        })
+        .await;
+    }
+    pgboxd_exited(sim, n);
+}
+
+/// `Daemon::iterate`: observe, decide, execute, publish.
+async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
+    let (alive, health) = sim.with(|w| (w.nodes[n].pg.alive(), w.health(n)));
+    // A primary's DCS read may not outlast the proven part of its lease.
+    let budget = sim.with(|w| match (health.role, w.fence_deadline(n)) {
+        (Role::Primary, Some(t)) => t.saturating_sub(w.clock.now),
+        _ => 10_000,
+    });
+    let read = timeout(sim, budget, call(sim, n, |w| Ok(w.dcs.read_view()))).await;
+    let (view, leader_key) = match read {
+        Some(Ok((v, k))) => (Some(v), k),
+        Some(Err(_)) => (None, None),
+        None => {
+            sim.with(|w| {
+                w.trace(
+                    n,
+                    format!(
+                        "the DCS did not answer within my lease's proven validity ({budget} ms)"
+                    ),
+                )
+            });
+            (None, None)
+        }
+    };
+    let (data, lease, me_name) = sim.with(|w| {
+        let data = if health.running {
+            HaData::Initialized {
+                system_id: health.system_identifier.clone().unwrap_or_default(),
+                was_primary: health.role == Role::Primary,
+            }
+        } else {
+            match &w.nodes[n].pg.data {
+                None => HaData::Empty,
+                Some(dd) => HaData::Initialized {
+                    system_id: dd.system_id.clone(),
+                    was_primary: dd.was_primary,
+                },
+            }
+        };
+        let p = w.nodes[n]
+            .pgboxd
+            .as_ref()
+            .expect("the loop runs inside pgboxd");
+        let me = me(w, n);
+        let lease = Lease {
+            held: leader_key
+                .as_ref()
+                .is_some_and(|k| k.name == me && Some(k.lease) == p.lease_id),
+            renewed_at_ms: p.renewed_at,
+        };
+        (data, lease, me)
+    });
+    let peers = match &view {
+        Some(v) if v.leader.is_none() && health.running && health.role == Role::Replica => {
+            ask_peers(sim, n).await
+        }
+        _ => Vec::new(),
+    };
+    let obs = sim.with(|w| Observation {
+        now_ms: w.clock.now,
+        now_unix_ms: EPOCH_UNIX_MS + w.clock.now,
+        me: me_name.clone(),
+        tags: w.nodes[n].tags.clone(),
+        settings: w.settings.clone(),
+        dcs: view.clone(),
+        lease,
+        pg: LocalPg {
+            data,
+            running: health.running,
+            starting: alive && !health.running,
+            role: health.role,
+            timeline: health.timeline,
+            lsn: health.lsn,
+            streaming: health.streaming,
+            configured_upstream: w.nodes[n]
+                .pg
+                .conninfo
+                .filter(|_| w.nodes[n].pg.alive())
+                .map(|u| w.nodes[u].name.clone()),
+            standbys: health.standbys.clone(),
+            sync_names: health.sync_names.clone().unwrap_or_default(),
+        },
+        peers,
+    });
+
+    d.memory = d.memory.observe(&obs);
+    let decision = ha::decide(&obs, &d.memory);
+    let acted = !decision.actions.is_empty();
+    if acted || decision.reason != d.last_reason {
+        sim.with(|w| {
+            let dcs = if obs.dcs.is_some() { "" } else { " [no DCS]" };
+            let line = if acted {
+                format!(
+                    "[{:?}{dcs}] {} -> {:?}",
+                    obs.pg.role, decision.reason, decision.actions
+                )
+            } else {
+                format!("[{:?}{dcs}] {}", obs.pg.role, decision.reason)
+            };
+            w.trace(n, line);
+        });
+        d.last_reason = decision.reason.clone();
+    }
+    for action in &decision.actions {
+        d.state = Executor::state_during(action).into();
+        if view.is_some() {
+            publish_member(sim, n, &health, &d.state).await;
+        }
+        let outcome = match run(sim, n, action).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => {
+                sim.with(|w| w.trace(n, format!("{action:?} failed: {e}")));
+                Outcome::Failed
+            }
+        };
+        d.memory = d.memory.absorb(action, &outcome);
+        if outcome == Outcome::Failed {
+            break;
+        }
+    }
+
+    let health = if acted {
+        sim.with(|w| w.health(n))
+    } else {
+        health
+    };
+    d.state = sim.with(|w| {
+        if health.running {
+            "running"
+        } else if w.nodes[n].pg.alive() {
+            "starting"
+        } else if w.nodes[n].pg.data.is_some() {
+            "stopped"
+        } else {
+            "uninitialized"
+        }
+        .to_string()
+    });
+    let view = if acted {
+        call(sim, n, |w| Ok(w.dcs.read_view()))
+            .await
+            .ok()
+            .map(|(v, _)| v)
+            .or(view)
+    } else {
+        view
+    };
+    let is_leader = view.as_ref().and_then(|v| v.leader.as_deref()) == Some(me_name.as_str());
+    publish_member(sim, n, &health, &d.state).await;
+    if is_leader && health.role == Role::Primary {
+        if let Some(lsn) = health.lsn {
+            let put = call(sim, n, move |w| {
+                w.dcs.status = Some(lsn);
+                Ok(())
+            });
+            let _ = timeout(sim, 500, put).await;
+        }
+    }
+    let state = d.state.clone();
+    sim.with(|w| {
+        w.tend_watchdog(n, is_leader && health.role == Role::Primary);
+        w.nodes[n].api = Some(ApiSnapshot {
+            state,
+            pg: health,
+            is_leader,
+        });
+    });
+}
+
+/// `Daemon::ask_peers`: each other member's `/patroni`, concurrently, with
+/// the API client's timeout.
+async fn ask_peers(sim: &Rc<Sim>, n: usize) -> Vec<Peer> {
+    let reachable =
+        |w: &World, m: usize| w.link_ok(n, m) && w.nodes[m].pgboxd.is_some() && !w.frozen(m);
+    let wait = sim.with(|w| {
+        let all = (0..w.nodes.len())
+            .filter(|m| *m != n)
+            .all(|m| reachable(w, m));
+        if all {
+            w.rng.range(1, 6)
+        } else {
+            w.timing.peer_timeout_ms
+        }
+    });
+    sleep(sim, wait).await;
+    sim.with(|w| {
+        (0..w.nodes.len())
+            .filter(|m| *m != n)
+            .map(|m| {
+                let node = &w.nodes[m];
+                let mut peer = Peer {
+                    name: node.name.clone(),
+                    reachable: false,
+                    role: Role::Unknown,
+                    lsn: None,
+                    timeline: None,
+                    nofailover: node.tags.nofailover,
+                    failover_priority: node.tags.failover_priority,
+                };
+                if let (true, Some(api)) = (reachable(w, m), &node.api) {
+                    peer.reachable = true;
+                    peer.role = match api.pg.role {
+                        Role::Primary if api.state == "running" => Role::Primary,
+                        Role::Replica => Role::Replica,
+                        _ => Role::Unknown,
+                    };
+                    if api.pg.running {
+                        peer.timeline = api.pg.timeline;
+                        peer.lsn = [api.pg.lsn, api.pg.receive_lsn].into_iter().flatten().max();
+                    }
+                }
+                peer
+            })
+            .collect()
+    })
+}
+
+/// `Daemon::publish_member`: best effort, and bounded so that a slow DCS
+/// does not delay an action.
+async fn publish_member(sim: &Rc<Sim>, n: usize, pg: &PgStatus, state: &str) {
+    let _ = timeout(sim, 500, put_member(sim, n, pg, state)).await;
+}
+
+async fn put_member(sim: &Rc<Sim>, n: usize, pg: &PgStatus, state: &str) {
+    let (name, member) = sim.with(|w| {
+        let node = &w.nodes[n];
+        let member = Member {
+            conn_url: format!("postgres://{}:5432/postgres", node.name),
+            api_url: format!("http://{}:8008/patroni", node.name),
+            state: state.to_string(),
+            role: match pg.role {
+                Role::Primary => "primary",
+                Role::Replica => "replica",
+                Role::Unknown => "uninitialized",
+            }
+            .into(),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            xlog_location: pg.lsn,
+            receive_lsn: pg.receive_lsn,
+            replay_lsn: None,
+            timeline: pg.timeline,
+            replication_state: pg.streaming.then(|| "streaming".into()),
+            tags: node.tags.clone(),
+        };
+        (node.name.clone(), member)
+    });
+    let Ok(lease) = ensure_lease(sim, n).await else {
+        return;
+    };
+    let _ = call(sim, n, move |w| {
+        w.dcs.put_member(&name, member.clone(), lease)
+    })
+    .await;
+}
+
+fn node_index(sim: &Rc<Sim>, name: &str) -> R<usize> {
+    sim.with(|w| w.node_named(name))
+        .ok_or_else(|| format!("{name} is not a node of this cluster"))
+}
+
+/// `Executor::run`.
+async fn run(sim: &Rc<Sim>, n: usize, action: &Action) -> R<()> {
+    let me = sim.with(|w| me(w, n));
+    match action {
+        Action::ClaimInitialize => {
+            if !call(sim, n, |w| Ok(w.dcs.claim_initialize())).await? {
+                return Err("another member claimed the initialize key first".into());
+            }
+            Ok(())
+        }
+        Action::AcquireLeader => {
+            let lease = ensure_lease(sim, n).await?;
+            let ok = call(sim, n, move |w| {
+                let before = w.dcs.last_holder.clone();
+                let (ok, change) = w.dcs.acquire_leader(&me, lease)?;
+                if ok && w.nodes[n].tags.nofailover && before.as_ref().is_some_and(|b| *b != me) {
+                    let b = before.unwrap_or_default();
+                    w.violate(
+                        Invariant::NofailoverPromoted,
+                        format!("{me} is tagged nofailover and took the leader key over from {b}"),
+                    );
+                }
+                w.leader_changed(change, "acquired");
+                Ok(ok)
+            })
+            .await?;
+            if !ok {
+                return Err("another member holds the leader key".into());
+            }
+            Ok(())
+        }
+        Action::Bootstrap => {
+            let result = bootstrap(sim, n).await;
+            if result.is_err() {
+                let _ = pg_stop(sim, n).await;
+                sim.with(|w| w.nodes[n].pg.data = None);
+                let _ = call(sim, n, |w| {
+                    w.dcs.initialize = None;
+                    Ok(())
+                })
+                .await;
+                let _ = call(sim, n, move |w| {
+                    let change = w.dcs.release_leader(&me);
+                    w.leader_changed(change, "bootstrap failed");
+                    Ok(())
+                })
+                .await;
+            }
+            result
+        }
+        Action::BaseBackup { from } => base_backup(sim, n, node_index(sim, from)?).await,
+        Action::Rewind { from } => rewind(sim, n, node_index(sim, from)?).await,
+        Action::RemoveData => {
+            sim.with(|w| w.nodes[n].pg.data = None);
+            Ok(())
+        }
+        Action::Start(StartAs::Primary) => {
+            let names = sync_names_for_restart(sim, n).await;
+            sim.with(|w| w.nodes[n].pgboxd.as_mut().expect("pgboxd runs").sync_names = names);
+            pg_start(sim, n, None).await?;
+            ensure_slots(sim, n)
+        }
+        Action::Start(StartAs::Replica { leader }) => {
+            let up = match leader {
+                Some(l) => Some(node_index(sim, l)?),
+                None => None,
+            };
+            pg_start(sim, n, Some(up)).await
+        }
+        Action::Stop => pg_stop(sim, n).await,
+        Action::Promote => promote(sim, n).await,
+        Action::Follow { leader } => follow(sim, n, node_index(sim, leader)?).await,
+        Action::ReleaseLeader => {
+            call(sim, n, move |w| {
+                let change = w.dcs.release_leader(&me);
+                w.leader_changed(change, "released");
+                Ok(())
+            })
+            .await
+        }
+        Action::Checkpoint => checkpoint(sim, n).await,
+        Action::SetSyncNames(names) => set_sync_names(sim, n, names).await,
+        Action::WriteSync(standby) => {
+            let key = SyncKey {
+                leader: Some(me),
+                sync_standby: standby.clone(),
+            };
+            call(sim, n, move |w| {
+                w.dcs.sync = Some(key.clone());
+                Ok(())
+            })
+            .await
+        }
+        Action::ClearFailover => {
+            call(sim, n, |w| {
+                w.dcs.failover = None;
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+fn require_running(w: &World, n: usize) -> R<()> {
+    if w.nodes[n].pg.proc == Proc::Running {
+        Ok(())
+    } else {
+        Err("connecting to the local postgres: connection refused".into())
+    }
+}
+
+/// `Executor::sync_names_for_restart`: a leader restarting in place waits
+/// for the standby its sync key names (for any standby when the key cannot
+/// be read, or in strict mode with none recorded).
+async fn sync_names_for_restart(sim: &Rc<Sim>, n: usize) -> String {
+    let mode = sim.with(|w| w.settings.synchronous_mode);
+    if mode == crate::config::SyncMode::Off {
+        return String::new();
+    }
+    let me = sim.with(|w| me(w, n));
+    let read = timeout(sim, 2_000, call(sim, n, |w| Ok(w.dcs.sync.clone()))).await;
+    let recorded = match read {
+        Some(Ok(key)) => key.filter(|k| k.leader.as_deref() == Some(me.as_str())).and_then(|k| k.sync_standby),
+        _ => return "*".into(),
+    };
+    match recorded {
+        Some(s) => format!("\"{}\"", crate::postgres::conf::slot_name(&s)),
+        None if mode == crate::config::SyncMode::Strict => "*".into(),
+        None => String::new(),
+    }
+}
+
+/// `Executor::bootstrap`: initdb, start, roles, slots, then the system id.
+async fn bootstrap(sim: &Rc<Sim>, n: usize) -> R<()> {
+    if sim.with(|w| w.nodes[n].pg.data.is_some()) {
+        return Err("initdb: the data directory exists and is not empty".into());
+    }
+    let ms = sim.with(|w| w.rng.range(800, 2_500));
+    sleep(sim, ms).await;
+    sim.with(|w| {
+        let system_id = format!("7{:018}", w.rng.below(1_000_000_000_000_000_000));
+        let rec = w.new_rec(0x0100_0000, 1, 0x28, None);
+        // initdb leaves the control file saying "shut down".
+        w.nodes[n].pg.data = Some(DataDir {
+            system_id,
+            wal: vec![rec],
+            was_primary: true,
+            slots: Vec::new(),
+        });
+    });
+    pg_start(sim, n, None).await?;
+    sim.with(|w| {
+        require_running(w, n)?;
+        w.append_wal(n, 0x3000, None);
+        Ok::<_, String>(())
+    })?;
+    ensure_slots(sim, n)?;
+    let h = sim.with(|w| w.health(n));
+    let sysid = h
+        .system_identifier
+        .ok_or("reading the new system identifier")?;
+    call(sim, n, move |w| {
+        w.dcs.initialize = Some(sysid.clone());
+        Ok(())
+    })
+    .await?;
+    if let Some(lsn) = h.lsn {
+        call(sim, n, move |w| {
+            w.dcs.status = Some(lsn);
+            Ok(())
+        })
+        .await?;
+    }
+    sim.with(|w| w.trace(n, "cluster initialized".into()));
+    Ok(())
+}
+
+/// `Postgres::ensure_slots` on a primary: a slot for every other member.
+fn ensure_slots(sim: &Rc<Sim>, n: usize) -> R<()> {
+    sim.with(|w| {
+        require_running(w, n)?;
+        let names: Vec<String> = (0..w.nodes.len())
+            .filter(|m| *m != n)
+            .map(|m| w.nodes[m].slot.clone())
+            .collect();
+        let d = w.nodes[n].pg.data.as_mut().unwrap();
+        for s in names {
+            if !d.slots.contains(&s) {
+                d.slots.push(s);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Something PostgreSQL carries out on its own once asked (start-up, fast
+/// shutdown, promotion, a reload, a checkpoint): it completes after `ms`
+/// whatever pgboxd does meanwhile (a hung pgboxd does not stop a promotion
+/// it asked for); pgboxd waits for the outcome.
+async fn in_postgres<T: 'static>(
+    sim: &Rc<Sim>,
+    n: usize,
+    ms: u64,
+    f: impl FnOnce(&Rc<Sim>) -> T + 'static,
+) -> T {
+    let slot: Rc<RefCell<Option<T>>> = Rc::new(RefCell::new(None));
+    let waiter = sim.with(|w| w.clock.current);
+    let (s, done) = (sim.clone(), slot.clone());
+    sim.spawn(Owner::Postgres(n), async move {
+        sleep(&s, ms).await;
+        let r = f(&s);
+        *done.borrow_mut() = Some(r);
+        s.with(|w| {
+            let now = w.clock.now;
+            w.clock.wake_at(now, waiter);
+        });
+    });
+    Awaited { slot }.await
+}
+
+struct Awaited<T> {
+    slot: Rc<RefCell<Option<T>>>,
+}
+
+impl<T> Future for Awaited<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<T> {
+        match self.slot.borrow_mut().take() {
+            Some(v) => Poll::Ready(v),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// `Postgres::start`: `None` = primary, `Some(None)` = read-only standby,
+/// `Some(Some(u))` = standby streaming from u. Waits until it accepts
+/// connections.
+async fn pg_start(sim: &Rc<Sim>, n: usize, standby: Option<Option<usize>>) -> R<()> {
+    let epoch = sim.with(|w| {
+        let node = &mut w.nodes[n];
+        if node.pg.alive() {
+            return Err("PostgreSQL is already running".to_string());
+        }
+        let d = node.pgboxd.as_mut().expect("pgboxd runs");
+        if standby.is_some() {
+            d.sync_names = String::new();
+        }
+        let names = d.sync_names.clone();
+        if node.pg.data.is_none() {
+            return Err("writing postgresql.conf: no data directory".into());
+        }
+        let pg = &mut node.pg;
+        pg.proc = Proc::Starting;
+        pg.role = if standby.is_some() {
+            Role::Replica
+        } else {
+            Role::Primary
+        };
+        pg.conninfo = standby.flatten();
+        pg.sync_names = names;
+        pg.epoch += 1;
+        let epoch = pg.epoch;
+        let how = match standby {
+            None => "primary".to_string(),
+            Some(None) => "read-only standby".to_string(),
+            Some(Some(u)) => format!("standby of {}", w.nodes[u].name),
+        };
+        w.trace(n, format!("postgres starting as {how}"));
+        Ok(epoch)
+    })?;
+    let ms = sim.with(|w| w.rng.range(200, 1_500));
+    in_postgres(sim, n, ms, move |s| {
+        let up = s.with(|w| {
+            let pg = &mut w.nodes[n].pg;
+            if pg.epoch != epoch || pg.proc != Proc::Starting {
+                return Err("postgres exited during start-up".to_string());
+            }
+            pg.proc = Proc::Running;
+            let primary = standby.is_none();
+            let from_replica_data = primary && !pg.data.as_ref().unwrap().was_primary;
+            pg.data.as_mut().unwrap().was_primary = primary;
+            let up = pg.conninfo;
+            w.trace(n, "postgres accepts connections".into());
+            if primary {
+                // Without standby.signal, a standby's data directory comes
+                // up writable on its own timeline.
+                let how = if from_replica_data {
+                    "started as primary on a replica's data"
+                } else {
+                    "started as primary"
+                };
+                w.became_writable(n, how);
+            }
+            Ok(up)
+        })?;
+        if let Some(up) = up {
+            spawn_receiver(s, n, up, epoch);
+        }
+        Ok(())
+    })
+    .await
+}
+
+fn spawn_receiver(sim: &Rc<Sim>, n: usize, up: usize, epoch: u64) {
+    sim.kill(Owner::WalReceiver(n));
+    let s = sim.clone();
+    sim.spawn(Owner::WalReceiver(n), walreceiver(s, n, up, epoch));
+}
+
+/// `Postgres::stop`: fast shutdown.
+async fn pg_stop(sim: &Rc<Sim>, n: usize) -> R<()> {
+    if !sim.with(|w| w.pg_begin_stop(n)) {
+        return Ok(());
+    }
+    let ms = sim.with(|w| w.rng.range(100, 800));
+    in_postgres(sim, n, ms, move |s| s.with(|w| w.pg_finish_stop(n))).await;
+    Ok(())
+}
+
+/// `Executor::promote`.
+async fn promote(sim: &Rc<Sim>, n: usize) -> R<()> {
+    let before = sim.with(|w| w.health(n));
+    let epoch = sim.with(|w| {
+        if !w.nodes[n].pg.running_as(Role::Replica) {
+            return Err("pg_promote: recovery is not in progress".to_string());
+        }
+        Ok(w.nodes[n].pg.epoch)
+    })?;
+    let ms = sim.with(|w| w.rng.range(50, 400));
+    in_postgres(sim, n, ms, move |s| {
+        s.with(|w| {
+            let pg = &w.nodes[n].pg;
+            if pg.epoch != epoch || !pg.running_as(Role::Replica) {
+                return Err("pg_promote: the server did not finish promoting".to_string());
+            }
+            w.promote_now(n);
+            Ok(())
+        })?;
+        s.kill(Owner::WalReceiver(n));
+        Ok::<_, String>(())
+    })
+    .await?;
+    let _ = ensure_slots(sim, n);
+    let after = sim.with(|w| w.health(n));
+    let old_tl = before
+        .timeline
+        .unwrap_or(after.timeline.unwrap_or(1).saturating_sub(1));
+    let switch_lsn = before.lsn.unwrap_or_default();
+    let me = sim.with(|w| me(w, n));
+    let entry = HistoryEntry(
+        old_tl,
+        switch_lsn,
+        format!("promoted {me} at {}", format_lsn(switch_lsn)),
+        String::new(),
+        me.clone(),
+    );
+    // Bounded: a DCS lost right after the promotion must not hold the loop
+    // (and its fencing) hostage.
+    match timeout(sim, 1_000, append_history(sim, n, entry)).await {
+        Some(Ok(())) => {}
+        Some(Err(e)) => sim.with(|w| w.trace(n, format!("recording the timeline switch in history failed: {e}"))),
+        None => sim.with(|w| w.trace(n, "recording the timeline switch in history: no answer within 1 s".into())),
+    }
+    if let Some(lsn) = after.lsn {
+        let put = call(sim, n, move |w| {
+            w.dcs.status = Some(lsn);
+            Ok(())
+        });
+        let _ = timeout(sim, 500, put).await;
+    }
+    Ok(())
+}
+
+/// `Etcd::append_history`: read, then compare-and-set on the revision.
+async fn append_history(sim: &Rc<Sim>, n: usize, entry: HistoryEntry) -> R<()> {
+    for _ in 0..5 {
+        let (mut list, rev) =
+            call(sim, n, |w| Ok((w.dcs.history.clone(), w.dcs.history_rev))).await?;
+        list.push(entry.clone());
+        let done = call(sim, n, move |w| {
+            if w.dcs.history_rev != rev {
+                return Ok(false);
+            }
+            w.dcs.history = list.clone();
+            w.dcs.history_rev += 1;
+            Ok(true)
+        })
+        .await?;
+        if done {
+            return Ok(());
+        }
+    }
+    Err("history kept changing".into())
+}
+
+/// `Postgres::follow`: new primary_conninfo, reload; the WAL receiver
+/// reconnects to the new upstream.
+async fn follow(sim: &Rc<Sim>, n: usize, up: usize) -> R<()> {
+    let epoch = sim.with(|w| {
+        require_running(w, n)?;
+        Ok::<_, String>(w.nodes[n].pg.epoch)
+    })?;
+    let ms = sim.with(|w| w.rng.range(5, 30));
+    in_postgres(sim, n, ms, move |s| {
+        s.with(|w| {
+            require_running(w, n)?;
+            let pg = &mut w.nodes[n].pg;
+            if pg.epoch != epoch {
+                return Err("postgres restarted meanwhile".to_string());
+            }
+            pg.conninfo = Some(up);
+            if pg.receiver.as_ref().is_some_and(|r| r.up != up) {
+                pg.receiver = None;
+            }
+            Ok(())
+        })?;
+        spawn_receiver(s, n, up, epoch);
+        Ok(())
+    })
+    .await
+}
+
+async fn checkpoint(sim: &Rc<Sim>, n: usize) -> R<()> {
+    sim.with(|w| require_running(w, n))?;
+    let ms = sim.with(|w| w.rng.range(50, 500));
+    in_postgres(sim, n, ms, move |s| {
+        s.with(|w| {
+            require_running(w, n)?;
+            if w.nodes[n].pg.role == Role::Primary {
+                w.append_wal(n, 120, None);
+            }
+            Ok(())
+        })
+    })
+    .await
+}
+
+/// `Postgres::set_sync_names`: remembered for the next start even when the
+/// reload fails.
+async fn set_sync_names(sim: &Rc<Sim>, n: usize, names: &str) -> R<()> {
+    sim.with(|w| {
+        w.nodes[n].pgboxd.as_mut().expect("pgboxd runs").sync_names = names.to_string();
+        require_running(w, n)
+    })?;
+    let ms = sim.with(|w| w.rng.range(5, 40));
+    let names = names.to_string();
+    in_postgres(sim, n, ms, move |s| {
+        s.with(|w| {
+            require_running(w, n)?;
+            w.nodes[n].pg.sync_names = names.clone();
+            w.trace(n, format!("synchronous_standby_names = '{names}'"));
+            // A server told to wait for nobody releases every waiting commit.
+            w.release_waiters(n);
+            Ok(())
+        })
+    })
+    .await
+}
+
+/// `Postgres::base_backup` from a running member.
+async fn base_backup(sim: &Rc<Sim>, n: usize, src: usize) -> R<()> {
+    let reachable = |w: &World| w.link_ok(n, src) && w.nodes[src].pg.proc == Proc::Running;
+    if !sim.with(|w| reachable(w)) {
+        let ms = sim.with(|w| w.rng.range(100, 2_000));
+        sleep(sim, ms).await;
+        return Err(format!(
+            "pg_basebackup: could not connect to {}",
+            sim.with(|w| me(w, src))
+        ));
+    }
+    let ms = sim.with(|w| w.rng.range(1_000, 5_000));
+    sleep(sim, ms).await;
+    sim.with(|w| {
+        if !reachable(w) {
+            return Err(format!(
+                "pg_basebackup: lost the connection to {}",
+                me(w, src)
+            ));
+        }
+        if w.nodes[n].pg.data.is_some() {
+            return Err("the data directory appeared while cloning; not replacing it".into());
+        }
+        if w.nodes[src].pg.role == Role::Primary {
+            // -c fast: the backup starts with a checkpoint on the source.
+            w.append_wal(src, 120, None);
+        }
+        let s = w.nodes[src].pg.data.as_ref().unwrap();
+        let copy = DataDir {
+            system_id: s.system_id.clone(),
+            wal: s.wal.clone(),
+            was_primary: false,
+            slots: Vec::new(),
+        };
+        w.nodes[n].pg.data = Some(copy);
+        w.stats.base_backups += 1;
+        w.trace(n, format!("cloned {}", me(w, src)));
+        Ok(())
+    })
+}
+
+/// `Postgres::rewind`: CHECKPOINT on the source, then pg_rewind.
+async fn rewind(sim: &Rc<Sim>, n: usize, src: usize) -> R<()> {
+    sim.with(|w| {
+        if w.nodes[n].pg.alive() {
+            return Err("pg_rewind: target server must be shut down cleanly".to_string());
+        }
+        if w.nodes[n].pg.data.is_none() {
+            return Err("writing postgresql.conf: no data directory".into());
+        }
+        Ok(())
+    })?;
+    let reachable = |w: &World| w.link_ok(n, src) && w.nodes[src].pg.proc == Proc::Running;
+    if !sim.with(|w| reachable(w)) {
+        // connect_timeout=5 when the host does not answer; refused at once when it does.
+        let ms = sim.with(|w| if w.link_ok(n, src) { 10 } else { 5_000 });
+        sleep(sim, ms).await;
+        return Err("CHECKPOINT on the rewind source: could not connect".into());
+    }
+    let ms = sim.with(|w| w.rng.range(50, 500));
+    sleep(sim, ms).await;
+    sim.with(|w| {
+        if !reachable(w) {
+            return Err("CHECKPOINT on the rewind source: connection lost".to_string());
+        }
+        if w.nodes[src].pg.role == Role::Primary {
+            w.append_wal(src, 120, None);
+        }
+        Ok(())
+    })?;
+    let ms = sim.with(|w| w.rng.range(300, 2_000));
+    sleep(sim, ms).await;
+    sim.with(|w| {
+        if !reachable(w) {
+            return Err(format!("pg_rewind: lost the connection to {}", me(w, src)));
+        }
+        if w.nodes[n].pg.alive() || w.nodes[n].pg.data.is_none() {
+            return Err("pg_rewind: the target changed under it".into());
+        }
+        // The WAL of the target back to the last common checkpoint may have been recycled.
+        if w.rng.chance(0.05) {
+            return Err("pg_rewind: could not find previous WAL record".into());
+        }
+        let s = w.nodes[src].pg.data.clone().unwrap();
+        let t = w.nodes[n].pg.data.as_mut().unwrap();
+        if t.system_id != s.system_id {
+            return Err("pg_rewind: source and target clusters are from different systems".into());
+        }
+        if t.is_prefix_of(&s) {
+            w.trace(n, "pg_rewind: no rewind required".into());
+            return Ok(());
+        }
+        if t.tl() == s.tl() {
+            // pg_rewind compares the control files' timelines, not the WAL.
+            w.trace(
+                n,
+                "pg_rewind: source and target cluster are on the same timeline; no rewind required"
+                    .into(),
+            );
+            return Ok(());
+        }
+        t.wal = s.wal.clone();
+        t.was_primary = false;
+        w.stats.rewinds += 1;
+        w.trace(
+            n,
+            format!("pg_rewind: rewound to {}'s timeline {}", me(w, src), s.tl()),
+        );
+        Ok(())
+    })
+}
+
+/// PostgreSQL's WAL receiver: connect (retrying every
+/// wal_retrieve_retry_interval), then stream until the connection breaks.
+async fn walreceiver(sim: Rc<Sim>, n: usize, up: usize, epoch: u64) {
+    let mut last_err = String::new();
+    loop {
+        let attempt = sim.with(|w| {
+            let pg = &w.nodes[n].pg;
+            if pg.epoch != epoch || pg.proc != Proc::Running || pg.conninfo != Some(up) {
+                return None;
+            }
+            Some(w.repl_connect(n, up))
+        });
+        let conn = match attempt {
+            None => return,
+            Some(Err(e)) => {
+                if e != last_err {
+                    sim.with(|w| w.trace(n, format!("WAL receiver: {e}")));
+                    last_err = e;
+                }
+                let ms = sim.with(|w| w.timing.wal_retry_ms);
+                sleep(&sim, ms).await;
+                continue;
+            }
+            Some(Ok(c)) => {
+                last_err.clear();
+                sim.with(|w| w.trace(n, format!("WAL receiver: streaming from {}", me(w, up))));
+                c
+            }
+        };
+        loop {
+            let ms = sim.with(|w| w.rng.range(20, 150));
+            sleep(&sim, ms).await;
+            match sim.with(|w| w.repl_pump(n, up, conn, epoch)) {
+                Pump::Continue => {}
+                Pump::Broken => break,
+                Pump::Gone => return,
+            }
+        }
+        sleep(&sim, 100).await;
+    }
+}

@@ -1,0 +1,637 @@
+//! Everything the simulated cluster is made of, in one place the runtime
+//! lends to one task at a time: clock, nodes, network, DCS, client, trace.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+
+use crate::config::Tags;
+use crate::dcs::model::format_lsn;
+use crate::ha::{Role, Settings};
+use crate::status::PgStatus;
+
+use super::dcs::{LeaderChange, SimDcs};
+use super::pg::{Pg, Proc};
+use super::rng::Rng;
+use super::runtime::{Clock, TaskId};
+use super::{Invariant, SimConfig};
+
+/// Wall-clock origin of a run (for `now_unix_ms`), an arbitrary fixed instant.
+pub(super) const EPOCH_UNIX_MS: u64 = 1_800_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Endpoint {
+    Node(usize),
+    Dcs,
+    Client,
+}
+
+/// Network cuts, counted so that overlapping faults heal independently.
+#[derive(Debug, Default)]
+pub(super) struct Net {
+    cuts: BTreeMap<(Endpoint, Endpoint), u32>,
+}
+
+impl Net {
+    fn key(a: Endpoint, b: Endpoint) -> (Endpoint, Endpoint) {
+        if a <= b {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+
+    pub fn cut(&mut self, a: Endpoint, b: Endpoint) {
+        *self.cuts.entry(Self::key(a, b)).or_default() += 1;
+    }
+
+    pub fn heal(&mut self, a: Endpoint, b: Endpoint) {
+        let k = Self::key(a, b);
+        if let Some(c) = self.cuts.get_mut(&k) {
+            *c -= 1;
+            if *c == 0 {
+                self.cuts.remove(&k);
+            }
+        }
+    }
+
+    pub fn ok(&self, a: Endpoint, b: Endpoint) -> bool {
+        !self.cuts.contains_key(&Self::key(a, b))
+    }
+}
+
+/// Timings of the real system that the protocol's safety depends on.
+#[derive(Debug, Clone)]
+pub(super) struct Timing {
+    /// `Etcd::request_timeout`: ttl/5 within 0.3..2 s.
+    pub request_timeout_ms: u64,
+    /// libpq keepalives in primary_conninfo: 2 s idle, 3 probes 1 s apart.
+    pub receiver_timeout_ms: u64,
+    /// wal_sender_timeout (PostgreSQL default).
+    pub sender_timeout_ms: u64,
+    /// wal_retrieve_retry_interval (PostgreSQL default).
+    pub wal_retry_ms: u64,
+    /// pgboxd.service RestartSec.
+    pub restart_ms: u64,
+    /// The API client's timeout in `ask_peers`: min(1 s, ttl/2).
+    pub peer_timeout_ms: u64,
+    /// The hardware watchdog's timeout as `Daemon::new` sets it: the
+    /// fencing window less one loop, in whole seconds.
+    pub watchdog_ms: u64,
+    /// pgboxd.service WatchdogSec: systemd kills a pgboxd that stops
+    /// notifying for this long.
+    pub systemd_watchdog_ms: u64,
+}
+
+impl Timing {
+    pub fn new(cfg: &SimConfig, settings: &Settings) -> Self {
+        let request = (cfg.ttl_ms / 5).clamp(300, 2_000);
+        let watchdog_s = (settings
+            .fence_after_ms()
+            .saturating_sub(settings.loop_wait_ms)
+            / 1000)
+            .max(1);
+        Timing {
+            request_timeout_ms: request,
+            receiver_timeout_ms: 5_000,
+            sender_timeout_ms: 60_000,
+            wal_retry_ms: 5_000,
+            restart_ms: 2_000,
+            peer_timeout_ms: 1_000.min(cfg.ttl_ms / 2),
+            watchdog_ms: watchdog_s * 1000,
+            systemd_watchdog_ms: 30_000,
+        }
+    }
+}
+
+/// pgboxd's in-process state that outlives one loop: its lease as the
+/// keep-alive task sees it, and what its `Postgres` handle remembers.
+#[derive(Debug, Clone)]
+pub(super) struct Pgboxd {
+    pub loop_task: TaskId,
+    pub lease_id: Option<i64>,
+    pub renewed_at: Option<u64>,
+    /// `Postgres::sync_names`: written into postgresql.conf at every start.
+    pub sync_names: String,
+    pub sigterm: bool,
+    /// A pending wake-up of the loop (the watch's `Notify` permit).
+    pub wake_at: Option<u64>,
+    /// `Etcd::granting`: a lease grant is under way.
+    pub granting: bool,
+    /// This process holds the watchdog device open (`Watchdog::armed`).
+    pub watchdog_open: bool,
+}
+
+/// What the node's REST API answers (`/patroni`), as of its last loop.
+#[derive(Debug, Clone)]
+pub(super) struct ApiSnapshot {
+    pub state: String,
+    pub pg: PgStatus,
+    pub is_leader: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct Node {
+    pub name: String,
+    /// Its replication slot and application_name (`conf::slot_name`).
+    pub slot: String,
+    pub tags: Tags,
+    pub host_up: bool,
+    pub pgboxd: Option<Pgboxd>,
+    pub frozen_until: u64,
+    pub pg: Pg,
+    pub api: Option<ApiSnapshot>,
+    /// Faults keeping the box powered off (power loss, a reset's reboot).
+    pub power_off: u32,
+    /// Faults keeping pgboxd stopped (a person's `systemctl stop`).
+    pub stopped: u32,
+    /// Faults stalling its WAL stream.
+    pub stalled: u32,
+    /// The hardware watchdog: when it resets the box, while armed. It
+    /// outlives a crashed pgboxd (no magic close), not a reboot.
+    pub watchdog: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Ack {
+    pub id: u64,
+    pub node: usize,
+    pub tl: u32,
+    pub lsn: u64,
+    pub at: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct Trace {
+    tail: VecDeque<String>,
+    cap: usize,
+    pub full: Option<Vec<String>>,
+    pub hash: u64,
+    pub lines: u64,
+}
+
+impl Trace {
+    fn push(&mut self, line: String) {
+        // FNV-1a over every line: two runs with the same hash made the same trace.
+        for b in line.as_bytes().iter().chain(b"\n") {
+            self.hash ^= *b as u64;
+            self.hash = self.hash.wrapping_mul(0x100_0000_01b3);
+        }
+        self.lines += 1;
+        if let Some(full) = self.full.as_mut() {
+            full.push(line.clone());
+        }
+        if self.tail.len() == self.cap {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line);
+    }
+
+    pub fn tail(&self) -> Vec<String> {
+        self.tail.iter().cloned().collect()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Stats {
+    pub promotions: u32,
+    pub switchovers_requested: u32,
+    pub rewinds: u32,
+    pub base_backups: u32,
+    pub watchdog_resets: u32,
+    /// Resets of a box whose pgboxd was not hung: its loop was only slow.
+    pub watchdog_resets_unhung: u32,
+    pub faults: Vec<String>,
+}
+
+pub(super) struct World {
+    pub clock: Clock,
+    pub rng: Rng,
+    pub cfg: SimConfig,
+    pub settings: Settings,
+    pub timing: Timing,
+    pub nodes: Vec<Node>,
+    pub dcs: SimDcs,
+    pub dcs_outages: u32,
+    pub pauses: u32,
+    pub net: Net,
+    pub next_rid: u64,
+    pub next_conn: u64,
+    pub next_write: u64,
+    pub acks: Vec<Ack>,
+    /// Writers (node, timeline) in the order their first acknowledgement came.
+    pub writers: Vec<(usize, u32)>,
+    pub trace: Trace,
+    pub violation: Option<(Invariant, String)>,
+    pub stats: Stats,
+    /// When the last fault heals.
+    pub healed_at: u64,
+}
+
+impl World {
+    pub fn new(seed: u64, cfg: &SimConfig, full_trace: bool) -> Self {
+        let mut rng = Rng::new(seed);
+        let nodes = (0..cfg.nodes)
+            .map(|i| {
+                let mut tags = Tags::default();
+                // The last node of a three-node cluster is sometimes a
+                // reporting replica that must never lead.
+                if cfg.nodes >= 3 && i == cfg.nodes - 1 && rng.chance(cfg.nofailover_chance) {
+                    tags.nofailover = true;
+                }
+                let name = format!("db{}", i + 1);
+                Node {
+                    slot: crate::postgres::conf::slot_name(&name),
+                    name,
+                    tags,
+                    host_up: true,
+                    pgboxd: None,
+                    frozen_until: 0,
+                    pg: Pg::new(),
+                    api: None,
+                    power_off: 0,
+                    stopped: 0,
+                    stalled: 0,
+                    watchdog: None,
+                }
+            })
+            .collect();
+        let settings = Settings {
+            ttl_ms: cfg.ttl_ms,
+            loop_wait_ms: cfg.loop_wait_ms,
+            maximum_lag_on_failover: 1024 * 1024,
+            use_pg_rewind: true,
+            on_rewind_failure: crate::config::RewindFailure::Basebackup,
+            synchronous_mode: cfg.synchronous_mode,
+            primary_start_timeout_ms: 30_000,
+            can_lead: true,
+        };
+        World {
+            clock: Clock::default(),
+            rng,
+            cfg: cfg.clone(),
+            timing: Timing::new(cfg, &settings),
+            settings,
+            nodes,
+            dcs: SimDcs::new(),
+            dcs_outages: 0,
+            pauses: 0,
+            net: Net::default(),
+            next_rid: 0,
+            next_conn: 0,
+            next_write: 0,
+            acks: Vec::new(),
+            writers: Vec::new(),
+            trace: Trace {
+                tail: VecDeque::new(),
+                cap: cfg.trace_tail.max(1),
+                full: full_trace.then(Vec::new),
+                hash: 0xcbf2_9ce4_8422_2325,
+                lines: 0,
+            },
+            violation: None,
+            stats: Stats::default(),
+            healed_at: 0,
+        }
+    }
+
+    pub fn trace_as(&mut self, who: &str, msg: String) {
+        let t = self.clock.now;
+        let line = format!("{:>4}.{:03}s {who:<6} {msg}", t / 1000, t % 1000);
+        self.trace.push(line);
+    }
+
+    pub fn trace(&mut self, n: usize, msg: String) {
+        let who = self.nodes[n].name.clone();
+        self.trace_as(&who, msg);
+    }
+
+    pub fn violate(&mut self, inv: Invariant, detail: String) {
+        if self.violation.is_none() {
+            self.trace_as("CHECK", format!("VIOLATION {inv:?}: {detail}"));
+            self.violation = Some((inv, detail));
+        }
+    }
+
+    pub fn node_named(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    pub fn pgboxd_alive(&self, n: usize) -> bool {
+        self.nodes[n].pgboxd.is_some()
+    }
+
+    pub fn frozen(&self, n: usize) -> bool {
+        self.nodes[n].frozen_until > self.clock.now
+    }
+
+    pub fn dcs_reachable(&self, n: usize) -> bool {
+        self.dcs.up && self.nodes[n].host_up && self.net.ok(Endpoint::Node(n), Endpoint::Dcs)
+    }
+
+    /// Wake `n`'s HA loop after `delay` (a watch event, an expired lease).
+    pub fn wake(&mut self, n: usize, delay: u64) {
+        let at = self.clock.now + delay;
+        if let Some(d) = self.nodes[n].pgboxd.as_mut() {
+            d.wake_at = Some(d.wake_at.map_or(at, |t| t.min(at)));
+            let task = d.loop_task;
+            self.clock.wake_at(at, task);
+        }
+    }
+
+    /// The leader key changed: every watcher that reaches the DCS hears of it.
+    pub fn leader_changed(&mut self, change: LeaderChange, why: &str) {
+        if change == LeaderChange::None {
+            return;
+        }
+        let holder = self.dcs.leader.as_ref().map(|(n, _)| n.clone());
+        match change {
+            LeaderChange::Deleted => self.trace_as("DCS", format!("leader key deleted ({why})")),
+            _ => self.trace_as(
+                "DCS",
+                format!("leader key now names {}", holder.as_deref().unwrap_or("?")),
+            ),
+        }
+        for n in 0..self.nodes.len() {
+            if self.pgboxd_alive(n) && self.dcs_reachable(n) {
+                let delay = self.rng.range(2, 25);
+                self.wake(n, delay);
+            }
+        }
+    }
+
+    pub fn expire_leases(&mut self) {
+        let now = self.clock.now;
+        let (expired, change) = self.dcs.expire(now);
+        if expired.is_empty() {
+            return;
+        }
+        for id in &expired {
+            let owner = self
+                .nodes
+                .iter()
+                .position(|n| n.pgboxd.as_ref().is_some_and(|d| d.lease_id == Some(*id)));
+            let who = owner.map_or("an earlier process".to_string(), |o| {
+                self.nodes[o].name.clone()
+            });
+            self.trace_as("DCS", format!("lease {id:x} of {who} expired"));
+        }
+        self.leader_changed(change, "lease expired");
+    }
+
+    /// The client sees a writable primary: it commits there.
+    pub fn client_tick(&mut self) {
+        for p in 0..self.nodes.len() {
+            let pg = &self.nodes[p].pg;
+            if !pg.running_as(Role::Primary)
+                || !self.nodes[p].host_up
+                || !self.net.ok(Endpoint::Client, Endpoint::Node(p))
+            {
+                continue;
+            }
+            // A client has a few connections; each waits for its commit.
+            if pg.pending.len() >= 4 {
+                continue;
+            }
+            self.next_write += 1;
+            let id = self.next_write;
+            let size = self.rng.range(90, 4_000);
+            let lsn = self.append_wal(p, size, Some(id));
+            self.nodes[p].pg.pending.push((id, lsn));
+            self.release_waiters(p);
+        }
+    }
+
+    pub fn acknowledge(&mut self, id: u64, node: usize, tl: u32, lsn: u64) {
+        let now = self.clock.now;
+        self.acks.push(Ack {
+            id,
+            node,
+            tl,
+            lsn,
+            at: now,
+        });
+        let writer = (node, tl);
+        if self.writers.last() == Some(&writer) {
+            return;
+        }
+        if let Some(pos) = self.writers.iter().position(|w| *w == writer) {
+            // This writer was superseded by another one that acknowledged
+            // writes since: two histories both told the client "committed".
+            let later: Vec<String> = self.writers[pos + 1..]
+                .iter()
+                .map(|(n, t)| format!("{} (timeline {t})", self.nodes[*n].name))
+                .collect();
+            self.violate(
+                Invariant::SplitBrain,
+                format!(
+                    "{} acknowledged write {id} on timeline {tl} after {} had acknowledged writes",
+                    self.nodes[node].name,
+                    later.join(", ")
+                ),
+            );
+            return;
+        }
+        self.writers.push(writer);
+        self.trace(
+            node,
+            format!(
+                "client: first write acknowledged on timeline {tl}: w{id} at {}",
+                format_lsn(lsn)
+            ),
+        );
+    }
+
+    /// I1, at every instant: at most one node would acknowledge a commit.
+    pub fn check_split_brain(&mut self) {
+        let primaries = self
+            .nodes
+            .iter()
+            .filter(|n| n.pg.proc == Proc::Running && n.pg.role == Role::Primary)
+            .count();
+        if primaries < 2 {
+            return;
+        }
+        let mut writable = Vec::new();
+        for p in 0..self.nodes.len() {
+            if self.nodes[p].pg.proc == Proc::Running && self.nodes[p].pg.role == Role::Primary {
+                self.reap_senders(p);
+                if self.can_acknowledge(p) {
+                    writable.push(p);
+                }
+            }
+        }
+        if writable.len() > 1 {
+            let who: Vec<String> = writable.iter().map(|p| self.describe(*p)).collect();
+            self.violate(
+                Invariant::SplitBrain,
+                format!("two nodes accept writes at once: {}", who.join("; ")),
+            );
+        }
+    }
+
+    pub fn describe(&self, n: usize) -> String {
+        let node = &self.nodes[n];
+        let pg = &node.pg;
+        let mut s = format!("{}: ", node.name);
+        if !node.host_up {
+            s.push_str("host down");
+            return s;
+        }
+        match &node.pgboxd {
+            None => s.push_str("pgboxd down"),
+            Some(_) if self.frozen(n) => s.push_str("pgboxd frozen"),
+            Some(d) => {
+                let _ = write!(
+                    s,
+                    "pgboxd up (lease {:?}, renewed {:?} ms ago)",
+                    d.lease_id,
+                    d.renewed_at.map(|t| self.clock.now.saturating_sub(t))
+                );
+            }
+        }
+        let _ = write!(s, ", postgres {:?}", pg.proc);
+        if pg.alive() {
+            let _ = write!(s, " {:?}", pg.role);
+        }
+        if let Some(d) = &pg.data {
+            let _ = write!(s, " tl {} at {}", d.tl(), format_lsn(d.lsn()));
+        } else {
+            s.push_str(" no data");
+        }
+        if pg.role == Role::Primary && pg.alive() {
+            let _ = write!(s, ", synchronous_standby_names '{}'", pg.sync_names);
+        }
+        if let Some(r) = &pg.receiver {
+            let _ = write!(s, ", streaming from {}", self.nodes[r.up].name);
+        } else if let Some(c) = pg.conninfo {
+            let _ = write!(s, ", following {} (not connected)", self.nodes[c].name);
+        }
+        s
+    }
+
+    /// When `n`'s lease stops being proven valid (`Daemon::fence_deadline`).
+    pub fn fence_deadline(&self, n: usize) -> Option<u64> {
+        let d = self.nodes[n].pgboxd.as_ref()?;
+        d.renewed_at.map(|t| t + self.settings.fence_after_ms())
+    }
+
+    /// `Daemon::tend_watchdog`: armed while leading on a proven lease,
+    /// disarmed (magic close) when not leading.
+    pub fn tend_watchdog(&mut self, n: usize, leading: bool) {
+        if !self.cfg.watchdog {
+            return;
+        }
+        let now = self.clock.now;
+        let valid = self.fence_deadline(n).is_some_and(|t| now < t);
+        let timeout = self.timing.watchdog_ms;
+        let node = &mut self.nodes[n];
+        let Some(d) = node.pgboxd.as_mut() else { return };
+        if !leading {
+            // The magic close stops only a device this process opened; one
+            // left running by a crashed predecessor goes on counting.
+            if d.watchdog_open {
+                d.watchdog_open = false;
+                node.watchdog = None;
+            }
+            return;
+        }
+        if !valid || d.watchdog_open {
+            return;
+        }
+        d.watchdog_open = true;
+        node.watchdog = Some(now + timeout);
+    }
+
+    /// The keep-alive task pets the watchdog after each renewal.
+    pub fn pet_watchdog(&mut self, n: usize) {
+        let now = self.clock.now;
+        let timeout = self.timing.watchdog_ms;
+        let node = &mut self.nodes[n];
+        if node.pgboxd.as_ref().is_some_and(|d| d.watchdog_open) {
+            node.watchdog = Some(now + timeout);
+        }
+    }
+
+    /// The next watchdog that will reset its box.
+    pub fn next_watchdog(&self) -> Option<(u64, usize)> {
+        (0..self.nodes.len())
+            .filter_map(|n| self.nodes[n].watchdog.map(|t| (t, n)))
+            .min()
+    }
+
+    /// The acknowledged writes that `n`'s WAL lacks.
+    pub fn missing_acked(&self, n: usize) -> Vec<Ack> {
+        let mut present = vec![false; self.next_write as usize + 1];
+        if let Some(d) = &self.nodes[n].pg.data {
+            for r in &d.wal {
+                if let Some(id) = r.write {
+                    present[id as usize] = true;
+                }
+            }
+        }
+        self.acks
+            .iter()
+            .filter(|a| !present[a.id as usize])
+            .cloned()
+            .collect()
+    }
+
+    /// `n`'s PostgreSQL has just become writable. I5: it holds the leader
+    /// key (named in it, bound to its current lease).
+    pub fn became_writable(&mut self, n: usize, how: &str) {
+        let name = self.nodes[n].name.clone();
+        let lease = self.nodes[n].pgboxd.as_ref().and_then(|d| d.lease_id);
+        let key = self.dcs.leader.clone();
+        let holds = key
+            .as_ref()
+            .is_some_and(|(k, l)| *k == name && Some(*l) == lease && self.dcs.lease_alive(*l));
+        if !holds {
+            let key = match key {
+                Some((k, l)) => format!("names {k} (lease {l:x}, mine {lease:x?})"),
+                None => "is absent".into(),
+            };
+            self.violate(
+                Invariant::WritableWithoutKey,
+                format!("{name} became writable ({how}) while the leader key {key}"),
+            );
+        }
+    }
+
+    /// I3: one primary holding the leader key, every other node a replica
+    /// streaming from it on its timeline.
+    pub fn converged(&self) -> Result<usize, String> {
+        let Some((leader, _)) = &self.dcs.leader else {
+            return Err("nobody holds the leader key".into());
+        };
+        let l = self
+            .node_named(leader)
+            .ok_or("the leader key names no node")?;
+        if !self.nodes[l].pg.running_as(Role::Primary) {
+            return Err(format!("leader {leader} does not run as primary"));
+        }
+        let ltl = self.nodes[l].pg.data.as_ref().map(|d| d.tl());
+        for (i, node) in self.nodes.iter().enumerate() {
+            if i == l {
+                continue;
+            }
+            if node.pgboxd.is_none() {
+                return Err(format!("{}: pgboxd is not running", node.name));
+            }
+            let pg = &node.pg;
+            if !pg.running_as(Role::Replica) {
+                return Err(format!(
+                    "{} is not a running replica ({:?} {:?})",
+                    node.name, pg.proc, pg.role
+                ));
+            }
+            match &pg.receiver {
+                Some(r) if r.up == l => {}
+                _ => return Err(format!("{} does not stream from {leader}", node.name)),
+            }
+            if pg.data.as_ref().map(|d| d.tl()) != ltl {
+                return Err(format!("{} is not on {leader}'s timeline", node.name));
+            }
+        }
+        Ok(l)
+    }
+}
