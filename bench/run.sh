@@ -80,7 +80,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 start=$(date +%s)
-target/$profile/pgbox-bench --out "$out" --venv "$venv" "$@" 2>&1 | tee "$out/run.log" &
+"${CARGO_TARGET_DIR:-target}/$profile/pgbox-bench" --out "$out" --venv "$venv" "$@" 2>&1 | tee "$out/run.log" &
 # The pid of the runner itself, not of tee.
 sleep 1
 bench_pid=$(pgrep -n -x pgbox-bench -P $$ 2>/dev/null || pgrep -n -x pgbox-bench || true)

@@ -71,13 +71,10 @@ impl Daemon {
             can_lead: true,
         };
         let mut settings = settings;
-        // The watchdog must fire before the lease could expire: within the
-        // fencing window, less one loop (it is petted once per loop).
-        let wd_timeout = ((settings
-            .fence_after_ms()
-            .saturating_sub(settings.loop_wait_ms))
-            / 1000)
-            .max(1) as i32;
+        // The watchdog fires after the fencing point (so a primary cut off
+        // from etcd demotes and disarms first instead of being reset) and
+        // before the lease can expire (so a hung pgboxd is reset in time).
+        let wd_timeout = (((settings.fence_after_ms() + settings.ttl_ms) / 2) / 1000).max(1) as i32;
         let watchdog = match ha.watchdog {
             WatchdogMode::Off => None,
             _ => Watchdog::detect(wd_timeout),
@@ -308,7 +305,19 @@ impl Daemon {
             if view.is_some() {
                 self.publish_member(&health).await;
             }
-            let outcome = match self.exec.run(action).await {
+            // Long actions (initdb, a base backup, pg_rewind) keep telling
+            // systemd the supervisor is alive; each is bounded by its own
+            // timeout, so a hung one still ends.
+            let run = self.exec.run(action);
+            tokio::pin!(run);
+            let mut ping = tokio::time::interval(Duration::from_secs(5));
+            let result = loop {
+                tokio::select! {
+                    r = &mut run => break r,
+                    _ = ping.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+                }
+            };
+            let outcome = match result {
                 Ok(()) => Outcome::Done,
                 Err(e) if e.is::<RaceLost>() => {
                     tracing::info!(action = ?action, "{e}");

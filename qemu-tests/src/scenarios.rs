@@ -74,9 +74,9 @@ async fn bring_up(c: &mut Cluster, started: Instant) -> Result<Metrics, String> 
         for (i, n) in NODES.iter().enumerate() {
             if !seen[i] && c.vm(n.name).up_marks() >= 1 {
                 seen[i] = true;
-                let resets = c.vm(n.name).resets();
+                let fired = c.vm(n.name).watchdog_fires();
                 m.notes.push(format!("{} multi-user at {:.0}s{}", n.name, started.elapsed().as_secs_f64(),
-                    if resets > 0 { format!(" (after {resets} guest resets)") } else { String::new() }));
+                    if fired > 0 { format!(" (after {fired} hardware watchdog resets)") } else { String::new() }));
                 println!("   {}", m.notes.last().unwrap());
             }
         }

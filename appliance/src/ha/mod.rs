@@ -163,6 +163,11 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
                     ),
                 );
             }
+            if was_primary && obs.lease.held && !lease_fresh(obs) {
+                return Decision::idle(
+                    "not restarting as primary: my lease renewals are not working".into(),
+                );
+            }
             if was_primary {
                 // A crash while holding the lease: restart in place. No new
                 // timeline, no failover; the lease still fences everyone else.
@@ -275,6 +280,11 @@ fn holding_leader_key(obs: &Observation, mem: &Memory, view: &ClusterView) -> De
             actions,
             "renewing the leader key left by my previous run".into(),
         ),
+        _ if obs.lease.held && !lease_fresh(obs) => {
+            // The key may outlive a lease nobody can prove alive: becoming
+            // writable on it could overlap another member's promotion.
+            Decision::idle("not promoting: my lease renewals are not working".into())
+        }
         _ => {
             actions.push(Action::Promote);
             Decision::act(actions, "promoting: I hold the leader key".into())
@@ -425,8 +435,11 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
     }
     let sync_standby = obs.settings.synchronous_mode != SyncMode::Off;
     if sync_standby {
+        let key_leader = view.sync.as_ref().and_then(|k| k.leader.as_deref());
         match view.sync.as_ref().and_then(|k| k.sync_standby.as_deref()) {
             Some(s) if s == obs.me => {}
+            // The leader that wrote the key acknowledged every write itself.
+            None if key_leader == Some(obs.me.as_str()) => {}
             Some(s) => return Err(format!("synchronous mode: only the synchronous standby {s} may be promoted")),
             None => {
                 return Err("synchronous mode: no synchronous standby is recorded, so any promotion could lose acknowledged writes".into())

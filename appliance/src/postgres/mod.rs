@@ -196,10 +196,18 @@ impl Postgres {
     /// initdb with data checksums (pg_rewind needs them or wal_log_hints)
     /// and the superuser password from the first-boot file.
     pub async fn initdb(&self) -> Result<()> {
-        self.make_private_dir(&self.layout.pgdata)?;
+        // Into a staging directory, moved into place only when complete: a
+        // pgboxd killed in the middle must never find a half-made data
+        // directory and start it.
+        let staging = self.layout.staging();
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)
+                .with_context(|| format!("removing {}", staging.display()))?;
+        }
+        self.make_private_dir(&staging)?;
         let pwfile = self.layout.root.join("initdb.pw");
         self.write_owned(&pwfile, &self.cfg.secrets.superuser_password)?;
-        let pgdata = self.layout.pgdata.to_string_lossy().to_string();
+        let pgdata = staging.to_string_lossy().to_string();
         let pw_arg = format!("--pwfile={}", pwfile.display());
         let result = self
             .run_tool(
@@ -219,7 +227,19 @@ impl Postgres {
             )
             .await;
         let _ = std::fs::remove_file(&pwfile);
-        result
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        if self.layout.pgdata.exists() {
+            bail!(
+                "{} appeared during initdb; not replacing it",
+                self.layout.pgdata.display()
+            );
+        }
+        std::fs::rename(&staging, &self.layout.pgdata)
+            .context("moving the new data directory into place")?;
+        Ok(())
     }
 
     /// Clone the data directory from `from` into a staging directory, then

@@ -738,7 +738,9 @@ async fn sync_names_for_restart(sim: &Rc<Sim>, n: usize) -> String {
     let me = sim.with(|w| me(w, n));
     let read = timeout(sim, 2_000, call(sim, n, |w| Ok(w.dcs.sync.clone()))).await;
     let recorded = match read {
-        Some(Ok(key)) => key.filter(|k| k.leader.as_deref() == Some(me.as_str())).and_then(|k| k.sync_standby),
+        Some(Ok(key)) => key
+            .filter(|k| k.leader.as_deref() == Some(me.as_str()))
+            .and_then(|k| k.sync_standby),
         _ => return "*".into(),
     };
     match recorded {
@@ -976,8 +978,18 @@ async fn promote(sim: &Rc<Sim>, n: usize) -> R<()> {
     // (and its fencing) hostage.
     match timeout(sim, 1_000, append_history(sim, n, entry)).await {
         Some(Ok(())) => {}
-        Some(Err(e)) => sim.with(|w| w.trace(n, format!("recording the timeline switch in history failed: {e}"))),
-        None => sim.with(|w| w.trace(n, "recording the timeline switch in history: no answer within 1 s".into())),
+        Some(Err(e)) => sim.with(|w| {
+            w.trace(
+                n,
+                format!("recording the timeline switch in history failed: {e}"),
+            )
+        }),
+        None => sim.with(|w| {
+            w.trace(
+                n,
+                "recording the timeline switch in history: no answer within 1 s".into(),
+            )
+        }),
     }
     if let Some(lsn) = after.lsn {
         let put = call(sim, n, move |w| {

@@ -525,7 +525,9 @@ impl World {
         let valid = self.fence_deadline(n).is_some_and(|t| now < t);
         let timeout = self.timing.watchdog_ms;
         let node = &mut self.nodes[n];
-        let Some(d) = node.pgboxd.as_mut() else { return };
+        let Some(d) = node.pgboxd.as_mut() else {
+            return;
+        };
         if !leading {
             // The magic close stops only a device this process opened; one
             // left running by a crashed predecessor goes on counting.
