@@ -6,12 +6,17 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=PGBOX_BIN_DIR");
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     let profile = std::env::var("PROFILE").unwrap_or_else(|_| "release".into());
+    // OUT_DIR is <target>/<profile>/build/<crate>-<hash>/out: the binaries
+    // of the same build sit three levels up, wherever the target dir is.
     let dir = match std::env::var_os("PGBOX_BIN_DIR") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
-            .join("../target")
-            .join(profile),
+        None => PathBuf::from(std::env::var("OUT_DIR").unwrap())
+            .ancestors()
+            .nth(3)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("target").join(profile)),
     };
     for bin in ["pgboxd", "pgboxctl"] {
         println!(

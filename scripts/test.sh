@@ -7,4 +7,3 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 cargo build -p pgbox --bins
 cargo nextest run --workspace --no-fail-fast "$@"
-bash bench/run.sh --quick
