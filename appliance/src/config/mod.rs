@@ -116,4 +116,4 @@ pub(crate) fn text_from_bytes(bytes: Vec<u8>, source: &str) -> Result<String, Co
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

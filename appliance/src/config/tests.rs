@@ -4,7 +4,7 @@ use super::*;
 
 /// A valid three-node file; line numbers below refer to it:
 /// line 5 is nodes[0].name, 8 nodes[1].name, 11 nodes[2].name, 14 `secrets:`.
-const GOOD: &str = "\
+pub(crate) const GOOD: &str = "\
 cluster:
   name: main
 node: db1

@@ -7,26 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-/// Three nodes; db1 is this box unless something says otherwise.
-pub(crate) const GOOD: &str = "\
-cluster:
-  name: main
-node: db1
-nodes:
-  - name: db1
-    address: 10.0.0.11
-    roles: [postgres, etcd]
-  - name: db2
-    address: 10.0.0.12
-    roles: [postgres, etcd]
-  - name: coord
-    address: 10.0.0.13
-    roles: [etcd, router]
-secrets:
-  superuser_password: \"kq8Vx2mPz4LwT7nB\"
-  replication_password: \"Rj5tH9cWq2XvN6sD\"
-  app_password: \"Fz3Lp8Ym1QkB7wGe\"
-";
+/// Three nodes; db1 is this box unless something says otherwise (the
+/// configuration tests' valid file, shared).
+pub(crate) use crate::config::tests::GOOD;
 
 pub(crate) fn sample() -> Config {
     config::parse(GOOD, "pgbox.yaml").unwrap()
