@@ -114,6 +114,15 @@ install -D -m 0644 "$REPO/systemd/presets/90-pgbox.preset" "$ROOT/usr/lib/system
 cp -a --no-preserve=ownership "$HERE/overlay/." "$ROOT/"
 cp "$HERE/config-partition/README.txt" "$WORK/stage/cfg/README.txt"
 
+step "PostgreSQL data directory template"
+# initdb takes about a minute on a small or emulated machine; made here once
+# with the options every box uses, it turns a box's first boot into a copy
+# (appliance/src/postgres/template.rs). pgboxd makes it, so the options
+# cannot drift from the ones it would use on the box.
+in_chroot "$ROOT" /usr/bin/pgboxd make-pgdata-template /usr/lib/pgbox/pgdata-template >"$WORK/template.log" 2>&1 ||
+	{ cat "$WORK/template.log"; die "making the data directory template failed"; }
+info "$(tail -n1 "$WORK/template.log") ($(du -sh "$ROOT/usr/lib/pgbox/pgdata-template" | cut -f1))"
+
 step "enabling and masking units"
 # Links left behind by the units of trimmed packages (apt timers, ...).
 in_chroot "$ROOT" find /etc/systemd/system -xtype l -delete

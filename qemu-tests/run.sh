@@ -20,8 +20,15 @@ for f in pgbox.qcow2 vmlinuz initrd.img cmdline.txt; do
 		break
 	fi
 done
-command -v qemu-system-x86_64 >/dev/null || { echo "qemu-system-x86_64 is missing (Debian: qemu-system-x86)" >&2; exit 1; }
-command -v qemu-img >/dev/null || { echo "qemu-img is missing (Debian: qemu-utils)" >&2; exit 1; }
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+if [ ${#need[@]} -gt 0 ]; then
+	[ "$(id -u)" -eq 0 ] || { echo "missing ${need[*]}: install them (Debian) or run as root" >&2; exit 1; }
+	echo "installing ${need[*]}" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
 
 (cd "$REPO" && cargo build -q -p pgbox-vmtest)
 exec "$REPO/target/debug/pgbox-vmtest" "$@"

@@ -463,7 +463,16 @@ fn missing_mentions<'a>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_elects_one_primary_and_one_streaming_replica() {
-    let c = TestCluster::start("bootstrap", ClusterOptions::default()).await;
+    // From a data directory template, as the image does: the other cluster
+    // tests cover the initdb path.
+    let c = TestCluster::start(
+        "bootstrap",
+        ClusterOptions {
+            pgdata_template: true,
+            ..Default::default()
+        },
+    )
+    .await;
     let started = Instant::now();
     let roles = c
         .wait_for_roles(
@@ -481,6 +490,11 @@ async fn bootstrap_elects_one_primary_and_one_streaming_replica() {
     );
     let primary = c.node(&roles.primary);
     let replica = c.node(&roles.replicas[0]);
+    let log = std::fs::read_to_string(primary.log_path()).unwrap_or_default();
+    assert!(
+        log.contains("copied from the image's template") && !log.contains("initdb: "),
+        "the primary did not bootstrap from the template:\n{log}"
+    );
 
     assert_eq!(
         primary.api_status("/primary").await,

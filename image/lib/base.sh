@@ -7,15 +7,19 @@
 # not packaged there at all.
 TOOLS_PACKAGES=systemd-repart,systemd-ukify,systemd-boot-efi,python3-pefile,erofs-utils,dosfstools,mtools,e2fsprogs
 
-# mmdebstrap keeps the .debs it fetched in $CACHE/debs, so a rebuild after a
-# change of package list or hooks downloads only what is new.
+# mmdebstrap keeps the .debs it fetched in $CACHE/debs (or
+# $PGBOX_IMAGE_DEB_CACHE: a download cache shared by several checkouts, as
+# CI's fresh clones), so a rebuild after a change of package list or hooks
+# downloads only what is new. Only downloads are shared: the roots are
+# always built from them.
+DEBS=${PGBOX_IMAGE_DEB_CACHE:-$CACHE/debs}
 mmdebstrap_cached() {
-	mkdir -p "$CACHE/debs"
+	mkdir -p "$DEBS"
 	nice mmdebstrap --mode=root --variant=minbase --skip=essential/unlink \
 		--aptopt='APT::Install-Recommends "false"' \
 		--setup-hook='mkdir -p "$1"/var/cache/apt/archives' \
-		--setup-hook="sync-in $CACHE/debs /var/cache/apt/archives/" \
-		--customize-hook="sync-out /var/cache/apt/archives $CACHE/debs" \
+		--setup-hook="sync-in $DEBS /var/cache/apt/archives/" \
+		--customize-hook="sync-out /var/cache/apt/archives $DEBS" \
 		"$@"
 }
 

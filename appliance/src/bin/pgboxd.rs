@@ -47,6 +47,41 @@ enum Cmd {
         #[arg(long, default_value = "/")]
         root: PathBuf,
     },
+    /// For the image build: make a PostgreSQL data directory with the
+    /// options every box uses, which a box copies at its first boot instead
+    /// of running initdb (it then sets its own superuser password).
+    MakePgdataTemplate {
+        /// Where to put it (must not exist).
+        dir: PathBuf,
+        /// The superuser name the template is made for.
+        #[arg(long, default_value = "postgres")]
+        superuser: String,
+    },
+}
+
+fn make_template(dir: &std::path::Path, superuser: &str) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pgboxd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(pgbox::postgres::template::make(dir, superuser)) {
+        Ok(t) => {
+            println!(
+                "data directory template for PostgreSQL {} (superuser {}) in {}",
+                t.major,
+                t.superuser,
+                t.dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pgboxd make-pgdata-template: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -55,6 +90,9 @@ fn main() -> ExitCode {
         // Plain lines on stdout/stderr: the unit sends them to the journal
         // and the console, where a person at the box looks.
         return ExitCode::from(pgbox::firstboot::run(&root));
+    }
+    if let Some(Cmd::MakePgdataTemplate { dir, superuser }) = &cli.cmd {
+        return make_template(dir, superuser);
     }
     let args = cli.daemon;
     let Some(config) = args.config else {

@@ -4,6 +4,7 @@
 pub mod conf;
 mod health;
 pub mod layout;
+pub mod template;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -50,6 +51,26 @@ impl ControlData {
     pub fn was_primary(&self) -> bool {
         matches!(self.state.as_str(), "in production" | "shut down")
     }
+}
+
+/// The options every data directory is made with, on the box or as the
+/// image's template: checksums (pg_rewind needs them or wal_log_hints),
+/// SCRAM only, UTF-8 with the C.UTF-8 locale every box has.
+pub(crate) fn initdb_args(pgdata: &str, superuser: &str, pw_arg: &str) -> Vec<String> {
+    [
+        "-D",
+        pgdata,
+        "-U",
+        superuser,
+        pw_arg,
+        "--auth=scram-sha-256",
+        "--data-checksums",
+        "--encoding=UTF8",
+        "--locale=C.UTF-8",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
 }
 
 impl Postgres {
@@ -205,28 +226,10 @@ impl Postgres {
                 .with_context(|| format!("removing {}", staging.display()))?;
         }
         self.make_private_dir(&staging)?;
-        let pwfile = self.layout.root.join("initdb.pw");
-        self.write_owned(&pwfile, &self.cfg.secrets.superuser_password)?;
-        let pgdata = staging.to_string_lossy().to_string();
-        let pw_arg = format!("--pwfile={}", pwfile.display());
-        let result = self
-            .run_tool(
-                "initdb",
-                &[
-                    "-D",
-                    &pgdata,
-                    "-U",
-                    &self.cfg.postgres.superuser,
-                    &pw_arg,
-                    "--auth=scram-sha-256",
-                    "--data-checksums",
-                    "--encoding=UTF8",
-                    "--locale=C.UTF-8",
-                ],
-                Duration::from_secs(600),
-            )
-            .await;
-        let _ = std::fs::remove_file(&pwfile);
+        let result = match self.usable_template().await {
+            Some(t) => self.init_from_template(&t, &staging).await,
+            None => self.run_initdb(&staging).await,
+        };
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
@@ -240,6 +243,106 @@ impl Postgres {
         std::fs::rename(&staging, &self.layout.pgdata)
             .context("moving the new data directory into place")?;
         Ok(())
+    }
+
+    /// The image's data directory template, when it can stand in for
+    /// `initdb` on this box (see template.rs); says why when it cannot.
+    async fn usable_template(&self) -> Option<template::Template> {
+        let dir = template::configured_dir()?;
+        let t = match template::read(&dir) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "ignoring the data directory template; running initdb");
+                return None;
+            }
+        };
+        let major = match self.server_major().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot tell the server's version; running initdb");
+                return None;
+            }
+        };
+        if let Some(why) = template::mismatch(&t, &self.cfg.postgres.superuser, &major) {
+            tracing::info!("not using the data directory template in {}: {why}; running initdb", dir.display());
+            return None;
+        }
+        Some(t)
+    }
+
+    /// The server's major version, as PG_VERSION spells it ("17").
+    async fn server_major(&self) -> Result<String> {
+        let out = self.command("postgres").arg("-V").output().await.context("running postgres -V")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "postgres (PostgreSQL) 17.12 (Debian 17.12-1)"
+        let version = text
+            .split_whitespace()
+            .nth(2)
+            .with_context(|| format!("unexpected `postgres -V` output {text:?}"))?;
+        Ok(version.split('.').next().unwrap_or(version).to_string())
+    }
+
+    /// Copy the template, then give the superuser the first-boot file's
+    /// password through a single-user backend: no server listens meanwhile,
+    /// and nothing about the password reaches a log.
+    async fn init_from_template(&self, t: &template::Template, staging: &Path) -> Result<()> {
+        let started = Instant::now();
+        let sql = template::set_password_sql(&t.superuser, &self.cfg.secrets.superuser_password)
+            .context("the superuser password cannot be set through a single-user backend")?;
+        template::copy_into(t, staging, self.run_as)?;
+        let mut cmd = self.command("postgres");
+        cmd.arg("--single")
+            .arg("-j")
+            .arg("-D")
+            .arg(staging)
+            // An error must not echo the statement (it holds the password).
+            .args(["-c", "log_min_error_statement=panic", "-c", "exit_on_error=on"])
+            .arg(&t.superuser)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().context("starting a single-user backend")?;
+        let mut stdin = child.stdin.take().context("single-user backend stdin")?;
+        use tokio::io::AsyncWriteExt;
+        stdin.write_all(sql.as_bytes()).await.context("writing to the single-user backend")?;
+        drop(stdin);
+        let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+            .await
+            .map_err(|_| anyhow!("the single-user backend did not finish within 300 s"))?
+            .context("waiting for the single-user backend")?;
+        let errors: Vec<String> = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("FATAL") || l.contains("PANIC"))
+            .map(str::to_string)
+            .collect();
+        if !out.status.success() || !errors.is_empty() {
+            bail!(
+                "setting the superuser password in the template copy failed ({}): {}",
+                out.status,
+                errors.join(" / ")
+            );
+        }
+        tracing::info!(
+            "data directory copied from the image's template {} and the superuser password set in {:.1} s (no initdb)",
+            t.dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    async fn run_initdb(&self, staging: &Path) -> Result<()> {
+        let pwfile = self.layout.root.join("initdb.pw");
+        self.write_owned(&pwfile, &self.cfg.secrets.superuser_password)?;
+        let pgdata = staging.to_string_lossy().to_string();
+        let pw_arg = format!("--pwfile={}", pwfile.display());
+        let args = initdb_args(&pgdata, &self.cfg.postgres.superuser, &pw_arg);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let result = self
+            .run_tool("initdb", &args, Duration::from_secs(600))
+            .await;
+        let _ = std::fs::remove_file(&pwfile);
+        result
     }
 
     /// Clone the data directory from `from` into a staging directory, then

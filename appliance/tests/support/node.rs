@@ -14,7 +14,8 @@ use serde_json::Value;
 use super::etcd::EtcdCluster;
 use super::workload::PgTarget;
 use super::{
-    file_len, mkdir_mode, read_from, spawn_logged, strong_secret, wait_until, Proc, Subnet, TestDir,
+    file_len, mkdir_mode, read_from, run_captured, spawn_logged, strong_secret, wait_until, Proc,
+    Subnet, TestDir,
 };
 
 pub const PGBOXD: &str = env!("CARGO_BIN_EXE_pgboxd");
@@ -39,6 +40,8 @@ pub struct PgboxNode {
     log_start: u64,
     proc: Option<Proc>,
     http: reqwest::Client,
+    /// PGBOX_PGDATA_TEMPLATE for pgboxd; None: unset.
+    pub pgdata_template: Option<PathBuf>,
 }
 
 impl PgboxNode {
@@ -63,6 +66,7 @@ impl PgboxNode {
             log: dir.log_file(name),
             log_start: 0,
             proc: None,
+            pgdata_template: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
                 .connect_timeout(Duration::from_secs(2))
@@ -95,6 +99,9 @@ impl PgboxNode {
             .arg(&self.data_dir);
         // Plain text in the log files.
         cmd.env("NO_COLOR", "1");
+        if let Some(t) = &self.pgdata_template {
+            cmd.env("PGBOX_PGDATA_TEMPLATE", t);
+        }
         self.proc = Some(spawn_logged(
             &format!("pgboxd {}", self.name),
             &mut cmd,
@@ -234,6 +241,10 @@ pub struct ClusterOptions {
     pub loop_wait: &'static str,
     /// Appended verbatim to pgbox.yaml (top-level keys).
     pub extra_yaml: String,
+    /// Make a data directory template (`pgboxd make-pgdata-template`) and
+    /// let the nodes bootstrap from it instead of running initdb, as in the
+    /// image.
+    pub pgdata_template: bool,
 }
 
 impl Default for ClusterOptions {
@@ -243,6 +254,7 @@ impl Default for ClusterOptions {
             ttl: "5s",
             loop_wait: "500ms",
             extra_yaml: String::new(),
+            pgdata_template: false,
         }
     }
 }
@@ -309,11 +321,23 @@ impl TestCluster {
             etcd_nodes.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
         let etcd = EtcdCluster::start(&dir, &members).await;
 
+        let template = opts.pgdata_template.then(|| {
+            let t = dir.join("pgdata-template");
+            let run = run_captured(
+                "make-pgdata-template",
+                Command::new(PGBOXD).arg("make-pgdata-template").arg(&t),
+                dir.path(),
+                Duration::from_secs(300),
+            );
+            assert!(run.status.success(), "make-pgdata-template: {}", run.output());
+            t
+        });
         let mut nodes: Vec<PgboxNode> = pg_nodes
             .iter()
             .map(|(name, ip)| PgboxNode::new(&dir, name, *ip, &config_path))
             .collect();
         for node in nodes.iter_mut() {
+            node.pgdata_template = template.clone();
             node.start();
         }
         TestCluster {
