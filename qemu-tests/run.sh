@@ -4,7 +4,8 @@
 #
 #   qemu-tests/run.sh [--keep] [SCENARIO...|all]
 #
-# Builds the image first when image/out/ lacks it (image/build.sh, as root).
+# Builds the image first when image/out/ lacks it or it is older than its
+# inputs (image/build.sh, as root).
 # Results: a table on stdout, qemu-tests/out/results.json, VM logs under
 # qemu-tests/out/logs/<scenario>/. Every QEMU dies with the runner.
 set -euo pipefail
@@ -13,13 +14,23 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 command -v cargo >/dev/null || PATH=$HOME/.cargo/bin:$PATH
 
+# The image is (re)built when it is missing or older than any of its inputs:
+# pgbox's sources, the units, the image recipe. PGBOX_VMTEST_REUSE_IMAGE=1
+# boots what is there.
+stale=""
 for f in pgbox.qcow2 vmlinuz initrd.img cmdline.txt; do
-	if [ ! -f "$REPO/image/out/$f" ]; then
-		echo "image/out/$f is missing: building the image" >&2
-		bash "$REPO/image/build.sh" --no-raw
-		break
-	fi
+	[ -f "$REPO/image/out/$f" ] || { stale="image/out/$f is missing"; break; }
 done
+if [ -z "$stale" ] && [ "${PGBOX_VMTEST_REUSE_IMAGE:-0}" != 1 ]; then
+	newer=$(cd "$REPO" && find appliance/src appliance/Cargo.toml Cargo.lock systemd image \
+		\( -path image/out -o -path image/cache -o -path image/smoke \) -prune -o \
+		-type f -newer image/out/pgbox.qcow2 -print -quit)
+	[ -z "$newer" ] || stale="$newer is newer than the image"
+fi
+if [ -n "$stale" ]; then
+	echo "$stale: building the image (image/build.sh --no-raw)" >&2
+	bash "$REPO/image/build.sh" --no-raw
+fi
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v qemu-img >/dev/null || need+=(qemu-utils)

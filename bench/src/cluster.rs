@@ -112,7 +112,10 @@ impl Node {
     }
 
     /// SIGKILL to the supervisor and every PostgreSQL process of the node at
-    /// once (all frozen first, so none acts on another's death).
+    /// once (all frozen first, so none acts on another's death). Returns the
+    /// instant they were all frozen: the fault's time zero. (Taken before the
+    /// freeze, a write sent in those few milliseconds and acknowledged by the
+    /// dying primary was once counted as the first write after failover.)
     fn power_off(&mut self) -> Instant {
         let mut pids: BTreeSet<i32> = self.postmaster_pid().map(procs::tree).unwrap_or_default();
         let at = Instant::now();
@@ -120,7 +123,7 @@ impl Node {
             pids.extend(p.tree_pids());
             pids.insert(p.pid());
         }
-        procs::stop_and_kill(&pids);
+        let frozen = procs::stop_and_kill(&pids);
         let killed = at.elapsed();
         // Dropping the Proc reaps the supervisor.
         self.proc = None;
@@ -134,7 +137,7 @@ impl Node {
             pids.len(),
             at.elapsed()
         );
-        at
+        frozen
     }
 }
 
@@ -236,6 +239,7 @@ impl Cluster {
                 ttl: Box::leak(ha.into_boxed_str()),
                 loop_wait: Box::leak(format!("{}ms", setup.loop_wait_ms).into_boxed_str()),
                 extra_yaml: String::new(),
+                pgdata_template: false,
             };
             let yaml = cluster_yaml(&name, &etcd_nodes, &pg_nodes, &secrets, &opts);
             std::fs::write(dir.join("pgbox.yaml"), yaml)

@@ -66,13 +66,17 @@ pub fn tree(root: i32) -> BTreeSet<i32> {
 }
 
 /// Freezes, then kills, `pids`; reaps those that are ours.
-pub fn stop_and_kill(pids: &BTreeSet<i32>) {
+/// Returns the instant every process was frozen: none of them ran after it,
+/// so a write sent later cannot have been acknowledged by this node.
+pub fn stop_and_kill(pids: &BTreeSet<i32>) -> std::time::Instant {
     for p in pids {
         let _ = kill(Pid::from_raw(*p), Signal::SIGSTOP);
     }
+    let frozen = std::time::Instant::now();
     for p in pids {
         let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
     }
+    frozen
 }
 
 /// Dead PostgreSQL processes re-parented to us must be reaped: a zombie's
