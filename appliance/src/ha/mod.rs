@@ -410,8 +410,12 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
             .member
             .as_deref()
             .is_some_and(|c| member_running(view, c));
-        if request.leader.as_deref() == Some(obs.me.as_str())
-            && (candidate_running || request.member.is_none())
+        // The stepped-down leader stays down only while someone can take
+        // over: the named candidate runs, or (no candidate named) a peer
+        // holds at least my WAL. A peer behind me would defer to me as
+        // further ahead, and nobody would ever lead.
+        let anyone_can = request.member.is_none() && peer_at_least_as_far(obs, my_lsn);
+        if request.leader.as_deref() == Some(obs.me.as_str()) && (candidate_running || anyone_can)
         {
             return Err("I stepped down for a switchover".into());
         }
@@ -441,6 +445,9 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
             // The leader that wrote the key acknowledged every write itself.
             None if key_leader == Some(obs.me.as_str()) => {}
             Some(s) => return Err(format!("synchronous mode: only the synchronous standby {s} may be promoted")),
+            // Acknowledged writes may exist only on the leader that recorded
+            // no standby; a node holding all of that leader's WAL loses none.
+            None if key_leader.is_some_and(|l| holds_all_of(obs, l, my_lsn)) => {}
             None => {
                 return Err("synchronous mode: no synchronous standby is recorded, so any promotion could lose acknowledged writes".into())
             }
@@ -502,8 +509,15 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
         }
     }
     if sync_standby {
+        let recorded = view.sync.as_ref().and_then(|k| k.sync_standby.as_deref());
+        let basis = match (recorded, view.sync.as_ref().and_then(|k| k.leader.as_deref())) {
+            (Some(_), _) => "I am the synchronous standby".to_string(),
+            (None, Some(l)) if l == obs.me => "I wrote the sync key as leader".to_string(),
+            (None, Some(l)) => format!("I hold all the WAL of {l}, which recorded no synchronous standby"),
+            (None, None) => "no sync key".to_string(),
+        };
         return Ok(format!(
-            "the leader key is free and I am the synchronous standby (LSN {})",
+            "the leader key is free and {basis} (LSN {})",
             format_lsn(my_lsn)
         ));
     }
@@ -511,6 +525,36 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
         "the leader key is free and my LSN {} is the highest",
         format_lsn(my_lsn)
     ))
+}
+
+/// `name` answers, no longer runs as primary, and has no WAL I lack: the
+/// same timeline (or an older one) and no further position.
+fn holds_all_of(obs: &Observation, name: &str, my_lsn: u64) -> bool {
+    obs.peers.iter().any(|p| {
+        p.name == name
+            && p.reachable
+            && p.role != Role::Primary
+            && p.lsn.is_some_and(|l| l <= my_lsn)
+            && match (obs.pg.timeline, p.timeline) {
+                (Some(mine), Some(theirs)) => theirs <= mine,
+                _ => false,
+            }
+    })
+}
+
+/// A reachable peer that may be promoted and holds at least `lsn` on my
+/// timeline or a newer one.
+fn peer_at_least_as_far(obs: &Observation, lsn: u64) -> bool {
+    obs.peers.iter().any(|p| {
+        p.reachable
+            && !p.nofailover
+            && p.failover_priority > 0
+            && p.lsn.is_some_and(|l| l >= lsn)
+            && match (obs.pg.timeline, p.timeline) {
+                (Some(mine), Some(theirs)) => theirs >= mine,
+                _ => true,
+            }
+    })
 }
 
 /// The leader's part of a switchover: check the candidate, then step down

@@ -728,6 +728,42 @@ fn synchronous_replication_and_switchover_situations() {
         ("election in sync mode: another member is the sync standby", sync_replica_election(Some("db3")), vec![]),
         ("election in sync mode: no sync standby recorded, nobody promotes", sync_replica_election(None), vec![]),
         (
+            "no sync standby recorded, but the old leader answers as a replica with no WAL I lack: promote",
+            {
+                let mut o = sync_replica_election(None);
+                o.peers = vec![peer("db2", Role::Replica, 5_000)];
+                o
+            },
+            vec![AcquireLeader, Promote],
+        ),
+        (
+            "no sync standby recorded and the old leader holds WAL I lack: nobody promotes",
+            {
+                let mut o = sync_replica_election(None);
+                o.peers = vec![peer("db2", Role::Replica, 5_001)];
+                o
+            },
+            vec![],
+        ),
+        (
+            "no sync standby recorded and the old leader is on a newer timeline: nobody promotes",
+            {
+                let mut o = sync_replica_election(None);
+                o.peers = vec![Peer { timeline: Some(2), ..peer("db2", Role::Replica, 5_000) }];
+                o
+            },
+            vec![],
+        ),
+        (
+            "no sync standby recorded and the old leader does not answer: nobody promotes",
+            {
+                let mut o = sync_replica_election(None);
+                o.peers = vec![Peer { reachable: false, ..peer("db2", Role::Replica, 1_000) }];
+                o
+            },
+            vec![],
+        ),
+        (
             "switchover requested: the leader steps down cleanly",
             {
                 let mut o = sync_leader();
@@ -785,14 +821,26 @@ fn synchronous_replication_and_switchover_situations() {
             vec![AcquireLeader, Promote, ClearFailover],
         ),
         (
-            "switchover: the old leader never races",
+            "switchover: the old leader never races while a peer holds its WAL",
             {
                 let mut o = obs();
                 o.dcs.as_mut().unwrap().failover =
                     Some(FailoverKey { leader: Some("db1".into()), member: None, scheduled_at: None });
+                o.peers = vec![peer("db2", Role::Replica, 5_000)];
                 o
             },
             vec![],
+        ),
+        (
+            "switchover without a candidate: no peer holds the old leader's WAL, so it leads again",
+            {
+                let mut o = obs();
+                o.dcs.as_mut().unwrap().failover =
+                    Some(FailoverKey { leader: Some("db1".into()), member: None, scheduled_at: None });
+                o.peers = vec![peer("db2", Role::Replica, 4_000)];
+                o
+            },
+            vec![AcquireLeader, Promote, ClearFailover],
         ),
         (
             "switchover to another running member: others wait",

@@ -150,29 +150,25 @@ fn sweep(name: &str) {
     }
 }
 
-// The sweeps find real faults of the HA protocol today (each listed on its
-// test); they stay honest and run with `--ignored` until those are fixed.
+// Every configuration's sweep runs in the default test run: a violation
+// fails it with the seed that replays it.
 
 #[test]
-#[ignore = "finding: a switchover without a candidate handed to a standby that is down leaves the cluster leaderless for ever (ha::switchover_candidate trusts a stale member key; ha::failover_candidacy: the stepped-down leader defers for ever, the other node defers to it as further ahead)"]
 fn two_nodes_async() {
     sweep("2-async");
 }
 
 #[test]
-#[ignore = "finding: after a leader recorded no synchronous standby and died, nobody is ever promoted, not even that leader (ha::failover_candidacy); a switchover without a candidate handed to a standby that is down leaves the cluster leaderless for ever (ha::switchover_candidate trusts a stale member key; ha::failover_candidacy: the stepped-down leader defers for ever, the other node defers to it as further ahead)"]
 fn two_nodes_sync_on() {
     sweep("2-on");
 }
 
 #[test]
-#[ignore = "finding: after a leader recorded no synchronous standby and died, nobody is ever promoted, not even that leader (ha::failover_candidacy)"]
 fn three_nodes_sync_on() {
     sweep("3-on");
 }
 
 #[test]
-#[ignore = "finding: after a leader recorded no synchronous standby and died, nobody is ever promoted, not even that leader (ha::failover_candidacy)"]
 fn three_nodes_strict() {
     sweep("3-strict");
 }
