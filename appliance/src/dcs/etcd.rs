@@ -296,19 +296,29 @@ impl Etcd {
     }
 
     /// The bootstrap race: create `initialize` only if absent. True if I won.
+    /// Claim the right to bootstrap: create-if-absent, bound to my lease
+    /// while the bootstrap runs, so a member that dies half-way does not
+    /// leave the cluster uninitializable (the claim vanishes with its lease).
     pub async fn claim_initialize(&self) -> Result<bool> {
+        let lease = self.ensure_lease().await?;
         let key = self.key("initialize");
         let resp = self
             .call("claiming the initialize key", |mut c| {
                 let txn = Txn::new()
                     .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(key.clone(), "", None)]);
+                    .and_then([TxnOp::put(
+                        key.clone(),
+                        "",
+                        Some(PutOptions::new().with_lease(lease)),
+                    )]);
                 async move { c.txn(txn).await }
             })
             .await?;
         Ok(resp.succeeded())
     }
 
+    /// Record the new cluster's system identifier for good: a put without
+    /// a lease detaches the key from the bootstrapper's lease.
     pub async fn set_initialize(&self, system_id: &str) -> Result<()> {
         self.put("initialize", system_id.to_string(), None).await
     }

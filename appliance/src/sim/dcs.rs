@@ -24,6 +24,8 @@ pub struct SimDcs {
     /// Whom the leader key named last, even after it vanished.
     pub last_holder: Option<String>,
     pub initialize: Option<String>,
+    /// The lease an unfinished claim of `initialize` is bound to.
+    pub initialize_lease: Option<i64>,
     pub members: BTreeMap<String, (Member, i64)>,
     pub status: Option<u64>,
     pub history: Vec<HistoryEntry>,
@@ -80,6 +82,10 @@ impl SimDcs {
 
     fn drop_bound(&mut self, id: i64) -> LeaderChange {
         self.members.retain(|_, (_, l)| *l != id);
+        if self.initialize_lease == Some(id) {
+            self.initialize = None;
+            self.initialize_lease = None;
+        }
         if self.leader.as_ref().is_some_and(|(_, l)| *l == id) {
             self.leader = None;
             return LeaderChange::Deleted;
@@ -155,12 +161,21 @@ impl SimDcs {
         LeaderChange::None
     }
 
-    pub fn claim_initialize(&mut self) -> bool {
+    /// Claimed on the claimer's lease: an abandoned bootstrap frees it.
+    pub fn claim_initialize(&mut self, lease: i64) -> Result<bool, String> {
+        self.check_lease(lease)?;
         if self.initialize.is_some() {
-            return false;
+            return Ok(false);
         }
         self.initialize = Some(String::new());
-        true
+        self.initialize_lease = Some(lease);
+        Ok(true)
+    }
+
+    /// The system identifier, for good: no longer bound to any lease.
+    pub fn set_initialize(&mut self, sysid: String) {
+        self.initialize = Some(sysid);
+        self.initialize_lease = None;
     }
 
     pub fn put_member(&mut self, name: &str, member: Member, lease: i64) -> Result<(), String> {
@@ -205,6 +220,24 @@ impl SimDcs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unfinished_initialize_claim_vanishes_with_its_lease() {
+        let mut d = SimDcs::new();
+        let a = d.grant(0, 10_000);
+        let b = d.grant(0, 10_000);
+        assert_eq!(d.claim_initialize(a), Ok(true));
+        assert_eq!(d.claim_initialize(b), Ok(false));
+        // The bootstrapper dies: its claim goes with its lease.
+        assert!(d.keep_alive(b, 5_000));
+        d.expire(10_000);
+        assert_eq!(d.initialize, None);
+        assert_eq!(d.claim_initialize(b), Ok(true));
+        // A finished bootstrap outlives the lease.
+        d.set_initialize("7000".into());
+        d.expire(15_000);
+        assert_eq!(d.initialize.as_deref(), Some("7000"));
+    }
 
     #[test]
     fn leader_key_follows_its_lease() {

@@ -621,7 +621,8 @@ async fn run(sim: &Rc<Sim>, n: usize, action: &Action) -> R<()> {
     let me = sim.with(|w| me(w, n));
     match action {
         Action::ClaimInitialize => {
-            if !call(sim, n, |w| Ok(w.dcs.claim_initialize())).await? {
+            let lease = ensure_lease(sim, n).await?;
+            if !call(sim, n, move |w| w.dcs.claim_initialize(lease)).await? {
                 return Err("another member claimed the initialize key first".into());
             }
             Ok(())
@@ -654,6 +655,7 @@ async fn run(sim: &Rc<Sim>, n: usize, action: &Action) -> R<()> {
                 sim.with(|w| w.nodes[n].pg.data = None);
                 let _ = call(sim, n, |w| {
                     w.dcs.initialize = None;
+                    w.dcs.initialize_lease = None;
                     Ok(())
                 })
                 .await;
@@ -780,7 +782,7 @@ async fn bootstrap(sim: &Rc<Sim>, n: usize) -> R<()> {
         .system_identifier
         .ok_or("reading the new system identifier")?;
     call(sim, n, move |w| {
-        w.dcs.initialize = Some(sysid.clone());
+        w.dcs.set_initialize(sysid.clone());
         Ok(())
     })
     .await?;
