@@ -96,13 +96,21 @@ async fn bring_up(c: &mut Cluster, started: Instant) -> Result<Metrics, String> 
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
+    // Synchronous mode records the standby a loop or two after it starts
+    // streaming (PostgreSQL first, then the key): ready includes that.
+    let members = poll(Duration::from_secs(120), "a streaming synchronous standby", async || {
+        let ms = c.members().await?;
+        if ms.iter().any(|x| x.role == "sync_standby" && x.state == "streaming") {
+            Ok(ms)
+        } else {
+            Err(describe(&ms))
+        }
+    })
+    .await?;
     let ready = started.elapsed();
     m.failover_s = Some(secs(ready));
-    let members = c.members().await?;
     m.notes.push(format!("ready {:.0}s: {}", ready.as_secs_f64(), describe(&members)));
-    if !members.iter().any(|x| x.role == "sync_standby" && x.state == "streaming") {
-        return Err(format!("no streaming synchronous standby: {}", describe(&members)));
-    }
+    println!("   {}", m.notes.last().unwrap());
     // One write through each router, read back on the leader.
     let leader_addr = node(&leader).address();
     for r in NODES.iter().filter(|n| n.has(Role::Router)) {
