@@ -901,15 +901,80 @@ async fn switchover_loses_nothing_and_the_old_primary_follows_without_rewind() {
             "writes after the switchover",
         )
         .await;
+
+    // And straight back. Until the old primary is recorded as the
+    // synchronous standby the request is refused with a reason; it is
+    // accepted within a few loops.
+    let back_started = Instant::now();
+    let mut refusals = Vec::new();
+    loop {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgboxctl"))
+            .args(["switchover", "--config"])
+            .arg(&c.config_path)
+            .args(["--candidate", &old])
+            .output()
+            .await
+            .expect("running pgboxctl switchover");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            break;
+        }
+        assert!(!said.trim().is_empty(), "a refused switchover must say why");
+        refusals.push(said);
+        assert!(
+            back_started.elapsed() < Duration::from_secs(60),
+            "the switchover back was refused for 60 s: {refusals:?}\n{}",
+            c.describe().await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "switchover back accepted after {} refusal(s) in {:.1}s: {:?}",
+        refusals.len(),
+        back_started.elapsed().as_secs_f64(),
+        refusals.first()
+    );
+    let back = c
+        .wait_for_roles(
+            &["db1", "db2"],
+            FAILOVER_TIMEOUT,
+            "the switchover back",
+        )
+        .await;
+    assert_eq!(back.primary, old);
+    assert!(back.timeline > after.timeline);
+    let log = c.node(&new).log_since_start();
+    assert!(
+        !log.contains("running pg_rewind"),
+        "a clean switchover back must not need pg_rewind; {new}'s log:\n{}",
+        support::node::tail_lines(&log, 40)
+    );
+    workload
+        .wait_acks_after(
+            Instant::now(),
+            50,
+            Duration::from_secs(60),
+            "writes after the switchover back",
+        )
+        .await;
+
     let record = workload.stop().await;
     let client = c
-        .app_target_on(&after.primary)
+        .app_target_on(&back.primary)
         .connect()
         .await
-        .expect("app user on the new primary");
-    let report = check(&record, &client, &[("switchover", started)])
-        .await
-        .expect("checker");
+        .expect("app user on the primary");
+    let report = check(
+        &record,
+        &client,
+        &[("switchover", started), ("switchover back", back_started)],
+    )
+    .await
+    .expect("checker");
     println!("{report}");
     let first = record
         .first_ack_sent_after(started)

@@ -341,25 +341,31 @@ async fn freeze(c: &mut Cluster) -> Result<Metrics, String> {
     let sync = sync.ok_or("no synchronous standby before the fault")?;
     let run = Run::start(c).await?;
     let boots = c.vm(&leader).up_marks();
+    let fires = c.vm(&leader).watchdog_fires();
     let t0 = Instant::now();
-    c.vm(&leader).qmp("stop", json!({})).await?;
-    m.notes.push(format!("froze {leader}"));
+    c.vm(&leader).signal(nix::sys::signal::Signal::SIGSTOP)?;
+    m.notes.push(format!("froze {leader} (SIGSTOP to its QEMU)"));
     m.failover_s = Some(wait_leader(c, &sync, t0, Duration::from_secs(180)).await?);
     m.unavailable_s = Some(secs(run.first_ack_after(t0, Duration::from_secs(180)).await?));
     // Well past its lease: whatever it believes on waking, it must not
     // take writes.
     let hold = Duration::from_secs(2 * c.settings.ttl_s as u64);
     tokio::time::sleep(hold.saturating_sub(t0.elapsed())).await;
-    c.vm(&leader).qmp("cont", json!({})).await?;
+    c.vm(&leader).signal(nix::sys::signal::Signal::SIGCONT)?;
     let woke = Instant::now();
     run.more_acks(20).await?;
     c.wait_healthy(HEALTHY).await?;
     let rebooted = c.vm(&leader).up_marks() > boots;
+    let fired = c.vm(&leader).watchdog_fires() - fires;
     m.notes.push(format!(
         "{leader} resumed after {:.0}s frozen; back as a replica {:.0}s later ({})",
         woke.duration_since(t0).as_secs_f64(),
         woke.elapsed().as_secs_f64(),
-        if rebooted { "it was reset" } else { "it demoted itself without a reset" }
+        match (rebooted, fired) {
+            (true, 0) => "it rebooted (a guest watchdog reset it)".to_string(),
+            (true, n) => format!("the emulated hardware watchdog reset it ({n} WATCHDOG event(s))"),
+            (false, _) => "it demoted itself without a reset".to_string(),
+        }
     ));
     run.finish(c, &[("freeze", t0)], &mut m).await?;
     Ok(m)

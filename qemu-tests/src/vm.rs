@@ -296,6 +296,21 @@ impl Vm {
             .map_err(|e| format!("QMP {command} on {}: {e}", self.spec.name))
     }
 
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the QEMU process itself, as a
+    /// stalled hypervisor would. The host's clock runs on, so on resume the
+    /// guest's timers, its watchdogs' included, find the time gone. (QMP
+    /// `stop` pauses the guest's virtual clock too: on `cont` the guest
+    /// carries on as if nothing happened, and no watchdog can fire.)
+    pub fn signal(&self, sig: nix::sys::signal::Signal) -> Result<(), String> {
+        let pid = self
+            .child
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .ok_or_else(|| format!("{} is not running", self.spec.name))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+            .map_err(|e| format!("{sig} to QEMU of {}: {e}", self.spec.name))
+    }
+
     /// Power loss: QEMU quits at once, the guest gets no warning.
     pub async fn power_off(&mut self) -> Result<(), String> {
         if !self.is_running() {
