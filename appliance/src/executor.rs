@@ -23,11 +23,30 @@ pub struct Executor {
     me: String,
     pub dcs: Arc<Etcd>,
     pub pg: Postgres,
+    /// This member holds an unfinished claim of the `initialize` key.
+    claimed_initialize: bool,
 }
 
 impl Executor {
     pub fn new(cfg: Arc<Config>, me: String, dcs: Arc<Etcd>, pg: Postgres) -> Self {
-        Executor { cfg, me, dcs, pg }
+        Executor {
+            cfg,
+            me,
+            dcs,
+            pg,
+            claimed_initialize: false,
+        }
+    }
+
+    async fn release_initialize_claim(&mut self) {
+        self.claimed_initialize = false;
+        match self.dcs.delete_initialize().await {
+            Ok(()) => tracing::info!("released my claim of the initialize key"),
+            Err(e) => tracing::warn!(
+                error = %format!("{e:#}"),
+                "releasing my claim of the initialize key; it goes with my lease"
+            ),
+        }
     }
 
     /// The state word other members and the API see while `action` runs.
@@ -69,12 +88,22 @@ impl Executor {
                 if !self.dcs.claim_initialize().await? {
                     return Err(RaceLost("another member claimed the initialize key first").into());
                 }
+                self.claimed_initialize = true;
                 Ok(())
             }
             Action::AcquireLeader => {
-                if !self.dcs.acquire_leader().await? {
-                    return Err(RaceLost("another member holds the leader key").into());
+                let result = match self.dcs.acquire_leader().await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(RaceLost("another member holds the leader key").into()),
+                    Err(e) => Err(e),
+                };
+                if result.is_err() && self.claimed_initialize {
+                    // The bootstrap this claim was for cannot go on: free the
+                    // claim now, or every member (this one too) would wait
+                    // for a leader that never comes until my lease expired.
+                    self.release_initialize_claim().await;
                 }
+                result?;
                 tracing::info!("acquired the leader key");
                 Ok(())
             }
@@ -85,9 +114,10 @@ impl Executor {
                     // included) can try again from scratch.
                     let _ = self.pg.stop().await;
                     let _ = self.pg.remove_data();
-                    let _ = self.dcs.delete_initialize().await;
+                    self.release_initialize_claim().await;
                     let _ = self.dcs.release_leader().await;
                 }
+                self.claimed_initialize = false;
                 result
             }
             Action::BaseBackup { from } => {

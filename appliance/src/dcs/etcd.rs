@@ -310,11 +310,20 @@ impl Etcd {
                         key.clone(),
                         "",
                         Some(PutOptions::new().with_lease(lease)),
-                    )]);
+                    )])
+                    .or_else([TxnOp::get(key.clone(), None)]);
                 async move { c.txn(txn).await }
             })
             .await?;
-        Ok(resp.succeeded())
+        if resp.succeeded() {
+            return Ok(true);
+        }
+        // A request retried after a lost answer finds its own claim: an
+        // unfinished one on my lease is mine.
+        Ok(resp.op_responses().iter().any(|op| {
+            matches!(op, etcd_client::TxnOpResponse::Get(g)
+                if g.kvs().iter().any(|kv| kv.lease() == lease && kv.value().is_empty()))
+        }))
     }
 
     /// Record the new cluster's system identifier for good: a put without

@@ -616,6 +616,29 @@ fn node_index(sim: &Rc<Sim>, name: &str) -> R<usize> {
         .ok_or_else(|| format!("{name} is not a node of this cluster"))
 }
 
+async fn acquire_leader(sim: &Rc<Sim>, n: usize, me: &str) -> R<()> {
+    let me = me.to_string();
+    let lease = ensure_lease(sim, n).await?;
+    let ok = call(sim, n, move |w| {
+        let before = w.dcs.last_holder.clone();
+        let (ok, change) = w.dcs.acquire_leader(&me, lease)?;
+        if ok && w.nodes[n].tags.nofailover && before.as_ref().is_some_and(|b| *b != me) {
+            let b = before.unwrap_or_default();
+            w.violate(
+                Invariant::NofailoverPromoted,
+                format!("{me} is tagged nofailover and took the leader key over from {b}"),
+            );
+        }
+        w.leader_changed(change, "acquired");
+        Ok(ok)
+    })
+    .await?;
+    if !ok {
+        return Err("another member holds the leader key".into());
+    }
+    Ok(())
+}
+
 /// `Executor::run`.
 async fn run(sim: &Rc<Sim>, n: usize, action: &Action) -> R<()> {
     let me = sim.with(|w| me(w, n));
@@ -628,25 +651,22 @@ async fn run(sim: &Rc<Sim>, n: usize, action: &Action) -> R<()> {
             Ok(())
         }
         Action::AcquireLeader => {
-            let lease = ensure_lease(sim, n).await?;
-            let ok = call(sim, n, move |w| {
-                let before = w.dcs.last_holder.clone();
-                let (ok, change) = w.dcs.acquire_leader(&me, lease)?;
-                if ok && w.nodes[n].tags.nofailover && before.as_ref().is_some_and(|b| *b != me) {
-                    let b = before.unwrap_or_default();
-                    w.violate(
-                        Invariant::NofailoverPromoted,
-                        format!("{me} is tagged nofailover and took the leader key over from {b}"),
-                    );
+            let result = acquire_leader(sim, n, &me).await;
+            if result.is_err() {
+                // As the executor does: an unfinished initialize claim of
+                // mine is released when the bootstrap cannot go on.
+                if let Some(lease) = sim.with(|w| w.nodes[n].pgboxd.as_ref().and_then(|d| d.lease_id)) {
+                    let _ = call(sim, n, move |w| {
+                        if w.dcs.initialize_lease == Some(lease) {
+                            w.dcs.initialize = None;
+                            w.dcs.initialize_lease = None;
+                        }
+                        Ok(())
+                    })
+                    .await;
                 }
-                w.leader_changed(change, "acquired");
-                Ok(ok)
-            })
-            .await?;
-            if !ok {
-                return Err("another member holds the leader key".into());
             }
-            Ok(())
+            result
         }
         Action::Bootstrap => {
             let result = bootstrap(sim, n).await;
