@@ -1,12 +1,60 @@
-//! Write endpoints require HTTP basic authentication with
-//! `secrets.api_password` (any user name). Without a configured password
-//! they refuse everything: an appliance must not ship open write endpoints.
+//! Who may use the write endpoints (switchover, failover, PATCH /config).
+//!
+//! Two gates, in this order: the request's source address must be in the
+//! allow-list (403 otherwise, before any credential is looked at, so an
+//! outsider cannot even guess passwords), then HTTP basic authentication
+//! with `secrets.api_password`, any user name (401 without or wrong).
+//! Without a configured password the write endpoints refuse everything: an
+//! appliance must not ship open write endpoints.
 
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
 
-use crate::api::json_error;
+use crate::api::{json_error, ApiState};
+use crate::config::Cidr;
+
+/// Middleware on the write routes: runs before the body is read.
+pub async fn require_write_access(
+    State(api): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if let Err(resp) = check_source(peer, &api.write_allow) {
+        return resp;
+    }
+    if let Err(resp) = check(request.headers(), api.api_password.as_deref()) {
+        return resp;
+    }
+    next.run(request).await
+}
+
+/// The source address must be in `allow`. A request whose source is not
+/// known (not from a socket) is refused too.
+pub fn check_source(peer: Option<IpAddr>, allow: &[Cidr]) -> Result<(), Response> {
+    match peer {
+        Some(ip) if allow.iter().any(|net| net.contains(ip)) => Ok(()),
+        Some(ip) => {
+            tracing::warn!(source = %ip, "write request refused: source not in the API allow-list");
+            Err(json_error(
+                StatusCode::FORBIDDEN,
+                format!("{} may not use write endpoints: only the cluster's nodes, this box and api.allow_writes_from may", ip.to_canonical()),
+            ))
+        }
+        None => Err(json_error(
+            StatusCode::FORBIDDEN,
+            "the request's source address is unknown",
+        )),
+    }
+}
 
 pub fn check(headers: &HeaderMap, password: Option<&str>) -> Result<(), Response> {
     let Some(expected) = password else {
@@ -87,6 +135,19 @@ mod tests {
         );
         assert!(check(&basic("pgbox:s3cret-api-pass"), Some("s3cret-api-pass")).is_ok());
         assert!(!constant_time_eq(b"abc", b"abcd"));
+        let allow: Vec<Cidr> = vec!["10.0.0.0/24".parse().unwrap()];
+        assert!(check_source(Some("10.0.0.9".parse().unwrap()), &allow).is_ok());
+        assert!(check_source(Some("::ffff:10.0.0.9".parse().unwrap()), &allow).is_ok());
+        assert_eq!(
+            check_source(Some("10.0.1.9".parse().unwrap()), &allow)
+                .unwrap_err()
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            check_source(None, &allow).unwrap_err().status(),
+            StatusCode::FORBIDDEN
+        );
         assert!(constant_time_eq(b"abc", b"abc"));
     }
 }
