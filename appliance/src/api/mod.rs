@@ -145,12 +145,14 @@ pub fn static_config(cfg: &Config) -> serde_json::Value {
 }
 
 /// Where the write endpoints accept requests from: every node of the
-/// cluster (pgboxctl on any box), loopback (this box), and the networks in
-/// `api.allow_writes_from`.
+/// cluster (pgboxctl on any box, which reaches the API from its own node
+/// address), the loopback source addresses (127.0.0.1 and ::1: what a
+/// connection between loopback addresses comes from, as in a one-box
+/// cluster), and the networks in `api.allow_writes_from`.
 pub fn write_allow_list(cfg: &Config) -> Vec<Cidr> {
     let mut list: Vec<Cidr> = cfg.nodes.iter().map(|n| Cidr::host(n.address)).collect();
-    list.push("127.0.0.0/8".parse().expect("a network"));
-    list.push("::1".parse().expect("an address"));
+    list.push(Cidr::host(std::net::Ipv4Addr::LOCALHOST.into()));
+    list.push(Cidr::host(std::net::Ipv6Addr::LOCALHOST.into()));
     list.extend(cfg.api.allow_writes_from.iter().copied());
     list
 }

@@ -735,7 +735,7 @@ async fn write_endpoints_need_the_password() {
 async fn write_endpoints_refuse_sources_outside_the_allow_list() {
     let (app, shared) = writable(primary_with_a_fit_replica());
     // The right password does not help from outside; nodes and loopback pass.
-    for from in ["192.0.2.7", "10.0.0.99", "fd00::99"] {
+    for from in ["192.0.2.7", "10.0.0.99", "fd00::99", "127.0.0.5"] {
         for path in ["/switchover", "/failover"] {
             let s = Call { from, ..post(path, SWITCH_TO_DB2) };
             let reply = expect_refused(&app, &shared, s, StatusCode::FORBIDDEN).await;
@@ -747,7 +747,7 @@ async fn write_endpoints_refuse_sources_outside_the_allow_list() {
     // Outsiders are refused before their credentials are looked at.
     let s = Call { from: "192.0.2.7", password: None, ..post("/switchover", SWITCH_TO_DB2) };
     expect_refused(&app, &shared, s, StatusCode::FORBIDDEN).await;
-    for from in ["10.0.0.13", "127.0.0.5", "::1", "::ffff:10.0.0.12"] {
+    for from in ["10.0.0.13", "127.0.0.1", "::1", "::ffff:10.0.0.12"] {
         let s = Call { from, ..post("/switchover", SWITCH_TO_DB2) };
         assert_eq!(send(&app, s).await.code, DOWN, "{from} is allowed");
     }
