@@ -238,18 +238,31 @@ mod tests {
         );
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "certificate");
-        assert!(found[0].1.contains("db2") && found[0].1.contains("10.0.0.12"), "{found:?}");
+        assert!(
+            found[0].1.contains("db2") && found[0].1.contains("10.0.0.12"),
+            "{found:?}"
+        );
 
         let other = pki(&["10.0.0.11"]);
         let mut wrong_ca = tls(&p);
         wrong_ca.ca = other.ca_pem.clone();
         let found = problems(&wrong_ca, &nodes(&[("db1", "10.0.0.11")]));
-        assert!(found.iter().any(|(f, m)| *f == "certificate" && m.contains("not signed by")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|(f, m)| *f == "certificate" && m.contains("not signed by")),
+            "{found:?}"
+        );
 
         let mut wrong_key = tls(&p);
         wrong_key.private_key = other.key_pem.clone();
         let found = problems(&wrong_key, &nodes(&[("db1", "10.0.0.11")]));
-        assert!(found.iter().any(|(f, m)| *f == "private_key" && m.contains("does not fit")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|(f, m)| *f == "private_key" && m.contains("does not fit")),
+            "{found:?}"
+        );
 
         let mut garbage = tls(&p);
         garbage.certificate = "hello".into();
@@ -258,6 +271,9 @@ mod tests {
         let found = problems(&garbage, &nodes(&[("db1", "10.0.0.11")]));
         let fields: Vec<&str> = found.iter().map(|(f, _)| *f).collect();
         assert_eq!(fields, ["certificate", "private_key", "ca"], "{found:?}");
-        assert!(!found.iter().any(|(_, m)| m.contains("not a key")), "never quotes the key");
+        assert!(
+            !found.iter().any(|(_, m)| m.contains("not a key")),
+            "never quotes the key"
+        );
     }
 }

@@ -1220,8 +1220,16 @@ async fn undeclared_addresses_are_refused_and_concurrent_switchovers_do_one() {
         .unwrap();
     for (method, path, body) in [
         (reqwest::Method::POST, "/switchover", body.clone()),
-        (reqwest::Method::POST, "/failover", format!("{{\"candidate\":\"{new}\"}}")),
-        (reqwest::Method::PATCH, "/config", "{\"pause\":true}".to_string()),
+        (
+            reqwest::Method::POST,
+            "/failover",
+            format!("{{\"candidate\":\"{new}\"}}"),
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/config",
+            "{\"pause\":true}".to_string(),
+        ),
     ] {
         let answer = from_outside
             .request(method.clone(), url(&old, path))
@@ -1230,7 +1238,11 @@ async fn undeclared_addresses_are_refused_and_concurrent_switchovers_do_one() {
             .send()
             .await
             .expect("the API answers");
-        assert_eq!(answer.status().as_u16(), 403, "{method} {path} from {outsider}");
+        assert_eq!(
+            answer.status().as_u16(),
+            403,
+            "{method} {path} from {outsider}"
+        );
     }
     let read = from_outside
         .get(url(&old, "/cluster"))
@@ -1255,7 +1267,10 @@ async fn undeclared_addresses_are_refused_and_concurrent_switchovers_do_one() {
     let still = c
         .wait_for_roles(&["db1", "db2"], FAILOVER_TIMEOUT, "roles unchanged")
         .await;
-    assert_eq!((still.primary.as_str(), still.timeline), (old.as_str(), before.timeline));
+    assert_eq!(
+        (still.primary.as_str(), still.timeline),
+        (old.as_str(), before.timeline)
+    );
     let (_, cfg) = c.node(&old).api_get("/config").await.unwrap();
     assert_eq!(cfg["pause"], false, "the refused PATCH paused the cluster");
 
@@ -1277,8 +1292,16 @@ async fn undeclared_addresses_are_refused_and_concurrent_switchovers_do_one() {
         "the other is refused (pending, or the leader changed): {codes:?}"
     );
     let after = c
-        .wait_for_roles(&["db1", "db2"], FAILOVER_TIMEOUT, "the switchover to settle")
+        .wait_for_roles(
+            &["db1", "db2"],
+            FAILOVER_TIMEOUT,
+            "the switchover to settle",
+        )
         .await;
     assert_eq!(after.primary, new);
-    assert_eq!(after.timeline, before.timeline + 1, "exactly one switchover");
+    assert_eq!(
+        after.timeline,
+        before.timeline + 1,
+        "exactly one switchover"
+    );
 }

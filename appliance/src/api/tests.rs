@@ -689,12 +689,26 @@ async fn send(app: &Router, s: Call<'_>) -> Reply {
 }
 
 /// Sends `s` and asserts its code, and that the published state did not move.
-async fn expect_refused(app: &Router, shared: &SharedStatus, s: Call<'_>, want: StatusCode) -> Reply {
+async fn expect_refused(
+    app: &Router,
+    shared: &SharedStatus,
+    s: Call<'_>,
+    want: StatusCode,
+) -> Reply {
     let before = format!("{:?}", shared.read().unwrap().cluster);
     let what = format!("{} {} from {}", s.method, s.path, s.from);
     let reply = send(app, s).await;
-    assert_eq!(reply.code, want, "{what}: {}", String::from_utf8_lossy(&reply.body));
-    assert_eq!(format!("{:?}", shared.read().unwrap().cluster), before, "{what}");
+    assert_eq!(
+        reply.code,
+        want,
+        "{what}: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        format!("{:?}", shared.read().unwrap().cluster),
+        before,
+        "{what}"
+    );
     reply
 }
 
@@ -715,19 +729,44 @@ async fn write_endpoints_need_the_password() {
         (Method::POST, "/failover", r#"{"candidate": "db2"}"#),
         (Method::PATCH, "/config", r#"{"pause": true}"#),
     ] {
-        let none = Call { method: method.clone(), path, body: body.into(), from: "127.0.0.1", password: None };
+        let none = Call {
+            method: method.clone(),
+            path,
+            body: body.into(),
+            from: "127.0.0.1",
+            password: None,
+        };
         let reply = expect_refused(&app, &shared, none, StatusCode::UNAUTHORIZED).await;
-        assert_eq!(reply.headers[header::WWW_AUTHENTICATE], "Basic realm=\"pgbox\"");
-        let wrong = Call { method: method.clone(), path, body: body.into(), from: "127.0.0.1", password: Some("Api-Pass-7Qm2vLr9KpT5") };
+        assert_eq!(
+            reply.headers[header::WWW_AUTHENTICATE],
+            "Basic realm=\"pgbox\""
+        );
+        let wrong = Call {
+            method: method.clone(),
+            path,
+            body: body.into(),
+            from: "127.0.0.1",
+            password: Some("Api-Pass-7Qm2vLr9KpT5"),
+        };
         let reply = expect_refused(&app, &shared, wrong, StatusCode::UNAUTHORIZED).await;
         assert!(!String::from_utf8_lossy(&reply.body).contains(PASSWORD));
     }
     // With the password the request gets as far as the (absent) DCS.
     let ok = send(&app, post("/switchover", SWITCH_TO_DB2)).await;
     assert_eq!(ok.code, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(ok.json()["error"].as_str().unwrap().contains("no DCS"), "{:?}", ok.json());
+    assert!(
+        ok.json()["error"].as_str().unwrap().contains("no DCS"),
+        "{:?}",
+        ok.json()
+    );
     // Read-only endpoints stay open to anyone.
-    let open = Call { method: Method::GET, path: "/config", body: vec![], from: "192.0.2.7", password: None };
+    let open = Call {
+        method: Method::GET,
+        path: "/config",
+        body: vec![],
+        from: "192.0.2.7",
+        password: None,
+    };
     assert_eq!(send(&app, open).await.code, OK);
 }
 
@@ -737,25 +776,45 @@ async fn write_endpoints_refuse_sources_outside_the_allow_list() {
     // The right password does not help from outside; nodes and loopback pass.
     for from in ["192.0.2.7", "10.0.0.99", "fd00::99", "127.0.0.5"] {
         for path in ["/switchover", "/failover"] {
-            let s = Call { from, ..post(path, SWITCH_TO_DB2) };
+            let s = Call {
+                from,
+                ..post(path, SWITCH_TO_DB2)
+            };
             let reply = expect_refused(&app, &shared, s, StatusCode::FORBIDDEN).await;
-            assert!(reply.json()["error"].as_str().unwrap().contains("allow_writes_from"));
+            assert!(reply.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("allow_writes_from"));
         }
-        let s = Call { method: Method::PATCH, from, ..post("/config", r#"{"pause": true}"#) };
+        let s = Call {
+            method: Method::PATCH,
+            from,
+            ..post("/config", r#"{"pause": true}"#)
+        };
         expect_refused(&app, &shared, s, StatusCode::FORBIDDEN).await;
     }
     // Outsiders are refused before their credentials are looked at.
-    let s = Call { from: "192.0.2.7", password: None, ..post("/switchover", SWITCH_TO_DB2) };
+    let s = Call {
+        from: "192.0.2.7",
+        password: None,
+        ..post("/switchover", SWITCH_TO_DB2)
+    };
     expect_refused(&app, &shared, s, StatusCode::FORBIDDEN).await;
     for from in ["10.0.0.13", "127.0.0.1", "::1", "::ffff:10.0.0.12"] {
-        let s = Call { from, ..post("/switchover", SWITCH_TO_DB2) };
+        let s = Call {
+            from,
+            ..post("/switchover", SWITCH_TO_DB2)
+        };
         assert_eq!(send(&app, s).await.code, DOWN, "{from} is allowed");
     }
 }
 
 #[tokio::test]
 async fn configured_networks_join_the_allow_list() {
-    let text = format!("{}api:\n  allow_writes_from: [192.0.2.0/28]\n", crate::config::tests::GOOD);
+    let text = format!(
+        "{}api:\n  allow_writes_from: [192.0.2.0/28]\n",
+        crate::config::tests::GOOD
+    );
     let cfg = crate::config::parse(&text, "pgbox.yaml").unwrap();
     let allow = write_allow_list(&cfg);
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
@@ -779,14 +838,29 @@ async fn malformed_and_mistyped_bodies_are_bad_requests() {
         r#"{"leader": "db1", "candidate": "db2", "scheduled_at": "tomorrow"}"#,
         r#"{"candidate": "db2"}"#,
     ] {
-        let reply = expect_refused(&app, &shared, post("/switchover", body), StatusCode::BAD_REQUEST).await;
+        let reply = expect_refused(
+            &app,
+            &shared,
+            post("/switchover", body),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
         assert!(reply.json()["error"].is_string(), "{body}");
     }
     for body in ["{}", r#"{"candidate": null}"#, r#"{"candidate": 7}"#] {
-        expect_refused(&app, &shared, post("/failover", body), StatusCode::BAD_REQUEST).await;
+        expect_refused(
+            &app,
+            &shared,
+            post("/failover", body),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
     }
     for body in [r#"{"pause": "yes"}"#, r#"{"ttl": 5}"#, "[true]", "{"] {
-        let s = Call { method: Method::PATCH, ..post("/config", body) };
+        let s = Call {
+            method: Method::PATCH,
+            ..post("/config", body)
+        };
         expect_refused(&app, &shared, s, StatusCode::BAD_REQUEST).await;
     }
 }
@@ -798,12 +872,24 @@ async fn huge_bodies_are_refused_unread() {
     huge.extend(std::iter::repeat_n(b'x', 200 * 1024));
     huge.extend(br#""}"#);
     for path in ["/switchover", "/failover"] {
-        expect_refused(&app, &shared, post(path, huge.clone()), StatusCode::PAYLOAD_TOO_LARGE).await;
+        expect_refused(
+            &app,
+            &shared,
+            post(path, huge.clone()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+        .await;
     }
-    let s = Call { method: Method::PATCH, ..post("/config", huge.clone()) };
+    let s = Call {
+        method: Method::PATCH,
+        ..post("/config", huge.clone())
+    };
     expect_refused(&app, &shared, s, StatusCode::PAYLOAD_TOO_LARGE).await;
     // Without credentials the body is not even read.
-    let s = Call { password: None, ..post("/switchover", huge) };
+    let s = Call {
+        password: None,
+        ..post("/switchover", huge)
+    };
     expect_refused(&app, &shared, s, StatusCode::UNAUTHORIZED).await;
 }
 
@@ -818,7 +904,13 @@ async fn unfit_candidates_are_refused() {
     )
     .await;
     assert!(reply.json()["error"].as_str().unwrap().contains("db9"));
-    expect_refused(&app, &shared, post("/failover", r#"{"candidate": "db9"}"#), StatusCode::PRECONDITION_FAILED).await;
+    expect_refused(
+        &app,
+        &shared,
+        post("/failover", r#"{"candidate": "db9"}"#),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
     expect_refused(
         &app,
         &shared,
@@ -835,9 +927,25 @@ async fn unfit_candidates_are_refused() {
     .await;
 
     // db2 is 2 MB behind; the limit is 1 MB.
-    let reply = expect_refused(&app, &shared, post("/switchover", SWITCH_TO_DB2), StatusCode::PRECONDITION_FAILED).await;
-    assert!(reply.json()["error"].as_str().unwrap().contains("behind"), "{:?}", reply.json());
-    expect_refused(&app, &shared, post("/failover", r#"{"candidate": "db2"}"#), StatusCode::PRECONDITION_FAILED).await;
+    let reply = expect_refused(
+        &app,
+        &shared,
+        post("/switchover", SWITCH_TO_DB2),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+    assert!(
+        reply.json()["error"].as_str().unwrap().contains("behind"),
+        "{:?}",
+        reply.json()
+    );
+    expect_refused(
+        &app,
+        &shared,
+        post("/failover", r#"{"candidate": "db2"}"#),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
 
     let caught_up = |edit: &dyn Fn(&mut crate::dcs::model::Member)| {
         let mut node = primary_with_a_fit_replica();
@@ -846,24 +954,44 @@ async fn unfit_candidates_are_refused() {
     };
     // Caught up: it would go ahead (and stop at the missing DCS).
     let (app, _) = writable(caught_up(&|_| {}));
-    assert_eq!(send(&app, post("/switchover", SWITCH_TO_DB2)).await.code, DOWN);
+    assert_eq!(
+        send(&app, post("/switchover", SWITCH_TO_DB2)).await.code,
+        DOWN
+    );
 
     for (why, edit) in [
-        ("stopped", &(|m: &mut crate::dcs::model::Member| m.state = "stopped".into()) as &dyn Fn(&mut crate::dcs::model::Member)),
+        (
+            "stopped",
+            &(|m: &mut crate::dcs::model::Member| m.state = "stopped".into())
+                as &dyn Fn(&mut crate::dcs::model::Member),
+        ),
         ("not streaming", &|m| m.replication_state = None),
         ("nofailover", &|m| m.tags.nofailover = true),
         ("position unknown", &|m| m.xlog_location = None),
     ] {
         let (app, shared) = writable(caught_up(edit));
-        let reply = expect_refused(&app, &shared, post("/switchover", SWITCH_TO_DB2), StatusCode::PRECONDITION_FAILED).await;
-        assert!(reply.json()["error"].as_str().unwrap().contains("db2"), "{why}");
+        let reply = expect_refused(
+            &app,
+            &shared,
+            post("/switchover", SWITCH_TO_DB2),
+            StatusCode::PRECONDITION_FAILED,
+        )
+        .await;
+        assert!(
+            reply.json()["error"].as_str().unwrap().contains("db2"),
+            "{why}"
+        );
     }
 }
 
 #[tokio::test]
 async fn secrets_are_never_served_or_debug_printed() {
     let p = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12"]);
-    let indent = |pem: &str| pem.lines().map(|l| format!("      {l}\n")).collect::<String>();
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
     let text = format!(
         "{}  api_password: \"{PASSWORD}\"\napi:\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
         crate::config::tests::GOOD,
@@ -889,10 +1017,21 @@ async fn secrets_are_never_served_or_debug_printed() {
     });
     let debug = format!("{cfg:?}");
     for secret in &secrets {
-        assert!(!debug.contains(secret.as_str()), "Debug of the config shows a secret");
+        assert!(
+            !debug.contains(secret.as_str()),
+            "Debug of the config shows a secret"
+        );
     }
-    for path in ["/config", "/patroni", "/cluster", "/metrics", "/history", "/health"] {
-        let s = Call { method: Method::GET, path, body: vec![], from: "10.0.0.13", password: None };
+    for path in [
+        "/config", "/patroni", "/cluster", "/metrics", "/history", "/health",
+    ] {
+        let s = Call {
+            method: Method::GET,
+            path,
+            body: vec![],
+            from: "10.0.0.13",
+            password: None,
+        };
         let reply = send(&app, s).await;
         let body = String::from_utf8_lossy(&reply.body);
         for secret in &secrets {

@@ -98,10 +98,9 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
         };
-        let addr: IpAddr = addr_text
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{text}` is not a network: `{addr_text}` is not an address; {fix}"))?;
+        let addr: IpAddr = addr_text.trim().parse().map_err(|_| {
+            format!("`{text}` is not a network: `{addr_text}` is not an address; {fix}")
+        })?;
         let max = max_prefix(addr);
         let prefix = match prefix_text {
             None => max,
@@ -146,7 +145,10 @@ mod tests {
         assert_eq!(net.to_string(), "10.0.1.0/24");
         assert!(net.contains(ip("10.0.1.255")));
         assert!(!net.contains(ip("10.0.2.1")));
-        assert!(net.contains(ip("::ffff:10.0.1.9")), "IPv4 seen through IPv6");
+        assert!(
+            net.contains(ip("::ffff:10.0.1.9")),
+            "IPv4 seen through IPv6"
+        );
         assert!(!net.contains(ip("fd00::1")));
 
         let one: Cidr = "10.0.1.7".parse().unwrap();

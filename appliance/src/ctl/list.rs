@@ -480,7 +480,12 @@ mod tests {
             private_key: pki.key_pem.clone(),
             ca: pki.ca_pem.clone(),
         };
-        let node = crate::status::NodeStatus::new("db1", "main", Default::default(), Duration::from_secs(30));
+        let node = crate::status::NodeStatus::new(
+            "db1",
+            "main",
+            Default::default(),
+            Duration::from_secs(30),
+        );
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -516,11 +521,20 @@ mod tests {
             .build()
             .unwrap();
         let failures = fetch_cluster(&stranger, &urls).await.unwrap_err();
-        assert!(failures[0].1.to_lowercase().contains("certificate"), "{failures:?}");
+        assert!(
+            failures[0].1.to_lowercase().contains("certificate"),
+            "{failures:?}"
+        );
         let failures = fetch_cluster(&plain_client(), &urls).await.unwrap_err();
-        assert!(failures[0].1.to_lowercase().contains("certificate"), "{failures:?}");
+        assert!(
+            failures[0].1.to_lowercase().contains("certificate"),
+            "{failures:?}"
+        );
         let plain = vec![format!("http://{addr}")];
-        assert!(fetch_cluster(&plain_client(), &plain).await.is_err(), "no plain HTTP on an HTTPS port");
+        assert!(
+            fetch_cluster(&plain_client(), &plain).await.is_err(),
+            "no plain HTTP on an HTTPS port"
+        );
 
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
@@ -570,7 +584,10 @@ mod tests {
             api_urls(&args).unwrap(),
             ["https://127.0.0.2:8008", "http://127.0.0.3:8008"]
         );
-        let args = ListArgs { api: vec![], ..args };
+        let args = ListArgs {
+            api: vec![],
+            ..args
+        };
         assert_eq!(api_urls(&args).unwrap(), ["https://127.0.0.1:8008"]);
         let missing = ListArgs {
             cacert: Some(dir.path().join("nope.pem")),

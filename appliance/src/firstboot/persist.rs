@@ -21,7 +21,9 @@ use serde_json::Value;
 
 use super::discover::read_optional;
 use super::paths::{self, Root};
-use crate::config::{ApiSettings, Config, EtcdSettings, HaSettings, NetworkSettings, Secrets, Tags};
+use crate::config::{
+    ApiSettings, Config, EtcdSettings, HaSettings, NetworkSettings, Secrets, Tags,
+};
 
 /// What an earlier boot kept.
 #[derive(Debug, Clone)]

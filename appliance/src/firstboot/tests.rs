@@ -451,7 +451,11 @@ fn roles_ports_and_etcd_namespace_are_fixed_too() {
 fn api_settings_and_certificates_change_safely_and_are_never_shown() {
     let old = sample();
     let p = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12"]);
-    let indent = |pem: &str| pem.lines().map(|l| format!("      {l}\n")).collect::<String>();
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
     let text = format!(
         "{GOOD}network:\n  client_networks: [10.0.9.0/24]\napi:\n  allow_writes_from: [10.0.8.0/24]\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
         indent(&p.cert_pem),
@@ -460,7 +464,11 @@ fn api_settings_and_certificates_change_safely_and_are_never_shown() {
     );
     let new = config::parse(&text, "x").unwrap_or_else(|e| panic!("{e}"));
     let changes = compare(&old, "db1", &new, "db1");
-    assert!(changes.unsafe_changes.is_empty(), "{:?}", changes.unsafe_changes);
+    assert!(
+        changes.unsafe_changes.is_empty(),
+        "{:?}",
+        changes.unsafe_changes
+    );
     assert_eq!(changes.safe_changes, ["network", "api"]);
 }
 

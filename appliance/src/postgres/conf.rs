@@ -105,7 +105,10 @@ pub fn postgresql_conf(
 pub fn pg_hba_conf(cfg: &Config) -> String {
     let su = &cfg.postgres.superuser;
     let repl = &cfg.postgres.replication_user;
-    let members = unique(cfg.nodes_with(Role::Postgres).flat_map(|n| host_nets(n.address)));
+    let members = unique(
+        cfg.nodes_with(Role::Postgres)
+            .flat_map(|n| host_nets(n.address)),
+    );
     let clients = unique(
         cfg.nodes_with(Role::Router)
             .flat_map(|n| host_nets(n.address))
@@ -240,10 +243,7 @@ mod tests {
         let hba = pg_hba_conf(&cluster(""));
         for line in hba.lines().filter(|l| !l.starts_with('#')) {
             let method = line.split_whitespace().last().unwrap();
-            assert!(
-                method == "scram-sha-256" || method == "reject",
-                "{line}"
-            );
+            assert!(method == "scram-sha-256" || method == "reject", "{line}");
         }
         assert!(hba.ends_with("host all all all reject\n"), "{hba}");
         assert!(hba.contains("local all all scram-sha-256\n"));
@@ -253,7 +253,10 @@ mod tests {
     fn replication_and_superuser_only_between_members() {
         let hba = pg_hba_conf(&cluster(""));
         for member in ["10.0.0.11", "10.0.0.12"] {
-            assert!(allowed(&hba, "replication", "replicator", member), "{member}");
+            assert!(
+                allowed(&hba, "replication", "replicator", member),
+                "{member}"
+            );
             assert!(allowed(&hba, "postgres", "postgres", member), "{member}");
         }
         // The router node carries client traffic, never replication or the superuser.
@@ -271,8 +274,14 @@ mod tests {
     fn clients_only_from_routers_and_declared_networks() {
         let hba = pg_hba_conf(&cluster(""));
         assert!(allowed(&hba, "app", "app", "10.0.0.13"), "router node");
-        assert!(!allowed(&hba, "app", "app", "10.0.0.11"), "a member is not a client");
-        assert!(!allowed(&hba, "app", "app", "10.0.0.99"), "same subnet, undeclared");
+        assert!(
+            !allowed(&hba, "app", "app", "10.0.0.11"),
+            "a member is not a client"
+        );
+        assert!(
+            !allowed(&hba, "app", "app", "10.0.0.99"),
+            "same subnet, undeclared"
+        );
         assert!(!allowed(&hba, "app", "app", "192.0.2.1"));
 
         let hba = pg_hba_conf(&cluster(
@@ -282,7 +291,10 @@ mod tests {
         assert!(allowed(&hba, "app", "app", "10.0.6.7"));
         assert!(!allowed(&hba, "app", "app", "10.0.6.8"));
         assert!(allowed(&hba, "app", "app", "fd00:5::1"));
-        assert!(allowed(&hba, "app", "app", "10.0.0.13"), "routers still may");
+        assert!(
+            allowed(&hba, "app", "app", "10.0.0.13"),
+            "routers still may"
+        );
         // A client network is for clients only.
         assert!(!allowed(&hba, "postgres", "postgres", "10.0.5.1"));
         assert!(!allowed(&hba, "replication", "replicator", "10.0.5.1"));
@@ -313,6 +325,10 @@ network: {client_networks: [127.0.0.1]}
         assert!(!allowed(&hba, "replication", "replicator", "127.0.9.200"));
         assert!(!allowed(&hba, "postgres", "postgres", "127.0.9.200"));
         assert!(!allowed(&hba, "app", "app", "127.0.9.200"));
-        assert_eq!(hba.matches("127.0.0.1/32").count(), 3, "deduplicated:\n{hba}");
+        assert_eq!(
+            hba.matches("127.0.0.1/32").count(),
+            3,
+            "deduplicated:\n{hba}"
+        );
     }
 }

@@ -191,7 +191,10 @@ fn fit_candidate(
         return Err(format!("{candidate} is tagged nofailover"));
     }
     if m.state != "running" {
-        return Err(format!("{candidate} is not healthy: its state is {:?}", m.state));
+        return Err(format!(
+            "{candidate} is not healthy: its state is {:?}",
+            m.state
+        ));
     }
     if m.replication_state.as_deref() != Some("streaming") {
         return Err(format!("{candidate} is not streaming from the leader"));

@@ -67,7 +67,11 @@ listen stats
 #[test]
 fn router_configuration() {
     assert_eq!(
-        config(&sample(), "/run/pgbox/haproxy-servers.state", "/run/pgbox/api-ca.pem"),
+        config(
+            &sample(),
+            "/run/pgbox/haproxy-servers.state",
+            "/run/pgbox/api-ca.pem"
+        ),
         EXPECTED
     );
 }
@@ -132,12 +136,20 @@ fn https_api_checks_verify_the_certificate() {
             .find(|l| l.starts_with(&format!("    server {name} ")))
             .unwrap();
         assert!(
-            server.ends_with(" check port 8008 check-ssl verify required ca-file /run/pgbox/api-ca.pem"),
+            server.ends_with(
+                " check port 8008 check-ssl verify required ca-file /run/pgbox/api-ca.pem"
+            ),
             "{server}"
         );
     }
-    assert_eq!(text.matches("check-ssl verify required").count(), 4, "{text}");
-    assert!(api_ca(&cfg).unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(
+        text.matches("check-ssl verify required").count(),
+        4,
+        "{text}"
+    );
+    assert!(api_ca(&cfg)
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
     assert!(api_ca(&sample()).is_none());
     assert!(!config(&sample(), "/x.state", "/ca.pem").contains("ssl"));
 }
