@@ -1305,3 +1305,180 @@ async fn undeclared_addresses_are_refused_and_concurrent_switchovers_do_one() {
         "exactly one switchover"
     );
 }
+
+/// A CA, and one API certificate naming `ips`, as PEM: what an operator
+/// makes once for a cluster (docs/security.md).
+fn api_pki(ips: &[std::net::IpAddr]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "pgbox test cluster CA");
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::default();
+    leaf.subject_alt_names = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
+    let cert_pem = leaf.signed_by(&key, &issuer).unwrap().pem();
+    (cert_pem, key.serialize_pem(), ca_pem)
+}
+
+/// The members' roles as an HTTPS `/cluster` shows them, from any node.
+async fn https_roles(
+    client: &reqwest::Client,
+    c: &TestCluster,
+) -> Result<(String, String), String> {
+    let mut last = String::from("no answer");
+    for node in c.nodes() {
+        let url = format!("https://{}:8008/cluster", node.address);
+        match client.get(&url).send().await {
+            Ok(r) => {
+                let doc: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+                let members = doc["members"].as_array().cloned().unwrap_or_default();
+                let named = |role: &str| {
+                    members
+                        .iter()
+                        .find(|m| m["role"] == role)
+                        .and_then(|m| m["name"].as_str().map(String::from))
+                };
+                match (named("leader"), named("sync_standby")) {
+                    (Some(l), Some(s)) => return Ok((l, s)),
+                    _ => last = format!("{url}: {doc}"),
+                }
+            }
+            Err(e) => last = format!("{url}: {}", support::error_chain(&e)),
+        }
+    }
+    Err(last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_api_end_to_end_with_the_cluster_ca() {
+    // The test's subnet (127.0.N.0/24) is chosen when the cluster starts,
+    // after the file is written: name db1 and db2 in every subnet the
+    // harness may choose.
+    let ips: Vec<std::net::IpAddr> = (10u8..=250)
+        .flat_map(|n| [21u8, 22].map(|h| std::net::IpAddr::from([127, 0, n, h])))
+        .collect();
+    let (cert, key, ca) = api_pki(&ips);
+    let block = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    let extra_yaml = format!(
+        "api:\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
+        block(&cert),
+        block(&key),
+        block(&ca)
+    );
+    let c = TestCluster::start(
+        "https-api",
+        ClusterOptions {
+            extra_yaml,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let trusting = pgbox::tls::http_client(Some(&ca))
+        .unwrap()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let (old, new) = wait_until(
+        BOOTSTRAP_TIMEOUT,
+        "a leader and a sync standby over HTTPS",
+        async || {
+            for node in c.nodes() {
+                node.assert_alive();
+            }
+            https_roles(&trusting, &c).await
+        },
+    )
+    .await;
+
+    // Plain HTTP and clients that do not trust the cluster's CA get nothing.
+    let api = format!("{}:8008", c.node(&old).address);
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    assert!(
+        plain
+            .get(format!("http://{api}/cluster"))
+            .send()
+            .await
+            .is_err(),
+        "plain HTTP answered"
+    );
+    let e = plain
+        .get(format!("https://{api}/cluster"))
+        .send()
+        .await
+        .expect_err("a client without the CA trusted the certificate");
+    assert!(
+        support::error_chain(&e)
+            .to_lowercase()
+            .contains("certificate"),
+        "{e:?}"
+    );
+
+    // pgboxctl trusts the CA given with --cacert (or from --config).
+    let ca_file = c.dir.join("ca.pem");
+    fs::write(&ca_file, &ca).unwrap();
+    let list = tokio::process::Command::new(PGBOXCTL)
+        .args(["list", "--json", "--api", &api, "--cacert"])
+        .arg(&ca_file)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&old));
+    let untrusted = tokio::process::Command::new(PGBOXCTL)
+        .args(["list", "--api", &format!("https://{api}")])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        !untrusted.status.success(),
+        "pgboxctl trusted an unknown CA"
+    );
+
+    // A switchover through pgboxctl over HTTPS; the nodes reach each
+    // other's APIs over HTTPS too.
+    let out = tokio::process::Command::new(PGBOXCTL)
+        .args(["switchover", "--config"])
+        .arg(&c.config_path)
+        .args(["--candidate", &new])
+        .output()
+        .await
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.contains("Successfully switched over"),
+        "{said}"
+    );
+    let (leader, standby) = wait_until(
+        FAILOVER_TIMEOUT,
+        "the old primary to follow over HTTPS",
+        async || match https_roles(&trusting, &c).await? {
+            (l, s) if l == new && s == old => Ok((l, s)),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert_eq!(
+        (leader.as_str(), standby.as_str()),
+        (new.as_str(), old.as_str())
+    );
+}
