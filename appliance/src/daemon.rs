@@ -95,7 +95,11 @@ impl Daemon {
             me.tags.clone(),
             liveness,
         )));
-        let http = reqwest::Client::builder()
+        // Peers' APIs speak HTTPS when the cluster has a certificate; then
+        // only its CA is trusted, never the system's roots.
+        let ca = cfg.api.tls.as_ref().map(|t| t.ca.as_str());
+        let http = crate::tls::http_client(ca)
+            .map_err(|e| anyhow::anyhow!("api.tls.ca: {e}"))?
             .timeout(Duration::from_millis(1000).min(ha.ttl / 2))
             .build()
             .context("building the HTTP client")?;
@@ -147,15 +151,16 @@ impl Daemon {
             status: self.status.clone(),
             dcs: Some(dcs.clone()),
             api_password: self.cfg.secrets.api_password.clone(),
-            static_config: serde_json::json!({
-                "ttl": self.cfg.ha.ttl.as_secs(),
-                "loop_wait": self.cfg.ha.loop_wait.as_secs_f64(),
-                "maximum_lag_on_failover": self.cfg.ha.maximum_lag_on_failover,
-                "synchronous_mode": self.cfg.ha.synchronous_mode,
-                "use_pg_rewind": self.cfg.ha.use_pg_rewind,
-            }),
+            write_allow: crate::api::write_allow_list(&self.cfg),
+            static_config: crate::api::static_config(&self.cfg),
         };
-        let api = tokio::spawn(crate::api::serve(api_addr, api_state, async {
+        let tls = match &self.cfg.api.tls {
+            Some(t) => Some(Arc::new(
+                crate::tls::server_config(t).map_err(|e| anyhow::anyhow!("api.tls.{e}"))?,
+            )),
+            None => None,
+        };
+        let api = tokio::spawn(crate::api::serve_tls(api_addr, api_state, tls, async {
             let _ = api_stopped.await;
         }));
 

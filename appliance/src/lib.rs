@@ -3,7 +3,7 @@
 //! Layout: `config` (the first-boot file), `ha` (the pure decision core),
 //! `dcs` (etcd), `postgres` (the local server), `executor` (carries out the
 //! core's actions), `daemon` (the loop), `api` (REST on 8008), `status`
-//! (the snapshot the API reads), `firstboot` (`pgboxd firstboot`: finds,
+//! (the snapshot the API reads), `tls` (the API's HTTPS), `firstboot` (`pgboxd firstboot`: finds,
 //! keeps and applies the first-boot file at every boot).
 pub mod api;
 pub mod config;
@@ -17,4 +17,5 @@ pub mod logging;
 pub mod postgres;
 pub mod sim;
 pub mod status;
+pub mod tls;
 pub mod watchdog;

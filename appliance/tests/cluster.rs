@@ -1210,3 +1210,354 @@ async fn three_nodes_fail_over_to_the_synchronous_standby_and_the_third_follows(
     c.stop_and_check_no_loss(workload, &healed.primary, &[("kill", killed_at)])
         .await;
 }
+
+// ---------------------------------------------------------------------------
+// Security: who may reach PostgreSQL and the write endpoints
+
+/// Connects to `target`'s first host from the local address `from`: PostgreSQL
+/// sees `from` as the client's address, which is what pg_hba.conf matches.
+async fn connect_from(from: std::net::IpAddr, target: &PgTarget) -> Result<(), String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind((from, 0).into())
+        .map_err(|e| format!("bind {from}: {e}"))?;
+    let stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        socket.connect((target.hosts[0], target.port).into()),
+    )
+    .await
+    .map_err(|_| "TCP connect timed out".to_string())?
+    .map_err(|e| format!("TCP connect: {e}"))?;
+    let (client, connection) = tokio::time::timeout(
+        Duration::from_secs(5),
+        target.config().connect_raw(stream, tokio_postgres::NoTls),
+    )
+    .await
+    .map_err(|_| "PostgreSQL handshake timed out".to_string())?
+    .map_err(|e| support::workload::pg_error(&e))?;
+    tokio::spawn(connection);
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map_err(|e| support::workload::pg_error(&e))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_addresses_are_refused_and_concurrent_switchovers_do_one() {
+    let c = TestCluster::start("security", ClusterOptions::default()).await;
+    let before = c
+        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
+        .await;
+    let (old, new) = (before.primary.clone(), before.replicas[0].clone());
+    let localhost: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    // In this test's subnet, but no node's address and in no list.
+    let outsider = c.subnet.ip(200);
+
+    // PostgreSQL. The app user from the declared client network (127.0.0.1,
+    // see cluster_yaml) gets in: the refusals below are about the address.
+    let app = c.app_target_on(&old);
+    connect_from(localhost, &app)
+        .await
+        .expect("the app user from a declared client network");
+    let refused = connect_from(outsider, &app)
+        .await
+        .expect_err("the app user from an undeclared address");
+    assert!(
+        refused.contains("no pg_hba.conf entry") || refused.contains("rejects connection"),
+        "{refused}"
+    );
+    assert!(refused.contains(&outsider.to_string()), "{refused}");
+    let superuser = |dbname: &str| PgTarget {
+        user: "postgres".into(),
+        password: c.secrets.superuser.clone(),
+        dbname: dbname.into(),
+        ..app.clone()
+    };
+    // The superuser over the network: only from members, only to `postgres`
+    // (what pg_rewind uses; the loopback members connect from 127.0.0.1).
+    connect_from(localhost, &superuser("postgres"))
+        .await
+        .expect("the superuser from a member's address to postgres");
+    let e = connect_from(outsider, &superuser("postgres"))
+        .await
+        .expect_err("the superuser from an undeclared address");
+    assert!(e.contains("pg_hba.conf"), "{e}");
+    let e = connect_from(localhost, &superuser("app"))
+        .await
+        .expect_err("the superuser to the application's database over TCP");
+    assert!(e.contains("pg_hba.conf"), "{e}");
+
+    // The REST API's write endpoints.
+    let url = |name: &str, path: &str| format!("http://{}:8008{path}", c.node(name).address);
+    let body = format!("{{\"leader\":\"{old}\",\"candidate\":\"{new}\"}}");
+    let from_outside = reqwest::Client::builder()
+        .local_address(outsider)
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for (method, path, body) in [
+        (reqwest::Method::POST, "/switchover", body.clone()),
+        (
+            reqwest::Method::POST,
+            "/failover",
+            format!("{{\"candidate\":\"{new}\"}}"),
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/config",
+            "{\"pause\":true}".to_string(),
+        ),
+    ] {
+        let answer = from_outside
+            .request(method.clone(), url(&old, path))
+            .basic_auth("pgbox", Some(&c.secrets.api))
+            .body(body)
+            .send()
+            .await
+            .expect("the API answers");
+        assert_eq!(
+            answer.status().as_u16(),
+            403,
+            "{method} {path} from {outsider}"
+        );
+    }
+    let read = from_outside
+        .get(url(&old, "/cluster"))
+        .send()
+        .await
+        .expect("GET /cluster");
+    assert_eq!(read.status().as_u16(), 200, "read-only endpoints stay open");
+    let local = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(75))
+        .build()
+        .unwrap();
+    let anonymous = local
+        .post(url(&old, "/switchover"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("POST /switchover");
+    assert_eq!(anonymous.status().as_u16(), 401);
+    // None of that changed anything.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still = c
+        .wait_for_roles(&["db1", "db2"], FAILOVER_TIMEOUT, "roles unchanged")
+        .await;
+    assert_eq!(
+        (still.primary.as_str(), still.timeline),
+        (old.as_str(), before.timeline)
+    );
+    let (_, cfg) = c.node(&old).api_get("/config").await.unwrap();
+    assert_eq!(cfg["pause"], false, "the refused PATCH paused the cluster");
+
+    // Two switchover requests at once: one is carried out, the other is
+    // refused, and the cluster switches over exactly once.
+    let send = || {
+        local
+            .post(url(&old, "/switchover"))
+            .basic_auth("pgbox", Some(&c.secrets.api))
+            .body(body.clone())
+            .send()
+    };
+    let (a, b) = tokio::join!(send(), send());
+    let mut codes = vec![a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    codes.sort();
+    assert_eq!(codes[0], 200, "one switchover succeeds: {codes:?}");
+    assert!(
+        codes[1] == 503 || codes[1] == 412,
+        "the other is refused (pending, or the leader changed): {codes:?}"
+    );
+    let after = c
+        .wait_for_roles(
+            &["db1", "db2"],
+            FAILOVER_TIMEOUT,
+            "the switchover to settle",
+        )
+        .await;
+    assert_eq!(after.primary, new);
+    assert_eq!(
+        after.timeline,
+        before.timeline + 1,
+        "exactly one switchover"
+    );
+}
+
+/// A CA, and one API certificate naming `ips`, as PEM: what an operator
+/// makes once for a cluster (docs/security.md).
+fn api_pki(ips: &[std::net::IpAddr]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "pgbox test cluster CA");
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::default();
+    leaf.subject_alt_names = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
+    let cert_pem = leaf.signed_by(&key, &issuer).unwrap().pem();
+    (cert_pem, key.serialize_pem(), ca_pem)
+}
+
+/// The members' roles as an HTTPS `/cluster` shows them, from any node.
+async fn https_roles(
+    client: &reqwest::Client,
+    c: &TestCluster,
+) -> Result<(String, String), String> {
+    let mut last = String::from("no answer");
+    for node in c.nodes() {
+        let url = format!("https://{}:8008/cluster", node.address);
+        match client.get(&url).send().await {
+            Ok(r) => {
+                let doc: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+                let members = doc["members"].as_array().cloned().unwrap_or_default();
+                let named = |role: &str| {
+                    members
+                        .iter()
+                        .find(|m| m["role"] == role)
+                        .and_then(|m| m["name"].as_str().map(String::from))
+                };
+                match (named("leader"), named("sync_standby")) {
+                    (Some(l), Some(s)) => return Ok((l, s)),
+                    _ => last = format!("{url}: {doc}"),
+                }
+            }
+            Err(e) => last = format!("{url}: {}", support::error_chain(&e)),
+        }
+    }
+    Err(last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_api_end_to_end_with_the_cluster_ca() {
+    // The test's subnet (127.0.N.0/24) is chosen when the cluster starts,
+    // after the file is written: name db1 and db2 in every subnet the
+    // harness may choose.
+    let ips: Vec<std::net::IpAddr> = (10u8..=250)
+        .flat_map(|n| [21u8, 22].map(|h| std::net::IpAddr::from([127, 0, n, h])))
+        .collect();
+    let (cert, key, ca) = api_pki(&ips);
+    let block = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    let extra_yaml = format!(
+        "api:\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
+        block(&cert),
+        block(&key),
+        block(&ca)
+    );
+    let c = TestCluster::start(
+        "https-api",
+        ClusterOptions {
+            extra_yaml,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let trusting = pgbox::tls::http_client(Some(&ca))
+        .unwrap()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let (old, new) = wait_until(
+        BOOTSTRAP_TIMEOUT,
+        "a leader and a sync standby over HTTPS",
+        async || {
+            for node in c.nodes() {
+                node.assert_alive();
+            }
+            https_roles(&trusting, &c).await
+        },
+    )
+    .await;
+
+    // Plain HTTP and clients that do not trust the cluster's CA get nothing.
+    let api = format!("{}:8008", c.node(&old).address);
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    assert!(
+        plain
+            .get(format!("http://{api}/cluster"))
+            .send()
+            .await
+            .is_err(),
+        "plain HTTP answered"
+    );
+    let e = plain
+        .get(format!("https://{api}/cluster"))
+        .send()
+        .await
+        .expect_err("a client without the CA trusted the certificate");
+    assert!(
+        support::error_chain(&e)
+            .to_lowercase()
+            .contains("certificate"),
+        "{e:?}"
+    );
+
+    // pgboxctl trusts the CA given with --cacert (or from --config).
+    let ca_file = c.dir.join("ca.pem");
+    fs::write(&ca_file, &ca).unwrap();
+    let list = tokio::process::Command::new(PGBOXCTL)
+        .args(["list", "--json", "--api", &api, "--cacert"])
+        .arg(&ca_file)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&old));
+    let untrusted = tokio::process::Command::new(PGBOXCTL)
+        .args(["list", "--api", &format!("https://{api}")])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        !untrusted.status.success(),
+        "pgboxctl trusted an unknown CA"
+    );
+
+    // A switchover through pgboxctl over HTTPS; the nodes reach each
+    // other's APIs over HTTPS too.
+    let out = tokio::process::Command::new(PGBOXCTL)
+        .args(["switchover", "--config"])
+        .arg(&c.config_path)
+        .args(["--candidate", &new])
+        .output()
+        .await
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.contains("Successfully switched over"),
+        "{said}"
+    );
+    let (leader, standby) = wait_until(
+        FAILOVER_TIMEOUT,
+        "the old primary to follow over HTTPS",
+        async || match https_roles(&trusting, &c).await? {
+            (l, s) if l == new && s == old => Ok((l, s)),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert_eq!(
+        (leader.as_str(), standby.as_str()),
+        (new.as_str(), old.as_str())
+    );
+}

@@ -189,6 +189,11 @@ pub fn first_boot_file(node: &str, secrets: &Secrets, s: &Settings) -> String {
     let _ = writeln!(y, "  loop_wait: {}s", s.loop_wait_s);
     let _ = writeln!(y, "  synchronous_mode: \"{}\"", s.synchronous_mode);
     let _ = writeln!(y, "  watchdog: {}", s.watchdog);
+    // The host reaches each VM through that VM's user-mode stack, whose
+    // address on the segment (forward_source) PostgreSQL and the API see:
+    // declared, as a person declares where their clients and operators are.
+    let _ = writeln!(y, "network:\n  client_networks: [{SUBNET}.200/29]");
+    let _ = writeln!(y, "api:\n  allow_writes_from: [{SUBNET}.200/29]");
     y.push_str("etcd:\n");
     let _ = writeln!(y, "  heartbeat_interval: {}ms", s.heartbeat_ms);
     let _ = writeln!(y, "  election_timeout: {}ms", s.election_ms);
@@ -212,6 +217,9 @@ mod tests {
             let mine = cfg.nodes.iter().find(|x| x.name == n.name).unwrap();
             assert_eq!(mine.address.to_string(), n.address());
             assert_eq!(mine.mac.as_deref(), Some(n.mac().as_str()));
+            let source: std::net::IpAddr = n.forward_source().parse().unwrap();
+            assert!(cfg.network.client_networks.iter().any(|c| c.contains(source)));
+            assert!(cfg.api.allow_writes_from.iter().any(|c| c.contains(source)));
         }
     }
 

@@ -1,12 +1,63 @@
-//! Write endpoints require HTTP basic authentication with
-//! `secrets.api_password` (any user name). Without a configured password
-//! they refuse everything: an appliance must not ship open write endpoints.
+//! Who may use the write endpoints (switchover, failover, PATCH /config).
+//!
+//! Two gates, in this order: the request's source address must be in the
+//! allow-list (403 otherwise, before any credential is looked at, so an
+//! outsider cannot even guess passwords), then HTTP basic authentication
+//! with `secrets.api_password`, any user name (401 without or wrong).
+//! Without a configured password the write endpoints refuse everything: an
+//! appliance must not ship open write endpoints.
 
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
 
-use crate::api::json_error;
+use crate::api::{json_error, ApiState};
+use crate::config::Cidr;
+
+/// Middleware on the write routes: runs before the body is read.
+pub async fn require_write_access(
+    State(api): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if !source_allowed(peer, &api.write_allow) {
+        return refuse_source(peer);
+    }
+    if let Err(resp) = check(request.headers(), api.api_password.as_deref()) {
+        return resp;
+    }
+    next.run(request).await
+}
+
+/// Whether the source address is in `allow`. A request whose source is not
+/// known (not from a socket) is not.
+pub fn source_allowed(peer: Option<IpAddr>, allow: &[Cidr]) -> bool {
+    peer.is_some_and(|ip| allow.iter().any(|net| net.contains(ip)))
+}
+
+fn refuse_source(peer: Option<IpAddr>) -> Response {
+    match peer {
+        Some(ip) => {
+            tracing::warn!(source = %ip, "write request refused: source not in the API allow-list");
+            json_error(
+                StatusCode::FORBIDDEN,
+                format!("{} may not use write endpoints: only the cluster's nodes, this box and api.allow_writes_from may", ip.to_canonical()),
+            )
+        }
+        None => json_error(
+            StatusCode::FORBIDDEN,
+            "the request's source address is unknown",
+        ),
+    }
+}
 
 pub fn check(headers: &HeaderMap, password: Option<&str>) -> Result<(), Response> {
     let Some(expected) = password else {
@@ -87,6 +138,14 @@ mod tests {
         );
         assert!(check(&basic("pgbox:s3cret-api-pass"), Some("s3cret-api-pass")).is_ok());
         assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(constant_time_eq(b"abc", b"abc"));
+        let allow: Vec<Cidr> = vec!["10.0.0.0/24".parse().unwrap()];
+        assert!(source_allowed(Some("10.0.0.9".parse().unwrap()), &allow));
+        assert!(source_allowed(
+            Some("::ffff:10.0.0.9".parse().unwrap()),
+            &allow
+        ));
+        assert!(!source_allowed(Some("10.0.1.9".parse().unwrap()), &allow));
+        assert!(!source_allowed(None, &allow));
+        assert_eq!(refuse_source(None).status(), StatusCode::FORBIDDEN);
     }
 }

@@ -8,7 +8,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::http::{StatusCode, Uri};
@@ -16,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::config::{Cidr, Config};
 use crate::dcs::etcd::Etcd;
 use crate::status::{NodeStatus, SharedStatus};
 
@@ -29,6 +31,8 @@ pub struct ApiState {
     pub status: SharedStatus,
     pub dcs: Option<std::sync::Arc<Etcd>>,
     pub api_password: Option<String>,
+    /// Sources the write endpoints accept requests from; empty: none.
+    pub write_allow: Vec<Cidr>,
     /// The settings from pgbox.yaml that `GET /config` shows.
     pub static_config: serde_json::Value,
 }
@@ -49,6 +53,7 @@ impl From<SharedStatus> for ApiState {
             status,
             dcs: None,
             api_password: None,
+            write_allow: Vec::new(),
             static_config: serde_json::json!({}),
         }
     }
@@ -66,8 +71,8 @@ pub fn router_with(state: ApiState) -> Router {
         .merge(routes::patroni::routes())
         .merge(routes::cluster::routes())
         .merge(routes::history::routes())
-        .merge(routes::operations::routes())
-        .merge(routes::config::routes())
+        .merge(routes::operations::routes(&state))
+        .merge(routes::config::routes(&state))
         .merge(routes::metrics::routes())
         // Must come after the routes: it is attached to each one present.
         .method_not_allowed_fallback(method_not_allowed)
@@ -76,20 +81,80 @@ pub fn router_with(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serve the API on `addr` until `shutdown` completes.
+/// Serve the API over plain HTTP on `addr` until `shutdown` completes.
 pub async fn serve(
     addr: SocketAddr,
     state: impl Into<ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_tls(addr, state, None, shutdown).await
+}
+
+/// Serve the API on `addr` until `shutdown` completes: over HTTPS when
+/// `tls` is given, plain HTTP otherwise. Handlers see each request's source
+/// address (`ConnectInfo`), which the write endpoints' allow-list needs.
+pub async fn serve_tls(
+    addr: SocketAddr,
+    state: impl Into<ApiState>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("REST API: cannot listen on {addr}"))?;
-    tracing::info!("REST API listening on http://{addr}");
-    axum::serve(listener, router_with(state.into()))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .with_context(|| format!("REST API on {addr} failed"))
+    let app = router_with(state.into()).into_make_service_with_connect_info::<SocketAddr>();
+    let Some(tls) = tls else {
+        tracing::info!("REST API listening on http://{addr}");
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .with_context(|| format!("REST API on {addr} failed"));
+    };
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    tracing::info!("REST API listening on https://{addr}");
+    let listener = listener
+        .into_std()
+        .with_context(|| format!("REST API: the listener on {addr}"))?;
+    axum_server::tls_rustls::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )
+    .with_context(|| format!("REST API: the listener on {addr}"))?
+    .handle(handle)
+    .serve(app)
+    .await
+    .with_context(|| format!("REST API on {addr} failed"))
+}
+
+/// The settings from pgbox.yaml that `GET /config` shows: an explicit
+/// list, so that nothing secret can reach the API by being added to the
+/// configuration later.
+pub fn static_config(cfg: &Config) -> serde_json::Value {
+    json!({
+        "ttl": cfg.ha.ttl.as_secs(),
+        "loop_wait": cfg.ha.loop_wait.as_secs_f64(),
+        "maximum_lag_on_failover": cfg.ha.maximum_lag_on_failover,
+        "synchronous_mode": cfg.ha.synchronous_mode,
+        "use_pg_rewind": cfg.ha.use_pg_rewind,
+    })
+}
+
+/// Where the write endpoints accept requests from: every node of the
+/// cluster (pgboxctl on any box, which reaches the API from its own node
+/// address), the loopback source addresses (127.0.0.1 and ::1: what a
+/// connection between loopback addresses comes from, as in a one-box
+/// cluster), and the networks in `api.allow_writes_from`.
+pub fn write_allow_list(cfg: &Config) -> Vec<Cidr> {
+    let mut list: Vec<Cidr> = cfg.nodes.iter().map(|n| Cidr::host(n.address)).collect();
+    list.push(Cidr::host(std::net::Ipv4Addr::LOCALHOST.into()));
+    list.push(Cidr::host(std::net::Ipv6Addr::LOCALHOST.into()));
+    list.extend(cfg.api.allow_writes_from.iter().copied());
+    list
 }
 
 /// A copy of the current snapshot. A poisoned lock still holds the last

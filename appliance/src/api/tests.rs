@@ -615,3 +615,427 @@ async fn write_endpoints_refuse_without_a_configured_password() {
         .unwrap();
     assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::OK);
 }
+
+// ---------------------------------------------------------------------------
+// Write endpoints: who may call them, and what they do with bad requests.
+// These run without a DCS, so a request that passed every check would end in
+// 503 "no DCS connection": any other answer shows where it was refused.
+
+const PASSWORD: &str = "Api-Pass-7Qm2vLr9KpT4";
+
+/// A router with the write endpoints enabled, as pgboxd builds it for the
+/// sample cluster: allow-list of its nodes and loopback, sync mode off (so
+/// the candidate checks below are not the sync standby check), 1 MB lag limit.
+fn writable(node: NodeStatus) -> (Router, SharedStatus) {
+    let shared: SharedStatus = Arc::new(RwLock::new(node));
+    let mut cfg = crate::config::parse(crate::config::tests::GOOD, "pgbox.yaml").unwrap();
+    cfg.ha.synchronous_mode = crate::config::SyncMode::Off;
+    let state = ApiState {
+        status: shared.clone(),
+        dcs: None,
+        api_password: Some(PASSWORD.into()),
+        write_allow: write_allow_list(&cfg),
+        static_config: static_config(&cfg),
+    };
+    (router_with(state), shared)
+}
+
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    body: Vec<u8>,
+    from: &'a str,
+    password: Option<&'a str>,
+}
+
+fn post(path: &str, body: impl Into<Vec<u8>>) -> Call<'_> {
+    Call {
+        method: Method::POST,
+        path,
+        body: body.into(),
+        from: "127.0.0.1",
+        password: Some(PASSWORD),
+    }
+}
+
+async fn send(app: &Router, s: Call<'_>) -> Reply {
+    use base64::Engine as _;
+    let mut request = Request::builder()
+        .method(s.method)
+        .uri(s.path)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(p) = s.password {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("pgbox:{p}"));
+        request = request.header(header::AUTHORIZATION, format!("Basic {token}"));
+    }
+    let mut request = request.body(Body::from(s.body)).unwrap();
+    // What `into_make_service_with_connect_info` puts there for a real socket.
+    let peer: std::net::SocketAddr = (s.from.parse::<std::net::IpAddr>().unwrap(), 40000).into();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let response = app.clone().oneshot(request).await.unwrap();
+    let code = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    Reply {
+        code,
+        headers,
+        body,
+    }
+}
+
+/// Sends `s` and asserts its code, and that the published state did not move.
+async fn expect_refused(
+    app: &Router,
+    shared: &SharedStatus,
+    s: Call<'_>,
+    want: StatusCode,
+) -> Reply {
+    let before = format!("{:?}", shared.read().unwrap().cluster);
+    let what = format!("{} {} from {}", s.method, s.path, s.from);
+    let reply = send(app, s).await;
+    assert_eq!(
+        reply.code,
+        want,
+        "{what}: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        format!("{:?}", shared.read().unwrap().cluster),
+        before,
+        "{what}"
+    );
+    reply
+}
+
+/// The primary, with db2 caught up to within the lag limit.
+fn primary_with_a_fit_replica() -> NodeStatus {
+    let mut node = primary();
+    node.cluster.members[0].1.xlog_location = Some(100 * MB - 1000);
+    node
+}
+
+const SWITCH_TO_DB2: &str = r#"{"leader": "db1", "candidate": "db2"}"#;
+
+#[tokio::test]
+async fn write_endpoints_need_the_password() {
+    let (app, shared) = writable(primary_with_a_fit_replica());
+    for (method, path, body) in [
+        (Method::POST, "/switchover", SWITCH_TO_DB2),
+        (Method::POST, "/failover", r#"{"candidate": "db2"}"#),
+        (Method::PATCH, "/config", r#"{"pause": true}"#),
+    ] {
+        let none = Call {
+            method: method.clone(),
+            path,
+            body: body.into(),
+            from: "127.0.0.1",
+            password: None,
+        };
+        let reply = expect_refused(&app, &shared, none, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(
+            reply.headers[header::WWW_AUTHENTICATE],
+            "Basic realm=\"pgbox\""
+        );
+        let wrong = Call {
+            method: method.clone(),
+            path,
+            body: body.into(),
+            from: "127.0.0.1",
+            password: Some("Api-Pass-7Qm2vLr9KpT5"),
+        };
+        let reply = expect_refused(&app, &shared, wrong, StatusCode::UNAUTHORIZED).await;
+        assert!(!String::from_utf8_lossy(&reply.body).contains(PASSWORD));
+    }
+    // With the password the request gets as far as the (absent) DCS.
+    let ok = send(&app, post("/switchover", SWITCH_TO_DB2)).await;
+    assert_eq!(ok.code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ok.json()["error"].as_str().unwrap().contains("no DCS"),
+        "{:?}",
+        ok.json()
+    );
+    // Read-only endpoints stay open to anyone.
+    let open = Call {
+        method: Method::GET,
+        path: "/config",
+        body: vec![],
+        from: "192.0.2.7",
+        password: None,
+    };
+    assert_eq!(send(&app, open).await.code, OK);
+}
+
+#[tokio::test]
+async fn write_endpoints_refuse_sources_outside_the_allow_list() {
+    let (app, shared) = writable(primary_with_a_fit_replica());
+    // The right password does not help from outside; nodes and loopback pass.
+    for from in ["192.0.2.7", "10.0.0.99", "fd00::99", "127.0.0.5"] {
+        for path in ["/switchover", "/failover"] {
+            let s = Call {
+                from,
+                ..post(path, SWITCH_TO_DB2)
+            };
+            let reply = expect_refused(&app, &shared, s, StatusCode::FORBIDDEN).await;
+            assert!(reply.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("allow_writes_from"));
+        }
+        let s = Call {
+            method: Method::PATCH,
+            from,
+            ..post("/config", r#"{"pause": true}"#)
+        };
+        expect_refused(&app, &shared, s, StatusCode::FORBIDDEN).await;
+    }
+    // Outsiders are refused before their credentials are looked at.
+    let s = Call {
+        from: "192.0.2.7",
+        password: None,
+        ..post("/switchover", SWITCH_TO_DB2)
+    };
+    expect_refused(&app, &shared, s, StatusCode::FORBIDDEN).await;
+    for from in ["10.0.0.13", "127.0.0.1", "::1", "::ffff:10.0.0.12"] {
+        let s = Call {
+            from,
+            ..post("/switchover", SWITCH_TO_DB2)
+        };
+        assert_eq!(send(&app, s).await.code, DOWN, "{from} is allowed");
+    }
+}
+
+#[tokio::test]
+async fn configured_networks_join_the_allow_list() {
+    let text = format!(
+        "{}api:\n  allow_writes_from: [192.0.2.0/28]\n",
+        crate::config::tests::GOOD
+    );
+    let cfg = crate::config::parse(&text, "pgbox.yaml").unwrap();
+    let allow = write_allow_list(&cfg);
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert!(allow.iter().any(|n| n.contains(ip("192.0.2.7"))));
+    assert!(!allow.iter().any(|n| n.contains(ip("192.0.2.17"))));
+    assert!(allow.iter().any(|n| n.contains(ip("10.0.0.11"))));
+    assert!(!allow.iter().any(|n| n.contains(ip("10.0.0.14"))));
+}
+
+#[tokio::test]
+async fn malformed_and_mistyped_bodies_are_bad_requests() {
+    let (app, shared) = writable(primary());
+    for body in [
+        "{",
+        "not json",
+        "",
+        "[]",
+        r#"{"leader": 5, "candidate": "db2"}"#,
+        r#"{"leader": "db1", "candidate": ["db2"]}"#,
+        r#"{"leader": "db1", "candidate": "db2", "extra": 1}"#,
+        r#"{"leader": "db1", "candidate": "db2", "scheduled_at": "tomorrow"}"#,
+        r#"{"candidate": "db2"}"#,
+    ] {
+        let reply = expect_refused(
+            &app,
+            &shared,
+            post("/switchover", body),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(reply.json()["error"].is_string(), "{body}");
+    }
+    for body in ["{}", r#"{"candidate": null}"#, r#"{"candidate": 7}"#] {
+        expect_refused(
+            &app,
+            &shared,
+            post("/failover", body),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    for body in [r#"{"pause": "yes"}"#, r#"{"ttl": 5}"#, "[true]", "{"] {
+        let s = Call {
+            method: Method::PATCH,
+            ..post("/config", body)
+        };
+        expect_refused(&app, &shared, s, StatusCode::BAD_REQUEST).await;
+    }
+}
+
+#[tokio::test]
+async fn huge_bodies_are_refused_unread() {
+    let (app, shared) = writable(primary());
+    let mut huge = br#"{"leader": "db1", "candidate": "db2", "scheduled_at": ""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 200 * 1024));
+    huge.extend(br#""}"#);
+    for path in ["/switchover", "/failover"] {
+        expect_refused(
+            &app,
+            &shared,
+            post(path, huge.clone()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+        .await;
+    }
+    let s = Call {
+        method: Method::PATCH,
+        ..post("/config", huge.clone())
+    };
+    expect_refused(&app, &shared, s, StatusCode::PAYLOAD_TOO_LARGE).await;
+    // Without credentials the body is not even read.
+    let s = Call {
+        password: None,
+        ..post("/switchover", huge)
+    };
+    expect_refused(&app, &shared, s, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn unfit_candidates_are_refused() {
+    let (app, shared) = writable(primary());
+    let reply = expect_refused(
+        &app,
+        &shared,
+        post("/switchover", r#"{"leader": "db1", "candidate": "db9"}"#),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+    assert!(reply.json()["error"].as_str().unwrap().contains("db9"));
+    expect_refused(
+        &app,
+        &shared,
+        post("/failover", r#"{"candidate": "db9"}"#),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+    expect_refused(
+        &app,
+        &shared,
+        post("/switchover", r#"{"leader": "db2", "candidate": "db2"}"#),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+    expect_refused(
+        &app,
+        &shared,
+        post("/switchover", r#"{"leader": "db1", "candidate": "db1"}"#),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+
+    // db2 is 2 MB behind; the limit is 1 MB.
+    let reply = expect_refused(
+        &app,
+        &shared,
+        post("/switchover", SWITCH_TO_DB2),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+    assert!(
+        reply.json()["error"].as_str().unwrap().contains("behind"),
+        "{:?}",
+        reply.json()
+    );
+    expect_refused(
+        &app,
+        &shared,
+        post("/failover", r#"{"candidate": "db2"}"#),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+
+    let caught_up = |edit: &dyn Fn(&mut crate::dcs::model::Member)| {
+        let mut node = primary_with_a_fit_replica();
+        edit(&mut node.cluster.members[0].1);
+        node
+    };
+    // Caught up: it would go ahead (and stop at the missing DCS).
+    let (app, _) = writable(caught_up(&|_| {}));
+    assert_eq!(
+        send(&app, post("/switchover", SWITCH_TO_DB2)).await.code,
+        DOWN
+    );
+
+    for (why, edit) in [
+        (
+            "stopped",
+            &(|m: &mut crate::dcs::model::Member| m.state = "stopped".into())
+                as &dyn Fn(&mut crate::dcs::model::Member),
+        ),
+        ("not streaming", &|m| m.replication_state = None),
+        ("nofailover", &|m| m.tags.nofailover = true),
+        ("position unknown", &|m| m.xlog_location = None),
+    ] {
+        let (app, shared) = writable(caught_up(edit));
+        let reply = expect_refused(
+            &app,
+            &shared,
+            post("/switchover", SWITCH_TO_DB2),
+            StatusCode::PRECONDITION_FAILED,
+        )
+        .await;
+        assert!(
+            reply.json()["error"].as_str().unwrap().contains("db2"),
+            "{why}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_never_served_or_debug_printed() {
+    let p = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12"]);
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    let text = format!(
+        "{}  api_password: \"{PASSWORD}\"\napi:\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
+        crate::config::tests::GOOD,
+        indent(&p.cert_pem),
+        indent(&p.key_pem),
+        indent(&p.ca_pem)
+    );
+    let cfg = crate::config::parse(&text, "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let secrets = [
+        cfg.secrets.superuser_password.clone(),
+        cfg.secrets.replication_password.clone(),
+        cfg.secrets.app_password.clone(),
+        PASSWORD.to_string(),
+        "PRIVATE KEY".to_string(),
+    ];
+    let shared: SharedStatus = Arc::new(RwLock::new(primary()));
+    let app = router_with(ApiState {
+        status: shared,
+        dcs: None,
+        api_password: cfg.secrets.api_password.clone(),
+        write_allow: write_allow_list(&cfg),
+        static_config: static_config(&cfg),
+    });
+    let debug = format!("{cfg:?}");
+    for secret in &secrets {
+        assert!(
+            !debug.contains(secret.as_str()),
+            "Debug of the config shows a secret"
+        );
+    }
+    for path in [
+        "/config", "/patroni", "/cluster", "/metrics", "/history", "/health",
+    ] {
+        let s = Call {
+            method: Method::GET,
+            path,
+            body: vec![],
+            from: "10.0.0.13",
+            password: None,
+        };
+        let reply = send(&app, s).await;
+        let body = String::from_utf8_lossy(&reply.body);
+        for secret in &secrets {
+            assert!(!body.contains(secret.as_str()), "{path} shows a secret");
+        }
+    }
+}

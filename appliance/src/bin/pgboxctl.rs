@@ -57,6 +57,25 @@ enum Command {
         #[command(flatten)]
         target: pgbox::ctl::ops::Target,
     },
+    /// HTTPS for the REST API.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Make a cluster CA and an API certificate naming every PostgreSQL
+    /// node's address, and the `api.tls` block for pgbox.yaml.
+    Init {
+        /// The first-boot file whose nodes the certificate names.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        /// An empty (or new) directory for the files; nothing is overwritten.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,5 +100,8 @@ fn main() -> ExitCode {
         Command::Pause { target } => pgbox::ctl::ops::pause(target, true),
         Command::Resume { target } => pgbox::ctl::ops::pause(target, false),
         Command::History { target } => pgbox::ctl::ops::history(target),
+        Command::Tls {
+            command: TlsCommand::Init { config, out },
+        } => pgbox::ctl::tls_init::run(&config, &out),
     }
 }

@@ -70,7 +70,7 @@ fn to_config_error(
     source: &str,
     positions: &Positions,
 ) -> ConfigError {
-    let secret = path == "secrets" || path.starts_with("secrets.");
+    let secret = path == "secrets" || path.starts_with("secrets.") || path == "api.tls.private_key";
     let message = match e {
         YamlError::SerdeUnknownField { field, expected, .. } => {
             // The tracker may or may not have entered the key already.

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::cidr::Cidr;
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -32,6 +34,8 @@ pub struct Config {
     pub ports: Ports,
     #[serde(default)]
     pub network: NetworkSettings,
+    #[serde(default)]
+    pub api: ApiSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -282,6 +286,9 @@ pub struct NetworkSettings {
     pub gateway: Option<IpAddr>,
     /// Name servers; none is fine, pgbox itself uses addresses only.
     pub dns: Vec<IpAddr>,
+    /// Where applications connect to PostgreSQL from directly, besides the
+    /// router nodes (which always may). Empty: through the routers only.
+    pub client_networks: Vec<Cidr>,
 }
 
 impl Default for NetworkSettings {
@@ -290,7 +297,42 @@ impl Default for NetworkSettings {
             prefix_length: 24,
             gateway: None,
             dns: Vec::new(),
+            client_networks: Vec::new(),
         }
+    }
+}
+
+/// The REST API (port 8008): who may use its write endpoints, and HTTPS.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Networks whose requests the write endpoints (switchover, failover,
+    /// PATCH /config) accept, in addition to the cluster's own nodes and
+    /// this box's loopback, which always may.
+    pub allow_writes_from: Vec<Cidr>,
+    /// Serve the API over HTTPS with this certificate; without it, plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ApiTls>,
+}
+
+/// The API's certificate, written inline as PEM text (a YAML block scalar,
+/// `|`), so the first-boot file stays the one thing a box needs. One
+/// certificate serves the whole cluster: it names every node's address.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTls {
+    /// The certificate, then any intermediate certificates.
+    pub certificate: String,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1 PEM).
+    pub private_key: String,
+    /// The CA certificate(s) that signed it: what pgboxd, HAProxy and
+    /// pgboxctl trust when they call an API.
+    pub ca: String,
+}
+
+impl std::fmt::Debug for ApiTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiTls { .. }")
     }
 }
 
@@ -346,7 +388,20 @@ impl Config {
     }
 
     pub fn api_url(&self, node: &Node) -> String {
-        format!("http://{}/patroni", sock(node.address, self.ports.api))
+        format!(
+            "{}://{}/patroni",
+            self.api_scheme(),
+            sock(node.address, self.ports.api)
+        )
+    }
+
+    /// `https` when the API has a certificate, `http` otherwise.
+    pub fn api_scheme(&self) -> &'static str {
+        if self.api.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 }
 

@@ -733,3 +733,111 @@ fn hostile_nesting_is_an_error_not_a_crash() {
     let e = only(&text);
     assert!(e.line.is_some(), "{e}");
 }
+
+#[test]
+fn client_networks_and_api_allow_list() {
+    let cfg = parse(
+        &with("network:\n  client_networks: [10.0.5.0/24, 10.0.6.7, \"fd00:5::/64\"]\napi:\n  allow_writes_from: [192.168.10.0/24]\n"),
+        "pgbox.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let nets: Vec<String> = cfg
+        .network
+        .client_networks
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(nets, ["10.0.5.0/24", "10.0.6.7/32", "fd00:5::/64"]);
+    assert_eq!(cfg.api.allow_writes_from[0].to_string(), "192.168.10.0/24");
+    assert!(cfg.api.tls.is_none());
+    assert_eq!(cfg.api_scheme(), "http");
+}
+
+#[test]
+fn a_bad_network_names_its_place() {
+    // GOOD ends at line 17: `network:` is line 18, the list line 19.
+    let e = only(&with(
+        "network:\n  client_networks: [10.0.5.0/24, 10.0.6.0/33]\n",
+    ));
+    assert_eq!(e.path, "network.client_networks[1]", "{e}");
+    assert_eq!(e.line, Some(19), "{e}");
+    assert!(e.message.contains("0 to 32 for IPv4"), "{e}");
+
+    let e = only(&with(
+        "network:\n  client_networks: [10.0.5.0/24, db.example]\n",
+    ));
+    assert_eq!(e.path, "network.client_networks[1]", "{e}");
+    assert!(e.message.contains("`db.example` is not an address"), "{e}");
+
+    let errs = errors(&with(
+        "network:\n  client_networks:\n    - 10.0.5.9/24\n    - 0.0.0.0/0\n    - 10.0.7.0/24\n    - 10.0.7.0/24\napi:\n  allow_writes_from: [\"::/0\"]\n",
+    ));
+    let e = at(&errs, "network.client_networks[0]");
+    assert_eq!(pos(e), (Some(20), Some(7)), "{e}");
+    assert!(
+        e.message.contains("host bits") && e.message.contains("10.0.5.0/24"),
+        "{e}"
+    );
+    let e = at(&errs, "network.client_networks[1]");
+    assert!(e.message.contains("every address"), "{e}");
+    let e = at(&errs, "network.client_networks[3]");
+    assert!(e.message.contains("listed twice (line 22)"), "{e}");
+    let e = at(&errs, "api.allow_writes_from[0]");
+    assert_eq!(e.line, Some(25), "{e}");
+    assert!(e.message.contains("every address"), "{e}");
+    assert_eq!(errs.len(), 4, "{errs}");
+}
+
+#[test]
+fn api_tls_is_checked_against_the_nodes() {
+    let p = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12"]);
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    let section = |cert: &str, key: &str, ca: &str| {
+        format!(
+            "api:\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
+            indent(cert),
+            indent(key),
+            indent(ca)
+        )
+    };
+    let cfg = parse(
+        &with(&section(&p.cert_pem, &p.key_pem, &p.ca_pem)),
+        "pgbox.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.api_scheme(), "https");
+    assert!(cfg
+        .api_url(&cfg.nodes[0])
+        .starts_with("https://10.0.0.11:8008/"));
+    assert!(
+        !format!("{cfg:?}").contains("PRIVATE KEY"),
+        "Debug hides the key"
+    );
+
+    // Only db1's address: db2 runs an API too.
+    let narrow = crate::tls::testing::pki(&["10.0.0.11"]);
+    let e = only(&with(&section(
+        &narrow.cert_pem,
+        &narrow.key_pem,
+        &narrow.ca_pem,
+    )));
+    assert_eq!(e.path, "api.tls.certificate");
+    // The block scalar's text starts on the line after `certificate: |`.
+    assert_eq!(e.line, Some(21), "{e}");
+    assert!(
+        e.message.contains("\"db2\"") && e.message.contains("10.0.0.12"),
+        "{e}"
+    );
+
+    let e = only(&with(&section(&p.cert_pem, &narrow.key_pem, &p.ca_pem)));
+    assert_eq!(e.path, "api.tls.private_key");
+    assert!(e.message.contains("does not fit"), "{e}");
+    assert!(
+        !e.to_string().contains("PRIVATE KEY-----\n"),
+        "never quotes the key"
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::positions::{join_index, join_key, Positions};
-use super::{Config, Role};
+use super::{Cidr, Config, Role};
 
 /// Longest name PostgreSQL and etcd keys take without truncation
 /// (PostgreSQL's NAMEDATALEN - 1; also a host name label's limit).
@@ -98,6 +98,7 @@ pub(super) fn semantic(cfg: &Config, source: &str, positions: &Positions) -> Vec
     c.ports(cfg);
     c.etcd(cfg);
     c.network(cfg);
+    c.api(cfg);
     // File order reads best; problems with no position go last.
     c.errors
         .sort_by_key(|e| (e.line.is_none(), e.line, e.column));
@@ -649,6 +650,12 @@ impl Checker<'_> {
             }
         }
 
+        self.networks(
+            "network.client_networks",
+            &net.client_networks,
+            "your applications connect from",
+        );
+
         let mut macs: HashMap<String, &str> = HashMap::new();
         for (i, node) in cfg.nodes.iter().enumerate() {
             let Some(mac) = &node.mac else { continue };
@@ -669,6 +676,50 @@ impl Checker<'_> {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+impl Checker<'_> {
+    fn api(&mut self, cfg: &Config) {
+        self.networks(
+            "api.allow_writes_from",
+            &cfg.api.allow_writes_from,
+            "operators call the write endpoints from",
+        );
+        if let Some(tls) = &cfg.api.tls {
+            let servers: Vec<(String, IpAddr)> = cfg
+                .nodes_with(Role::Postgres)
+                .map(|n| (n.name.clone(), n.address))
+                .collect();
+            for (field, message) in crate::tls::problems(tls, &servers) {
+                self.value(&join_key("api.tls", field), message);
+            }
+        }
+    }
+
+    /// Networks a person lists to open something up: each must be a network
+    /// (no host bits) and narrower than "everything".
+    fn networks(&mut self, path: &str, list: &[Cidr], what: &str) {
+        for (i, net) in list.iter().enumerate() {
+            let at = join_index(path, i);
+            if net.prefix() == 0 {
+                self.value(
+                    &at,
+                    format!("`{net}` is every address; list only the networks {what}"),
+                );
+            } else if net.network() != *net {
+                self.value(
+                    &at,
+                    format!(
+                        "`{net}` has host bits set; the network is written {}, or write one address without a prefix",
+                        net.network()
+                    ),
+                );
+            } else if let Some(j) = list[..i].iter().position(|earlier| earlier == net) {
+                let note = self.line_note(&join_index(path, j), "");
+                self.value(&at, format!("`{net}` is listed twice{note}"));
             }
         }
     }

@@ -19,6 +19,8 @@ use crate::config::Role;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Asked when neither `--api` nor `--config` is given: the box it runs on.
+const LOCAL_API_ADDR: &str = "127.0.0.1:8008";
+#[cfg(test)]
 const LOCAL_API: &str = "http://127.0.0.1:8008";
 
 const MB: f64 = 1024.0 * 1024.0;
@@ -36,6 +38,39 @@ pub struct ListArgs {
     /// Print the members as JSON (the rows of the table) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Trust the API's HTTPS certificate when this CA (PEM file) signed it
+    /// (default: api.tls.ca from --config; URLs without a scheme then
+    /// default to https).
+    #[arg(long, value_name = "FILE", env = "PGBOX_CACERT")]
+    pub cacert: Option<PathBuf>,
+}
+
+impl ListArgs {
+    /// The CA to trust: `--cacert`, else the file's `api.tls.ca`, else none.
+    pub fn ca(&self) -> Result<Option<String>, String> {
+        if let Some(path) = &self.cacert {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| format!("--cacert {}: {e}", path.display()))?;
+            crate::tls::roots(&pem).map_err(|e| format!("--cacert {}: {e}", path.display()))?;
+            return Ok(Some(pem));
+        }
+        if let Some(path) = &self.config {
+            let config = crate::config::load(path)
+                .map_err(|errors| format!("cannot use {}:\n{errors}", path.display()))?;
+            return Ok(config.api.tls.map(|t| t.ca));
+        }
+        Ok(None)
+    }
+
+    /// An HTTP client for the APIs: HTTPS trusting only `ca()`, when there
+    /// is one; plain HTTP otherwise.
+    pub fn client(&self, timeout: Duration) -> Result<reqwest::Client, String> {
+        let ca = self.ca()?;
+        crate::tls::http_client(ca.as_deref())?
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("the HTTP client: {}", error_chain(&e)))
+    }
 }
 
 /// `/cluster` as pgbox and Patroni serve it. Lenient on purpose: fields a
@@ -85,7 +120,14 @@ pub fn run(args: ListArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(fetch_cluster(&urls)) {
+    let client = match args.client(REQUEST_TIMEOUT) {
+        Ok(client) => client,
+        Err(message) => {
+            eprintln!("pgboxctl list: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fetch_cluster(&client, &urls)) {
         Ok(doc) => {
             let text = if args.json {
                 let mut text =
@@ -111,7 +153,16 @@ pub fn run(args: ListArgs) -> ExitCode {
 
 /// The base URLs to ask, in order: `--api` ones first, then the file's.
 pub fn api_urls(args: &ListArgs) -> Result<Vec<String>, String> {
-    let mut urls: Vec<String> = args.api.iter().map(|url| normalize_api_url(url)).collect();
+    let https = args.ca()?.is_some();
+    let with_scheme = |url: &str| {
+        let url = url.trim();
+        if https && !url.contains("://") {
+            normalize_api_url(&format!("https://{url}"))
+        } else {
+            normalize_api_url(url)
+        }
+    };
+    let mut urls: Vec<String> = args.api.iter().map(|url| with_scheme(url)).collect();
     if let Some(path) = &args.config {
         let config = crate::config::load(path)
             .map_err(|errors| format!("cannot use {}:\n{errors}", path.display()))?;
@@ -124,7 +175,7 @@ pub fn api_urls(args: &ListArgs) -> Result<Vec<String>, String> {
         }
     }
     if urls.is_empty() {
-        urls.push(LOCAL_API.to_string());
+        urls.push(with_scheme(LOCAL_API_ADDR));
     }
     urls.dedup();
     Ok(urls)
@@ -143,21 +194,17 @@ pub fn normalize_api_url(url: &str) -> String {
 }
 
 /// The first `/cluster` any of `urls` serves, or every URL with its error.
-pub async fn fetch_cluster(urls: &[String]) -> Result<ClusterDoc, Vec<(String, String)>> {
-    let client = match reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        // The API lives on the cluster's own network; an HTTP proxy set for
-        // the workstation's web traffic would only get in the way.
-        .no_proxy()
-        .build()
-    {
-        Ok(client) => client,
-        Err(e) => return Err(vec![("(http client)".into(), error_chain(&e))]),
-    };
+/// `client` comes from `ListArgs::client` (no proxy: the API lives on the
+/// cluster's own network, where a workstation's web proxy would only get in
+/// the way).
+pub async fn fetch_cluster(
+    client: &reqwest::Client,
+    urls: &[String],
+) -> Result<ClusterDoc, Vec<(String, String)>> {
     let mut failures = Vec::new();
     for base in urls {
         let url = format!("{base}/cluster");
-        match fetch_one(&client, &url).await {
+        match fetch_one(client, &url).await {
             Ok(doc) => return Ok(doc),
             Err(error) => failures.push((url, error)),
         }
@@ -413,6 +460,86 @@ mod tests {
         assert!(rows[2].get("TL").is_none());
     }
 
+    fn plain_client() -> reqwest::Client {
+        crate::tls::http_client(None)
+            .unwrap()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .unwrap()
+    }
+
+    /// pgboxctl against an HTTPS API: the cluster's CA is trusted, nothing
+    /// else is (not the system's roots, not another CA).
+    #[tokio::test]
+    async fn https_api_is_trusted_only_through_its_ca() {
+        use std::sync::{Arc, RwLock};
+
+        let pki = crate::tls::testing::pki(&["127.0.0.1"]);
+        let tls = crate::config::ApiTls {
+            certificate: pki.cert_pem.clone(),
+            private_key: pki.key_pem.clone(),
+            ca: pki.ca_pem.clone(),
+        };
+        let node = crate::status::NodeStatus::new(
+            "db1",
+            "main",
+            Default::default(),
+            Duration::from_secs(30),
+        );
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::api::serve_tls(
+            addr,
+            Arc::new(RwLock::new(node)),
+            Some(Arc::new(crate::tls::server_config(&tls).unwrap())),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let urls = vec![format!("https://{addr}")];
+        let trusting = crate::tls::http_client(Some(&pki.ca_pem))
+            .unwrap()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .unwrap();
+        let mut doc = None;
+        for _ in 0..50 {
+            if let Ok(found) = fetch_cluster(&trusting, &urls).await {
+                doc = Some(found);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(doc.expect("the HTTPS API answers").scope, "main");
+
+        let other_ca = crate::tls::testing::pki(&["127.0.0.1"]).ca_pem;
+        let stranger = crate::tls::http_client(Some(&other_ca))
+            .unwrap()
+            .build()
+            .unwrap();
+        let failures = fetch_cluster(&stranger, &urls).await.unwrap_err();
+        assert!(
+            failures[0].1.to_lowercase().contains("certificate"),
+            "{failures:?}"
+        );
+        let failures = fetch_cluster(&plain_client(), &urls).await.unwrap_err();
+        assert!(
+            failures[0].1.to_lowercase().contains("certificate"),
+            "{failures:?}"
+        );
+        let plain = vec![format!("http://{addr}")];
+        assert!(
+            fetch_cluster(&plain_client(), &plain).await.is_err(),
+            "no plain HTTP on an HTTPS port"
+        );
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
     #[test]
     fn api_urls_are_normalized() {
         assert_eq!(
@@ -440,8 +567,34 @@ mod tests {
             api: vec![],
             config: None,
             json: false,
+            cacert: None,
         };
         assert_eq!(api_urls(&args).unwrap(), vec![LOCAL_API.to_string()]);
+
+        // With a CA to trust, URLs without a scheme mean HTTPS.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, crate::tls::testing::pki(&["127.0.0.1"]).ca_pem).unwrap();
+        let args = ListArgs {
+            api: vec!["127.0.0.2:8008".into(), "http://127.0.0.3:8008".into()],
+            cacert: Some(ca),
+            ..args
+        };
+        assert_eq!(
+            api_urls(&args).unwrap(),
+            ["https://127.0.0.2:8008", "http://127.0.0.3:8008"]
+        );
+        let args = ListArgs {
+            api: vec![],
+            ..args
+        };
+        assert_eq!(api_urls(&args).unwrap(), ["https://127.0.0.1:8008"]);
+        let missing = ListArgs {
+            cacert: Some(dir.path().join("nope.pem")),
+            ..args
+        };
+        let e = api_urls(&missing).unwrap_err();
+        assert!(e.starts_with("--cacert ") && e.contains("nope.pem"), "{e}");
     }
 
     #[tokio::test]
@@ -451,7 +604,7 @@ mod tests {
             .local_addr()
             .unwrap();
         let urls = vec![format!("http://{closed}"), format!("http://{closed}/again")];
-        let failures = fetch_cluster(&urls).await.unwrap_err();
+        let failures = fetch_cluster(&plain_client(), &urls).await.unwrap_err();
         assert_eq!(failures.len(), 2);
         assert_eq!(failures[0].0, format!("http://{closed}/cluster"));
         assert_eq!(failures[1].0, format!("http://{closed}/again/cluster"));
@@ -505,7 +658,7 @@ mod tests {
         ];
         let mut doc = None;
         for _ in 0..50 {
-            if let Ok(found) = fetch_cluster(&urls).await {
+            if let Ok(found) = fetch_cluster(&plain_client(), &urls).await {
                 doc = Some(found);
                 break;
             }

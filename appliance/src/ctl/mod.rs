@@ -2,3 +2,4 @@
 pub mod config_check;
 pub mod list;
 pub mod ops;
+pub mod tls_init;

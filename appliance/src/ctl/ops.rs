@@ -44,11 +44,13 @@ fn send(t: &Target, method: reqwest::Method, path: &str, body: Value) -> ExitCod
     let password = password(t);
     runtime().block_on(async move {
         // A switchover answers once it completed: allow for it.
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(75))
-            .no_proxy()
-            .build()
-            .unwrap();
+        let client = match t.where_.client(Duration::from_secs(75)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pgboxctl: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let mut errors = Vec::new();
         for url in &urls {
             let mut req = client
@@ -87,8 +89,12 @@ fn current_leader(t: &Target) -> Result<String, ExitCode> {
         eprintln!("pgboxctl: {e}");
         ExitCode::from(2)
     })?;
+    let client = t.where_.client(Duration::from_secs(3)).map_err(|e| {
+        eprintln!("pgboxctl: {e}");
+        ExitCode::from(2)
+    })?;
     let doc = runtime()
-        .block_on(fetch_cluster(&urls))
+        .block_on(fetch_cluster(&client, &urls))
         .map_err(|failures| {
             for (u, e) in failures {
                 eprintln!("  {u}: {e}");
@@ -143,11 +149,13 @@ pub fn history(t: Target) -> ExitCode {
         }
     };
     runtime().block_on(async move {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .no_proxy()
-            .build()
-            .unwrap();
+        let client = match t.where_.client(Duration::from_secs(3)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pgboxctl: {e}");
+                return ExitCode::from(2);
+            }
+        };
         for url in &urls {
             if let Ok(resp) = client.get(format!("{url}/history")).send().await {
                 if let Ok(entries) = resp.json::<Vec<Value>>().await {

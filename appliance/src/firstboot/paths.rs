@@ -25,6 +25,8 @@ pub const HOSTNAME: &str = "/run/pgbox/hostname";
 pub const ETCD_ENV: &str = "/run/pgbox/etcd.env";
 pub const HAPROXY_CFG: &str = "/run/pgbox/haproxy.cfg";
 pub const HAPROXY_STATE: &str = "/run/pgbox/haproxy-servers.state";
+/// The API's CA certificate, for the router's health checks over HTTPS.
+pub const HAPROXY_API_CA: &str = "/run/pgbox/api-ca.pem";
 pub const NETWORK: &str = "/run/systemd/network/10-pgbox.network";
 /// Present only while the box cannot run: no usable first-boot file.
 pub const CONFIG_ERROR: &str = "/run/pgbox/config-error";

@@ -21,7 +21,9 @@ use serde_json::Value;
 
 use super::discover::read_optional;
 use super::paths::{self, Root};
-use crate::config::{Config, EtcdSettings, HaSettings, NetworkSettings, Secrets, Tags};
+use crate::config::{
+    ApiSettings, Config, EtcdSettings, HaSettings, NetworkSettings, Secrets, Tags,
+};
 
 /// What an earlier boot kept.
 #[derive(Debug, Clone)]
@@ -143,6 +145,9 @@ pub fn compare(old: &Config, old_node: &str, new: &Config, new_node: &str) -> Ch
     if old.network != new.network {
         safe.push("network".to_string());
     }
+    if old.api != new.api {
+        safe.push("api".to_string());
+    }
     if (old.etcd.heartbeat_interval, old.etcd.election_timeout)
         != (new.etcd.heartbeat_interval, new.etcd.election_timeout)
     {
@@ -169,6 +174,10 @@ fn fixed_part(cfg: &Config) -> Value {
     };
     // A replaced NIC, a new router or name server: the box's own business.
     c.network = NetworkSettings::default();
+    // Who may call the API, and its certificate: renewing a certificate or
+    // widening a list must not need a new cluster. Blanked also because the
+    // certificate's private key must never appear in a change message.
+    c.api = ApiSettings::default();
     // etcd members tolerate differing timing while boxes are rebooted one
     // by one into new values.
     let defaults = EtcdSettings::default();

@@ -448,6 +448,31 @@ fn roles_ports_and_etcd_namespace_are_fixed_too() {
 }
 
 #[test]
+fn api_settings_and_certificates_change_safely_and_are_never_shown() {
+    let old = sample();
+    let p = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12"]);
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    let text = format!(
+        "{GOOD}network:\n  client_networks: [10.0.9.0/24]\napi:\n  allow_writes_from: [10.0.8.0/24]\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
+        indent(&p.cert_pem),
+        indent(&p.key_pem),
+        indent(&p.ca_pem)
+    );
+    let new = config::parse(&text, "x").unwrap_or_else(|e| panic!("{e}"));
+    let changes = compare(&old, "db1", &new, "db1");
+    assert!(
+        changes.unsafe_changes.is_empty(),
+        "{:?}",
+        changes.unsafe_changes
+    );
+    assert_eq!(changes.safe_changes, ["network", "api"]);
+}
+
+#[test]
 fn an_identity_change_is_ignored() {
     let b = Box::booted_with(GOOD);
     b.put(paths::CMDLINE, "pgbox.node=db2\n");
@@ -551,4 +576,37 @@ fn a_role_lost_between_runs_takes_its_files_along() {
     assert_eq!(b.run(), 0);
     assert_eq!(b.roles(), ["etcd", "postgres"]);
     assert!(!b.exists(paths::HAPROXY_CFG) && !b.exists(paths::HAPROXY_STATE));
+}
+
+#[test]
+fn a_router_of_an_https_cluster_gets_the_api_ca_and_loses_it_with_tls() {
+    let p = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12"]);
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    let coord = GOOD.replace("node: db1", "node: coord");
+    let with_tls = format!(
+        "{coord}api:\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
+        indent(&p.cert_pem),
+        indent(&p.key_pem),
+        indent(&p.ca_pem)
+    );
+    let b = Box::new();
+    b.put(paths::CFGPART_CONFIG, &with_tls);
+    assert_eq!(b.run(), 0, "{}", b.read_or_empty(paths::CONFIG_ERROR));
+    assert_eq!(b.read(paths::HAPROXY_API_CA), p.ca_pem);
+    assert!(b
+        .read(paths::HAPROXY_CFG)
+        .contains("check-ssl verify required ca-file /run/pgbox/api-ca.pem\n"));
+    // The private key goes nowhere under /run.
+    for file in [paths::HAPROXY_CFG, paths::HAPROXY_API_CA, paths::PGBOXD_ENV] {
+        assert!(!b.read(file).contains("PRIVATE KEY"), "{file}");
+    }
+
+    b.put(paths::CFGPART_CONFIG, &coord);
+    assert_eq!(b.run(), 0, "{}", b.read_or_empty(paths::CONFIG_ERROR));
+    assert!(!b.exists(paths::HAPROXY_API_CA));
+    assert!(!b.read(paths::HAPROXY_CFG).contains("ssl"));
 }

@@ -548,6 +548,9 @@ pub fn cluster_yaml(
         "ha: {{ttl: {}, loop_wait: {}, watchdog: off}}",
         opts.ttl, opts.loop_wait
     );
+    // The tests' clients connect from 127.0.0.1 (the source of any unbound
+    // loopback connection): declared like any application network.
+    let _ = writeln!(y, "network: {{client_networks: [127.0.0.1]}}");
     y.push_str(&opts.extra_yaml);
     y
 }

@@ -3,16 +3,19 @@
 //! pgbox.yaml and is shown here read-only.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, patch};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::api::{auth, json_error, snapshot, ApiState};
 
-pub fn routes() -> Router<ApiState> {
-    Router::new().route("/config", get(show).patch(change))
+/// Reading is open; changing goes through `guard` (the allow-list and the
+/// password) before the body is read.
+pub fn routes(api: &ApiState) -> Router<ApiState> {
+    let guard = axum::middleware::from_fn_with_state(api.clone(), auth::require_write_access);
+    Router::new().route("/config", get(show).merge(patch(change).route_layer(guard)))
 }
 
 async fn show(State(api): State<ApiState>) -> Json<Value> {
@@ -22,14 +25,7 @@ async fn show(State(api): State<ApiState>) -> Json<Value> {
     Json(doc)
 }
 
-async fn change(
-    State(api): State<ApiState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Err(resp) = auth::check(&headers, api.api_password.as_deref()) {
-        return resp;
-    }
+async fn change(State(api): State<ApiState>, body: axum::body::Bytes) -> Response {
     let patch: serde_json::Map<String, Value> = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("request body: {e}")),

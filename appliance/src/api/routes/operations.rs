@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -16,10 +16,16 @@ use serde_json::json;
 use crate::api::{auth, json_error, snapshot, ApiState};
 use crate::dcs::model::FailoverKey;
 
-pub fn routes() -> Router<ApiState> {
+/// Both routes are writes: `guard` (the allow-list and the password) runs
+/// before anything else, the body included.
+pub fn routes(api: &ApiState) -> Router<ApiState> {
     Router::new()
         .route("/switchover", post(switchover))
         .route("/failover", post(failover))
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            auth::require_write_access,
+        ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,35 +39,23 @@ pub struct Request {
     pub scheduled_at: Option<String>,
 }
 
-async fn switchover(
-    State(api): State<ApiState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    handle(api, headers, body, true).await
+async fn switchover(State(api): State<ApiState>, body: axum::body::Bytes) -> Response {
+    handle(api, body, true).await
 }
 
-async fn failover(
-    State(api): State<ApiState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    handle(api, headers, body, false).await
+async fn failover(State(api): State<ApiState>, body: axum::body::Bytes) -> Response {
+    handle(api, body, false).await
 }
 
-async fn handle(
-    api: ApiState,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-    switchover: bool,
-) -> Response {
-    if let Err(resp) = auth::check(&headers, api.api_password.as_deref()) {
-        return resp;
-    }
+async fn handle(api: ApiState, body: axum::body::Bytes, switchover: bool) -> Response {
     let req: Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("request body: {e}")),
     };
+    // What the request itself lacks is a 400, whatever the cluster's state.
+    if let Err(why) = well_formed(&req, switchover) {
+        return json_error(StatusCode::BAD_REQUEST, why);
+    }
     let node = snapshot(&api.status);
     let view = &node.cluster;
     let leader = view.leader.clone();
@@ -77,6 +71,14 @@ async fn handle(
                 StatusCode::PRECONDITION_FAILED,
                 format!("{c} is already the leader"),
             );
+        }
+        // With a leader there is no hurry: hand over only to a member that
+        // is fit to lead and has (nearly) every write.
+        if let Some(current) = leader.as_deref() {
+            let max_lag = api.static_config["maximum_lag_on_failover"].as_u64();
+            if let Err(why) = fit_candidate(view, current, c, max_lag) {
+                return json_error(StatusCode::PRECONDITION_FAILED, why);
+            }
         }
         let sync_mode = api.static_config["synchronous_mode"]
             .as_str()
@@ -103,28 +105,11 @@ async fn handle(
                 "no leader: a switchover needs one; use failover",
             );
         };
-        match &req.leader {
-            Some(l) if *l != current => {
-                return json_error(
-                    StatusCode::PRECONDITION_FAILED,
-                    format!("leader name does not match: the leader is {current}"),
-                )
-            }
-            None => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    "switchover needs \"leader\" (the current leader's name)",
-                )
-            }
-            _ => {}
-        }
-        if let Some(at) = &req.scheduled_at {
-            if humantime::parse_rfc3339_weak(at).is_err() {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("scheduled_at {at:?} is not an RFC 3339 time"),
-                );
-            }
+        if let Some(l) = req.leader.as_ref().filter(|l| **l != current) {
+            return json_error(
+                StatusCode::PRECONDITION_FAILED,
+                format!("leader name {l} does not match: the leader is {current}"),
+            );
         }
         FailoverKey {
             leader: Some(current),
@@ -135,12 +120,6 @@ async fn handle(
         let Some(c) = req.candidate.clone() else {
             return json_error(StatusCode::BAD_REQUEST, "failover needs \"candidate\"");
         };
-        if req.scheduled_at.is_some() {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "a failover cannot be scheduled; schedule a switchover",
-            );
-        }
         // With a leader this is a switchover to the named candidate.
         FailoverKey {
             leader: leader.clone(),
@@ -172,6 +151,66 @@ async fn handle(
         tracing::warn!(candidate = ?key.member, "manual failover requested: writes the candidate lacks are lost");
     }
     wait_for_new_leader(&api, leader.as_deref(), key.member.as_deref()).await
+}
+
+/// The request's own shape: the fields each kind needs and their formats.
+fn well_formed(req: &Request, switchover: bool) -> Result<(), String> {
+    if switchover {
+        if req.leader.is_none() {
+            return Err("switchover needs \"leader\" (the current leader's name)".into());
+        }
+        if let Some(at) = &req.scheduled_at {
+            if humantime::parse_rfc3339_weak(at).is_err() {
+                return Err(format!("scheduled_at {at:?} is not an RFC 3339 time"));
+            }
+        }
+    } else {
+        if req.candidate.is_none() {
+            return Err("failover needs \"candidate\"".into());
+        }
+        if req.scheduled_at.is_some() {
+            return Err("a failover cannot be scheduled; schedule a switchover".into());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `candidate` may take over from the running leader `leader`:
+/// running, streaming, not tagged `nofailover`, and no further behind the
+/// leader's last known position than `max_lag` bytes.
+fn fit_candidate(
+    view: &crate::dcs::model::ClusterView,
+    leader: &str,
+    candidate: &str,
+    max_lag: Option<u64>,
+) -> Result<(), String> {
+    let Some(m) = view.member(candidate) else {
+        return Err(format!("candidate {candidate} is not a running member"));
+    };
+    if m.tags.nofailover {
+        return Err(format!("{candidate} is tagged nofailover"));
+    }
+    if m.state != "running" {
+        return Err(format!(
+            "{candidate} is not healthy: its state is {:?}",
+            m.state
+        ));
+    }
+    if m.replication_state.as_deref() != Some("streaming") {
+        return Err(format!("{candidate} is not streaming from the leader"));
+    }
+    let leader_lsn = view
+        .member(leader)
+        .and_then(|l| l.xlog_location)
+        .or(view.last_leader_lsn);
+    match (leader_lsn, m.xlog_location, max_lag) {
+        (Some(lead), Some(at), Some(max)) if lead.saturating_sub(at) > max => Err(format!(
+            "{candidate} is {} bytes behind the leader, more than maximum_lag_on_failover ({max})",
+            lead - at
+        )),
+        (Some(_), None, _) => Err(format!("{candidate}'s replay position is unknown")),
+        _ => Ok(()),
+    }
 }
 
 /// Wait for the outcome, as Patroni does, so a script learns the result.

@@ -30,8 +30,16 @@ fn as_primary(node: &Node) -> String {
     format!("primary_{}", node.name)
 }
 
-pub fn config(cfg: &Config, state_file: &str) -> String {
+/// `state_file`: the server-state file; `api_ca_file`: the API's CA
+/// certificate, used only when the API speaks HTTPS (`api.tls`).
+pub fn config(cfg: &Config, state_file: &str, api_ca_file: &str) -> String {
     let p = &cfg.ports;
+    // With HTTPS on the API the health checks verify its certificate against
+    // the cluster's CA: a box that merely answers on 8008 cannot steer writes.
+    let check_tls = match cfg.api.tls {
+        Some(_) => format!(" check-ssl verify required ca-file {api_ca_file}"),
+        None => String::new(),
+    };
     let pg: Vec<&Node> = cfg.nodes_with(Role::Postgres).collect();
     // Clients may reach the router on any address of the box; with IPv6
     // node addresses, one IPv6 socket takes both families.
@@ -90,7 +98,7 @@ listen {PRIMARY}
     for node in &pg {
         let _ = writeln!(
             s,
-            "    server {} {} check port {}",
+            "    server {} {} check port {}{check_tls}",
             node.name,
             sock(node.address, p.postgres),
             p.api
@@ -112,7 +120,7 @@ listen {REPLICAS}
     for node in &pg {
         let _ = writeln!(
             s,
-            "    server {} {} check port {}",
+            "    server {} {} check port {}{check_tls}",
             node.name,
             sock(node.address, p.postgres),
             p.api
@@ -143,6 +151,17 @@ listen stats
         stats = p.router_stats,
     );
     s
+}
+
+/// The CA certificate(s) HAProxy verifies the API with, when there is one.
+pub fn api_ca(cfg: &Config) -> Option<String> {
+    cfg.api.tls.as_ref().map(|t| {
+        let mut pem = t.ca.clone();
+        if !pem.ends_with('\n') {
+            pem.push('\n');
+        }
+        pem
+    })
 }
 
 /// The server-state file (format version 1, as `show servers state`

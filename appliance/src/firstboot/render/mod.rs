@@ -45,9 +45,12 @@ pub fn all(cfg: &Config, me: &str) -> Vec<File> {
     if node.roles.contains(&Role::Router) {
         files.push(File::new(
             paths::HAPROXY_CFG,
-            haproxy::config(cfg, paths::HAPROXY_STATE),
+            haproxy::config(cfg, paths::HAPROXY_STATE, paths::HAPROXY_API_CA),
         ));
         files.push(File::new(paths::HAPROXY_STATE, haproxy::server_state(cfg)));
+        if let Some(ca) = haproxy::api_ca(cfg) {
+            files.push(File::new(paths::HAPROXY_API_CA, ca));
+        }
     }
     files.extend(roles::markers(node).into_iter().map(|path| File {
         path,
@@ -58,7 +61,12 @@ pub fn all(cfg: &Config, me: &str) -> Vec<File> {
 
 /// Files some boots render and others not (a role's files); one left from
 /// an earlier run for a role the node no longer has must go.
-pub const OPTIONAL: &[&str] = &[paths::ETCD_ENV, paths::HAPROXY_CFG, paths::HAPROXY_STATE];
+pub const OPTIONAL: &[&str] = &[
+    paths::ETCD_ENV,
+    paths::HAPROXY_CFG,
+    paths::HAPROXY_STATE,
+    paths::HAPROXY_API_CA,
+];
 
 pub fn role_name(role: Role) -> &'static str {
     match role {

@@ -67,7 +67,11 @@ listen stats
 #[test]
 fn router_configuration() {
     assert_eq!(
-        config(&sample(), "/run/pgbox/haproxy-servers.state"),
+        config(
+            &sample(),
+            "/run/pgbox/haproxy-servers.state",
+            "/run/pgbox/api-ca.pem"
+        ),
         EXPECTED
     );
 }
@@ -101,7 +105,7 @@ fn ports_and_ipv6_addresses() {
     cfg.ports.postgres = 6432;
     cfg.ports.api = 9008;
     cfg.nodes[1].address = "fd00::12".parse().unwrap();
-    let text = config(&cfg, "/x.state");
+    let text = config(&cfg, "/x.state", "/ca.pem");
     assert!(text.contains("    bind :::6000 v4v6\n"), "{text}");
     assert!(
         text.contains("    server db2 [fd00::12]:6432 check port 9008\n"),
@@ -110,6 +114,44 @@ fn ports_and_ipv6_addresses() {
     assert!(
         server_state(&cfg).contains("1 primary 2 db2 fd00::12 0 0 1 1 0 1 0 0 0 0 0 0 - 6432 -\n")
     );
+}
+
+fn with_api_tls(mut cfg: Config) -> Config {
+    let p = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12"]);
+    cfg.api.tls = Some(crate::config::ApiTls {
+        certificate: p.cert_pem,
+        private_key: p.key_pem,
+        ca: p.ca_pem,
+    });
+    cfg
+}
+
+#[test]
+fn https_api_checks_verify_the_certificate() {
+    let cfg = with_api_tls(sample());
+    let text = config(&cfg, "/x.state", "/run/pgbox/api-ca.pem");
+    for name in ["db1", "db2"] {
+        let server = text
+            .lines()
+            .find(|l| l.starts_with(&format!("    server {name} ")))
+            .unwrap();
+        assert!(
+            server.ends_with(
+                " check port 8008 check-ssl verify required ca-file /run/pgbox/api-ca.pem"
+            ),
+            "{server}"
+        );
+    }
+    assert_eq!(
+        text.matches("check-ssl verify required").count(),
+        4,
+        "{text}"
+    );
+    assert!(api_ca(&cfg)
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(api_ca(&sample()).is_none());
+    assert!(!config(&sample(), "/x.state", "/ca.pem").contains("ssl"));
 }
 
 fn haproxy_binary() -> Option<PathBuf> {
@@ -133,12 +175,18 @@ fn haproxy_accepts_the_rendered_files_and_starts_every_server_down() {
     };
     let mut ipv6 = sample();
     ipv6.nodes[1].address = "fd00::12".parse().unwrap();
-    for (what, cfg) in [("IPv4", sample()), ("IPv6", ipv6)] {
+    let tls = with_api_tls(sample());
+    for (what, cfg) in [("IPv4", sample()), ("IPv6", ipv6), ("HTTPS API", tls)] {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("servers.state");
         let cfg_file = dir.path().join("haproxy.cfg");
+        let ca = dir.path().join("api-ca.pem");
         std::fs::write(&state, server_state(&cfg)).unwrap();
-        std::fs::write(&cfg_file, config(&cfg, state.to_str().unwrap())).unwrap();
+        if let Some(pem) = api_ca(&cfg) {
+            std::fs::write(&ca, pem).unwrap();
+        }
+        let text = config(&cfg, state.to_str().unwrap(), ca.to_str().unwrap());
+        std::fs::write(&cfg_file, text).unwrap();
         let out = Command::new(&haproxy)
             .arg("-c")
             .arg("-f")

@@ -1,0 +1,279 @@
+//! TLS for the REST API: the server side (pgboxd), and the client side
+//! that trusts the cluster's CA (pgboxd calling its peers, pgboxctl).
+//!
+//! rustls with its standard provider (aws-lc-rs), the one reqwest also uses
+//! for any client built without our configuration; named explicitly here so
+//! that no process-wide default has to be installed first. PEM text is read
+//! with `rustls::pki_types` (rustls-pemfile is unmaintained).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::config::ApiTls;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Every certificate in `pem`; an error when there is none or one is broken.
+pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not readable as PEM certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err(
+            "holds no certificate; paste the PEM text from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----"
+                .into(),
+        );
+    }
+    Ok(certs)
+}
+
+/// The one private key in `pem`. The message never quotes the text.
+pub fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+        "holds no readable private key; paste the PEM text from -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY) to its END line, unencrypted"
+            .into()
+    })
+}
+
+/// The CA certificates as a trust store.
+pub fn roots(ca_pem: &str) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    for cert in certificates(ca_pem)? {
+        store
+            .add(cert)
+            .map_err(|e| format!("is not a usable CA certificate: {e}"))?;
+    }
+    Ok(store)
+}
+
+/// The API server's TLS configuration. Fails when the key does not belong
+/// to the certificate.
+pub fn server_config(tls: &ApiTls) -> Result<ServerConfig, String> {
+    let certs = certificates(&tls.certificate).map_err(|e| format!("certificate: {e}"))?;
+    let key = private_key(&tls.private_key).map_err(|e| format!("private_key: {e}"))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("private_key: does not fit the certificate ({e})"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A client configuration that trusts exactly the CAs in `ca_pem`.
+pub fn client_config(ca_pem: &str) -> Result<ClientConfig, String> {
+    let roots = roots(ca_pem)?;
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A reqwest client builder that speaks HTTPS trusting only `ca_pem`, or
+/// plain HTTP only when there is no CA.
+pub fn http_client(ca_pem: Option<&str>) -> Result<reqwest::ClientBuilder, String> {
+    let builder = reqwest::Client::builder().no_proxy();
+    match ca_pem {
+        Some(pem) => Ok(builder.tls_backend_preconfigured(client_config(pem)?)),
+        None => Ok(builder),
+    }
+}
+
+/// What is wrong with `tls` for a cluster whose APIs listen on `addresses`,
+/// as (field under `api.tls`, message) pairs: unreadable PEM, a key that
+/// is not the certificate's, a certificate the CA did not sign, or one that
+/// does not name a node's address (clients verify the address they dial).
+pub fn problems(tls: &ApiTls, addresses: &[(String, IpAddr)]) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let certs = match certificates(&tls.certificate) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            out.push(("certificate", e));
+            None
+        }
+    };
+    if let Err(e) = private_key(&tls.private_key) {
+        out.push(("private_key", e));
+    } else if certs.is_some() {
+        if let Err(e) = server_config(tls) {
+            if let Some(rest) = e.strip_prefix("private_key: ") {
+                out.push(("private_key", rest.to_string()));
+            } else {
+                out.push(("certificate", e));
+            }
+        }
+    }
+    let roots = match roots(&tls.ca) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            out.push(("ca", e));
+            None
+        }
+    };
+    let (Some(certs), Some(roots)) = (certs, roots) else {
+        return out;
+    };
+    let verifier =
+        match WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider()).build() {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(("ca", format!("cannot be used to verify: {e}")));
+                return out;
+            }
+        };
+    let (end, intermediates) = certs.split_first().expect("at least one certificate");
+    for (name, addr) in addresses {
+        let server = ServerName::IpAddress((*addr).into());
+        if let Err(e) =
+            verifier.verify_server_cert(end, intermediates, &server, &[], UnixTime::now())
+        {
+            let why = match e {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+                | rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidForNameContext { .. },
+                ) => format!(
+                    "does not name node {name:?}'s address {addr} (clients check it); issue it with every API node's address as an IP subject alternative name"
+                ),
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+                | rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature) => {
+                    "is not signed by api.tls.ca".to_string()
+                }
+                other => format!("fails verification for node {name:?} ({addr}): {other}"),
+            };
+            out.push(("certificate", why));
+            // One message per cause is enough.
+            if !out.last().is_some_and(|(_, m)| m.contains("does not name")) {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A throw-away CA and a certificate it signed, for tests.
+    use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+
+    pub struct TestPki {
+        pub ca_pem: String,
+        pub cert_pem: String,
+        pub key_pem: String,
+    }
+
+    /// A CA, and a server certificate naming `ips`.
+    pub fn pki(ips: &[&str]) -> TestPki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::default();
+        ca_params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "pgbox test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = ips
+            .iter()
+            .map(|ip| SanType::IpAddress(ip.parse().unwrap()))
+            .collect();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        TestPki {
+            ca_pem: ca_cert.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::pki;
+    use super::*;
+
+    fn tls(p: &testing::TestPki) -> ApiTls {
+        ApiTls {
+            certificate: p.cert_pem.clone(),
+            private_key: p.key_pem.clone(),
+            ca: p.ca_pem.clone(),
+        }
+    }
+
+    fn nodes(list: &[(&str, &str)]) -> Vec<(String, IpAddr)> {
+        list.iter()
+            .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_good_certificate_has_no_problems() {
+        let p = pki(&["10.0.0.11", "10.0.0.12"]);
+        let ok = problems(
+            &tls(&p),
+            &nodes(&[("db1", "10.0.0.11"), ("db2", "10.0.0.12")]),
+        );
+        assert!(ok.is_empty(), "{ok:?}");
+        server_config(&tls(&p)).unwrap();
+        client_config(&p.ca_pem).unwrap();
+    }
+
+    #[test]
+    fn each_mistake_is_named() {
+        let p = pki(&["10.0.0.11"]);
+        let found = problems(
+            &tls(&p),
+            &nodes(&[("db1", "10.0.0.11"), ("db2", "10.0.0.12")]),
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "certificate");
+        assert!(
+            found[0].1.contains("db2") && found[0].1.contains("10.0.0.12"),
+            "{found:?}"
+        );
+
+        let other = pki(&["10.0.0.11"]);
+        let mut wrong_ca = tls(&p);
+        wrong_ca.ca = other.ca_pem.clone();
+        let found = problems(&wrong_ca, &nodes(&[("db1", "10.0.0.11")]));
+        assert!(
+            found
+                .iter()
+                .any(|(f, m)| *f == "certificate" && m.contains("not signed by")),
+            "{found:?}"
+        );
+
+        let mut wrong_key = tls(&p);
+        wrong_key.private_key = other.key_pem.clone();
+        let found = problems(&wrong_key, &nodes(&[("db1", "10.0.0.11")]));
+        assert!(
+            found
+                .iter()
+                .any(|(f, m)| *f == "private_key" && m.contains("does not fit")),
+            "{found:?}"
+        );
+
+        let mut garbage = tls(&p);
+        garbage.certificate = "hello".into();
+        garbage.private_key = "not a key".into();
+        garbage.ca = String::new();
+        let found = problems(&garbage, &nodes(&[("db1", "10.0.0.11")]));
+        let fields: Vec<&str> = found.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["certificate", "private_key", "ca"], "{found:?}");
+        assert!(
+            !found.iter().any(|(_, m)| m.contains("not a key")),
+            "never quotes the key"
+        );
+    }
+}
