@@ -454,12 +454,14 @@ impl Daemon {
             return Ok(DataDir::Initialized {
                 system_id: health.system_identifier.clone().unwrap_or_default(),
                 was_primary: health.role == Role::Primary,
+                clean_stop: None,
             });
         }
         Ok(match self.exec.pg.control_data().await? {
             None => DataDir::Empty,
             Some(cd) => DataDir::Initialized {
                 was_primary: cd.was_primary(),
+                clean_stop: cd.clean_stop(),
                 system_id: cd.system_id,
             },
         })

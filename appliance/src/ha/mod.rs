@@ -203,6 +203,44 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
                     "waiting for leader {leader} to be running before rejoining it"
                 ));
             }
+            // A clean stop whose last record the new leader had before it
+            // forked (a switchover): nothing diverged, follow as is.
+            if let DataDir::Initialized {
+                clean_stop: Some(cs),
+                ..
+            } = &obs.pg.data
+            {
+                let down_for = mem
+                    .down_since_ms
+                    .map_or(0, |t| obs.now_ms.saturating_sub(t));
+                if !view.history.iter().any(|h| h.0 == cs.timeline)
+                    && down_for < obs.settings.ttl_ms
+                {
+                    // The new leader records its fork point just after it
+                    // promotes: worth a moment's wait to spare a rewind.
+                    return Decision::idle(format!(
+                        "waiting for {leader} to record where it forked from timeline {}",
+                        cs.timeline
+                    ));
+                }
+                if let Some(h) = view
+                    .history
+                    .iter()
+                    .find(|h| h.0 == cs.timeline && h.1 > cs.checkpoint)
+                {
+                    return Decision::act(
+                        vec![Action::Start(StartAs::Replica {
+                            leader: Some(leader.into()),
+                        })],
+                        format!(
+                            "rejoining {leader} without pg_rewind: I stopped cleanly at {} on timeline {}, before it forked at {}",
+                            format_lsn(cs.checkpoint),
+                            cs.timeline,
+                            format_lsn(h.1)
+                        ),
+                    );
+                }
+            }
             if obs.settings.use_pg_rewind && !mem.rewind_failed {
                 return Decision::act(
                     vec![

@@ -51,6 +51,7 @@ fn obs() -> Observation {
             data: DataDir::Initialized {
                 system_id: "7000".into(),
                 was_primary: false,
+                clean_stop: None,
             },
             running: true,
             starting: false,
@@ -77,7 +78,29 @@ fn primary(mut o: Observation) -> Observation {
     o.pg.data = DataDir::Initialized {
         system_id: "7000".into(),
         was_primary: true,
+        clean_stop: None,
     };
+    o
+}
+
+/// Stopped cleanly at `checkpoint` on timeline 1; the history says timeline
+/// 1 ended at `fork`.
+fn clean_stop_at(mut o: Observation, checkpoint: u64, fork: u64) -> Observation {
+    o.pg.data = DataDir::Initialized {
+        system_id: "7000".into(),
+        was_primary: true,
+        clean_stop: Some(CleanStop {
+            timeline: 1,
+            checkpoint,
+        }),
+    };
+    o.dcs.as_mut().unwrap().history = vec![HistoryEntry(
+        1,
+        fork,
+        "switchover".into(),
+        "2026-11-25T00:00:00Z".into(),
+        "db2".into(),
+    )];
     o
 }
 
@@ -184,6 +207,38 @@ fn situations() {
             "old primary down, another leads: rewind then follow",
             with_leader(stopped(primary(obs())), Some("db2")),
             Memory::default(),
+            vec![Rewind { from: "db2".into() }, replica_of("db2")],
+        ),
+        (
+            "old primary stopped cleanly before the new leader forked: follow without rewind",
+            clean_stop_at(with_leader(stopped(primary(obs())), Some("db2")), 4_000, 4_100),
+            Memory::default(),
+            vec![replica_of("db2")],
+        ),
+        (
+            "old primary stopped cleanly past the fork point: rewind",
+            clean_stop_at(with_leader(stopped(primary(obs())), Some("db2")), 4_000, 4_000),
+            Memory::default(),
+            vec![Rewind { from: "db2".into() }, replica_of("db2")],
+        ),
+        (
+            "old primary stopped cleanly, the new leader's fork point not recorded yet: wait",
+            {
+                let mut o = clean_stop_at(with_leader(stopped(primary(obs())), Some("db2")), 4_000, 4_100);
+                o.dcs.as_mut().unwrap().history.clear();
+                o
+            },
+            Memory { down_since_ms: Some(NOW - 1_000), ..Memory::default() },
+            vec![],
+        ),
+        (
+            "old primary stopped cleanly, still no fork point recorded after a TTL: rewind",
+            {
+                let mut o = clean_stop_at(with_leader(stopped(primary(obs())), Some("db2")), 4_000, 4_100);
+                o.dcs.as_mut().unwrap().history.clear();
+                o
+            },
+            Memory { down_since_ms: Some(NOW - 60_000), ..Memory::default() },
             vec![Rewind { from: "db2".into() }, replica_of("db2")],
         ),
         (
@@ -470,6 +525,7 @@ fn situations() {
                 o.pg.data = DataDir::Initialized {
                     system_id: "9999".into(),
                     was_primary: false,
+                    clean_stop: None,
                 };
                 o
             },

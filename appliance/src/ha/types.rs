@@ -115,7 +115,18 @@ pub enum DataDir {
         /// The control file says the server last ran as a primary (it was not
         /// in recovery when it stopped or crashed).
         was_primary: bool,
+        /// It was a primary that shut down cleanly: the timeline and
+        /// location of its shutdown checkpoint, its last WAL record. None
+        /// after a crash, for a replica, or while running.
+        clean_stop: Option<CleanStop>,
     },
+}
+
+/// Where a primary's clean shutdown left its WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanStop {
+    pub timeline: u32,
+    pub checkpoint: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -43,9 +43,21 @@ pub struct ControlData {
     /// "in production", "shut down", "shut down in recovery", ...
     pub state: String,
     pub timeline: Option<u32>,
+    /// "Latest checkpoint location".
+    pub checkpoint: Option<u64>,
 }
 
 impl ControlData {
+    /// A primary's clean shutdown: its last record is the shutdown
+    /// checkpoint.
+    pub fn clean_stop(&self) -> Option<crate::ha::CleanStop> {
+        (self.state == "shut down").then_some(())?;
+        Some(crate::ha::CleanStop {
+            timeline: self.timeline?,
+            checkpoint: self.checkpoint?,
+        })
+    }
+
     /// The server last ran as a primary: it was not in recovery when it
     /// stopped or crashed.
     pub fn was_primary(&self) -> bool {
@@ -211,6 +223,8 @@ impl Postgres {
             system_id: field("Database system identifier").unwrap_or_default(),
             state: field("Database cluster state").unwrap_or_default(),
             timeline: field("Latest checkpoint's TimeLineID").and_then(|v| v.parse().ok()),
+            checkpoint: field("Latest checkpoint location")
+                .and_then(|v| crate::dcs::model::parse_lsn(&v)),
         }))
     }
 

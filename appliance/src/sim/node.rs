@@ -385,6 +385,7 @@ async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
             HaData::Initialized {
                 system_id: health.system_identifier.clone().unwrap_or_default(),
                 was_primary: health.role == Role::Primary,
+                clean_stop: None,
             }
         } else {
             match &w.nodes[n].pg.data {
@@ -392,6 +393,9 @@ async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
                 Some(dd) => HaData::Initialized {
                     system_id: dd.system_id.clone(),
                     was_primary: dd.was_primary,
+                    // The simulated control file does not tell a clean stop
+                    // from a crash: the rewind path is always taken.
+                    clean_stop: None,
                 },
             }
         };
