@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::api::{auth, json_error, snapshot, ApiState};
+use crate::dcs::model::DynamicConfig;
 
 pub fn routes() -> Router<ApiState> {
     Router::new().route("/config", get(show).patch(change))
@@ -22,6 +23,24 @@ async fn show(State(api): State<ApiState>) -> Json<Value> {
     Json(doc)
 }
 
+/// `current` with the PATCH body applied, or why the body is refused.
+/// Public so that the fuzz targets exercise exactly what the endpoint runs.
+pub fn apply_patch(current: &DynamicConfig, body: &[u8]) -> Result<DynamicConfig, String> {
+    let patch: serde_json::Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| format!("request body: {e}"))?;
+    let mut cfg = current.clone();
+    for (k, v) in &patch {
+        match (k.as_str(), v) {
+            ("pause", Value::Bool(b)) => cfg.pause = *b,
+            ("pause", _) => return Err("pause must be true or false".into()),
+            (other, _) => return Err(format!(
+                "{other} cannot be changed at run time: it comes from pgbox.yaml (only pause can)"
+            )),
+        }
+    }
+    Ok(cfg)
+}
+
 async fn change(
     State(api): State<ApiState>,
     headers: HeaderMap,
@@ -30,23 +49,11 @@ async fn change(
     if let Err(resp) = auth::check(&headers, api.api_password.as_deref()) {
         return resp;
     }
-    let patch: serde_json::Map<String, Value> = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("request body: {e}")),
+    let current = snapshot(&api.status).cluster.config.clone();
+    let cfg = match apply_patch(&current, &body) {
+        Ok(cfg) => cfg,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, message),
     };
-    let mut cfg = snapshot(&api.status).cluster.config.clone();
-    for (k, v) in &patch {
-        match (k.as_str(), v) {
-            ("pause", Value::Bool(b)) => cfg.pause = *b,
-            ("pause", _) => return json_error(StatusCode::BAD_REQUEST, "pause must be true or false"),
-            (other, _) => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("{other} cannot be changed at run time: it comes from pgbox.yaml (only pause can)"),
-                )
-            }
-        }
-    }
     let Some(dcs) = api.dcs.clone() else {
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
