@@ -20,8 +20,9 @@ use crate::executor::{Executor, RaceLost};
 use crate::ha::{
     self, DataDir, Lease, LocalPg, Memory, Observation, Outcome, Peer, Role, Settings,
 };
+use crate::logging::role_word;
 use crate::postgres::{conf, Layout, Postgres};
-use crate::status::{NodeStatus, PgStatus, SharedStatus};
+use crate::status::{NodeStatus, PgStatus, SharedStatus, WatchdogState};
 use crate::watchdog::Watchdog;
 
 pub struct Daemon {
@@ -295,14 +296,9 @@ impl Daemon {
         self.memory = self.memory.observe(&obs);
         let decision = ha::decide(&obs, &self.memory);
         let acted = !decision.actions.is_empty();
+        // A loop that repeats the last idle decision adds nothing to the log.
         if acted || decision.reason != self.last_reason {
-            tracing::info!(
-                member = %self.me.name,
-                role = ?obs.pg.role,
-                actions = ?decision.actions,
-                "{}",
-                decision.reason
-            );
+            crate::logging::decision(&self.me.name, obs.pg.role, &decision);
             self.last_reason = decision.reason.clone();
         }
         for action in &decision.actions {
@@ -324,12 +320,16 @@ impl Daemon {
             };
             let outcome = match result {
                 Ok(()) => Outcome::Done,
-                Err(e) if e.is::<RaceLost>() => {
-                    tracing::info!(action = ?action, "{e}");
-                    Outcome::Failed
-                }
                 Err(e) => {
-                    tracing::error!(action = ?action, error = %format!("{e:#}"), "action failed");
+                    let race_lost = e.is::<RaceLost>();
+                    crate::logging::action_failed(
+                        &self.me.name,
+                        obs.pg.role,
+                        action,
+                        decision.cause,
+                        &e,
+                        race_lost,
+                    );
                     Outcome::Failed
                 }
             };
@@ -388,17 +388,20 @@ impl Daemon {
             }
         }
         self.tend_watchdog(is_leader && health.role == Role::Primary);
-        let kind = decision
-            .actions
-            .first()
-            .map_or("none".to_string(), action_kind);
+        let kind = crate::logging::action_kind(&decision.actions);
         let promoted =
             decision.actions.contains(&ha::Action::Promote) && health.role == Role::Primary;
         self.publish_status(health, view, is_leader, decision.reason, started);
         let mut s = self.status.write().unwrap();
-        *s.decisions.entry(kind).or_default() += 1;
+        *s.decisions
+            .entry((kind.clone(), decision.cause))
+            .or_default() += 1;
+        s.last_action = Some((kind, decision.cause));
         if promoted {
             s.promotions += 1;
+            if decision.cause.is_failover() {
+                s.failovers += 1;
+            }
         }
     }
 
@@ -571,12 +574,18 @@ impl Daemon {
         s.last_loop = SystemTime::now();
         s.last_decision = reason;
         let wd = self.watchdog.lock().unwrap();
-        s.watchdog = match (wd.as_ref(), self.watchdog_mode) {
-            (_, WatchdogMode::Off) => "off".into(),
-            (None, _) => "unavailable".into(),
-            (Some(w), _) if w.is_armed() => format!("armed: {}", w.describe()),
-            (Some(w), _) => format!("disarmed: {}", w.describe()),
+        (s.watchdog, s.watchdog_state) = match (wd.as_ref(), self.watchdog_mode) {
+            (_, WatchdogMode::Off) => ("off".into(), WatchdogState::Off),
+            (None, _) => ("unavailable".into(), WatchdogState::Absent),
+            (Some(w), _) if w.is_armed() => {
+                (format!("armed: {}", w.describe()), WatchdogState::Armed)
+            }
+            (Some(w), _) => (
+                format!("disarmed: {}", w.describe()),
+                WatchdogState::Disarmed,
+            ),
         };
+        s.watchdog_required = self.watchdog_mode == WatchdogMode::Required;
         let took = started.elapsed();
         s.loop_duration = took;
         s.lease_remaining = self
@@ -585,22 +594,5 @@ impl Daemon {
         if took > self.cfg.ha.loop_wait * 2 {
             tracing::debug!("HA loop took {took:?}");
         }
-    }
-}
-
-/// An action's name without its arguments, for the decision counter.
-fn action_kind(a: &ha::Action) -> String {
-    let text = format!("{a:?}");
-    text.split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or("unknown")
-        .to_string()
-}
-
-fn role_word(role: Role) -> &'static str {
-    match role {
-        Role::Primary => "primary",
-        Role::Replica => "replica",
-        Role::Unknown => "uninitialized",
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::Tags;
 use crate::dcs::model::{ClusterView, HistoryEntry};
+use crate::ha::Cause;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -40,6 +41,42 @@ pub struct PgStatus {
     pub standbys: Vec<crate::ha::Standby>,
     /// The running server's synchronous_standby_names.
     pub sync_names: Option<String>,
+    /// Replica: how stale its data may be. Zero while it streams and has
+    /// replayed all it received; otherwise the age of the last transaction
+    /// it replayed. None on a primary, or before a replica replayed any.
+    pub replay_lag: Option<std::time::Duration>,
+}
+
+/// The hardware watchdog as metrics and `pgboxctl status` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchdogState {
+    /// `ha.watchdog: off`.
+    #[default]
+    Off,
+    /// No watchdog device on this box.
+    Absent,
+    /// A device, not armed (this node is not the primary).
+    Disarmed,
+    /// Armed: a hung pgboxd resets the box before its lease expires.
+    Armed,
+}
+
+impl WatchdogState {
+    pub const ALL: [WatchdogState; 4] = [
+        WatchdogState::Off,
+        WatchdogState::Absent,
+        WatchdogState::Disarmed,
+        WatchdogState::Armed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchdogState::Off => "off",
+            WatchdogState::Absent => "absent",
+            WatchdogState::Disarmed => "disarmed",
+            WatchdogState::Armed => "armed",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -65,12 +102,20 @@ pub struct NodeStatus {
     pub last_decision: String,
     /// "armed: ...", "disarmed: ...", "unavailable" or "off".
     pub watchdog: String,
+    pub watchdog_state: WatchdogState,
+    /// `ha.watchdog: required`: without a device this node never leads.
+    pub watchdog_required: bool,
     /// How long the lease is still proven valid (fencing point), if known.
     pub lease_remaining: Option<std::time::Duration>,
-    /// Decisions taken, counted by their first action ("none" when idle).
-    pub decisions: std::collections::BTreeMap<String, u64>,
+    /// Decisions taken, counted by their first action ("none" when idle)
+    /// and their cause.
+    pub decisions: std::collections::BTreeMap<(String, Cause), u64>,
+    /// The last decision's first action and cause.
+    pub last_action: Option<(String, Cause)>,
     /// Promotions this pgboxd carried out.
     pub promotions: u64,
+    /// Of those, the unplanned ones (see `Cause::is_failover`).
+    pub failovers: u64,
     /// How long the last HA loop took.
     pub loop_duration: std::time::Duration,
     /// When the DCS last answered; /patroni reports it as `dcs_last_seen`.
@@ -93,9 +138,13 @@ impl NodeStatus {
             liveness_bound,
             last_decision: String::new(),
             watchdog: "off".into(),
+            watchdog_state: WatchdogState::Off,
+            watchdog_required: false,
             lease_remaining: None,
             decisions: Default::default(),
+            last_action: None,
             promotions: 0,
+            failovers: 0,
             loop_duration: std::time::Duration::ZERO,
             dcs_last_seen: None,
         }

@@ -24,6 +24,9 @@ enum Command {
     },
     /// List the cluster's members: host, role, state, timeline, lag.
     List(pgbox::ctl::list::ListArgs),
+    /// One node's own view: role, state, timeline, lag, lease, watchdog,
+    /// last decision, DCS reachability (default: this box's API).
+    Status(pgbox::ctl::list::ListArgs),
     /// Hand the primary role to a replica with no lost write (planned).
     Switchover {
         #[command(flatten)]
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => pgbox::ctl::config_check::run(&file),
         Command::List(args) => pgbox::ctl::list::run(args),
+        Command::Status(args) => pgbox::ctl::status::run(args),
         Command::Switchover {
             target,
             candidate,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::colour::{state_style, Palette, Style};
 use crate::config::Role;
 
 /// Short enough that a dead node does not stall the command, long enough
@@ -135,7 +136,7 @@ pub fn run(args: ListArgs) -> ExitCode {
                 text.push('\n');
                 text
             } else {
-                render_table(&doc)
+                render_table_with(&doc, Palette::for_stdout())
             };
             // A closed pipe (`| head`) is not worth a panic.
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
@@ -230,7 +231,7 @@ async fn fetch_one(client: &reqwest::Client, url: &str) -> Result<ClusterDoc, St
 
 /// reqwest's own message is generic ("error sending request"); the cause
 /// (connection refused, timed out, ...) is in its sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -312,6 +313,11 @@ fn title_case(word: &str) -> String {
 
 /// The `patronictl list` table for `doc`, ending in a newline.
 pub fn render_table(doc: &ClusterDoc) -> String {
+    render_table_with(doc, Palette::plain())
+}
+
+/// The table with the role and state cells coloured by `palette`.
+pub fn render_table_with(doc: &ClusterDoc, palette: Palette) -> String {
     let rows = rows(doc);
     let width = |text: &str| text.chars().count();
     let mut widths: Vec<usize> = HEADERS.iter().map(|h| width(h)).collect();
@@ -333,10 +339,15 @@ pub fn render_table(doc: &ClusterDoc) -> String {
     let border: String = std::iter::once("+".to_string())
         .chain(widths.iter().map(|w| format!("{}+", "-".repeat(w + 2))))
         .collect();
-    let line = |cells: &[&str]| -> String {
+    let line = |cells: &[&str], styles: &[Option<Style>]| -> String {
         let mut text = String::from("|");
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            // Padding counts the visible characters, not the colour codes.
             let pad = " ".repeat(w - width(cell));
+            let cell = match styles.get(i).copied().flatten() {
+                Some(style) => palette.paint(style, cell),
+                None => cell.to_string(),
+            };
             if RIGHT_ALIGNED[i] {
                 text.push_str(&format!(" {pad}{cell} |"));
             } else {
@@ -350,13 +361,15 @@ pub fn render_table(doc: &ClusterDoc) -> String {
     out.push_str(&title);
     out.extend(border.chars().skip(width(&title)));
     out.push('\n');
-    out.push_str(&line(&HEADERS));
+    out.push_str(&line(&HEADERS, &[]));
     out.push('\n');
     out.push_str(&border);
     out.push('\n');
     for row in &rows {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        out.push_str(&line(&cells));
+        let role = (row[2] == "Leader").then_some(Style::Bold);
+        let styles = [None, None, role, Some(state_style(&row[3]))];
+        out.push_str(&line(&cells, &styles));
         out.push('\n');
     }
     out.push_str(&border);
@@ -424,6 +437,30 @@ mod tests {
 +--------+----------------+--------------+------------------+----+-----------+
 ";
         assert_eq!(render_table(&doc()), expected);
+    }
+
+    #[test]
+    fn colours_leave_the_layout_alone() {
+        let palette = Palette::decide(true, None);
+        let coloured = render_table_with(&doc(), palette);
+        let strip = |t: &str| {
+            let mut out = String::new();
+            let mut rest = t;
+            while let Some(i) = rest.find('\x1b') {
+                out.push_str(&rest[..i]);
+                rest = &rest[i + rest[i..].find('m').unwrap() + 1..];
+            }
+            out.push_str(rest);
+            out
+        };
+        assert_ne!(coloured, render_table(&doc()));
+        assert_eq!(strip(&coloured), render_table(&doc()));
+        assert!(coloured.contains("\x1b[1mLeader\x1b[0m"), "{coloured}");
+        assert!(coloured.contains("\x1b[32mstreaming\x1b[0m"), "{coloured}");
+        assert!(
+            coloured.contains("\x1b[33mcreating replica\x1b[0m"),
+            "{coloured}"
+        );
     }
 
     #[test]

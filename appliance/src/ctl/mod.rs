@@ -1,5 +1,7 @@
 //! pgboxctl's subcommands, one file each.
+pub mod colour;
 pub mod config_check;
 pub mod list;
 pub mod ops;
+pub mod status;
 pub mod tls_init;

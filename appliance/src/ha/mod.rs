@@ -17,13 +17,17 @@ pub use types::*;
 pub fn decide(obs: &Observation, mem: &Memory) -> Decision {
     if obs.pg.starting {
         // Neither stopped nor answering: any action now would act on a guess.
-        return Decision::idle("waiting for PostgreSQL to accept connections".into());
+        return Decision::idle(
+            Cause::PgStarting,
+            "waiting for PostgreSQL to accept connections".into(),
+        );
     }
     let Some(view) = &obs.dcs else {
         return without_dcs(obs);
     };
     if view.config.pause {
         return Decision::idle(
+            Cause::Paused,
             "paused: no automatic action (pgboxctl resume ends maintenance mode)".into(),
         );
     }
@@ -38,15 +42,17 @@ pub fn decide(obs: &Observation, mem: &Memory) -> Decision {
         if !init.is_empty() && init != system_id {
             if obs.pg.running && obs.pg.role == Role::Primary {
                 return Decision::act(
+                    Cause::ForeignData,
                     vec![Action::Stop],
                     format!(
                         "stopping: my data belongs to system {system_id}, the cluster is {init}"
                     ),
                 );
             }
-            return Decision::idle(format!(
+            let why = format!(
                 "refusing to start: my data belongs to system {system_id}, the cluster is {init}; reinitialize this node"
-            ));
+            );
+            return Decision::idle(Cause::ForeignData, why);
         }
     }
 
@@ -74,23 +80,29 @@ fn without_dcs(obs: &Observation) -> Decision {
         return match obs.pg.data {
             // Read-only is always safe: it serves reads and can be promoted later.
             DataDir::Initialized { .. } => Decision::act(
+                Cause::DcsUnreachable,
                 vec![Action::Start(StartAs::Replica { leader: None })],
                 "starting read-only: the DCS is unreachable, so no leader is known".into(),
             ),
-            DataDir::Empty => {
-                Decision::idle("waiting for the DCS before creating a database".into())
-            }
+            DataDir::Empty => Decision::idle(
+                Cause::DcsUnreachable,
+                "waiting for the DCS before creating a database".into(),
+            ),
         };
     }
     if obs.pg.role == Role::Primary {
         if obs.lease.valid(obs.now_ms, obs.settings.fence_after_ms()) {
-            return Decision::idle(format!(
-                "DCS unreachable; my lease may still be valid for {} ms, staying primary",
-                obs.lease
-                    .remaining(obs.now_ms, obs.settings.fence_after_ms())
-            ));
+            return Decision::idle(
+                Cause::DcsUnreachable,
+                format!(
+                    "DCS unreachable; my lease may still be valid for {} ms, staying primary",
+                    obs.lease
+                        .remaining(obs.now_ms, obs.settings.fence_after_ms())
+                ),
+            );
         }
         return Decision::act(
+            Cause::DcsUnreachable,
             vec![
                 Action::Stop,
                 Action::Start(StartAs::Replica { leader: None }),
@@ -98,16 +110,21 @@ fn without_dcs(obs: &Observation) -> Decision {
             "demoting: the DCS is unreachable and my lease can no longer be proven valid".into(),
         );
     }
-    Decision::idle("DCS unreachable: no automatic action".into())
+    Decision::idle(
+        Cause::DcsUnreachable,
+        "DCS unreachable: no automatic action".into(),
+    )
 }
 
 /// No data directory yet: bootstrap the cluster or clone from the leader.
 fn without_data(obs: &Observation, view: &ClusterView) -> Decision {
     match (&view.initialize, view.leader.as_deref()) {
         (None, None) if !obs.settings.can_lead => Decision::idle(
+            Cause::NoWatchdog,
             "not bootstrapping: ha.watchdog is required and this box has no watchdog device".into(),
         ),
         (None, None) => Decision::act(
+            Cause::Bootstrap,
             vec![
                 Action::ClaimInitialize,
                 Action::AcquireLeader,
@@ -116,9 +133,11 @@ fn without_data(obs: &Observation, view: &ClusterView) -> Decision {
             "bootstrapping: the cluster is not initialized and nobody leads it".into(),
         ),
         (_, Some(leader)) if leader == obs.me => Decision::idle(
+            Cause::NoData,
             "the leader key names me but I have no data: waiting for it to expire".into(),
         ),
         (_, Some(leader)) if member_running(view, leader) => Decision::act(
+            Cause::CreateReplica,
             vec![
                 Action::BaseBackup {
                     from: leader.to_string(),
@@ -129,10 +148,14 @@ fn without_data(obs: &Observation, view: &ClusterView) -> Decision {
             ],
             format!("creating replica: cloning from leader {leader}"),
         ),
-        (_, Some(leader)) => Decision::idle(format!(
-            "waiting for leader {leader} to be running before cloning"
-        )),
-        (Some(_), None) => Decision::idle("waiting for a leader to clone from".into()),
+        (_, Some(leader)) => Decision::idle(
+            Cause::WaitingForLeader,
+            format!("waiting for leader {leader} to be running before cloning"),
+        ),
+        (Some(_), None) => Decision::idle(
+            Cause::WaitingForLeader,
+            "waiting for a leader to clone from".into(),
+        ),
     }
 }
 
@@ -155,6 +178,7 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
                 // down: hand it over. With synchronous mode the standby has
                 // every acknowledged commit.
                 return Decision::act(
+                    Cause::PrimaryStartTimeout,
                     vec![Action::ReleaseLeader],
                     format!(
                         "giving up the leader key: PostgreSQL has been down for {} s (primary_start_timeout {} s)",
@@ -165,6 +189,7 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
             }
             if was_primary && obs.lease.held && !lease_fresh(obs) {
                 return Decision::idle(
+                    Cause::LeaseUnproven,
                     "not restarting as primary: my lease renewals are not working".into(),
                 );
             }
@@ -177,11 +202,13 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
                 }
                 actions.push(Action::Start(StartAs::Primary));
                 Decision::act(
+                    Cause::PostgresDown,
                     actions,
                     "starting as primary: I hold the leader key and my data was primary".into(),
                 )
             } else {
                 Decision::act(
+                    Cause::PostgresDown,
                     vec![Action::Start(StartAs::Replica { leader: None })],
                     "starting read-only: the leader key names me but my data is a replica's; promotion follows".into(),
                 )
@@ -190,6 +217,7 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
         Some(leader) => {
             if !was_primary {
                 return Decision::act(
+                    Cause::PostgresDown,
                     vec![Action::Start(StartAs::Replica {
                         leader: Some(leader.into()),
                     })],
@@ -199,9 +227,10 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
             // I was primary and someone else leads now: my timeline may have
             // diverged. Rewind (a no-op when it has not) before following.
             if !member_running(view, leader) {
-                return Decision::idle(format!(
-                    "waiting for leader {leader} to be running before rejoining it"
-                ));
+                return Decision::idle(
+                    Cause::WaitingForLeader,
+                    format!("waiting for leader {leader} to be running before rejoining it"),
+                );
             }
             // A clean stop whose last record the new leader had before it
             // forked (a switchover): nothing diverged, follow as is.
@@ -218,10 +247,13 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
                 {
                     // The new leader records its fork point just after it
                     // promotes: worth a moment's wait to spare a rewind.
-                    return Decision::idle(format!(
-                        "waiting for {leader} to record where it forked from timeline {}",
-                        cs.timeline
-                    ));
+                    return Decision::idle(
+                        Cause::WaitingForLeader,
+                        format!(
+                            "waiting for {leader} to record where it forked from timeline {}",
+                            cs.timeline
+                        ),
+                    );
                 }
                 if let Some(h) = view
                     .history
@@ -229,6 +261,7 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
                     .find(|h| h.0 == cs.timeline && h.1 > cs.checkpoint)
                 {
                     return Decision::act(
+                        Cause::NewLeader,
                         vec![Action::Start(StartAs::Replica {
                             leader: Some(leader.into()),
                         })],
@@ -243,6 +276,7 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
             }
             if obs.settings.use_pg_rewind && !mem.rewind_failed {
                 return Decision::act(
+                    Cause::Diverged,
                     vec![
                         Action::Rewind {
                             from: leader.into(),
@@ -256,10 +290,15 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
             }
             match obs.settings.on_rewind_failure {
                 RewindFailure::Basebackup => Decision::act(
+                    Cause::Diverged,
                     vec![
                         Action::RemoveData,
-                        Action::BaseBackup { from: leader.into() },
-                        Action::Start(StartAs::Replica { leader: Some(leader.into()) }),
+                        Action::BaseBackup {
+                            from: leader.into(),
+                        },
+                        Action::Start(StartAs::Replica {
+                            leader: Some(leader.into()),
+                        }),
                     ],
                     if mem.rewind_failed {
                         format!("reinitializing from {leader}: pg_rewind failed")
@@ -267,14 +306,18 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
                         format!("reinitializing from {leader}: pg_rewind is disabled and my data was primary")
                     },
                 ),
-                RewindFailure::Stop => Decision::idle(format!(
-                    "staying down: my data diverged from leader {leader}, pg_rewind {} and on_rewind_failure is stop",
-                    if mem.rewind_failed { "failed" } else { "is disabled" }
-                )),
+                RewindFailure::Stop => {
+                    let why = format!(
+                        "staying down: my data diverged from leader {leader}, pg_rewind {} and on_rewind_failure is stop",
+                        if mem.rewind_failed { "failed" } else { "is disabled" }
+                    );
+                    Decision::idle(Cause::Diverged, why)
+                }
             }
         }
         // Never start writable without the key: start read-only, then race.
         None => Decision::act(
+            Cause::PostgresDown,
             vec![Action::Start(StartAs::Replica { leader: None })],
             "starting read-only: nobody holds the leader key; the election follows".into(),
         ),
@@ -295,6 +338,7 @@ fn holding_leader_key(obs: &Observation, mem: &Memory, view: &ClusterView) -> De
     {
         // Reads work but renewals do not: the key will expire under me.
         return Decision::act(
+            Cause::LeaseUnproven,
             vec![
                 Action::Stop,
                 Action::Start(StartAs::Replica { leader: None }),
@@ -309,23 +353,31 @@ fn holding_leader_key(obs: &Observation, mem: &Memory, view: &ClusterView) -> De
             }
             let sync = sync_replication_steps(obs, mem, view);
             if sync.actions.is_empty() {
-                Decision::idle("no action: I am the leader".into())
+                Decision::idle(Cause::Leading, "no action: I am the leader".into())
             } else {
                 sync
             }
         }
         Role::Primary => Decision::act(
+            Cause::LeaderKeyHeld,
             actions,
             "renewing the leader key left by my previous run".into(),
         ),
         _ if obs.lease.held && !lease_fresh(obs) => {
             // The key may outlive a lease nobody can prove alive: becoming
             // writable on it could overlap another member's promotion.
-            Decision::idle("not promoting: my lease renewals are not working".into())
+            Decision::idle(
+                Cause::LeaseUnproven,
+                "not promoting: my lease renewals are not working".into(),
+            )
         }
         _ => {
             actions.push(Action::Promote);
-            Decision::act(actions, "promoting: I hold the leader key".into())
+            Decision::act(
+                Cause::LeaderKeyHeld,
+                actions,
+                "promoting: I hold the leader key".into(),
+            )
         }
     }
 }
@@ -336,12 +388,14 @@ fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &s
         // Two writable primaries is the one outcome that must never last:
         // stop at once; the next loop rewinds and rejoins.
         return Decision::act(
+            Cause::OtherLeader,
             vec![Action::Stop],
             format!("demoting: {leader} holds the leader key"),
         );
     }
     if obs.pg.configured_upstream.as_deref() != Some(leader) {
         return Decision::act(
+            Cause::NewLeader,
             vec![Action::Follow {
                 leader: leader.into(),
             }],
@@ -369,6 +423,7 @@ fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &s
         );
         if obs.settings.use_pg_rewind && !mem.rewind_failed {
             return Decision::act(
+                Cause::Diverged,
                 vec![
                     Action::Stop,
                     Action::Rewind {
@@ -381,6 +436,7 @@ fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &s
         }
         if obs.settings.on_rewind_failure == RewindFailure::Basebackup {
             return Decision::act(
+                Cause::Diverged,
                 vec![
                     Action::Stop,
                     Action::RemoveData,
@@ -392,16 +448,21 @@ fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &s
                 format!("{reason}; cloning it afresh"),
             );
         }
-        return Decision::idle(format!(
-            "{reason}; on_rewind_failure is stop, so waiting for a person"
-        ));
+        return Decision::idle(
+            Cause::Diverged,
+            format!("{reason}; on_rewind_failure is stop, so waiting for a person"),
+        );
     }
     if obs.pg.streaming {
-        Decision::idle(format!("no action: streaming from leader {leader}"))
+        Decision::idle(
+            Cause::Following,
+            format!("no action: streaming from leader {leader}"),
+        )
     } else {
-        Decision::idle(format!(
-            "no action: following leader {leader}, not streaming yet"
-        ))
+        Decision::idle(
+            Cause::NotStreaming,
+            format!("no action: following leader {leader}, not streaming yet"),
+        )
     }
 }
 
@@ -411,37 +472,47 @@ fn leaderless(obs: &Observation, view: &ClusterView) -> Decision {
         // My key is gone (it expired, or was deleted) but I am still primary.
         // Take it back if nobody else did; the transaction makes this atomic.
         return Decision::act(
+            Cause::LeaderKeyLost,
             vec![Action::AcquireLeader],
             "re-acquiring the leader key: I am primary and nobody holds it".into(),
         );
     }
     match failover_candidacy(obs, view) {
-        Ok(reason) => {
+        Ok((cause, reason)) => {
             let mut actions = vec![Action::AcquireLeader, Action::Promote];
             if view.failover.is_some() {
                 actions.push(Action::ClearFailover);
             }
-            Decision::act(actions, format!("promoting: {reason}"))
+            Decision::act(cause, actions, format!("promoting: {reason}"))
         }
-        Err(reason) => Decision::idle(format!("not promoting: {reason}")),
+        Err((cause, reason)) => Decision::idle(cause, format!("not promoting: {reason}")),
     }
 }
 
 /// Whether this replica may race for the leader key, and why.
-fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, String> {
+fn failover_candidacy(
+    obs: &Observation,
+    view: &ClusterView,
+) -> Result<(Cause, String), (Cause, String)> {
     if !obs.settings.can_lead {
-        return Err("ha.watchdog is required and this box has no watchdog device".into());
+        return Err((
+            Cause::NoWatchdog,
+            "ha.watchdog is required and this box has no watchdog device".into(),
+        ));
     }
     if !lease_fresh(obs) {
         // Leading on a lease whose renewals are not working would end in a
         // demotion within seconds (self-fencing): wait until they work.
-        return Err("my lease renewals are not working yet".into());
+        return Err((
+            Cause::LeaseUnproven,
+            "my lease renewals are not working yet".into(),
+        ));
     }
     if obs.tags.nofailover || obs.tags.failover_priority == 0 {
-        return Err("this node is tagged nofailover".into());
+        return Err((Cause::NoFailover, "this node is tagged nofailover".into()));
     }
     let Some(my_lsn) = obs.pg.lsn else {
-        return Err("my WAL position is unknown".into());
+        return Err((Cause::PositionUnknown, "my WAL position is unknown".into()));
     };
     if let Some(request) = &view.failover {
         let candidate_running = request
@@ -455,22 +526,31 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
         let anyone_can = request.member.is_none() && peer_at_least_as_far(obs, my_lsn);
         if request.leader.as_deref() == Some(obs.me.as_str()) && (candidate_running || anyone_can)
         {
-            return Err("I stepped down for a switchover".into());
+            return Err((Cause::Switchover, "I stepped down for a switchover".into()));
         }
         match request.member.as_deref() {
             Some(c) if c == obs.me => {
                 if request.leader.is_none() {
                     // A person asked for this node by name with no leader
                     // to hand over: they accepted whatever it lacks.
-                    return Ok(format!(
-                        "manual failover to me requested; my LSN {} (writes beyond it, if any, are lost)",
-                        format_lsn(my_lsn)
+                    return Ok((
+                        Cause::ManualFailover,
+                        format!(
+                            "manual failover to me requested; my LSN {} (writes beyond it, if any, are lost)",
+                            format_lsn(my_lsn)
+                        ),
                     ));
                 }
-                return Ok(format!("switchover to me; my LSN {}", format_lsn(my_lsn)));
+                return Ok((
+                    Cause::Switchover,
+                    format!("switchover to me; my LSN {}", format_lsn(my_lsn)),
+                ));
             }
             Some(c) if view.member(c).is_some_and(|m| m.state == "running") => {
-                return Err(format!("a switchover or failover to {c} is in progress"));
+                return Err((
+                    Cause::Switchover,
+                    format!("a switchover or failover to {c} is in progress"),
+                ));
             }
             _ => {}
         }
@@ -482,31 +562,40 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
             Some(s) if s == obs.me => {}
             // The leader that wrote the key acknowledged every write itself.
             None if key_leader == Some(obs.me.as_str()) => {}
-            Some(s) => return Err(format!("synchronous mode: only the synchronous standby {s} may be promoted")),
             // Acknowledged writes may exist only on the leader that recorded
             // no standby; a node holding all of that leader's WAL loses none.
             None if key_leader.is_some_and(|l| holds_all_of(obs, l, my_lsn)) => {}
+            Some(s) => {
+                let why =
+                    format!("synchronous mode: only the synchronous standby {s} may be promoted");
+                return Err((Cause::NotSyncStandby, why));
+            }
             None => {
-                return Err("synchronous mode: no synchronous standby is recorded, so any promotion could lose acknowledged writes".into())
+                let why = "synchronous mode: no synchronous standby is recorded, so any promotion could lose acknowledged writes";
+                return Err((Cause::NotSyncStandby, why.into()));
             }
         }
     }
     if let Some(max_tl) = view.max_history_timeline() {
         if obs.pg.timeline.is_some_and(|tl| tl < max_tl) {
-            return Err(format!(
-                "my timeline {} is older than the cluster's timeline {max_tl}",
-                obs.pg.timeline.unwrap_or(0)
+            return Err((
+                Cause::TimelineBehind,
+                format!(
+                    "my timeline {} is older than the cluster's timeline {max_tl}",
+                    obs.pg.timeline.unwrap_or(0)
+                ),
             ));
         }
     }
     if let (false, Some(leader_lsn)) = (sync_standby, view.last_leader_lsn) {
         let lag = leader_lsn.saturating_sub(my_lsn);
         if lag > obs.settings.maximum_lag_on_failover {
-            return Err(format!(
+            let why = format!(
                 "I am {lag} bytes behind the last known primary position {}, more than maximum_lag_on_failover {}",
                 format_lsn(leader_lsn),
                 obs.settings.maximum_lag_on_failover
-            ));
+            );
+            return Err((Cause::LagTooHigh, why));
         }
     }
     for peer in &obs.peers {
@@ -516,7 +605,10 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
         if peer.role == Role::Primary {
             // The old primary still answers and may still accept writes:
             // promoting now could make two. It fences itself, or re-takes the key.
-            return Err(format!("{} still runs as primary", peer.name));
+            return Err((
+                Cause::OldPrimaryAlive,
+                format!("{} still runs as primary", peer.name),
+            ));
         }
         if peer.nofailover || sync_standby {
             // The synchronous standby holds every acknowledged commit; a
@@ -532,17 +624,23 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
         }
         let Some(peer_lsn) = peer.lsn else { continue };
         if peer_lsn > my_lsn {
-            return Err(format!(
-                "{} is further ahead ({} > my {})",
-                peer.name,
-                format_lsn(peer_lsn),
-                format_lsn(my_lsn)
+            return Err((
+                Cause::PeerAhead,
+                format!(
+                    "{} is further ahead ({} > my {})",
+                    peer.name,
+                    format_lsn(peer_lsn),
+                    format_lsn(my_lsn)
+                ),
             ));
         }
         if peer_lsn == my_lsn && peer.failover_priority > obs.tags.failover_priority {
-            return Err(format!(
-                "{} is as far ahead and has a higher failover priority",
-                peer.name
+            return Err((
+                Cause::PeerAhead,
+                format!(
+                    "{} is as far ahead and has a higher failover priority",
+                    peer.name
+                ),
             ));
         }
     }
@@ -554,14 +652,20 @@ fn failover_candidacy(obs: &Observation, view: &ClusterView) -> Result<String, S
             (None, Some(l)) => format!("I hold all the WAL of {l}, which recorded no synchronous standby"),
             (None, None) => "no sync key".to_string(),
         };
-        return Ok(format!(
-            "the leader key is free and {basis} (LSN {})",
-            format_lsn(my_lsn)
+        return Ok((
+            Cause::Election,
+            format!(
+                "the leader key is free and {basis} (LSN {})",
+                format_lsn(my_lsn)
+            ),
         ));
     }
-    Ok(format!(
-        "the leader key is free and my LSN {} is the highest",
-        format_lsn(my_lsn)
+    Ok((
+        Cause::Election,
+        format!(
+            "the leader key is free and my LSN {} is the highest",
+            format_lsn(my_lsn)
+        ),
     ))
 }
 
@@ -601,6 +705,7 @@ fn peer_at_least_as_far(obs: &Observation, lsn: u64) -> bool {
 fn switchover_step(obs: &Observation, view: &ClusterView, request: &FailoverKey) -> Decision {
     if request.leader.as_deref().is_some_and(|l| l != obs.me) {
         return Decision::act(
+            Cause::Switchover,
             vec![Action::ClearFailover],
             format!(
                 "clearing a switchover request for leader {}, which I replaced",
@@ -616,11 +721,15 @@ fn switchover_step(obs: &Observation, view: &ClusterView, request: &FailoverKey)
                     .map(|d| d.as_millis() as u64)
                     .unwrap_or(0);
                 if obs.now_unix_ms < at_ms {
-                    return Decision::idle(format!("switchover scheduled at {at}"));
+                    return Decision::idle(
+                        Cause::Switchover,
+                        format!("switchover scheduled at {at}"),
+                    );
                 }
             }
             Err(_) => {
                 return Decision::act(
+                    Cause::SwitchoverRefused,
                     vec![Action::ClearFailover],
                     format!("refusing a switchover: unreadable time {at:?}"),
                 )
@@ -629,10 +738,12 @@ fn switchover_step(obs: &Observation, view: &ClusterView, request: &FailoverKey)
     }
     match switchover_candidate(obs, view, request.member.as_deref()) {
         Ok(candidate) => Decision::act(
+            Cause::Switchover,
             vec![Action::Checkpoint, Action::Stop, Action::ReleaseLeader],
             format!("switchover: stepping down so that {candidate} takes over"),
         ),
         Err(why) => Decision::act(
+            Cause::SwitchoverRefused,
             vec![Action::ClearFailover],
             format!("refusing a switchover: {why}"),
         ),
@@ -764,9 +875,10 @@ fn sync_replication_steps(obs: &Observation, mem: &Memory, view: &ClusterView) -
         }
     }
     if actions.is_empty() {
-        return Decision::idle(String::new());
+        return Decision::idle(Cause::Leading, String::new());
     }
     Decision::act(
+        Cause::SyncReplication,
         actions,
         format!("synchronous replication: {}", why.join("; ")),
     )

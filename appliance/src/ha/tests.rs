@@ -965,3 +965,89 @@ fn memory_tracks_how_long_a_replica_has_not_streamed() {
         "a restart starts the clock again"
     );
 }
+
+#[test]
+fn causes_are_a_closed_set_of_stable_words() {
+    let words: Vec<&str> = Cause::ALL.iter().map(|c| c.as_str()).collect();
+    let mut unique = words.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), words.len(), "a word is used twice: {words:?}");
+    for w in words {
+        // Prometheus label values and journal fields: short snake_case.
+        assert!(
+            w.len() <= 24 && w.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{w:?}"
+        );
+    }
+}
+
+#[test]
+fn decisions_name_their_cause() {
+    // The free-text reason and the cause word must tell the same story.
+    let mut promote = obs();
+    promote.dcs.as_mut().unwrap().members = vec![];
+    let mut other_primary = primary(with_leader(obs(), Some("db2")));
+    other_primary.pg.role = Role::Primary;
+    let mut no_dcs_primary = primary(obs());
+    no_dcs_primary.dcs = None;
+    no_dcs_primary.lease.renewed_at_ms = Some(NOW - 50_000);
+    let mut lagging = obs();
+    lagging.pg.lsn = Some(1_000);
+    let mut ahead = obs();
+    ahead.peers = vec![peer("db3", Role::Replica, 9_000)];
+    let rows = [
+        (
+            promote,
+            Cause::Election,
+            vec![Action::AcquireLeader, Action::Promote],
+        ),
+        (other_primary, Cause::OtherLeader, vec![Action::Stop]),
+        (
+            no_dcs_primary,
+            Cause::DcsUnreachable,
+            vec![
+                Action::Stop,
+                Action::Start(StartAs::Replica { leader: None }),
+            ],
+        ),
+        (lagging, Cause::LagTooHigh, vec![]),
+        (ahead, Cause::PeerAhead, vec![]),
+        (
+            with_leader(obs(), Some("db2")).upstream("db2"),
+            Cause::Following,
+            vec![],
+        ),
+        (
+            with_leader(obs(), Some("db2")),
+            Cause::NewLeader,
+            vec![Action::Follow {
+                leader: "db2".into(),
+            }],
+        ),
+    ];
+    for (o, cause, actions) in rows {
+        let d = decide(&o, &Memory::default());
+        assert_eq!((d.cause, &d.actions), (cause, &actions), "{}", d.reason);
+    }
+}
+
+#[test]
+fn only_unplanned_promotions_count_as_failovers() {
+    assert!(Cause::Election.is_failover());
+    assert!(Cause::ManualFailover.is_failover());
+    assert!(!Cause::Switchover.is_failover());
+    assert!(!Cause::LeaderKeyHeld.is_failover());
+}
+
+#[test]
+fn every_cause_is_documented() {
+    // Operators alert on these words; each must be explained where they look.
+    let doc = include_str!("../../../docs/observability.md");
+    for cause in Cause::ALL {
+        assert!(
+            doc.contains(&format!("| `{}` |", cause.as_str())),
+            "docs/observability.md does not explain `{cause}`"
+        );
+    }
+}

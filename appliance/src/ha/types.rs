@@ -144,19 +144,171 @@ pub struct Peer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub actions: Vec<Action>,
+    /// Why, as one word of a closed set (for metrics and log fields).
+    pub cause: Cause,
+    /// Why, for a person: names, positions, settings.
     pub reason: String,
 }
 
 impl Decision {
-    pub fn idle(reason: String) -> Self {
+    pub fn idle(cause: Cause, reason: String) -> Self {
         Decision {
             actions: Vec::new(),
+            cause,
             reason,
         }
     }
 
-    pub fn act(actions: Vec<Action>, reason: String) -> Self {
-        Decision { actions, reason }
+    pub fn act(cause: Cause, actions: Vec<Action>, reason: String) -> Self {
+        Decision {
+            actions,
+            cause,
+            reason,
+        }
+    }
+}
+
+/// The situation a decision answers, as a short stable word. It labels
+/// `pgbox_decisions_total` and fills the REASON field of the journal, so
+/// the set is closed (a free-text label would make a new time series per
+/// LSN); the details are in `Decision::reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cause {
+    /// PostgreSQL runs but does not answer yet.
+    PgStarting,
+    /// Maintenance mode.
+    Paused,
+    /// The data directory belongs to another cluster.
+    ForeignData,
+    DcsUnreachable,
+    /// `ha.watchdog: required` without a watchdog device.
+    NoWatchdog,
+    Bootstrap,
+    /// The leader key names this node, which has no data.
+    NoData,
+    CreateReplica,
+    /// The leader is not running yet, so there is nothing to clone or follow.
+    WaitingForLeader,
+    /// The leader's PostgreSQL did not come back in time: hand over.
+    PrimaryStartTimeout,
+    /// Lease renewals are not working: neither lead nor stay writable.
+    LeaseUnproven,
+    /// PostgreSQL is down and is started in the right role.
+    PostgresDown,
+    /// This node's history forked from the leader's: rewind or re-clone.
+    Diverged,
+    /// The leader key names this node: take over a stale key, promote.
+    LeaderKeyHeld,
+    /// The healthy leader with nothing to do.
+    Leading,
+    SyncReplication,
+    /// Another member holds the leader key while this node is primary.
+    OtherLeader,
+    NewLeader,
+    Following,
+    NotStreaming,
+    /// This primary's key vanished and nobody took it.
+    LeaderKeyLost,
+    /// The leader key is free and this node is the best candidate.
+    Election,
+    Switchover,
+    SwitchoverRefused,
+    ManualFailover,
+    NoFailover,
+    PositionUnknown,
+    NotSyncStandby,
+    TimelineBehind,
+    LagTooHigh,
+    /// The old primary still answers as primary.
+    OldPrimaryAlive,
+    /// Another replica is further ahead.
+    PeerAhead,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 32] = [
+        Cause::PgStarting,
+        Cause::Paused,
+        Cause::ForeignData,
+        Cause::DcsUnreachable,
+        Cause::NoWatchdog,
+        Cause::Bootstrap,
+        Cause::NoData,
+        Cause::CreateReplica,
+        Cause::WaitingForLeader,
+        Cause::PrimaryStartTimeout,
+        Cause::LeaseUnproven,
+        Cause::PostgresDown,
+        Cause::Diverged,
+        Cause::LeaderKeyHeld,
+        Cause::Leading,
+        Cause::SyncReplication,
+        Cause::OtherLeader,
+        Cause::NewLeader,
+        Cause::Following,
+        Cause::NotStreaming,
+        Cause::LeaderKeyLost,
+        Cause::Election,
+        Cause::Switchover,
+        Cause::SwitchoverRefused,
+        Cause::ManualFailover,
+        Cause::NoFailover,
+        Cause::PositionUnknown,
+        Cause::NotSyncStandby,
+        Cause::TimelineBehind,
+        Cause::LagTooHigh,
+        Cause::OldPrimaryAlive,
+        Cause::PeerAhead,
+    ];
+
+    /// The word used in metrics and logs; never changes once released.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::PgStarting => "pg_starting",
+            Cause::Paused => "paused",
+            Cause::ForeignData => "foreign_data",
+            Cause::DcsUnreachable => "dcs_unreachable",
+            Cause::NoWatchdog => "no_watchdog",
+            Cause::Bootstrap => "bootstrap",
+            Cause::NoData => "no_data",
+            Cause::CreateReplica => "create_replica",
+            Cause::WaitingForLeader => "waiting_for_leader",
+            Cause::PrimaryStartTimeout => "primary_start_timeout",
+            Cause::LeaseUnproven => "lease_unproven",
+            Cause::PostgresDown => "postgres_down",
+            Cause::Diverged => "diverged",
+            Cause::LeaderKeyHeld => "leader_key_held",
+            Cause::Leading => "leading",
+            Cause::SyncReplication => "sync_replication",
+            Cause::OtherLeader => "other_leader",
+            Cause::NewLeader => "new_leader",
+            Cause::Following => "following",
+            Cause::NotStreaming => "not_streaming",
+            Cause::LeaderKeyLost => "leader_key_lost",
+            Cause::Election => "election",
+            Cause::Switchover => "switchover",
+            Cause::SwitchoverRefused => "switchover_refused",
+            Cause::ManualFailover => "manual_failover",
+            Cause::NoFailover => "nofailover",
+            Cause::PositionUnknown => "position_unknown",
+            Cause::NotSyncStandby => "not_sync_standby",
+            Cause::TimelineBehind => "timeline_behind",
+            Cause::LagTooHigh => "lag_too_high",
+            Cause::OldPrimaryAlive => "old_primary_alive",
+            Cause::PeerAhead => "peer_ahead",
+        }
+    }
+
+    /// A promotion for one of these causes is an unplanned failover (the
+    /// leader was lost, or a person forced one), not a switchover.
+    pub fn is_failover(self) -> bool {
+        matches!(self, Cause::Election | Cause::ManualFailover)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

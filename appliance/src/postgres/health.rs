@@ -39,7 +39,9 @@ SELECT pg_is_in_recovery(),
        pg_postmaster_start_time()::text,
        (SELECT system_identifier::text FROM pg_control_system()),
        (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
-       current_setting('synchronous_standby_names')
+       current_setting('synchronous_standby_names'),
+       CASE WHEN pg_is_in_recovery()
+            THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END
 FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true";
 
 const STANDBYS: &str =
@@ -132,6 +134,12 @@ impl Checker {
                 .collect()
         };
         let min_recovery_tli: Option<i32> = row.get(12);
+        let streaming = in_recovery && wal_status.as_deref() == Some("streaming");
+        let replay_lag = if in_recovery {
+            replay_lag(streaming, receive, replay, row.get(14))
+        } else {
+            None
+        };
         let timeline = if in_recovery {
             // A standby's replay timeline has no direct function: take the
             // newest of what was streamed, the last restartpoint, and the
@@ -165,13 +173,73 @@ impl Checker {
                 write
             },
             receive_lsn: receive,
-            streaming: in_recovery && wal_status.as_deref() == Some("streaming"),
+            streaming,
             upstream_host: row.get(5),
             server_version: row.get::<_, Option<i32>>(9).map(|v| v as u32),
             postmaster_start_time: row.get(10),
             system_identifier: row.get(11),
             standbys,
             sync_names: row.get(13),
+            replay_lag,
         })
+    }
+}
+
+/// How stale a replica's data may be, from what it knows by itself.
+///
+/// While it streams and has replayed everything it received, nothing is
+/// missing: zero, even if the primary has been idle for an hour. Otherwise
+/// the age of the last transaction it replayed (`age_s`, from the primary's
+/// commit timestamp, so clock skew between the two counts in): an upper
+/// bound while it catches up, and growing for as long as it is cut off,
+/// which is what a reader of stale data needs to know. None before it has
+/// replayed any transaction since it started.
+pub fn replay_lag(
+    streaming: bool,
+    received: Option<u64>,
+    replayed: Option<u64>,
+    age_s: Option<f64>,
+) -> Option<Duration> {
+    let caught_up = matches!((received, replayed), (Some(r), Some(p)) if p >= r);
+    if streaming && caught_up {
+        return Some(Duration::ZERO);
+    }
+    // A replica's clock behind the primary's gives a negative age.
+    age_s.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_lag_is_zero_only_when_nothing_received_is_left() {
+        let s = Duration::from_secs;
+        // Streaming and caught up: an idle primary is not lag.
+        assert_eq!(
+            replay_lag(true, Some(100), Some(100), Some(3600.0)),
+            Some(s(0))
+        );
+        // Replaying a backlog: the last replayed commit's age.
+        assert_eq!(
+            replay_lag(true, Some(200), Some(100), Some(12.0)),
+            Some(s(12))
+        );
+        // Cut off from the primary: it cannot know what it misses.
+        assert_eq!(
+            replay_lag(false, Some(100), Some(100), Some(90.0)),
+            Some(s(90))
+        );
+        // Nothing replayed yet.
+        assert_eq!(replay_lag(false, None, None, None), None);
+        // Clock skew never yields a negative lag.
+        assert_eq!(
+            replay_lag(true, Some(200), Some(100), Some(-2.5)),
+            Some(s(0))
+        );
+        assert_eq!(
+            replay_lag(true, Some(200), Some(100), Some(f64::INFINITY)),
+            Some(Duration::MAX)
+        );
     }
 }

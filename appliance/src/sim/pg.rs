@@ -329,6 +329,7 @@ impl World {
             system_identifier: Some(d.system_id.clone()),
             standbys,
             sync_names: Some(pg.sync_names.clone()),
+            replay_lag: None,
         }
     }
 

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::api::{auth, json_error, snapshot, ApiState};
+use crate::dcs::model::DynamicConfig;
 
 /// Reading is open; changing goes through `guard` (the allow-list and the
 /// password) before the body is read.
@@ -25,24 +26,32 @@ async fn show(State(api): State<ApiState>) -> Json<Value> {
     Json(doc)
 }
 
-async fn change(State(api): State<ApiState>, body: axum::body::Bytes) -> Response {
-    let patch: serde_json::Map<String, Value> = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("request body: {e}")),
-    };
-    let mut cfg = snapshot(&api.status).cluster.config.clone();
+/// `current` with the PATCH body applied, or why the body is refused.
+/// Public so that the fuzz targets exercise exactly what the endpoint runs.
+pub fn apply_patch(current: &DynamicConfig, body: &[u8]) -> Result<DynamicConfig, String> {
+    let patch: serde_json::Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| format!("request body: {e}"))?;
+    let mut cfg = current.clone();
     for (k, v) in &patch {
         match (k.as_str(), v) {
             ("pause", Value::Bool(b)) => cfg.pause = *b,
-            ("pause", _) => return json_error(StatusCode::BAD_REQUEST, "pause must be true or false"),
-            (other, _) => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("{other} cannot be changed at run time: it comes from pgbox.yaml (only pause can)"),
-                )
-            }
+            ("pause", _) => return Err("pause must be true or false".into()),
+            (other, _) => return Err(format!(
+                "{other} cannot be changed at run time: it comes from pgbox.yaml (only pause can)"
+            )),
         }
     }
+    Ok(cfg)
+}
+
+// Who may call this (allow-list, credentials) is checked before the body is
+// read, by the write endpoints' layer (api/auth.rs).
+async fn change(State(api): State<ApiState>, body: axum::body::Bytes) -> Response {
+    let current = snapshot(&api.status).cluster.config.clone();
+    let cfg = match apply_patch(&current, &body) {
+        Ok(cfg) => cfg,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, message),
+    };
     let Some(dcs) = api.dcs.clone() else {
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -39,6 +39,33 @@ pub struct Request {
     pub scheduled_at: Option<String>,
 }
 
+/// A switchover or failover body as JSON, or why it is not one. Public so
+/// that the fuzz targets exercise exactly what the endpoints run.
+pub fn parse_request(body: &[u8]) -> Result<Request, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("request body: {e}"))?;
+    // serde would also fill a struct from an array, positionally: `[]` or
+    // `["db1", "db2"]` would pass for a request nobody meant to send.
+    if !value.is_object() {
+        return Err(format!(
+            "request body: expected a JSON object such as {{\"leader\": \"db1\", \"candidate\": \"db2\"}}, found {}",
+            json_kind(&value)
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| format!("request body: {e}"))
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 async fn switchover(State(api): State<ApiState>, body: axum::body::Bytes) -> Response {
     handle(api, body, true).await
 }
@@ -47,10 +74,12 @@ async fn failover(State(api): State<ApiState>, body: axum::body::Bytes) -> Respo
     handle(api, body, false).await
 }
 
+// Who may call this (allow-list, credentials) is checked before the body is
+// read, by the write endpoints' layer (api/auth.rs).
 async fn handle(api: ApiState, body: axum::body::Bytes, switchover: bool) -> Response {
-    let req: Request = match serde_json::from_slice(&body) {
+    let req = match parse_request(&body) {
         Ok(r) => r,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("request body: {e}")),
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, message),
     };
     // What the request itself lacks is a 400, whatever the cluster's state.
     if let Err(why) = well_formed(&req, switchover) {
@@ -241,4 +270,33 @@ async fn wait_for_new_leader(api: &ApiState, old: Option<&str>, wanted: Option<&
         StatusCode::SERVICE_UNAVAILABLE,
         "switchover status unknown after 60 s",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bodies() {
+        let req = parse_request(br#"{"leader": "db1", "candidate": "db2"}"#).unwrap();
+        assert_eq!(req.leader.as_deref(), Some("db1"));
+        assert_eq!(req.candidate.as_deref(), Some("db2"));
+        assert!(parse_request(b"{}").is_ok());
+        let unknown = parse_request(br#"{"leader": "db1", "member": "db2"}"#).unwrap_err();
+        assert!(unknown.contains("unknown field `member`"), "{unknown}");
+        let wrong = parse_request(br#"{"candidate": 2}"#).unwrap_err();
+        assert!(wrong.contains("invalid type"), "{wrong}");
+    }
+
+    #[test]
+    fn an_array_is_not_a_request() {
+        // Found by the api_requests fuzz target: serde fills a struct from
+        // an array positionally, so these were accepted.
+        for body in [&b"[\r\r\r\r]\r\r\r\r"[..], b"[]", br#"["db1", "db2"]"#] {
+            let error = parse_request(body).unwrap_err();
+            assert!(error.contains("expected a JSON object"), "{error}");
+            assert!(error.ends_with("found an array"), "{error}");
+        }
+        assert!(parse_request(b"null").unwrap_err().ends_with("found null"));
+    }
 }

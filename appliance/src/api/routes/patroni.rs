@@ -69,7 +69,36 @@ pub fn body(node: &NodeStatus) -> Value {
     if !node.last_decision.is_empty() {
         doc.insert("last_decision".into(), json!(node.last_decision));
     }
+    doc.insert("pgbox".into(), pgbox_view(node));
     Value::Object(doc)
+}
+
+/// What pgbox knows beyond Patroni's fields, for `pgboxctl status`:
+/// Patroni clients ignore the extra key.
+fn pgbox_view(node: &NodeStatus) -> Value {
+    let pg = &node.pg;
+    let mut view = Map::new();
+    view.insert("leader".into(), json!(node.is_leader));
+    view.insert("dcs_reachable".into(), json!(node.dcs_reachable));
+    view.insert("watchdog_state".into(), json!(node.watchdog_state.as_str()));
+    view.insert("watchdog_required".into(), json!(node.watchdog_required));
+    if let Some(rem) = node.lease_remaining {
+        view.insert("lease_remaining_seconds".into(), json!(rem.as_secs_f64()));
+    }
+    if pg.running && pg.role == PgRole::Replica {
+        let leader = crate::api::routes::cluster::leader_position(&node.cluster);
+        if let (Some(leader), Some(mine)) = (leader, pg.lsn) {
+            view.insert("lag_bytes".into(), json!(leader.saturating_sub(mine)));
+        }
+        if let Some(lag) = pg.replay_lag {
+            view.insert("replay_lag_seconds".into(), json!(lag.as_secs_f64()));
+        }
+    }
+    if let Some((action, cause)) = &node.last_action {
+        view.insert("last_action".into(), json!(action));
+        view.insert("last_reason".into(), json!(cause.as_str()));
+    }
+    Value::Object(view)
 }
 
 fn xlog(node: &NodeStatus) -> Option<Value> {
@@ -93,4 +122,65 @@ fn xlog(node: &NodeStatus) -> Option<Value> {
 /// Patroni reports its own timestamps as whole seconds since the epoch.
 fn unix_seconds(time: SystemTime) -> Option<u64> {
     time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Tags;
+    use crate::dcs::model::{ClusterView, Member};
+    use crate::ha::Cause;
+    use crate::status::{PgStatus, WatchdogState};
+
+    #[test]
+    fn the_pgbox_view_of_a_replica() {
+        let mut node = NodeStatus::new("db2", "main", Tags::default(), Duration::from_secs(30));
+        node.dcs_reachable = true;
+        node.watchdog_state = WatchdogState::Disarmed;
+        node.last_action = Some(("none".into(), Cause::Following));
+        node.cluster = ClusterView {
+            leader: Some("db1".into()),
+            members: vec![(
+                "db1".into(),
+                Member {
+                    xlog_location: Some(5_000),
+                    ..Member::default()
+                },
+            )],
+            ..ClusterView::default()
+        };
+        node.pg = PgStatus {
+            running: true,
+            role: PgRole::Replica,
+            lsn: Some(4_000),
+            replay_lag: Some(Duration::from_millis(1_500)),
+            ..PgStatus::default()
+        };
+        assert_eq!(
+            body(&node)["pgbox"],
+            json!({
+                "leader": false,
+                "dcs_reachable": true,
+                "watchdog_state": "disarmed",
+                "watchdog_required": false,
+                "lag_bytes": 1_000,
+                "replay_lag_seconds": 1.5,
+                "last_action": "none",
+                "last_reason": "following",
+            })
+        );
+    }
+
+    #[test]
+    fn a_stopped_node_reports_no_lag() {
+        let mut node = NodeStatus::new("db2", "main", Tags::default(), Duration::from_secs(30));
+        node.pg.role = PgRole::Replica;
+        node.pg.lsn = Some(1);
+        node.cluster.last_leader_lsn = Some(10);
+        let view = &body(&node)["pgbox"];
+        assert!(view.get("lag_bytes").is_none(), "{view}");
+        assert!(view.get("last_action").is_none(), "{view}");
+    }
 }
