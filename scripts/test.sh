@@ -53,19 +53,18 @@ unit_and_process_tests() {
 }
 
 buildroot_checks() {
-	if [ -x buildroot/check-offline.sh ]; then
-		bash buildroot/check-offline.sh
-	else
-		echo "no buildroot tree"
-	fi
+	bash buildroot/check-offline.sh
 }
 
 fuzz_bounded() {
-	if [ -f scripts/fuzz.sh ]; then
-		bash scripts/fuzz.sh "${PGBOX_FUZZ_SECONDS:-30}"
-	else
-		echo "no fuzz targets"
+	# libFuzzer needs a nightly compiler; a machine without one cannot fetch
+	# it (only crates.io is reachable), so the stage says so loudly and the
+	# rest of the tests still run.
+	if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+		echo "SKIPPED: no nightly Rust toolchain on this machine (rustup toolchain install nightly)"
+		return 0
 	fi
+	bash scripts/fuzz.sh "${PGBOX_FUZZ_SECONDS:-30}"
 }
 
 smoke_tests() {
