@@ -226,6 +226,17 @@ if [ "$bad" -eq 1 ]; then
 	mark role= >/dev/null && fail "role markers were rendered from a bad file"
 	grep -aq 'clustr' "$RUN/console.log" || fail "the console does not show the error"
 	info "ok: the console shows the error"
+	# And on the API port (an address by DHCP, pgbox-config-error.service).
+	health=""
+	for _ in $(seq 1 90); do
+		health=$(curl -s -m 5 -w ' HTTP%{http_code}' "http://127.0.0.1:$api_port/health" || true)
+		case $health in *HTTP503*) break ;; esac
+		sleep 1
+	done
+	case $health in
+	*HTTP503*clustr* | *clustr*HTTP503*) info "ok: /health answers 503 with the error" ;;
+	*) fail "/health does not report the error: ${health:-no answer}" ;;
+	esac
 elif [ "$boot_only" -eq 0 ]; then
 	info "primary ready after ${t_primary}s"
 	check 'unit=pgbox-firstboot state=active' "first boot applied the file"

@@ -47,6 +47,17 @@ enum Cmd {
         #[arg(long, default_value = "/")]
         root: PathBuf,
     },
+    /// On a box whose first-boot file is unusable: answer every request on
+    /// the API port with 503 and the validation error (see
+    /// pgbox-config-error.service).
+    ConfigErrorApi {
+        /// Where to listen.
+        #[arg(long, default_value = "0.0.0.0:8008")]
+        listen: std::net::SocketAddr,
+        /// The error first boot wrote.
+        #[arg(long, default_value = "/run/pgbox/config-error")]
+        file: PathBuf,
+    },
     /// For the image build: make a PostgreSQL data directory with the
     /// options every box uses, which a box copies at its first boot instead
     /// of running initdb (it then sets its own superuser password).
@@ -93,6 +104,22 @@ fn main() -> ExitCode {
     }
     if let Some(Cmd::MakePgdataTemplate { dir, superuser }) = &cli.cmd {
         return make_template(dir, superuser);
+    }
+    if let Some(Cmd::ConfigErrorApi { listen, file }) = &cli.cmd {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("pgboxd: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match rt.block_on(pgbox::firstboot::error_api::serve(file, *listen)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pgboxd config-error-api: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let args = cli.daemon;
     let Some(config) = args.config else {

@@ -12,6 +12,7 @@
 //! role marker, so no database service starts and its data stays as it was.
 
 mod discover;
+pub mod error_api;
 mod paths;
 mod persist;
 pub mod render;
@@ -329,6 +330,19 @@ fn fail(root: &Root, failure: &Failure, code: u8) -> u8 {
         eprintln!(
             "pgboxd firstboot: error: cannot write {}: {e}",
             paths::CONFIG_ERROR
+        );
+    }
+    // With no usable file the box's own address is unknown: take one by
+    // DHCP so that the error can be read on port 8008 (error_api.rs).
+    let fallback = root.at(paths::NETWORK_FALLBACK);
+    let written = fallback
+        .parent()
+        .map_or(Ok(()), ensure_dir)
+        .and_then(|_| persist::write_atomic(&fallback, render::network::FALLBACK.as_bytes(), 0o644));
+    if let Err(e) = written {
+        eprintln!(
+            "pgboxd firstboot: error: cannot write {}: {e}",
+            paths::NETWORK_FALLBACK
         );
     }
     code

@@ -28,6 +28,9 @@ pub const HAPROXY_STATE: &str = "/run/pgbox/haproxy-servers.state";
 /// The API's CA certificate, for the router's health checks over HTTPS.
 pub const HAPROXY_API_CA: &str = "/run/pgbox/api-ca.pem";
 pub const NETWORK: &str = "/run/systemd/network/10-pgbox.network";
+/// Written only when the box cannot run: DHCP on its Ethernet NICs, so that
+/// the reason can be read from its API port.
+pub const NETWORK_FALLBACK: &str = "/run/systemd/network/90-pgbox-no-config.network";
 /// Present only while the box cannot run: no usable first-boot file.
 pub const CONFIG_ERROR: &str = "/run/pgbox/config-error";
 /// Present when the box runs but a newer file was not applied.

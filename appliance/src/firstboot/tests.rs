@@ -195,6 +195,10 @@ fn a_file_without_identity_says_how_to_give_one() {
         "{error}"
     );
     assert!(error.contains("pgbox.node=NAME"), "{error}");
+    // No address of its own: DHCP, so that port 8008 can say why.
+    let fallback = b.read(paths::NETWORK_FALLBACK);
+    assert!(fallback.contains("DHCP=yes"), "{fallback}");
+    assert!(!b.exists(paths::NETWORK));
 }
 
 #[test]
@@ -225,6 +229,7 @@ fn first_boot_keeps_the_file_and_renders_everything() {
     assert!(!b.exists(paths::HAPROXY_CFG), "db1 is no router");
     assert!(!b.exists(paths::CONFIG_ERROR));
     assert!(!b.exists(paths::CONFIG_WARNING));
+    assert!(!b.exists(paths::NETWORK_FALLBACK));
 }
 
 #[test]

@@ -5,6 +5,20 @@
 
 use std::fmt::Write;
 
+/// The network of a box with no usable first-boot file (written instead of
+/// the node's own): an address by DHCP on each Ethernet NIC, so that the
+/// reason can be read from port 8008. "90-" sorts after anything rendered.
+pub const FALLBACK: &str = "# Written by pgboxd firstboot: this box has no usable first-boot file.
+# An address by DHCP, so that its API port (8008) can say why.
+
+[Match]
+Name=en* eth*
+Type=ether
+
+[Network]
+DHCP=yes
+";
+
 use super::header;
 use crate::config::{self, Config, Node};
 
