@@ -90,7 +90,14 @@ pub fn run(args: ListArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(fetch(&urls)) {
+    let client = match args.client(REQUEST_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pgboxctl status: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fetch(&client, &urls)) {
         Ok(doc) => {
             let status = Status::from_patroni(&doc);
             let text = if args.json {
@@ -114,12 +121,7 @@ pub fn run(args: ListArgs) -> ExitCode {
 }
 
 /// The first `/patroni` document any of `urls` serves.
-async fn fetch(urls: &[String]) -> Result<Value, Vec<(String, String)>> {
-    let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .no_proxy()
-        .build()
-        .map_err(|e| vec![("(http client)".to_string(), e.to_string())])?;
+async fn fetch(client: &reqwest::Client, urls: &[String]) -> Result<Value, Vec<(String, String)>> {
     let mut failures = Vec::new();
     for base in urls {
         let url = format!("{base}/patroni");
@@ -325,7 +327,8 @@ Decision  none (dcs_unreachable): DCS unreachable: no automatic action
         let urls = vec![format!("http://{closed}"), format!("http://{addr}")];
         let mut found = None;
         for _ in 0..50 {
-            if let Ok(doc) = fetch(&urls).await {
+            let client = crate::tls::http_client(None).unwrap().build().unwrap();
+            if let Ok(doc) = fetch(&client, &urls).await {
                 found = Some(doc);
                 break;
             }
