@@ -30,13 +30,18 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+# PGBOX_FUZZ_TARGET_DIR: where the instrumented build goes (default
+# fuzz/target); CI keeps it between fresh clones, like a compiler cache.
+target_dir=()
+[ -n "${PGBOX_FUZZ_TARGET_DIR:-}" ] && target_dir=(--target-dir "$PGBOX_FUZZ_TARGET_DIR")
+
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p fuzz/artifacts
 
 started=$SECONDS
 echo "== building the fuzz targets"
-cargo +nightly fuzz build
+cargo +nightly fuzz build "${target_dir[@]}"
 built=$SECONDS
 echo "== built in $((built - started)) s"
 
@@ -50,7 +55,7 @@ for target in $(cargo +nightly fuzz list); do
     # many edits at once instead of growing the length slowly.
     [[ "$target" == config_structured ]] && extra=(-len_control=0 -max_len=512)
     # -timeout: an input that takes this long counts as a hang (a crash).
-    if cargo +nightly fuzz run "$target" "$scratch/$target" "fuzz/corpus/$target" -- \
+    if cargo +nightly fuzz run "${target_dir[@]}" "$target" "$scratch/$target" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 "${extra[@]}" \
         >"$log" 2>&1; then
         grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 || true
