@@ -5,16 +5,18 @@
 //! without the password must not get past authentication anyway.
 #![no_main]
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::Router;
 use libfuzzer_sys::fuzz_target;
 use pgbox::api::{router_with, ApiState};
-use pgbox::config::Tags;
+use pgbox::config::{Cidr, Tags};
 use pgbox::dcs::model::{ClusterView, Member, SyncKey};
 use pgbox::status::{NodeStatus, PgRole, PgStatus};
 use tower::ServiceExt;
@@ -69,6 +71,8 @@ enum Auth {
 #[derive(Debug, Arbitrary)]
 struct Input {
     replica: bool,
+    /// The request comes from outside the write allow-list.
+    stranger: bool,
     verb: Verb,
     path: u8,
     suffix: Option<String>,
@@ -137,6 +141,7 @@ fn routers() -> &'static [Router; 2] {
                 status: Arc::new(RwLock::new(status)),
                 dcs: None,
                 api_password: Some(PASSWORD.into()),
+                write_allow: vec![Cidr::host(IpAddr::from([127, 0, 0, 1]))],
                 static_config: serde_json::json!({ "ttl": 30, "synchronous_mode": "on" }),
             })
         };
@@ -221,7 +226,12 @@ fn request(input: &Input) -> Option<Request<Body>> {
     if input.json {
         builder = builder.header(header::CONTENT_TYPE, "application/json");
     }
-    builder.body(Body::from(input.body.clone())).ok()
+    let mut req = builder.body(Body::from(input.body.clone())).ok()?;
+    // The source address, as the server's socket would give it.
+    let from = if input.stranger { [192, 0, 2, 7] } else { [127, 0, 0, 1] };
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((from, 40000))));
+    Some(req)
 }
 
 fuzz_target!(|input: Input| {
