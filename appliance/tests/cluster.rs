@@ -522,6 +522,25 @@ async fn bootstrap_elects_one_primary_and_one_streaming_replica() {
     );
     let p = replica.patroni().await.expect("/patroni on the replica");
     assert_eq!(p["replication_state"], "streaming", "{p}");
+    // What `pgboxctl status` shows, from the real health query: a
+    // streaming replica has a lag in bytes, and a lag in seconds as soon as
+    // it has replayed all it received (an idle cluster: zero).
+    let view = &p["pgbox"];
+    assert_eq!(view["dcs_reachable"], true, "{p}");
+    assert!(view["lag_bytes"].is_u64(), "{p}");
+    assert!(view["last_reason"].is_string(), "{p}");
+    wait_until(
+        Duration::from_secs(10),
+        "the replica to report its replay lag in seconds",
+        async || {
+            let p = replica.patroni().await?;
+            match p["pgbox"]["replay_lag_seconds"].as_f64() {
+                Some(lag) if lag < 5.0 => Ok(()),
+                _ => Err(format!("{p}")),
+            }
+        },
+    )
+    .await;
 
     wait_until(
         Duration::from_secs(30),
