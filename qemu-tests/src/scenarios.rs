@@ -131,6 +131,11 @@ impl Run {
     /// the table is empty, and waits for it to be writing.
     async fn start(c: &mut Cluster) -> Result<Run, String> {
         c.reset_table().await?;
+        Run::begin(c).await
+    }
+
+    /// The workload through app1's router, once it is writing.
+    async fn begin(c: &Cluster) -> Result<Run, String> {
         let mut target = c.target(c.ports.rw(node("app1")));
         target.read_write = true;
         let opts = WorkloadOptions { interval: Duration::from_millis(20), ..WorkloadOptions::default() };
@@ -279,19 +284,7 @@ impl Run {
             .batch_execute("DROP TABLE IF EXISTS pgbox_writes")
             .await
             .map_err(|e| crate::support::error_chain(&e))?;
-        let mut target = c.target(c.ports.rw(node("app1")));
-        target.read_write = true;
-        let opts = WorkloadOptions { interval: Duration::from_millis(20), ..WorkloadOptions::default() };
-        let workload = Workload::start(target, opts);
-        poll(Duration::from_secs(120), "the workload's first writes", async || {
-            if workload.ack_count() >= 10 {
-                Ok(())
-            } else {
-                Err(workload.last_error().unwrap_or_else(|| "no error".into()))
-            }
-        })
-        .await?;
-        Ok(Run { workload })
+        Run::begin(c).await
     }
 }
 

@@ -70,29 +70,32 @@ enum Cmd {
     },
 }
 
+/// Runs a one-shot subcommand's future to completion; its error goes to
+/// stderr under the subcommand's name.
+fn run_subcommand<T>(
+    name: &str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Option<T> {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(work));
+    result.map_err(|e| eprintln!("pgboxd {name}: {e:#}")).ok()
+}
+
 fn make_template(dir: &std::path::Path, superuser: &str) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("pgboxd: {e}");
-            return ExitCode::FAILURE;
-        }
+    let work = pgbox::postgres::template::make(dir, superuser);
+    let Some(t) = run_subcommand("make-pgdata-template", work) else {
+        return ExitCode::FAILURE;
     };
-    match rt.block_on(pgbox::postgres::template::make(dir, superuser)) {
-        Ok(t) => {
-            println!(
-                "data directory template for PostgreSQL {} (superuser {}) in {}",
-                t.major,
-                t.superuser,
-                t.dir.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("pgboxd make-pgdata-template: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    println!(
+        "data directory template for PostgreSQL {} (superuser {}) in {}",
+        t.major,
+        t.superuser,
+        t.dir.display()
+    );
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -106,19 +109,10 @@ fn main() -> ExitCode {
         return make_template(dir, superuser);
     }
     if let Some(Cmd::ConfigErrorApi { listen, file }) = &cli.cmd {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                eprintln!("pgboxd: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        return match rt.block_on(pgbox::firstboot::error_api::serve(file, *listen)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("pgboxd config-error-api: {e:#}");
-                ExitCode::FAILURE
-            }
+        let serve = pgbox::firstboot::error_api::serve(file, *listen);
+        return match run_subcommand("config-error-api", serve) {
+            Some(()) => ExitCode::SUCCESS,
+            None => ExitCode::FAILURE,
         };
     }
     let args = cli.daemon;

@@ -63,6 +63,27 @@ impl ListArgs {
         Ok(None)
     }
 
+    /// What `list` and `status` need before they ask anything: the API
+    /// addresses, a runtime and a client. None once the reason is printed,
+    /// under the subcommand's name.
+    pub fn connect(
+        &self,
+        command: &str,
+    ) -> Option<(Vec<String>, tokio::runtime::Runtime, reqwest::Client)> {
+        let ready = (|| {
+            let urls = api_urls(self)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            let client = self.client(REQUEST_TIMEOUT)?;
+            Ok::<_, String>((urls, runtime, client))
+        })();
+        ready
+            .map_err(|message| eprintln!("pgboxctl {command}: {message}"))
+            .ok()
+    }
+
     /// An HTTP client for the APIs: HTTPS trusting only `ca()`, when there
     /// is one; plain HTTP otherwise.
     pub fn client(&self, timeout: Duration) -> Result<reqwest::Client, String> {
@@ -104,29 +125,8 @@ pub struct MemberDoc {
 
 /// `pgboxctl list`.
 pub fn run(args: ListArgs) -> ExitCode {
-    let urls = match api_urls(&args) {
-        Ok(urls) => urls,
-        Err(message) => {
-            eprintln!("pgboxctl list: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("pgboxctl list: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let client = match args.client(REQUEST_TIMEOUT) {
-        Ok(client) => client,
-        Err(message) => {
-            eprintln!("pgboxctl list: {message}");
-            return ExitCode::FAILURE;
-        }
+    let Some((urls, runtime, client)) = args.connect("list") else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(fetch_cluster(&client, &urls)) {
         Ok(doc) => {

@@ -6,15 +6,13 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::colour::{state_style, Palette, Style};
-use super::list::{api_urls, error_chain, ListArgs};
+use super::list::{error_chain, ListArgs};
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The fields shown, from a `/patroni` document. A field the server did
 /// not report (an older pgbox, or Patroni itself) stays empty.
@@ -73,29 +71,8 @@ impl Status {
 
 /// `pgboxctl status`.
 pub fn run(args: ListArgs) -> ExitCode {
-    let urls = match api_urls(&args) {
-        Ok(urls) => urls,
-        Err(message) => {
-            eprintln!("pgboxctl status: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("pgboxctl status: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let client = match args.client(REQUEST_TIMEOUT) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("pgboxctl status: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some((urls, runtime, client)) = args.connect("status") else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(fetch(&client, &urls)) {
         Ok(doc) => {
@@ -227,6 +204,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use std::time::Duration;
     use crate::ha::Cause;
     use crate::status::{NodeStatus, PgRole, PgStatus, WatchdogState};
 

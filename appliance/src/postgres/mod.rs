@@ -65,6 +65,20 @@ impl ControlData {
     }
 }
 
+/// A PostgreSQL program with a clean environment, run as PostgreSQL's user
+/// when pgboxd is root.
+pub(crate) fn tool_command(bins: &Bins, run_as: Option<RunAs>, program: &str) -> Command {
+    let mut cmd = Command::new(bins.get(program));
+    cmd.env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", bins.dir.display()))
+        .env("LC_ALL", "C.UTF-8")
+        .stdin(Stdio::null());
+    if let Some(r) = run_as {
+        cmd.uid(r.uid).gid(r.gid);
+    }
+    cmd
+}
+
 /// The options every data directory is made with, on the box or as the
 /// image's template: checksums (pg_rewind needs them or wal_log_hints),
 /// SCRAM only, UTF-8 with the C.UTF-8 locale every box has.
@@ -148,15 +162,8 @@ impl Postgres {
     }
 
     fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(self.bins.get(program));
-        cmd.env_clear()
-            .env("PATH", format!("{}:/usr/bin:/bin", self.bins.dir.display()))
-            .env("LC_ALL", "C.UTF-8")
-            .env("PGPASSFILE", &self.layout.passfile)
-            .stdin(Stdio::null());
-        if let Some(r) = self.run_as {
-            cmd.uid(r.uid).gid(r.gid);
-        }
+        let mut cmd = tool_command(&self.bins, self.run_as, program);
+        cmd.env("PGPASSFILE", &self.layout.passfile);
         cmd
     }
 

@@ -150,7 +150,6 @@ pub fn set_password_sql(superuser: &str, password: &str) -> Option<String> {
 /// gets a random password that no box keeps: each box sets its own at first
 /// boot. Used by the image build (`pgboxd make-pgdata-template`).
 pub async fn make(dir: &Path, superuser: &str) -> Result<Template> {
-    use std::process::Stdio;
     use tokio::io::AsyncReadExt;
 
     if dir.exists() {
@@ -179,16 +178,11 @@ pub async fn make(dir: &Path, superuser: &str) -> Result<Template> {
             superuser,
             &format!("--pwfile={}", pwfile.display()),
         );
-        let mut cmd = tokio::process::Command::new(bins.get("initdb"));
-        cmd.args(&args)
-            .env_clear()
-            .env("PATH", format!("{}:/usr/bin:/bin", bins.dir.display()))
-            .env("LC_ALL", "C.UTF-8")
-            .stdin(Stdio::null());
-        if let Some(r) = run_as {
-            cmd.uid(r.uid).gid(r.gid);
-        }
-        let out = cmd.output().await.context("running initdb")?;
+        let out = super::tool_command(&bins, run_as, "initdb")
+            .args(&args)
+            .output()
+            .await
+            .context("running initdb")?;
         if !out.status.success() {
             bail!(
                 "initdb failed ({}): {}{}",
