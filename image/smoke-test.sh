@@ -102,6 +102,7 @@ secrets:
   superuser_password: "$(secret)"
   replication_password: "$(secret)"
   app_password: "$app_password"
+  etcd_password: "$(secret)"
 etcd:
   allow_unsafe_member_count: true
 EOF

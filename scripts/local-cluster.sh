@@ -34,6 +34,7 @@ secrets:
   superuser_password: "demo-Su-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
   replication_password: "demo-Re-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
   app_password: "demo-App-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
+  etcd_password: "demo-Etcd-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
   api_password: "demo-Api-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
 # watchdog off: this demonstration SIGKILLs pgboxd, which must not reset the host.
 ha: {ttl: 10s, loop_wait: 1s, watchdog: off}

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 
 use crate::config::WatchdogMode;
 use crate::config::{Config, Node, Role as NodeRole};
+use crate::dcs::access::Access;
 use crate::dcs::etcd::Etcd;
 use crate::dcs::model::{ClusterView, Member};
 use crate::executor::{Executor, RaceLost};
@@ -55,6 +56,7 @@ impl Daemon {
         let pg = Postgres::new((*cfg).clone(), me.clone(), Layout::new(&data_dir))?;
         let dcs = Arc::new(Etcd::new(
             cfg.etcd_endpoints(),
+            Access::from_config(&cfg),
             cfg.key_prefix(),
             me.name.clone(),
             cfg.ha.ttl,

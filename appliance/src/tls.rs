@@ -1,5 +1,7 @@
 //! TLS for the REST API: the server side (pgboxd), and the client side
-//! that trusts the cluster's CA (pgboxd calling its peers, pgboxctl).
+//! that trusts the cluster's CA (pgboxd calling its peers, pgboxctl); and
+//! the checks of a certificate written in the first-boot file (`api.tls`,
+//! `etcd.tls`).
 //!
 //! rustls with its standard provider (aws-lc-rs), the one reqwest also uses
 //! for any client built without our configuration; named explicitly here so
@@ -11,12 +13,13 @@ use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
+use rustls::server::WebPkiClientVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use crate::config::ApiTls;
+use crate::config::TlsPem;
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -57,7 +60,7 @@ pub fn roots(ca_pem: &str) -> Result<RootCertStore, String> {
 
 /// The API server's TLS configuration. Fails when the key does not belong
 /// to the certificate.
-pub fn server_config(tls: &ApiTls) -> Result<ServerConfig, String> {
+pub fn server_config(tls: &TlsPem) -> Result<ServerConfig, String> {
     let certs = certificates(&tls.certificate).map_err(|e| format!("certificate: {e}"))?;
     let key = private_key(&tls.private_key).map_err(|e| format!("private_key: {e}"))?;
     let mut config = ServerConfig::builder_with_provider(provider())
@@ -98,11 +101,23 @@ pub fn http_client(ca_pem: Option<&str>) -> Result<reqwest::ClientBuilder, Strin
     Ok(builder.tls_backend_preconfigured(config))
 }
 
-/// What is wrong with `tls` for a cluster whose APIs listen on `addresses`,
-/// as (field under `api.tls`, message) pairs: unreadable PEM, a key that
-/// is not the certificate's, a certificate the CA did not sign, or one that
-/// does not name a node's address (clients verify the address they dial).
-pub fn problems(tls: &ApiTls, addresses: &[(String, IpAddr)]) -> Vec<(&'static str, String)> {
+/// Where a certificate of the first-boot file serves, for its checks.
+pub struct Purpose<'a> {
+    /// The section it is written in (`api.tls`, `etcd.tls`), for messages.
+    pub section: &'a str,
+    /// The servers that present it, by node name: each address must be
+    /// named, as clients verify the address they dial.
+    pub servers: &'a [(String, IpAddr)],
+    /// Whether it is also presented as a client certificate (etcd's peers
+    /// and pgboxd, under mutual TLS): then its key usage must allow that.
+    pub client_auth: bool,
+}
+
+/// What is wrong with `tls` for `purpose`, as (field under the section,
+/// message) pairs: unreadable PEM, a key that is not the certificate's, a
+/// certificate the CA did not sign, one that does not name a server's
+/// address, or one not allowed for client authentication where it must be.
+pub fn problems(tls: &TlsPem, purpose: &Purpose) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     let certs = match certificates(&tls.certificate) {
         Ok(c) => Some(c),
@@ -123,7 +138,7 @@ pub fn problems(tls: &ApiTls, addresses: &[(String, IpAddr)]) -> Vec<(&'static s
         }
     }
     let roots = match roots(&tls.ca) {
-        Ok(r) => Some(r),
+        Ok(r) => Some(Arc::new(r)),
         Err(e) => {
             out.push(("ca", e));
             None
@@ -132,16 +147,19 @@ pub fn problems(tls: &ApiTls, addresses: &[(String, IpAddr)]) -> Vec<(&'static s
     let (Some(certs), Some(roots)) = (certs, roots) else {
         return out;
     };
-    let verifier =
-        match WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider()).build() {
-            Ok(v) => v,
-            Err(e) => {
-                out.push(("ca", format!("cannot be used to verify: {e}")));
-                return out;
-            }
-        };
+    let section = purpose.section;
+    let verifier = match WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+        .build()
+    {
+        Ok(v) => v,
+        Err(e) => {
+            out.push(("ca", format!("cannot be used to verify: {e}")));
+            return out;
+        }
+    };
     let (end, intermediates) = certs.split_first().expect("at least one certificate");
-    for (name, addr) in addresses {
+    let not_signed = || format!("is not signed by {section}.ca");
+    for (name, addr) in purpose.servers {
         let server = ServerName::IpAddress((*addr).into());
         if let Err(e) =
             verifier.verify_server_cert(end, intermediates, &server, &[], UnixTime::now())
@@ -151,19 +169,41 @@ pub fn problems(tls: &ApiTls, addresses: &[(String, IpAddr)]) -> Vec<(&'static s
                 | rustls::Error::InvalidCertificate(
                     rustls::CertificateError::NotValidForNameContext { .. },
                 ) => format!(
-                    "does not name node {name:?}'s address {addr} (clients check it); issue it with every API node's address as an IP subject alternative name"
+                    "does not name node {name:?}'s address {addr} (clients check it); issue it with every such node's address as an IP subject alternative name"
                 ),
                 rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
                 | rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature) => {
-                    "is not signed by api.tls.ca".to_string()
+                    not_signed()
                 }
                 other => format!("fails verification for node {name:?} ({addr}): {other}"),
             };
             out.push(("certificate", why));
             // One message per cause is enough.
             if !out.last().is_some_and(|(_, m)| m.contains("does not name")) {
-                break;
+                return out;
             }
+        }
+    }
+    if purpose.client_auth {
+        let client = WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .build()
+            .map_err(|e| e.to_string());
+        let checked = client.and_then(|v| {
+            v.verify_client_cert(end, intermediates, UnixTime::now())
+                .map_err(|e| match e {
+                    rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::InvalidPurpose
+                        | rustls::CertificateError::InvalidPurposeContext { .. },
+                    ) => "is not allowed for client authentication: its extended key usage lacks clientAuth, and etcd members and pgboxd present it as their client certificate; issue it for both serverAuth and clientAuth (`pgboxctl tls init` does)".to_string(),
+                    rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::UnknownIssuer
+                        | rustls::CertificateError::BadSignature,
+                    ) => not_signed(),
+                    other => format!("fails verification as a client certificate: {other}"),
+                })
+        });
+        if let Err(why) = checked {
+            out.push(("certificate", why));
         }
     }
     out
@@ -180,8 +220,14 @@ pub(crate) mod testing {
         pub key_pem: String,
     }
 
-    /// A CA, and a server certificate naming `ips`.
+    /// A CA, and a certificate naming `ips`, for any purpose.
     pub fn pki(ips: &[&str]) -> TestPki {
+        pki_with_usage(ips, Vec::new())
+    }
+
+    /// A CA, and a certificate naming `ips` with these extended key usages
+    /// (none: any purpose).
+    pub fn pki_with_usage(ips: &[&str], usage: Vec<rcgen::ExtendedKeyUsagePurpose>) -> TestPki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::default();
         ca_params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -193,6 +239,7 @@ pub(crate) mod testing {
 
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::default();
+        params.extended_key_usages = usage;
         params.subject_alt_names = ips
             .iter()
             .map(|ip| SanType::IpAddress(ip.parse().unwrap()))
@@ -230,8 +277,8 @@ mod tests {
     use super::testing::pki;
     use super::*;
 
-    fn tls(p: &testing::TestPki) -> ApiTls {
-        ApiTls {
+    fn tls(p: &testing::TestPki) -> TlsPem {
+        TlsPem {
             certificate: p.cert_pem.clone(),
             private_key: p.key_pem.clone(),
             ca: p.ca_pem.clone(),
@@ -242,6 +289,64 @@ mod tests {
         list.iter()
             .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
             .collect()
+    }
+
+    /// The checks as `api.tls` gets them (server only).
+    fn problems(t: &TlsPem, servers: &[(String, IpAddr)]) -> Vec<(&'static str, String)> {
+        super::problems(
+            t,
+            &Purpose {
+                section: "api.tls",
+                servers,
+                client_auth: false,
+            },
+        )
+    }
+
+    /// The checks as `etcd.tls` gets them (server and client).
+    fn mutual_problems(t: &TlsPem, servers: &[(String, IpAddr)]) -> Vec<(&'static str, String)> {
+        super::problems(
+            t,
+            &Purpose {
+                section: "etcd.tls",
+                servers,
+                client_auth: true,
+            },
+        )
+    }
+
+    #[test]
+    fn mutual_tls_needs_a_certificate_allowed_for_clients() {
+        let servers = nodes(&[("db1", "10.0.0.11")]);
+        // No extended key usage at all: any purpose.
+        let any = pki(&["10.0.0.11"]);
+        assert!(mutual_problems(&tls(&any), &servers).is_empty());
+
+        let server_only = testing::pki_with_usage(
+            &["10.0.0.11"],
+            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth],
+        );
+        assert!(problems(&tls(&server_only), &servers).is_empty());
+        let found = mutual_problems(&tls(&server_only), &servers);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "certificate");
+        assert!(found[0].1.contains("clientAuth"), "{found:?}");
+
+        let both = testing::pki_with_usage(
+            &["10.0.0.11"],
+            vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        );
+        assert!(mutual_problems(&tls(&both), &servers).is_empty());
+
+        let other = pki(&["10.0.0.11"]);
+        let mut wrong_ca = tls(&any);
+        wrong_ca.ca = other.ca_pem;
+        let found = mutual_problems(&wrong_ca, &servers);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].1.contains("not signed by etcd.tls.ca"), "{found:?}");
     }
 
     #[test]

@@ -266,6 +266,7 @@ fn bad_first_boot_files_are_rejected_and_touch_nothing() {
         superuser: strong_secret("su"),
         replication: strong_secret("repl"),
         app: strong_secret("app"),
+        etcd: strong_secret("etcd"),
         api: strong_secret("api"),
     };
     let good = cluster_yaml("badfiles", &etcd, &pg, &secrets, &ClusterOptions::default());

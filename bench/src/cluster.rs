@@ -170,6 +170,7 @@ impl Cluster {
             superuser: strong_secret("su"),
             replication: strong_secret("repl"),
             app: strong_secret("app"),
+            etcd: strong_secret("etcd"),
             api: strong_secret("api"),
         };
         let etcd_nodes: Vec<(String, IpAddr)> =

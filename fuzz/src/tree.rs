@@ -42,6 +42,7 @@ pub const WORDS: &[&str] = &[
     "superuser_password",
     "replication_password",
     "app_password",
+    "etcd_password",
     "api_password",
     "postgres",
     "etcd",

@@ -111,13 +111,14 @@ pub struct Secrets {
     pub superuser: String,
     pub replication: String,
     pub app: String,
+    pub etcd: String,
     pub api: String,
 }
 
 impl Secrets {
     /// Fresh each run, so that no file ever holds a reusable password.
     pub fn generate() -> Secrets {
-        Secrets { superuser: secret(), replication: secret(), app: secret(), api: secret() }
+        Secrets { superuser: secret(), replication: secret(), app: secret(), etcd: secret(), api: secret() }
     }
 }
 
@@ -183,6 +184,7 @@ pub fn first_boot_file(node: &str, secrets: &Secrets, s: &Settings) -> String {
     let _ = writeln!(y, "  superuser_password: \"{}\"", secrets.superuser);
     let _ = writeln!(y, "  replication_password: \"{}\"", secrets.replication);
     let _ = writeln!(y, "  app_password: \"{}\"", secrets.app);
+    let _ = writeln!(y, "  etcd_password: \"{}\"", secrets.etcd);
     let _ = writeln!(y, "  api_password: \"{}\"", secrets.api);
     y.push_str("ha:\n");
     let _ = writeln!(y, "  ttl: {}s", s.ttl_s);

@@ -106,6 +106,10 @@ pub struct Secrets {
     pub superuser_password: String,
     pub replication_password: String,
     pub app_password: String,
+    /// Password of pgboxd's etcd user (and of etcd's `root`): pgboxd turns on
+    /// etcd authentication with it when it first finds etcd open, so that
+    /// nobody who merely reaches port 2379 can write the leader key.
+    pub etcd_password: String,
     /// Password for the REST API's write endpoints (switchover, failover,
     /// configuration). Without it those endpoints refuse every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,6 +250,12 @@ pub struct EtcdSettings {
     /// election. etcd also never grants a lease shorter than 1.5 times this.
     #[serde(with = "humantime_serde")]
     pub election_timeout: Duration,
+    /// Client and peer TLS for etcd: HTTPS on both ports, and a client or
+    /// peer must present a certificate the CA signed. The certificate names
+    /// every etcd member's address and serves as pgboxd's client certificate
+    /// too. Without it, etcd speaks plain HTTP (still password-protected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsPem>,
 }
 
 impl Default for EtcdSettings {
@@ -258,6 +268,7 @@ impl Default for EtcdSettings {
             // and a needless etcd election stalls every lease renewal.
             heartbeat_interval: Duration::from_millis(250),
             election_timeout: Duration::from_millis(2500),
+            tls: None,
         }
     }
 }
@@ -312,27 +323,29 @@ pub struct ApiSettings {
     pub allow_writes_from: Vec<Cidr>,
     /// Serve the API over HTTPS with this certificate; without it, plain HTTP.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<ApiTls>,
+    pub tls: Option<TlsPem>,
 }
 
-/// The API's certificate, written inline as PEM text (a YAML block scalar,
-/// `|`), so the first-boot file stays the one thing a box needs. One
-/// certificate serves the whole cluster: it names every node's address.
+/// A certificate, written inline as PEM text (a YAML block scalar, `|`), so
+/// the first-boot file stays the one thing a box needs. One certificate
+/// serves the whole cluster: it names every server node's address
+/// (`api.tls`: the PostgreSQL nodes; `etcd.tls`: the etcd members).
 #[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct ApiTls {
+pub struct TlsPem {
     /// The certificate, then any intermediate certificates.
     pub certificate: String,
     /// The certificate's private key (PKCS#8, PKCS#1 or SEC1 PEM).
     pub private_key: String,
-    /// The CA certificate(s) that signed it: what pgboxd, HAProxy and
-    /// pgboxctl trust when they call an API.
+    /// The CA certificate(s) that signed it: what clients trust (pgboxd,
+    /// HAProxy and pgboxctl calling an API; pgboxd and etcd members calling
+    /// etcd).
     pub ca: String,
 }
 
-impl std::fmt::Debug for ApiTls {
+impl std::fmt::Debug for TlsPem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiTls { .. }")
+        f.write_str("TlsPem { .. }")
     }
 }
 
@@ -374,8 +387,18 @@ impl Config {
     /// etcd client URLs of every etcd member, in file order.
     pub fn etcd_endpoints(&self) -> Vec<String> {
         self.nodes_with(Role::Etcd)
-            .map(|n| format!("http://{}", sock(n.address, self.ports.etcd_client)))
+            .map(|n| self.etcd_url(n.address, self.ports.etcd_client))
             .collect()
+    }
+
+    /// An etcd URL (client or peer port): `https` when etcd has a certificate.
+    pub fn etcd_url(&self, addr: IpAddr, port: u16) -> String {
+        let scheme = if self.etcd.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", sock(addr, port))
     }
 
     /// The DCS key prefix of this cluster, with a trailing slash.

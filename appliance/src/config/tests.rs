@@ -22,6 +22,7 @@ secrets:
   superuser_password: \"kq8Vx2mPz4LwT7nB\"
   replication_password: \"Rj5tH9cWq2XvN6sD\"
   app_password: \"Fz3Lp8Ym1QkB7wGe\"
+  etcd_password: \"Wm4Hs7Ka2NdR9pXc\"
 ";
 
 const GOOD_SECRETS: [&str; 3] = ["kq8Vx2mPz4LwT7nB", "Rj5tH9cWq2XvN6sD", "Fz3Lp8Ym1QkB7wGe"];
@@ -53,7 +54,7 @@ fn pos(e: &ConfigError) -> (Option<usize>, Option<usize>) {
     (e.line, e.column)
 }
 
-/// GOOD with `extra` (whole top-level sections) appended from line 18 on.
+/// GOOD with `extra` (whole top-level sections) appended from line 19 on.
 fn with(extra: &str) -> String {
     format!("{GOOD}{extra}")
 }
@@ -116,7 +117,7 @@ fn malformed_yaml_has_line_and_column() {
 fn wrong_types_name_the_field_and_its_position() {
     let e = only(&with("ha:\n  ttl: yes\n"));
     assert_eq!(e.path, "ha.ttl");
-    assert_eq!(e.line, Some(19));
+    assert_eq!(e.line, Some(20));
     assert!(
         e.message.contains("duration") && e.message.contains("10s"),
         "{e}"
@@ -140,19 +141,19 @@ fn wrong_types_name_the_field_and_its_position() {
 
     let e = only(&with("ports:\n  api: 70000\n"));
     assert_eq!(e.path, "ports.api");
-    assert_eq!(e.line, Some(19));
+    assert_eq!(e.line, Some(20));
     assert!(e.message.contains("not a port number"), "{e}");
 
     let e = only(&with("etcd:\n  allow_unsafe_member_count: maybe\n"));
     assert_eq!(e.path, "etcd.allow_unsafe_member_count");
-    assert_eq!(e.line, Some(19));
+    assert_eq!(e.line, Some(20));
 }
 
 #[test]
 fn unknown_keys_are_errors_with_path_and_line() {
     let e = only(&with("colour: blue\n"));
     assert_eq!(e.path, "colour");
-    assert_eq!(pos(&e), (Some(18), Some(1)));
+    assert_eq!(pos(&e), (Some(19), Some(1)));
     assert!(e.message.starts_with("unknown key `colour`"), "{e}");
 
     let e = only(&GOOD.replace("    address: 10.0.0.13", "    adress: 10.0.0.13"));
@@ -167,14 +168,14 @@ fn unknown_keys_are_errors_with_path_and_line() {
 
     let e = only(&with("ha:\n  ttl: 10s\n  loopwait: 1s\n"));
     assert_eq!(e.path, "ha.loopwait");
-    assert_eq!(e.line, Some(20));
+    assert_eq!(e.line, Some(21));
 }
 
 #[test]
 fn duplicate_yaml_keys_are_errors() {
     let e = only(&with("ha:\n  ttl: 5s\n  ttl: 6s\n"));
     assert_eq!(e.path, "ha.ttl");
-    assert_eq!(e.line, Some(20));
+    assert_eq!(e.line, Some(21));
 }
 
 #[test]
@@ -332,7 +333,7 @@ fn owned_postgres_parameters_are_refused() {
     ));
     assert_eq!(errs.len(), 2, "{errs}");
     let e = at(&errs, "postgres.parameters.wal_level");
-    assert_eq!(pos(e), (Some(21), Some(5)));
+    assert_eq!(pos(e), (Some(22), Some(5)));
     assert!(
         e.message.starts_with("`wal_level` is managed by pgbox"),
         "{e}"
@@ -352,7 +353,7 @@ fn postgres_names() {
         .contains("not a plain PostgreSQL name"));
     // app_user is not in the file: the clash is shown where it was made.
     let e = at(&errs, "postgres.replication_user");
-    assert_eq!(e.line, Some(20));
+    assert_eq!(e.line, Some(21));
     assert!(
         e.message
             .starts_with("\"app\" is also postgres.app_user (its default)"),
@@ -371,7 +372,7 @@ fn postgres_names() {
 fn ha_timing_rules() {
     let e = only(&with("ha:\n  ttl: 10s\n  loop_wait: 6s\n"));
     assert_eq!(e.path, "ha.loop_wait");
-    assert_eq!(pos(&e), (Some(20), Some(14)));
+    assert_eq!(pos(&e), (Some(21), Some(14)));
     assert!(e.message.contains("more than half of ha.ttl (10s)"), "{e}");
     assert!(e.message.contains("several times per ttl"), "{e}");
 
@@ -423,7 +424,7 @@ fn etcd_timing_rules() {
         "etcd:\n  heartbeat_interval: 500ms\n  election_timeout: 2s\n",
     ));
     assert_eq!(e.path, "etcd.election_timeout");
-    assert_eq!(e.line, Some(20));
+    assert_eq!(e.line, Some(21));
     assert!(
         e.message
             .contains("at least 5 times etcd.heartbeat_interval (500ms)"),
@@ -463,7 +464,7 @@ fn ttl_must_cover_etcds_minimum_lease() {
         "ha:\n  ttl: 5s\netcd:\n  heartbeat_interval: 500ms\n  election_timeout: 5s\n",
     ));
     assert_eq!(e.path, "ha.ttl");
-    assert_eq!(e.line, Some(19));
+    assert_eq!(e.line, Some(20));
     assert_eq!(
         e.message,
         "ha.ttl (5s) is shorter than etcd's minimum lease time to live, 8s: 1.5 × etcd.election_timeout (5s) rounded up \
@@ -512,23 +513,23 @@ fn network_section() {
     )
     .replace(
         "    address: 10.0.0.12\n",
-        "    address: 10.0.0.12\n    mac: 52:54:00:AB:cd:12\n",
+        "    address: 10.0.0.12\n    mac: 52:55:00:AB:cd:12\n",
     );
     let cfg = parse(&text, "pgbox.yaml").unwrap();
     assert_eq!(cfg.network.prefix_length, 16);
     assert_eq!(cfg.network.gateway, Some("10.0.0.1".parse().unwrap()));
     assert_eq!(cfg.network.dns.len(), 2);
-    assert_eq!(cfg.nodes[1].mac.as_deref(), Some("52:54:00:AB:cd:12"));
+    assert_eq!(cfg.nodes[1].mac.as_deref(), Some("52:55:00:AB:cd:12"));
     assert_eq!(
-        canonical_mac("52:54:00:AB:cd:12").as_deref(),
-        Some("52:54:00:ab:cd:12")
+        canonical_mac("52:55:00:AB:cd:12").as_deref(),
+        Some("52:55:00:ab:cd:12")
     );
 
     let errs = errors(&with(
         "network:\n  prefix_length: 33\n  gateway: 10.0.0.12\n  dns: [224.0.0.1]\n",
     ));
     let e = at(&errs, "network.prefix_length");
-    assert_eq!(e.line, Some(19));
+    assert_eq!(e.line, Some(20));
     assert!(e.message.contains("an IPv4 prefix is 1 to 32"), "{e}");
     assert!(at(&errs, "network.gateway")
         .message
@@ -605,13 +606,13 @@ fn ports_are_distinct_and_non_zero() {
     let errs = errors(&with("ports:\n  api: 5432\n  router_stats: 0\n"));
     assert_eq!(errs.len(), 2, "{errs}");
     let e = at(&errs, "ports.api");
-    assert_eq!(e.line, Some(19));
+    assert_eq!(e.line, Some(20));
     assert!(e.message.contains("5432 is also ports.postgres"), "{e}");
     assert_eq!(at(&errs, "ports.router_stats").message, "must not be 0");
 
     let e = only(&with("ports:\n  postgres: 8008\n"));
     assert_eq!(e.path, "ports.postgres");
-    assert_eq!(e.line, Some(19));
+    assert_eq!(e.line, Some(20));
     assert!(
         e.message
             .starts_with("8008 is also ports.api (its default)"),
@@ -667,9 +668,9 @@ fn every_problem_is_reported_in_file_order() {
             Some(4),
             Some(8),
             Some(16),
-            Some(20),
-            Some(22),
-            Some(24)
+            Some(21),
+            Some(23),
+            Some(25)
         ]
     );
     assert_eq!(errs.to_string().lines().count(), 7);
@@ -755,12 +756,12 @@ fn client_networks_and_api_allow_list() {
 
 #[test]
 fn a_bad_network_names_its_place() {
-    // GOOD ends at line 17: `network:` is line 18, the list line 19.
+    // GOOD ends at line 18: `network:` is line 19, the list line 20.
     let e = only(&with(
         "network:\n  client_networks: [10.0.5.0/24, 10.0.6.0/33]\n",
     ));
     assert_eq!(e.path, "network.client_networks[1]", "{e}");
-    assert_eq!(e.line, Some(19), "{e}");
+    assert_eq!(e.line, Some(20), "{e}");
     assert!(e.message.contains("0 to 32 for IPv4"), "{e}");
 
     let e = only(&with(
@@ -773,7 +774,7 @@ fn a_bad_network_names_its_place() {
         "network:\n  client_networks:\n    - 10.0.5.9/24\n    - 0.0.0.0/0\n    - 10.0.7.0/24\n    - 10.0.7.0/24\napi:\n  allow_writes_from: [\"::/0\"]\n",
     ));
     let e = at(&errs, "network.client_networks[0]");
-    assert_eq!(pos(e), (Some(20), Some(7)), "{e}");
+    assert_eq!(pos(e), (Some(21), Some(7)), "{e}");
     assert!(
         e.message.contains("host bits") && e.message.contains("10.0.5.0/24"),
         "{e}"
@@ -781,9 +782,9 @@ fn a_bad_network_names_its_place() {
     let e = at(&errs, "network.client_networks[1]");
     assert!(e.message.contains("every address"), "{e}");
     let e = at(&errs, "network.client_networks[3]");
-    assert!(e.message.contains("listed twice (line 22)"), "{e}");
+    assert!(e.message.contains("listed twice (line 23)"), "{e}");
     let e = at(&errs, "api.allow_writes_from[0]");
-    assert_eq!(e.line, Some(25), "{e}");
+    assert_eq!(e.line, Some(26), "{e}");
     assert!(e.message.contains("every address"), "{e}");
     assert_eq!(errs.len(), 4, "{errs}");
 }
@@ -827,7 +828,7 @@ fn api_tls_is_checked_against_the_nodes() {
     )));
     assert_eq!(e.path, "api.tls.certificate");
     // The block scalar's text starts on the line after `certificate: |`.
-    assert_eq!(e.line, Some(21), "{e}");
+    assert_eq!(e.line, Some(22), "{e}");
     assert!(
         e.message.contains("\"db2\"") && e.message.contains("10.0.0.12"),
         "{e}"
@@ -840,4 +841,59 @@ fn api_tls_is_checked_against_the_nodes() {
         !e.to_string().contains("PRIVATE KEY-----\n"),
         "never quotes the key"
     );
+}
+
+#[test]
+fn the_etcd_password_is_required_and_checked_like_every_secret() {
+    let e = only(&GOOD.replace("  etcd_password: \"Wm4Hs7Ka2NdR9pXc\"\n", ""));
+    assert_eq!(e.path, "secrets.etcd_password", "{e}");
+    let e = only(&GOOD.replace("Wm4Hs7Ka2NdR9pXc", "etcd12345"));
+    assert_eq!(e.path, "secrets.etcd_password", "{e}");
+    assert!(!e.to_string().contains("etcd12345"), "{e}");
+    let e = only(&GOOD.replace("Wm4Hs7Ka2NdR9pXc", GOOD_SECRETS[0]));
+    assert_eq!(e.path, "secrets.etcd_password", "{e}");
+    assert!(e.message.contains("same as secrets.superuser_password"), "{e}");
+}
+
+#[test]
+fn etcd_tls_is_checked_against_the_etcd_members_and_for_client_use() {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    let section = |p: &crate::tls::testing::TestPki| {
+        format!(
+            "etcd:\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
+            indent(&p.cert_pem),
+            indent(&p.key_pem),
+            indent(&p.ca_pem)
+        )
+    };
+    // GOOD's etcd members: db1, db2 and coord.
+    let members = ["10.0.0.11", "10.0.0.12", "10.0.0.13"];
+    let good = crate::tls::testing::pki_with_usage(&members, vec![ServerAuth, ClientAuth]);
+    let cfg = parse(&with(&section(&good)), "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.etcd_endpoints(),
+        [
+            "https://10.0.0.11:2379",
+            "https://10.0.0.12:2379",
+            "https://10.0.0.13:2379"
+        ]
+    );
+    assert!(!format!("{cfg:?}").contains("PRIVATE KEY"));
+    // The API's certificate check is separate: api.tls stays unset.
+    assert_eq!(cfg.api_scheme(), "http");
+
+    let no_coord = crate::tls::testing::pki(&members[..2]);
+    let e = only(&with(&section(&no_coord)));
+    assert_eq!(e.path, "etcd.tls.certificate", "{e}");
+    assert!(e.message.contains("\"coord\"") && e.message.contains("10.0.0.13"), "{e}");
+
+    let server_only = crate::tls::testing::pki_with_usage(&members, vec![ServerAuth]);
+    let e = only(&with(&section(&server_only)));
+    assert_eq!(e.path, "etcd.tls.certificate", "{e}");
+    assert!(e.message.contains("clientAuth"), "{e}");
 }

@@ -293,6 +293,7 @@ impl Checker<'_> {
             ("superuser_password", s.superuser_password.as_str()),
             ("replication_password", s.replication_password.as_str()),
             ("app_password", s.app_password.as_str()),
+            ("etcd_password", s.etcd_password.as_str()),
         ];
         if let Some(api) = &s.api_password {
             all.push(("api_password", api.as_str()));
@@ -476,6 +477,22 @@ impl Checker<'_> {
     }
 
     fn etcd(&mut self, cfg: &Config) {
+        if let Some(tls) = &cfg.etcd.tls {
+            let servers: Vec<(String, IpAddr)> = cfg
+                .nodes_with(Role::Etcd)
+                .map(|n| (n.name.clone(), n.address))
+                .collect();
+            // Mutual TLS: members present it to each other, and pgboxd to
+            // the members, as a client certificate.
+            let purpose = crate::tls::Purpose {
+                section: "etcd.tls",
+                servers: &servers,
+                client_auth: true,
+            };
+            for (field, message) in crate::tls::problems(tls, &purpose) {
+                self.value(&join_key("etcd.tls", field), message);
+            }
+        }
         let ns = &cfg.etcd.namespace;
         if !ns.starts_with('/') {
             self.value(
@@ -693,7 +710,12 @@ impl Checker<'_> {
                 .nodes_with(Role::Postgres)
                 .map(|n| (n.name.clone(), n.address))
                 .collect();
-            for (field, message) in crate::tls::problems(tls, &servers) {
+            let purpose = crate::tls::Purpose {
+                section: "api.tls",
+                servers: &servers,
+                client_auth: false,
+            };
+            for (field, message) in crate::tls::problems(tls, &purpose) {
                 self.value(&join_key("api.tls", field), message);
             }
         }

@@ -85,6 +85,7 @@ secrets:
   superuser_password: kq8Vx2mPz4LwT7nB
   replication_password: Rj5tH9cWq2XvN6sD
   app_password: Fz3Lp8Ym1QkB7wGe
+  etcd_password: Wm4Hs7Ka2NdR9pXc
 etcd: {allow_unsafe_member_count: true}
 ";
         let cfg = config::parse(text, "x.yaml").unwrap();

@@ -512,7 +512,7 @@ mod tests {
         use std::sync::{Arc, RwLock};
 
         let pki = crate::tls::testing::pki(&["127.0.0.1"]);
-        let tls = crate::config::ApiTls {
+        let tls = crate::config::TlsPem {
             certificate: pki.cert_pem.clone(),
             private_key: pki.key_pem.clone(),
             ca: pki.ca_pem.clone(),

@@ -1,5 +1,7 @@
-//! `pgboxctl tls init --config FILE --out DIR`: a cluster CA and the API's
-//! certificate, made on the operator's workstation, for `api.tls`.
+//! `pgboxctl tls init --config FILE --out DIR`: a cluster CA and two
+//! certificates it signs, made on the operator's workstation: the API's,
+//! for `api.tls`, and etcd's, for `etcd.tls` (server and client: etcd runs
+//! mutual TLS, and pgboxd presents it as its client certificate).
 //!
 //! The CA's key stays in DIR and never goes into the first-boot file: with
 //! it, anyone could issue a certificate the routers and pgboxctl trust.
@@ -11,7 +13,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 use crate::config::{self, Role};
@@ -21,31 +24,44 @@ use crate::config::{self, Role};
 pub struct Generated {
     pub ca_pem: String,
     pub ca_key: String,
+    /// The API's certificate and key.
     pub cert_pem: String,
     pub key_pem: String,
+    /// etcd's certificate and key.
+    pub etcd_cert_pem: String,
+    pub etcd_key_pem: String,
 }
 
 impl Generated {
     /// The `api:` block to paste into pgbox.yaml.
     pub fn yaml(&self) -> String {
-        let block = |pem: &str| {
+        self.block("api", &self.cert_pem, &self.key_pem)
+    }
+
+    /// The `etcd:` block to paste into pgbox.yaml.
+    pub fn etcd_yaml(&self) -> String {
+        self.block("etcd", &self.etcd_cert_pem, &self.etcd_key_pem)
+    }
+
+    fn block(&self, section: &str, cert: &str, key: &str) -> String {
+        let pem = |pem: &str| {
             pem.lines()
                 .map(|l| format!("      {l}\n"))
                 .collect::<String>()
         };
         format!(
-            "api:\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
-            block(&self.cert_pem),
-            block(&self.key_pem),
-            block(&self.ca_pem)
+            "{section}:\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
+            pem(cert),
+            pem(key),
+            pem(&self.ca_pem)
         )
     }
 }
 
-/// A new CA named after `cluster`, and a certificate for the API at every
-/// address in `addresses`, valid for ten years (rotation is described in
-/// docs/security.md).
-pub fn generate(cluster: &str, addresses: &[IpAddr]) -> Result<Generated, rcgen::Error> {
+/// A new CA named after `cluster`, a certificate for the API at every
+/// address in `api`, and one for etcd at every address in `etcd`, valid
+/// for ten years (rotation is described in docs/security.md).
+pub fn generate(cluster: &str, api: &[IpAddr], etcd: &[IpAddr]) -> Result<Generated, rcgen::Error> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -57,18 +73,35 @@ pub fn generate(cluster: &str, addresses: &[IpAddr]) -> Result<Generated, rcgen:
     let ca_key_pem = ca_key.serialize_pem();
     let issuer = Issuer::new(ca, ca_key);
 
-    let key = KeyPair::generate()?;
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name
-        .push(DnType::CommonName, format!("pgbox cluster {cluster} API"));
-    leaf.subject_alt_names = addresses.iter().map(|a| SanType::IpAddress(*a)).collect();
-    leaf.not_after = rcgen::date_time_ymd(2036, 1, 1);
-    let cert_pem = leaf.signed_by(&key, &issuer)?.pem();
+    let leaf = |what: &str, addresses: &[IpAddr], usage: Vec<ExtendedKeyUsagePurpose>| {
+        let key = KeyPair::generate()?;
+        let mut leaf = CertificateParams::default();
+        // Not a user name etcd knows: under mutual TLS etcd would take a
+        // client certificate's common name as the user it acts for.
+        leaf.distinguished_name
+            .push(DnType::CommonName, format!("pgbox cluster {cluster} {what}"));
+        leaf.subject_alt_names = addresses.iter().map(|a| SanType::IpAddress(*a)).collect();
+        leaf.extended_key_usages = usage;
+        leaf.not_after = rcgen::date_time_ymd(2036, 1, 1);
+        let cert = leaf.signed_by(&key, &issuer)?.pem();
+        Ok::<_, rcgen::Error>((cert, key.serialize_pem()))
+    };
+    let (cert_pem, key_pem) = leaf("API", api, vec![ExtendedKeyUsagePurpose::ServerAuth])?;
+    let (etcd_cert_pem, etcd_key_pem) = leaf(
+        "etcd",
+        etcd,
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    )?;
     Ok(Generated {
         ca_pem,
         ca_key: ca_key_pem,
         cert_pem,
-        key_pem: key.serialize_pem(),
+        key_pem,
+        etcd_cert_pem,
+        etcd_key_pem,
     })
 }
 
@@ -94,7 +127,8 @@ pub fn run(config_file: &Path, out: &Path) -> ExitCode {
         }
     };
     let addresses: Vec<IpAddr> = cfg.nodes_with(Role::Postgres).map(|n| n.address).collect();
-    let made = match generate(&cfg.cluster.name, &addresses) {
+    let etcd: Vec<IpAddr> = cfg.nodes_with(Role::Etcd).map(|n| n.address).collect();
+    let made = match generate(&cfg.cluster.name, &addresses, &etcd) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("pgboxctl tls init: {e}");
@@ -111,6 +145,9 @@ pub fn run(config_file: &Path, out: &Path) -> ExitCode {
         ("api.pem", made.cert_pem.clone(), 0o644),
         ("api.key", made.key_pem.clone(), 0o600),
         ("api-tls.yaml", made.yaml(), 0o600),
+        ("etcd.pem", made.etcd_cert_pem.clone(), 0o644),
+        ("etcd.key", made.etcd_key_pem.clone(), 0o600),
+        ("etcd-tls.yaml", made.etcd_yaml(), 0o600),
     ];
     for (name, text, mode) in &files {
         let path = out.join(name);
@@ -122,12 +159,13 @@ pub fn run(config_file: &Path, out: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+    let list = |a: &[IpAddr]| a.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
     println!(
-        "A CA and an API certificate for {} written to {}.\n\
-         Paste api-tls.yaml into pgbox.yaml (it holds the API's private key);\n\
-         keep ca.key off the boxes; give pgboxctl --cacert {}.",
-        list.join(", "),
+        "A CA, an API certificate for {} and an etcd certificate for {} written to {}.\n\
+         Paste the tls blocks of api-tls.yaml and etcd-tls.yaml into pgbox.yaml's api: and etcd:\n\
+         sections (they hold private keys); keep ca.key off the boxes; give pgboxctl --cacert {}.",
+        list(&addresses),
+        list(&etcd),
         out.display(),
         out.join("ca.pem").display()
     );
@@ -143,10 +181,13 @@ mod tests {
     fn generated_material_validates() {
         let cfg = config::parse(config::tests::GOOD, "pgbox.yaml").unwrap();
         let addresses: Vec<IpAddr> = cfg.nodes_with(Role::Postgres).map(|n| n.address).collect();
-        let made = generate("main", &addresses).unwrap();
-        let text = format!("{}{}", config::tests::GOOD, made.yaml());
+        let etcd: Vec<IpAddr> = cfg.nodes_with(Role::Etcd).map(|n| n.address).collect();
+        let made = generate("main", &addresses, &etcd).unwrap();
+        let text = format!("{}{}{}", config::tests::GOOD, made.yaml(), made.etcd_yaml());
         let with_tls = config::parse(&text, "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(with_tls.api_scheme(), "https");
+        assert!(with_tls.etcd_endpoints().iter().all(|u| u.starts_with("https://")));
+        assert!(!made.etcd_yaml().contains(&made.ca_key));
         assert!(
             !made.yaml().contains(&made.ca_key),
             "the CA key stays out of the file"
@@ -171,6 +212,8 @@ mod tests {
         assert_eq!(mode("ca.key"), 0o600);
         assert_eq!(mode("api.key"), 0o600);
         assert_eq!(mode("api-tls.yaml"), 0o600);
+        assert_eq!(mode("etcd.key"), 0o600);
+        assert_eq!(mode("etcd-tls.yaml"), 0o600);
         assert_eq!(mode("ca.pem"), 0o644);
         let before = std::fs::read(out.join("ca.key")).unwrap();
         assert_eq!(run(&cfg_file, &out), ExitCode::FAILURE);

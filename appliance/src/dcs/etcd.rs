@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+
+use super::access::Access;
 use tokio::sync::{Mutex, Notify};
 
 use super::model::{
@@ -18,10 +20,15 @@ use super::model::{
 
 pub struct Etcd {
     endpoints: Vec<String>,
+    access: Access,
     prefix: String,
     me: String,
     ttl: Duration,
     request_timeout: Duration,
+    /// For a connection, which includes logging in (a bcrypt check on the
+    /// member, slow on a slow CPU) and, once per cluster, turning on
+    /// authentication.
+    connect_timeout: Duration,
     conn: Mutex<Conn>,
     lease: std::sync::Mutex<LeaseState>,
     /// One grant at a time: the keep-alive task and an acquisition may both
@@ -50,12 +57,21 @@ pub struct LeaderKey {
 }
 
 impl Etcd {
-    pub fn new(endpoints: Vec<String>, prefix: String, me: String, ttl: Duration) -> Self {
+    pub fn new(
+        endpoints: Vec<String>,
+        access: Access,
+        prefix: String,
+        me: String,
+        ttl: Duration,
+    ) -> Self {
         // A request must give up well inside the lease's lifetime, so that a
         // dead endpoint leaves time to try another before fencing is needed.
         let request_timeout = (ttl / 5).clamp(Duration::from_millis(300), Duration::from_secs(2));
+        let connect_timeout = (ttl / 2).max(request_timeout);
         Etcd {
             endpoints,
+            access,
+            connect_timeout,
             prefix,
             me,
             ttl,
@@ -89,15 +105,14 @@ impl Etcd {
             return Ok(c.clone());
         }
         let endpoint = self.endpoints[conn.index % self.endpoints.len()].clone();
+        // The TCP connection gets the short timeout (a dead member must be
+        // left quickly); each request through this client is bounded by
+        // `call`, so the client's own timeout only has to let a login by.
         let opts = ConnectOptions::new()
             .with_connect_timeout(self.request_timeout)
-            .with_timeout(self.request_timeout)
+            .with_timeout(self.connect_timeout)
             .with_keep_alive(Duration::from_secs(1), self.request_timeout);
-        match tokio::time::timeout(
-            self.request_timeout,
-            Client::connect([endpoint.as_str()], Some(opts)),
-        )
-        .await
+        match tokio::time::timeout(self.connect_timeout, self.access.connect(&endpoint, opts)).await
         {
             Ok(Ok(c)) => {
                 conn.client = Some(c.clone());
@@ -105,13 +120,13 @@ impl Etcd {
             }
             Ok(Err(e)) => {
                 conn.index += 1;
-                Err(anyhow!(e).context(format!("connecting to etcd at {endpoint}")))
+                Err(e.context(format!("connecting to etcd at {endpoint}")))
             }
             Err(_) => {
                 conn.index += 1;
                 bail!(
                     "connecting to etcd at {endpoint}: timed out after {:?}",
-                    self.request_timeout
+                    self.connect_timeout
                 )
             }
         }

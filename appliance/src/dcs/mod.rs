@@ -1,3 +1,4 @@
 //! The distributed configuration store (etcd) adapter.
+pub mod access;
 pub mod etcd;
 pub mod model;

@@ -353,6 +353,11 @@ fn fail(root: &Root, failure: &Failure, code: u8) -> u8 {
 fn apply(root: &Root, plan: &Plan) -> std::io::Result<()> {
     let files = render::all(&plan.cfg, &plan.me);
     ensure_dir(&root.at(paths::RUN_DIR))?;
+    // Made before anything is written into it, owner only, as systemd
+    // expects of a credential store.
+    if files.iter().any(|f| f.path.starts_with(paths::CREDSTORE)) {
+        private_dir(&root.at(paths::CREDSTORE))?;
+    }
     remove_if_present(&root.at(paths::CONFIG_ERROR))?;
     if plan.warnings.is_empty() {
         remove_if_present(&root.at(paths::CONFIG_WARNING))?;
@@ -371,7 +376,7 @@ fn apply(root: &Root, plan: &Plan) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             ensure_dir(dir)?;
         }
-        persist::write_atomic(&path, file.text.as_bytes(), 0o644)?;
+        persist::write_atomic(&path, file.text.as_bytes(), file.mode)?;
     }
     if root.is_live() {
         if let Err(e) = nix::unistd::sethostname(&plan.me) {
@@ -399,6 +404,13 @@ fn clear_roles(root: &Root) -> std::io::Result<()> {
 
 fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
+}
+
+/// `dir`, existing or new, readable by its owner only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    ensure_dir(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 fn remove_if_present(path: &Path) -> std::io::Result<()> {

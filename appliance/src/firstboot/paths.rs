@@ -23,6 +23,15 @@ pub const NODE: &str = "/run/pgbox/node";
 pub const PGBOXD_ENV: &str = "/run/pgbox/pgboxd.env";
 pub const HOSTNAME: &str = "/run/pgbox/hostname";
 pub const ETCD_ENV: &str = "/run/pgbox/etcd.env";
+/// systemd's credential store under /run: root only. pgbox-etcd.service
+/// imports `pgbox-etcd.*` from it, and etcd reads them from its own
+/// credentials directory (`ETCD_CREDENTIALS`).
+pub const CREDSTORE: &str = "/run/credstore";
+pub const ETCD_CRED_CERT: &str = "/run/credstore/pgbox-etcd.cert";
+pub const ETCD_CRED_KEY: &str = "/run/credstore/pgbox-etcd.key";
+pub const ETCD_CRED_CA: &str = "/run/credstore/pgbox-etcd.ca";
+/// Where systemd puts pgbox-etcd.service's imported credentials.
+pub const ETCD_CREDENTIALS: &str = "/run/credentials/pgbox-etcd.service";
 pub const HAPROXY_CFG: &str = "/run/pgbox/haproxy.cfg";
 pub const HAPROXY_STATE: &str = "/run/pgbox/haproxy-servers.state";
 /// The API's CA certificate, for the router's health checks over HTTPS.

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::discover::read_optional;
 use super::paths::{self, Root};
 use crate::config::{
-    ApiSettings, Config, EtcdSettings, HaSettings, NetworkSettings, Secrets, Tags,
+    ApiSettings, Config, EtcdSettings, TlsPem, HaSettings, NetworkSettings, Secrets, Tags,
 };
 
 /// What an earlier boot kept.
@@ -170,6 +170,7 @@ fn fixed_part(cfg: &Config) -> Value {
         superuser_password: String::new(),
         replication_password: String::new(),
         app_password: String::new(),
+        etcd_password: String::new(),
         api_password: None,
     };
     // A replaced NIC, a new router or name server: the box's own business.
@@ -183,6 +184,15 @@ fn fixed_part(cfg: &Config) -> Value {
     let defaults = EtcdSettings::default();
     c.etcd.heartbeat_interval = defaults.heartbeat_interval;
     c.etcd.election_timeout = defaults.election_timeout;
+    // A renewed etcd certificate is applied like the API's. Turning etcd TLS
+    // on or off is not: the members' peer URLs (http or https) are kept in
+    // etcd's own member list, so the switch needs every member at once.
+    // The PEM text is blanked in any case: keys never go into a message.
+    c.etcd.tls = c.etcd.tls.as_ref().map(|_| TlsPem {
+        certificate: String::new(),
+        private_key: String::new(),
+        ca: String::new(),
+    });
     for node in &mut c.nodes {
         node.tags = Tags::default();
         node.mac = None;

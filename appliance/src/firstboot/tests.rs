@@ -258,6 +258,38 @@ fn a_router_node_gets_the_router_files_and_no_etcd_file_when_not_a_member() {
 }
 
 #[test]
+fn etcd_tls_material_goes_to_a_root_only_credential_store_and_goes_away_with_tls() {
+    let b = Box::new();
+    let p = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12", "10.0.0.13"]);
+    let indent = |pem: &str| pem.lines().map(|l| format!("      {l}\n")).collect::<String>();
+    let with_tls = format!(
+        "{GOOD}etcd:\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
+        indent(&p.cert_pem),
+        indent(&p.key_pem),
+        indent(&p.ca_pem)
+    );
+    b.put(paths::CFGPART_CONFIG, &with_tls);
+    assert_eq!(b.run(), 0, "{}", b.read_or_empty(paths::CONFIG_ERROR));
+    assert_eq!(b.mode(paths::CREDSTORE), 0o700);
+    for path in [paths::ETCD_CRED_CERT, paths::ETCD_CRED_KEY, paths::ETCD_CRED_CA] {
+        assert_eq!(b.mode(path), 0o600, "{path}");
+    }
+    assert_eq!(b.read(paths::ETCD_CRED_KEY), p.key_pem);
+    assert_eq!(b.mode(paths::ETCD_ENV), 0o644);
+    assert!(!b.read(paths::ETCD_ENV).contains("PRIVATE KEY"));
+    assert!(b.read(paths::ETCD_ENV).contains("ETCD_CLIENT_CERT_AUTH=true\n"));
+
+    // A box that is no longer an etcd member keeps no etcd key.
+    b.put(
+        paths::CFGPART_CONFIG,
+        &with_tls.replace("roles: [postgres, etcd]\n  - name: db2", "roles: [postgres]\n  - name: db2")
+            .replace("etcd:\n  tls:", "etcd:\n  allow_unsafe_member_count: true\n  tls:"),
+    );
+    b.run();
+    assert!(!b.exists(paths::ETCD_CRED_KEY) || b.roles().contains(&"etcd".to_string()));
+}
+
+#[test]
 fn a_bad_file_touches_nothing_and_says_why() {
     let b = Box::new();
     // Left by an earlier run of this boot: must not survive a bad file.

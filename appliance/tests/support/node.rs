@@ -263,6 +263,8 @@ pub struct Secrets {
     pub superuser: String,
     pub replication: String,
     pub app: String,
+    /// pgboxd's etcd user and etcd's root.
+    pub etcd: String,
     pub api: String,
 }
 
@@ -299,6 +301,7 @@ impl TestCluster {
             superuser: strong_secret("su"),
             replication: strong_secret("repl"),
             app: strong_secret("app"),
+            etcd: strong_secret("etcd"),
             api: strong_secret("api"),
         };
         let etcd_nodes: Vec<(String, IpAddr)> = (1..=3)
@@ -540,6 +543,7 @@ pub fn cluster_yaml(
     let _ = writeln!(y, "  superuser_password: \"{}\"", secrets.superuser);
     let _ = writeln!(y, "  replication_password: \"{}\"", secrets.replication);
     let _ = writeln!(y, "  app_password: \"{}\"", secrets.app);
+    let _ = writeln!(y, "  etcd_password: \"{}\"", secrets.etcd);
     let _ = writeln!(y, "  api_password: \"{}\"", secrets.api);
     // Never the host's watchdog: these tests SIGKILL pgboxd on purpose, and
     // an armed hardware watchdog would then reset the test machine.

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use super::super::paths;
 use super::header;
-use crate::config::{sock, Config, Node, Role};
+use crate::config::{Config, Node, Role};
 
 pub fn render(cfg: &Config, node: &Node) -> String {
     let ports = &cfg.ports;
-    let client = format!("http://{}", sock(node.address, ports.etcd_client));
-    let peer = format!("http://{}", sock(node.address, ports.etcd_peer));
+    let client = cfg.etcd_url(node.address, ports.etcd_client);
+    let peer = cfg.etcd_url(node.address, ports.etcd_peer);
     let initial_cluster: Vec<String> = cfg
         .nodes_with(Role::Etcd)
-        .map(|n| format!("{}=http://{}", n.name, sock(n.address, ports.etcd_peer)))
+        .map(|n| format!("{}={}", n.name, cfg.etcd_url(n.address, ports.etcd_peer)))
         .collect();
 
     let mut s = header(
@@ -55,7 +55,37 @@ pub fn render(cfg: &Config, node: &Node) -> String {
     // keeps every old revision until its space quota stops all writes.
     var("ETCD_AUTO_COMPACTION_MODE", "periodic");
     var("ETCD_AUTO_COMPACTION_RETENTION", "1h");
+    if cfg.etcd.tls.is_some() {
+        // Mutual TLS on both ports: a client or a peer without a
+        // certificate from the cluster's CA is turned away at the handshake.
+        // One certificate serves as server and client certificate.
+        let cred = |name: &str| format!("{}/{name}", paths::ETCD_CREDENTIALS);
+        let (cert, key, ca) = (
+            cred("pgbox-etcd.cert"),
+            cred("pgbox-etcd.key"),
+            cred("pgbox-etcd.ca"),
+        );
+        for prefix in ["ETCD_", "ETCD_PEER_"] {
+            var(&format!("{prefix}CERT_FILE"), &cert);
+            var(&format!("{prefix}KEY_FILE"), &key);
+            var(&format!("{prefix}TRUSTED_CA_FILE"), &ca);
+            var(&format!("{prefix}CLIENT_CERT_AUTH"), "true");
+        }
+    }
     s
+}
+
+/// etcd's certificate, private key and CA, as (path, text) for the
+/// credential store; nothing when etcd runs without TLS.
+pub fn credentials(cfg: &Config) -> Vec<(&'static str, String)> {
+    match &cfg.etcd.tls {
+        Some(t) => vec![
+            (paths::ETCD_CRED_CERT, t.certificate.clone()),
+            (paths::ETCD_CRED_KEY, t.private_key.clone()),
+            (paths::ETCD_CRED_CA, t.ca.clone()),
+        ],
+        None => Vec::new(),
+    }
 }
 
 /// etcd takes these durations as whole milliseconds (validation refuses
@@ -117,5 +147,37 @@ mod tests {
             text.contains("ETCD_HEARTBEAT_INTERVAL=250\nETCD_ELECTION_TIMEOUT=2500\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn tls_turns_every_url_to_https_and_points_etcd_at_its_credentials() {
+        let mut cfg = sample();
+        let p = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12", "10.0.0.13"]);
+        cfg.etcd.tls = Some(crate::config::TlsPem {
+            certificate: p.cert_pem.clone(),
+            private_key: p.key_pem.clone(),
+            ca: p.ca_pem.clone(),
+        });
+        let text = render(&cfg, cfg.node_named("db2").unwrap());
+        for line in [
+            "ETCD_LISTEN_CLIENT_URLS=https://10.0.0.12:2379\n",
+            "ETCD_INITIAL_ADVERTISE_PEER_URLS=https://10.0.0.12:2380\n",
+            "ETCD_INITIAL_CLUSTER=db1=https://10.0.0.11:2380,db2=https://10.0.0.12:2380,coord=https://10.0.0.13:2380\n",
+            "ETCD_CERT_FILE=/run/credentials/pgbox-etcd.service/pgbox-etcd.cert\n",
+            "ETCD_KEY_FILE=/run/credentials/pgbox-etcd.service/pgbox-etcd.key\n",
+            "ETCD_TRUSTED_CA_FILE=/run/credentials/pgbox-etcd.service/pgbox-etcd.ca\n",
+            "ETCD_CLIENT_CERT_AUTH=true\n",
+            "ETCD_PEER_CERT_FILE=/run/credentials/pgbox-etcd.service/pgbox-etcd.cert\n",
+            "ETCD_PEER_KEY_FILE=/run/credentials/pgbox-etcd.service/pgbox-etcd.key\n",
+            "ETCD_PEER_TRUSTED_CA_FILE=/run/credentials/pgbox-etcd.service/pgbox-etcd.ca\n",
+            "ETCD_PEER_CLIENT_CERT_AUTH=true\n",
+        ] {
+            assert!(text.contains(line), "{line}in:\n{text}");
+        }
+        assert!(!text.contains("PRIVATE KEY"), "the key stays out of the env file");
+        let creds = credentials(&cfg);
+        assert_eq!(creds.len(), 3);
+        assert_eq!(creds[1], (paths::ETCD_CRED_KEY, p.key_pem.clone()));
+        assert!(credentials(&sample()).is_empty());
     }
 }

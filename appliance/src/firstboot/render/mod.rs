@@ -16,6 +16,8 @@ use crate::config::{Config, Role};
 pub struct File {
     pub path: String,
     pub text: String,
+    /// Permission bits: 0o644, or 0o600 for a file that holds a key.
+    pub mode: u32,
 }
 
 impl File {
@@ -23,6 +25,15 @@ impl File {
         File {
             path: path.to_string(),
             text,
+            mode: 0o644,
+        }
+    }
+
+    /// A file only root may read (a private key).
+    fn secret(path: &str, text: String) -> Self {
+        File {
+            mode: 0o600,
+            ..File::new(path, text)
         }
     }
 }
@@ -41,6 +52,11 @@ pub fn all(cfg: &Config, me: &str) -> Vec<File> {
     ];
     if node.roles.contains(&Role::Etcd) {
         files.push(File::new(paths::ETCD_ENV, etcd::render(cfg, node)));
+        // etcd's certificate, key and CA go to the credential store, and
+        // systemd hands them to pgbox-etcd.service alone (ImportCredential=).
+        for (path, text) in etcd::credentials(cfg) {
+            files.push(File::secret(path, text));
+        }
     }
     if node.roles.contains(&Role::Router) {
         files.push(File::new(
@@ -52,10 +68,11 @@ pub fn all(cfg: &Config, me: &str) -> Vec<File> {
             files.push(File::new(paths::HAPROXY_API_CA, ca));
         }
     }
-    files.extend(roles::markers(node).into_iter().map(|path| File {
-        path,
-        text: String::new(),
-    }));
+    files.extend(
+        roles::markers(node)
+            .into_iter()
+            .map(|path| File::new(&path, String::new())),
+    );
     files
 }
 
@@ -63,6 +80,9 @@ pub fn all(cfg: &Config, me: &str) -> Vec<File> {
 /// an earlier run for a role the node no longer has must go.
 pub const OPTIONAL: &[&str] = &[
     paths::ETCD_ENV,
+    paths::ETCD_CRED_CERT,
+    paths::ETCD_CRED_KEY,
+    paths::ETCD_CRED_CA,
     paths::HAPROXY_CFG,
     paths::HAPROXY_STATE,
     paths::HAPROXY_API_CA,

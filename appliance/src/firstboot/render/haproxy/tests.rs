@@ -118,7 +118,7 @@ fn ports_and_ipv6_addresses() {
 
 fn with_api_tls(mut cfg: Config) -> Config {
     let p = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12"]);
-    cfg.api.tls = Some(crate::config::ApiTls {
+    cfg.api.tls = Some(crate::config::TlsPem {
         certificate: p.cert_pem,
         private_key: p.key_pem,
         ca: p.ca_pem,
