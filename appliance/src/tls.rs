@@ -105,9 +105,12 @@ pub fn http_client(ca_pem: Option<&str>) -> Result<reqwest::ClientBuilder, Strin
 pub struct Purpose<'a> {
     /// The section it is written in (`api.tls`, `etcd.tls`), for messages.
     pub section: &'a str,
-    /// The servers that present it, by node name: each address must be
-    /// named, as clients verify the address they dial.
+    /// The nodes that present it, by node name: each address must be
+    /// named, as clients verify the address they dial (and etcd checks a
+    /// peer's certificate against the address its connection comes from).
     pub servers: &'a [(String, IpAddr)],
+    /// Who those nodes are, for the message ("PostgreSQL node").
+    pub who: &'a str,
     /// Whether it is also presented as a client certificate (etcd's peers
     /// and pgboxd, under mutual TLS): then its key usage must allow that.
     pub client_auth: bool,
@@ -169,7 +172,8 @@ pub fn problems(tls: &TlsPem, purpose: &Purpose) -> Vec<(&'static str, String)> 
                 | rustls::Error::InvalidCertificate(
                     rustls::CertificateError::NotValidForNameContext { .. },
                 ) => format!(
-                    "does not name node {name:?}'s address {addr} (clients check it); issue it with every such node's address as an IP subject alternative name"
+                    "does not name node {name:?}'s address {addr}; issue it with the address of every {} as an IP subject alternative name",
+                    purpose.who
                 ),
                 rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
                 | rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature) => {
@@ -298,6 +302,7 @@ mod tests {
             &Purpose {
                 section: "api.tls",
                 servers,
+                who: "PostgreSQL node",
                 client_auth: false,
             },
         )
@@ -310,6 +315,7 @@ mod tests {
             &Purpose {
                 section: "etcd.tls",
                 servers,
+                who: "etcd member",
                 client_auth: true,
             },
         )

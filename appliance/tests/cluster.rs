@@ -1581,3 +1581,109 @@ async fn https_api_end_to_end_with_the_cluster_ca() {
         (new.as_str(), old.as_str())
     );
 }
+
+// ---------------------------------------------------------------------------
+// etcd as the image runs it: mutual TLS and authentication
+
+/// A get of `key` through a fresh client with `opts`, as text or error.
+async fn etcd_get(url: &str, opts: etcd_client::ConnectOptions, key: &str) -> Result<String, String> {
+    let call = async {
+        let mut c = etcd_client::Client::connect([url], Some(opts))
+            .await
+            .map_err(|e| support::error_chain(&e))?;
+        let r = c.get(key, None).await.map_err(|e| support::error_chain(&e))?;
+        Ok(r.kvs()
+            .first()
+            .map(|kv| kv.value_str().unwrap_or_default().to_string())
+            .unwrap_or_default())
+    };
+    tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_runs_as_rendered_with_mutual_tls_and_authentication() {
+    let mut c = TestCluster::start(
+        "etcd_tls_auth",
+        ClusterOptions {
+            etcd_tls: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let before = c
+        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap over etcd TLS")
+        .await;
+    let leader_key = format!("/service/{}/leader", c.cluster_name);
+    let url = c.etcd.endpoints()[0].clone();
+    assert!(url.starts_with("https://"), "{url}");
+    let access = c.etcd.access().clone();
+    let (cert, key, ca) = access.tls.clone().expect("TLS material");
+    let base = || {
+        etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(3))
+    };
+    let as_pgbox = |password: &str| {
+        access
+            .anonymous()
+            .with_user("pgbox", password.to_string())
+    };
+
+    // pgboxd reads and writes its keys as user pgbox, over TLS.
+    let leader = etcd_get(&url, as_pgbox(&c.secrets.etcd), &leader_key)
+        .await
+        .expect("user pgbox reads the leader key");
+    assert_eq!(leader, before.primary);
+
+    // Nothing without the cluster's client certificate, the password, or
+    // outside the cluster's prefix.
+    let plain = url.replace("https://", "http://");
+    let e = etcd_get(&plain, base(), &leader_key).await.expect_err("plain HTTP answered");
+    println!("plain HTTP: {e}");
+    let no_client_cert = base().with_tls(
+        etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(&ca)),
+    );
+    let e = etcd_get(&url, no_client_cert.with_user("pgbox", c.secrets.etcd.clone()), &leader_key)
+        .await
+        .expect_err("a client without a certificate got in");
+    println!("no client certificate: {e}");
+    let e = etcd_get(&url, access.anonymous(), &leader_key)
+        .await
+        .expect_err("a client without a user read the leader key");
+    println!("no user: {e}");
+    let e = etcd_get(&url, as_pgbox("not-the-Password-at-all"), &leader_key)
+        .await
+        .expect_err("a wrong password got in");
+    assert!(e.contains("invalid user ID or password"), "{e}");
+    let e = etcd_get(&url, as_pgbox(&c.secrets.etcd), "/elsewhere/key")
+        .await
+        .expect_err("user pgbox read outside its prefix");
+    assert!(e.contains("permission denied"), "{e}");
+    // The administrator is root, with the same password.
+    etcd_get(
+        &url,
+        access.anonymous().with_user("root", c.secrets.etcd.clone()),
+        "/elsewhere/key",
+    )
+    .await
+    .expect("root reads anywhere");
+    drop((cert, key));
+
+    // Leases, watches and promotion work through all of it: power loss of
+    // the primary, the replica takes over.
+    let old = before.primary.clone();
+    let new = before.replicas[0].clone();
+    c.node_mut(&old).kill();
+    c.wait_for_primary(
+        &new,
+        FAILOVER_TIMEOUT,
+        &format!("{new} to be promoted over etcd TLS after {old} lost power"),
+    )
+    .await;
+    let leader = etcd_get(&url, as_pgbox(&c.secrets.etcd), &leader_key)
+        .await
+        .expect("user pgbox reads the leader key");
+    assert_eq!(leader, new);
+}

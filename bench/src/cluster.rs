@@ -241,6 +241,7 @@ impl Cluster {
                 loop_wait: Box::leak(format!("{}ms", setup.loop_wait_ms).into_boxed_str()),
                 extra_yaml: String::new(),
                 pgdata_template: false,
+                etcd_tls: false,
             };
             let yaml = cluster_yaml(&name, &etcd_nodes, &pg_nodes, &secrets, &opts);
             std::fs::write(dir.join("pgbox.yaml"), yaml)

@@ -134,11 +134,47 @@ impl Cluster {
         Ok(addr)
     }
 
+    /// The member on `node` has a leader and serves a linearizable read,
+    /// asked as etcd's root through the host forward: over mutual TLS with
+    /// the run's certificate (checked against the node's own address, not
+    /// the forward's) when etcd runs TLS.
     pub async fn etcd_healthy(&self, node: &NodeSpec) -> Result<(), String> {
-        let url = format!("http://127.0.0.1:{}/health", self.ports.etcd(node));
-        let r = self.http.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
-        let v: Value = r.json().await.map_err(|e| e.to_string())?;
-        if v["health"] == "true" { Ok(()) } else { Err(format!("etcd on {}: {v}", node.name)) }
+        use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+        let port = self.ports.etcd(node);
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(10))
+            .with_require_leader(true);
+        let url = if self.settings.etcd_tls {
+            let t = &self.secrets.etcd_tls;
+            opts = opts.with_tls(
+                TlsOptions::new()
+                    .ca_certificate(Certificate::from_pem(&t.ca))
+                    .identity(Identity::from_pem(&t.certificate, &t.private_key))
+                    .domain_name(node.address()),
+            );
+            format!("https://127.0.0.1:{port}")
+        } else {
+            format!("http://127.0.0.1:{port}")
+        };
+        let with_root = opts.clone().with_user("root", self.secrets.etcd.clone());
+        let check = async {
+            // Before the first pgboxd turned authentication on, anonymously.
+            let mut client = match Client::connect([url.as_str()], Some(with_root)).await {
+                Ok(c) => c,
+                Err(e) if e.to_string().contains("authentication is not enabled") => {
+                    Client::connect([url.as_str()], Some(opts)).await.map_err(|e| e.to_string())?
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            client.get("health", None).await.map_err(|e| e.to_string())?;
+            let status = client.status().await.map_err(|e| e.to_string())?;
+            if status.leader() == 0 { Err("no leader".to_string()) } else { Ok(()) }
+        };
+        match tokio::time::timeout(Duration::from_secs(15), check).await {
+            Ok(r) => r.map_err(|e| format!("etcd on {}: {e}", node.name)),
+            Err(_) => Err(format!("etcd on {}: no answer within 15s", node.name)),
+        }
     }
 
     /// One leader running; every other running PostgreSQL VM streaming from

@@ -113,12 +113,47 @@ pub struct Secrets {
     pub app: String,
     pub etcd: String,
     pub api: String,
+    /// etcd's certificate, from a cluster CA made for this run.
+    pub etcd_tls: EtcdTls,
+}
+
+/// `etcd.tls` of the run: mutual TLS on both etcd ports.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    pub certificate: String,
+    pub private_key: String,
+    pub ca: String,
+    /// The `tls:` block, indented to go under `etcd:`.
+    pub yaml: String,
+}
+
+impl EtcdTls {
+    fn generate() -> EtcdTls {
+        let ip = |n: &NodeSpec| n.address().parse::<std::net::IpAddr>().expect("an address");
+        let pg: Vec<_> = NODES.iter().filter(|n| n.has(Role::Postgres)).map(ip).collect();
+        let etcd: Vec<_> = NODES.iter().filter(|n| n.has(Role::Etcd)).map(ip).collect();
+        let made = pgbox::ctl::tls_init::generate("vmtest", &pg, &etcd).expect("a cluster CA");
+        let yaml = made.etcd_yaml();
+        EtcdTls {
+            certificate: made.etcd_cert_pem,
+            private_key: made.etcd_key_pem,
+            ca: made.ca_pem,
+            yaml: yaml.strip_prefix("etcd:\n").expect("an etcd: block").to_string(),
+        }
+    }
 }
 
 impl Secrets {
     /// Fresh each run, so that no file ever holds a reusable password.
     pub fn generate() -> Secrets {
-        Secrets { superuser: secret(), replication: secret(), app: secret(), etcd: secret(), api: secret() }
+        Secrets {
+            superuser: secret(),
+            replication: secret(),
+            app: secret(),
+            etcd: secret(),
+            api: secret(),
+            etcd_tls: EtcdTls::generate(),
+        }
     }
 }
 
@@ -148,6 +183,8 @@ pub struct Settings {
     pub election_ms: u32,
     pub synchronous_mode: &'static str,
     pub watchdog: &'static str,
+    /// Mutual TLS on etcd's ports (`etcd.tls`), as a careful operator runs it.
+    pub etcd_tls: bool,
 }
 
 impl Default for Settings {
@@ -159,6 +196,7 @@ impl Default for Settings {
             election_ms: 5000,
             synchronous_mode: "on",
             watchdog: "automatic",
+            etcd_tls: true,
         }
     }
 }
@@ -199,6 +237,9 @@ pub fn first_boot_file(node: &str, secrets: &Secrets, s: &Settings) -> String {
     y.push_str("etcd:\n");
     let _ = writeln!(y, "  heartbeat_interval: {}ms", s.heartbeat_ms);
     let _ = writeln!(y, "  election_timeout: {}ms", s.election_ms);
+    if s.etcd_tls {
+        y.push_str(&secrets.etcd_tls.yaml);
+    }
     y
 }
 

@@ -478,15 +478,18 @@ impl Checker<'_> {
 
     fn etcd(&mut self, cfg: &Config) {
         if let Some(tls) = &cfg.etcd.tls {
+            // Mutual TLS: members present it to each other, and pgboxd to
+            // the members, as a client certificate. It names every member:
+            // clients check the address they dial, and a member accepts a
+            // peer's certificate only from an address the certificate names.
             let servers: Vec<(String, IpAddr)> = cfg
                 .nodes_with(Role::Etcd)
                 .map(|n| (n.name.clone(), n.address))
                 .collect();
-            // Mutual TLS: members present it to each other, and pgboxd to
-            // the members, as a client certificate.
             let purpose = crate::tls::Purpose {
                 section: "etcd.tls",
                 servers: &servers,
+                who: "etcd member (clients check the address they dial, and members check the address a peer comes from)",
                 client_auth: true,
             };
             for (field, message) in crate::tls::problems(tls, &purpose) {
@@ -713,6 +716,7 @@ impl Checker<'_> {
             let purpose = crate::tls::Purpose {
                 section: "api.tls",
                 servers: &servers,
+                who: "PostgreSQL node (clients check the address they dial)",
                 client_auth: false,
             };
             for (field, message) in crate::tls::problems(tls, &purpose) {

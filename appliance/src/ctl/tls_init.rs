@@ -105,6 +105,14 @@ pub fn generate(cluster: &str, api: &[IpAddr], etcd: &[IpAddr]) -> Result<Genera
     })
 }
 
+/// Every address etcd's certificate names: the members'. Clients check the
+/// address they dial, and a member checks a peer's certificate against the
+/// address the peer's connection comes from. (etcd does not check a client
+/// certificate's addresses, so pgboxd and `etcdctl` may use it from any.)
+pub fn etcd_addresses(cfg: &config::Config) -> Vec<IpAddr> {
+    cfg.nodes_with(Role::Etcd).map(|n| n.address).collect()
+}
+
 /// Writes `text` to a new file (never over an existing one) with `mode`.
 fn create(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
@@ -127,7 +135,7 @@ pub fn run(config_file: &Path, out: &Path) -> ExitCode {
         }
     };
     let addresses: Vec<IpAddr> = cfg.nodes_with(Role::Postgres).map(|n| n.address).collect();
-    let etcd: Vec<IpAddr> = cfg.nodes_with(Role::Etcd).map(|n| n.address).collect();
+    let etcd = etcd_addresses(&cfg);
     let made = match generate(&cfg.cluster.name, &addresses, &etcd) {
         Ok(m) => m,
         Err(e) => {
@@ -181,8 +189,7 @@ mod tests {
     fn generated_material_validates() {
         let cfg = config::parse(config::tests::GOOD, "pgbox.yaml").unwrap();
         let addresses: Vec<IpAddr> = cfg.nodes_with(Role::Postgres).map(|n| n.address).collect();
-        let etcd: Vec<IpAddr> = cfg.nodes_with(Role::Etcd).map(|n| n.address).collect();
-        let made = generate("main", &addresses, &etcd).unwrap();
+        let made = generate("main", &addresses, &etcd_addresses(&cfg)).unwrap();
         let text = format!("{}{}{}", config::tests::GOOD, made.yaml(), made.etcd_yaml());
         let with_tls = config::parse(&text, "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(with_tls.api_scheme(), "https");

@@ -279,14 +279,23 @@ fn etcd_tls_material_goes_to_a_root_only_credential_store_and_goes_away_with_tls
     assert!(!b.read(paths::ETCD_ENV).contains("PRIVATE KEY"));
     assert!(b.read(paths::ETCD_ENV).contains("ETCD_CLIENT_CERT_AUTH=true\n"));
 
-    // A box that is no longer an etcd member keeps no etcd key.
-    b.put(
-        paths::CFGPART_CONFIG,
-        &with_tls.replace("roles: [postgres, etcd]\n  - name: db2", "roles: [postgres]\n  - name: db2")
-            .replace("etcd:\n  tls:", "etcd:\n  allow_unsafe_member_count: true\n  tls:"),
-    );
-    b.run();
-    assert!(!b.exists(paths::ETCD_CRED_KEY) || b.roles().contains(&"etcd".to_string()));
+
+    // A renewed certificate is a safe change; turning TLS on or off is not
+    // (the members' peer URLs change), and no key appears in the message.
+    let tls_cfg = config::parse(&with_tls, "x").unwrap();
+    let q = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12", "10.0.0.13"]);
+    let renewed_text = with_tls
+        .replace(&indent(&p.cert_pem), &indent(&q.cert_pem))
+        .replace(&indent(&p.key_pem), &indent(&q.key_pem))
+        .replace(&indent(&p.ca_pem), &indent(&q.ca_pem));
+    let renewed = config::parse(&renewed_text, "x").unwrap();
+    assert!(compare(&tls_cfg, "db1", &renewed, "db1").unsafe_changes.is_empty());
+    let off = compare(&tls_cfg, "db1", &sample(), "db1");
+    assert_eq!(off.unsafe_changes.len(), 1, "{off:?}");
+    assert!(off.unsafe_changes[0].starts_with("etcd.tls"), "{off:?}");
+    assert!(!format!("{off:?}").contains("PRIVATE KEY"), "{off:?}");
+    let on = compare(&sample(), "db1", &tls_cfg, "db1");
+    assert_eq!(on.unsafe_changes.len(), 1, "{on:?}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use super::etcd::EtcdCluster;
+use super::etcd::{EtcdAccess, EtcdCluster};
 use super::workload::PgTarget;
 use super::{
     file_len, mkdir_mode, read_from, run_captured, spawn_logged, strong_secret, wait_until, Proc,
@@ -245,6 +245,9 @@ pub struct ClusterOptions {
     /// let the nodes bootstrap from it instead of running initdb, as in the
     /// image.
     pub pgdata_template: bool,
+    /// Run etcd as the image does (from what `pgboxd firstboot` renders),
+    /// with mutual TLS from a CA made by `pgboxctl tls init`'s code.
+    pub etcd_tls: bool,
 }
 
 impl Default for ClusterOptions {
@@ -255,6 +258,7 @@ impl Default for ClusterOptions {
             loop_wait: "500ms",
             extra_yaml: String::new(),
             pgdata_template: false,
+            etcd_tls: false,
         }
     }
 }
@@ -311,6 +315,23 @@ impl TestCluster {
             .map(|i| (format!("db{i}"), subnet.ip(20 + i)))
             .collect();
 
+        let mut opts = opts;
+        let mut access = EtcdAccess {
+            root_password: Some(secrets.etcd.clone()),
+            tls: None,
+        };
+        if opts.etcd_tls {
+            let addrs = |nodes: &[(String, IpAddr)]| nodes.iter().map(|(_, a)| *a).collect::<Vec<_>>();
+            // A member checks a peer's certificate against the address the
+            // peer's connection comes from: on loopback that is 127.0.0.1
+            // for every member (on a real box, the node's own address).
+            let mut etcd_names = addrs(&etcd_nodes);
+            etcd_names.push(IpAddr::from([127, 0, 0, 1]));
+            let made = pgbox::ctl::tls_init::generate(&cluster_name, &addrs(&pg_nodes), &etcd_names)
+                .expect("make a CA and certificates");
+            opts.extra_yaml.push_str(&made.etcd_yaml());
+            access.tls = Some((made.etcd_cert_pem, made.etcd_key_pem, made.ca_pem));
+        }
         let yaml = cluster_yaml(&cluster_name, &etcd_nodes, &pg_nodes, &secrets, &opts);
         let config_path = dir.join("pgbox.yaml");
         fs::write(&config_path, &yaml).expect("write pgbox.yaml");
@@ -322,7 +343,14 @@ impl TestCluster {
 
         let members: Vec<(&str, IpAddr)> =
             etcd_nodes.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
-        let etcd = EtcdCluster::start(&dir, &members).await;
+        let etcd = if opts.etcd_tls {
+            EtcdCluster::start_rendered(&dir, &members, &config_path, access).await
+        } else {
+            let mut etcd = EtcdCluster::start(&dir, &members).await;
+            // pgboxd turns etcd authentication on at its first connection.
+            etcd.set_root_password(&secrets.etcd);
+            etcd
+        };
 
         let template = opts.pgdata_template.then(|| {
             let t = dir.join("pgdata-template");
