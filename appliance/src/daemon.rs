@@ -18,8 +18,9 @@ use crate::dcs::access::Access;
 use crate::dcs::etcd::Etcd;
 use crate::dcs::model::{ClusterView, Member};
 use crate::executor::{Executor, RaceLost};
+use crate::failsafe::Promises;
 use crate::ha::{
-    self, DataDir, Lease, LocalPg, Memory, Observation, Outcome, Peer, Role, Settings,
+    self, DataDir, Failsafe, Lease, LocalPg, Memory, Observation, Outcome, Peer, Role, Settings,
 };
 use crate::logging::role_word;
 use crate::postgres::{conf, Layout, Postgres};
@@ -44,6 +45,11 @@ pub struct Daemon {
     /// whose renewals stop is reset before the lease can expire.
     watchdog: Arc<std::sync::Mutex<Option<Watchdog>>>,
     watchdog_mode: WatchdogMode,
+    /// Failsafe mode: the promise this member gave (the API gives it)...
+    promises: Promises,
+    /// ...and, while primary without the DCS, when the last round that
+    /// every other member accepted was sent.
+    failsafe_confirmed: Option<Instant>,
 }
 
 impl Daemon {
@@ -72,12 +78,10 @@ impl Daemon {
             synchronous_mode: ha.synchronous_mode,
             primary_start_timeout_ms: ha.primary_start_timeout.as_millis() as u64,
             can_lead: true,
+            failsafe_mode: ha.failsafe_mode,
         };
         let mut settings = settings;
-        // The watchdog fires after the fencing point (so a primary cut off
-        // from etcd demotes and disarms first instead of being reset) and
-        // before the lease can expire (so a hung pgboxd is reset in time).
-        let wd_timeout = (((settings.fence_after_ms() + settings.ttl_ms) / 2) / 1000).max(1) as i32;
+        let wd_timeout = settings.watchdog_timeout_s() as i32;
         let watchdog = match ha.watchdog {
             WatchdogMode::Off => None,
             _ => Watchdog::detect(wd_timeout),
@@ -120,6 +124,8 @@ impl Daemon {
             state: "starting".into(),
             watchdog: Arc::new(std::sync::Mutex::new(watchdog)),
             watchdog_mode,
+            promises: Promises::new(),
+            failsafe_confirmed: None,
         })
     }
 
@@ -156,6 +162,9 @@ impl Daemon {
             api_password: self.cfg.secrets.api_password.clone(),
             write_allow: crate::api::write_allow_list(&self.cfg),
             static_config: crate::api::static_config(&self.cfg),
+            failsafe: self.cfg.ha.failsafe_mode.then(|| {
+                crate::failsafe::Desk::new(&self.cfg, &self.me.name, self.promises.clone())
+            }),
         };
         let tls = match &self.cfg.api.tls {
             Some(t) => Some(Arc::new(
@@ -233,10 +242,13 @@ impl Daemon {
         // A primary must decide to fence before its lease can expire, so
         // the DCS read may not outlast the proven part of the lease: a slow
         // or dead DCS then counts as unreachable in time to demote.
-        let budget = match (health.role, self.fence_deadline()) {
-            (Role::Primary, Some(deadline)) => deadline.saturating_duration_since(Instant::now()),
-            _ => Duration::from_secs(10),
-        };
+        let proven_left = self
+            .fence_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as u64);
+        let budget = Duration::from_millis(
+            self.settings
+                .dcs_read_budget_ms(health.role == Role::Primary, proven_left),
+        );
         let read = tokio::time::timeout(budget, self.exec.dcs.read_view()).await;
         let (view, leader_key) = match read {
             Ok(Ok((v, k))) => (Some(v), k),
@@ -270,6 +282,7 @@ impl Daemon {
             }
             _ => Vec::new(),
         };
+        let failsafe = self.failsafe_step(view.is_none(), &health).await;
         let obs = Observation {
             now_ms: self.now_ms(Instant::now()),
             now_unix_ms: SystemTime::now()
@@ -293,6 +306,7 @@ impl Daemon {
                 sync_names: health.sync_names.clone().unwrap_or_default(),
             },
             peers,
+            failsafe,
         };
 
         self.memory = self.memory.observe(&obs);
@@ -368,8 +382,12 @@ impl Daemon {
         } else {
             view
         };
-        let is_leader =
-            view.as_ref().and_then(|v| v.leader.as_deref()) == Some(self.me.name.as_str());
+        // Without the DCS, a primary every member vouches for (failsafe
+        // mode) still leads: its watchdog stays armed.
+        let is_leader = match &view {
+            Some(v) => v.leader.as_deref() == Some(self.me.name.as_str()),
+            None => self.failsafe_confirmed.is_some(),
+        };
         self.publish_member(&health).await;
         if is_leader && health.role == Role::Primary {
             if let Some(lsn) = health.lsn {
@@ -410,10 +428,10 @@ impl Daemon {
     /// Armed exactly while this node is the writable primary (and its lease
     /// proven); petting happens after each renewal, in the keep-alive task.
     fn tend_watchdog(&mut self, leading: bool) {
-        let renewed = self.exec.dcs.renewed_at().map(|t| self.now_ms(t));
+        let proven = self.proven_at().map(|t| self.now_ms(t));
         let lease = Lease {
             held: leading,
-            renewed_at_ms: renewed,
+            renewed_at_ms: proven,
         };
         let valid = lease.valid(self.now_ms(Instant::now()), self.settings.fence_after_ms());
         let mut guard = self.watchdog.lock().unwrap();
@@ -430,12 +448,82 @@ impl Daemon {
         }
     }
 
+    /// The last proof that this primary may write: a lease renewal, or in
+    /// failsafe mode a round every other member accepted.
+    fn proven_at(&self) -> Option<Instant> {
+        self.exec.dcs.renewed_at().max(self.failsafe_confirmed)
+    }
+
     /// When a primary's lease stops being proven valid (fencing point).
     fn fence_deadline(&self) -> Option<Instant> {
-        self.exec
-            .dcs
-            .renewed_at()
+        self.proven_at()
             .map(|t| t + Duration::from_millis(self.settings.fence_after_ms()))
+    }
+
+    /// Failsafe mode's part of the observation. A primary that cannot read
+    /// the DCS asks every other PostgreSQL member to promise not to take
+    /// over; when all accept, the round counts as proof (and pets the
+    /// watchdog, as a lease renewal would). Any other member reports the
+    /// promise it keeps.
+    async fn failsafe_step(&mut self, dcs_lost: bool, health: &PgStatus) -> Failsafe {
+        if !self.settings.failsafe_mode {
+            return Failsafe::default();
+        }
+        let primary = health.running && health.role == Role::Primary;
+        if !(dcs_lost && primary) {
+            self.failsafe_confirmed = None;
+        } else {
+            let sent = Instant::now();
+            if self.failsafe_round().await {
+                self.failsafe_confirmed = Some(sent);
+                if let Some(w) = self.watchdog.lock().unwrap().as_mut() {
+                    if w.is_armed() {
+                        if let Err(e) = w.pet() {
+                            tracing::error!(error = %format!("{e:#}"), "cannot pet the watchdog");
+                        }
+                    }
+                }
+            }
+        }
+        let promise = self.promises.last();
+        Failsafe {
+            confirmed_at_ms: self.failsafe_confirmed.map(|t| self.now_ms(t)),
+            promised_at_ms: Some(self.now_ms(promise.at)),
+            promised_to: promise.to,
+        }
+    }
+
+    /// `POST /failsafe` to every other PostgreSQL member at once: true when
+    /// all of them accepted.
+    async fn failsafe_round(&self) -> bool {
+        let body = crate::failsafe::Request {
+            leader: self.me.name.clone(),
+        };
+        let asks = self
+            .cfg
+            .nodes_with(NodeRole::Postgres)
+            .filter(|n| n.name != self.me.name)
+            .map(|n| {
+                let url = format!("{}/failsafe", self.cfg.api_base(n));
+                let request = self.http.post(&url).json(&body);
+                let name = n.name.clone();
+                async move {
+                    match request.send().await {
+                        Ok(r) if r.status().is_success() => true,
+                        Ok(r) => {
+                            let status = r.status();
+                            let text = r.text().await.unwrap_or_default();
+                            tracing::warn!(member = %name, %status, answer = %text, "failsafe: refused");
+                            false
+                        }
+                        Err(e) => {
+                            tracing::warn!(member = %name, error = %e, "failsafe: no answer");
+                            false
+                        }
+                    }
+                }
+            });
+        futures::future::join_all(asks).await.into_iter().all(|ok| ok)
     }
 
     /// The pause before the next loop: `loop_wait`, but a primary wakes at

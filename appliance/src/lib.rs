@@ -11,6 +11,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod dcs;
 pub mod executor;
+pub mod failsafe;
 pub mod firstboot;
 pub mod ha;
 pub mod logging;

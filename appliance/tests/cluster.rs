@@ -1687,3 +1687,82 @@ async fn etcd_runs_as_rendered_with_mutual_tls_and_authentication() {
         .expect("user pgbox reads the leader key");
     assert_eq!(leader, new);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failsafe_mode_keeps_the_primary_writable_through_a_dcs_outage() {
+    let mut c = TestCluster::start(
+        "failsafe",
+        ClusterOptions {
+            // Rides in the harness's `ha:` line.
+            ttl: "5s, failsafe_mode: true",
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let before = c
+        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
+        .await;
+    let primary = before.primary.clone();
+    let workload = Workload::start(c.app_target(), WorkloadOptions::default());
+    workload
+        .wait_acks_after(
+            Instant::now(),
+            100,
+            Duration::from_secs(60),
+            "100 acknowledged writes",
+        )
+        .await;
+
+    // Two of three etcd members gone: no lease can be renewed, and the
+    // leader key expires. Every member still reaches the primary's API.
+    let lost_at = c.etcd.kill_member("e1");
+    c.etcd.kill_member("e2");
+    let ttl = Duration::from_secs(5);
+    tokio::time::sleep(3 * ttl).await;
+    assert_eq!(
+        c.current_primaries().await,
+        [primary.clone()],
+        "{}",
+        c.describe().await
+    );
+    workload
+        .wait_acks_after(
+            lost_at + 2 * ttl,
+            20,
+            Duration::from_secs(30),
+            "writes acknowledged long after the lease expired (failsafe mode)",
+        )
+        .await;
+    let log = c.node(&primary).log_since_start();
+    assert!(
+        log.contains("staying primary (failsafe mode)"),
+        "the primary never said it stayed by failsafe mode"
+    );
+
+    let restored_at = Instant::now();
+    c.etcd.start_member("e1");
+    c.etcd.start_member("e2");
+    let after = c
+        .wait_for_roles(
+            &["db1", "db2"],
+            Duration::from_secs(120),
+            "the cluster to settle with the DCS back",
+        )
+        .await;
+    assert_eq!(after.primary, primary, "the primary changed");
+    assert_eq!(after.timeline, before.timeline, "a promotion happened");
+    workload
+        .wait_acks_after(
+            restored_at,
+            20,
+            Duration::from_secs(60),
+            "writes after the DCS came back",
+        )
+        .await;
+    c.stop_and_check_no_loss(
+        workload,
+        &after.primary,
+        &[("quorum lost", lost_at), ("quorum back", restored_at)],
+    )
+    .await;
+}

@@ -137,12 +137,23 @@ fn routers() -> &'static [Router; 2] {
     static ROUTERS: OnceLock<[Router; 2]> = OnceLock::new();
     ROUTERS.get_or_init(|| {
         let api = |status: NodeStatus| {
+            // Failsafe mode on, with members away from loopback: a request
+            // from here may never get a promise.
+            let failsafe = pgbox::failsafe::Desk {
+                promises: pgbox::failsafe::Promises::new(),
+                me: status.name.clone(),
+                members: vec![
+                    ("db1".into(), IpAddr::from([10, 0, 0, 11])),
+                    ("db2".into(), IpAddr::from([10, 0, 0, 12])),
+                ],
+            };
             router_with(ApiState {
                 status: Arc::new(RwLock::new(status)),
                 dcs: None,
                 api_password: Some(PASSWORD.into()),
                 write_allow: vec![Cidr::host(IpAddr::from([127, 0, 0, 1]))],
                 static_config: serde_json::json!({ "ttl": 30, "synchronous_mode": "on" }),
+                failsafe: Some(failsafe),
             })
         };
         [

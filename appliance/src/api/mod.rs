@@ -35,6 +35,8 @@ pub struct ApiState {
     pub write_allow: Vec<Cidr>,
     /// The settings from pgbox.yaml that `GET /config` shows.
     pub static_config: serde_json::Value,
+    /// `POST /failsafe`, when `ha.failsafe_mode` is on.
+    pub failsafe: Option<crate::failsafe::Desk>,
 }
 
 impl axum::extract::FromRef<ApiState> for SharedStatus {
@@ -55,6 +57,7 @@ impl From<SharedStatus> for ApiState {
             api_password: None,
             write_allow: Vec::new(),
             static_config: serde_json::json!({}),
+            failsafe: None,
         }
     }
 }
@@ -74,6 +77,7 @@ pub fn router_with(state: ApiState) -> Router {
         .merge(routes::operations::routes(&state))
         .merge(routes::config::routes(&state))
         .merge(routes::metrics::routes())
+        .merge(routes::failsafe::routes())
         // Must come after the routes: it is attached to each one present.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
@@ -141,6 +145,7 @@ pub fn static_config(cfg: &Config) -> serde_json::Value {
         "maximum_lag_on_failover": cfg.ha.maximum_lag_on_failover,
         "synchronous_mode": cfg.ha.synchronous_mode,
         "use_pg_rewind": cfg.ha.use_pg_rewind,
+        "failsafe_mode": cfg.ha.failsafe_mode,
     })
 }
 
@@ -165,6 +170,29 @@ pub(crate) fn snapshot(status: &SharedStatus) -> NodeStatus {
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .clone()
+}
+
+/// A request body that must be a JSON object of type `T`; `example` shows
+/// one in the error. serde would also fill a struct from an array,
+/// positionally: `[]` or `["db1", "db2"]` would pass for a request nobody
+/// meant to send.
+pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Result<T, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("request body: {e}"))?;
+    if !value.is_object() {
+        let found = match value {
+            serde_json::Value::Null => "null",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::Object(_) => "an object",
+        };
+        return Err(format!(
+            "request body: expected a JSON object such as {example}, found {found}"
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| format!("request body: {e}"))
 }
 
 pub(crate) fn json_error(code: StatusCode, message: impl Into<String>) -> Response {

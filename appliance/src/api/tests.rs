@@ -636,6 +636,7 @@ fn writable(node: NodeStatus) -> (Router, SharedStatus) {
         api_password: Some(PASSWORD.into()),
         write_allow: write_allow_list(&cfg),
         static_config: static_config(&cfg),
+        failsafe: None,
     };
     (router_with(state), shared)
 }
@@ -1014,6 +1015,7 @@ async fn secrets_are_never_served_or_debug_printed() {
         api_password: cfg.secrets.api_password.clone(),
         write_allow: write_allow_list(&cfg),
         static_config: static_config(&cfg),
+        failsafe: None,
     });
     let debug = format!("{cfg:?}");
     for secret in &secrets {
@@ -1038,4 +1040,71 @@ async fn secrets_are_never_served_or_debug_printed() {
             assert!(!body.contains(secret.as_str()), "{path} shows a secret");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// POST /failsafe: a primary without the DCS asks for a promise.
+
+fn failsafe_api(node: NodeStatus) -> (Router, crate::failsafe::Promises) {
+    let cfg = crate::config::parse(crate::config::tests::GOOD, "pgbox.yaml").unwrap();
+    let me = node.name.clone();
+    let promises = crate::failsafe::Promises::new();
+    let state = ApiState {
+        failsafe: Some(crate::failsafe::Desk::new(&cfg, &me, promises.clone())),
+        ..ApiState::from(Arc::new(RwLock::new(node)) as SharedStatus)
+    };
+    (router_with(state), promises)
+}
+
+fn failsafe_call<'a>(body: &'a str, from: &'a str) -> Call<'a> {
+    Call {
+        password: None,
+        from,
+        ..post("/failsafe", body)
+    }
+}
+
+#[tokio::test]
+async fn failsafe_promises_only_to_the_leader_itself_and_only_as_a_replica() {
+    // db2 (a replica) of the sample cluster; db1 is at 10.0.0.11.
+    let mut me = replica();
+    me.name = "db2".into();
+    let (app, promises) = failsafe_api(me);
+    let before = promises.last();
+
+    let r = send(&app, failsafe_call(r#"{"leader": "db1"}"#, "10.0.0.11")).await;
+    assert_eq!(r.code, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    let given = promises.last();
+    assert_eq!(given.to.as_deref(), Some("db1"));
+    assert!(given.at >= before.at);
+
+    // Anyone else speaking for db1, a name that is no PostgreSQL member,
+    // or a broken body: refused, and the promise stays as it was.
+    for (body, from, want) in [
+        (r#"{"leader": "db1"}"#, "10.0.0.13", StatusCode::FORBIDDEN),
+        (r#"{"leader": "db1"}"#, "127.0.0.1", StatusCode::FORBIDDEN),
+        (r#"{"leader": "coord"}"#, "10.0.0.13", StatusCode::FORBIDDEN),
+        (r#"{"leader": "db2"}"#, "10.0.0.12", StatusCode::FORBIDDEN),
+        (r#"{"leader": 7}"#, "10.0.0.11", StatusCode::BAD_REQUEST),
+        (r#"["db1"]"#, "10.0.0.11", StatusCode::BAD_REQUEST),
+    ] {
+        let r = send(&app, failsafe_call(body, from)).await;
+        assert_eq!(r.code, want, "{body} from {from}: {}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(promises.last(), given);
+
+    // A member that runs as primary cannot vouch for another.
+    let mut me = primary();
+    me.name = "db2".into();
+    let (app, promises) = failsafe_api(me);
+    let before = promises.last();
+    let r = send(&app, failsafe_call(r#"{"leader": "db1"}"#, "10.0.0.11")).await;
+    assert_eq!(r.code, StatusCode::CONFLICT);
+    assert_eq!(promises.last(), before);
+
+    // With failsafe mode off, the endpoint says so.
+    let (app, _) = writable(replica());
+    let r = send(&app, failsafe_call(r#"{"leader": "db1"}"#, "10.0.0.11")).await;
+    assert_eq!(r.code, StatusCode::CONFLICT);
+    assert!(String::from_utf8_lossy(&r.body).contains("failsafe mode is off"));
 }

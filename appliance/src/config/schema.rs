@@ -209,6 +209,11 @@ pub struct HaSettings {
     /// The hardware watchdog: `off`, `automatic` (use /dev/watchdog when
     /// there is one) or `required` (refuse to lead without one).
     pub watchdog: WatchdogMode,
+    /// A primary that loses the DCS stays primary while every other
+    /// PostgreSQL node confirms through its API that it will not take over
+    /// (and each such node then waits one TTL before it may). Off: a primary
+    /// without the DCS stops accepting writes once its lease could expire.
+    pub failsafe_mode: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -231,6 +236,7 @@ impl Default for HaSettings {
             synchronous_mode: SyncMode::On,
             primary_start_timeout: Duration::from_secs(30),
             watchdog: WatchdogMode::Automatic,
+            failsafe_mode: false,
         }
     }
 }
@@ -411,8 +417,13 @@ impl Config {
     }
 
     pub fn api_url(&self, node: &Node) -> String {
+        format!("{}/patroni", self.api_base(node))
+    }
+
+    /// `scheme://address:port` of `node`'s API.
+    pub fn api_base(&self, node: &Node) -> String {
         format!(
-            "{}://{}/patroni",
+            "{}://{}",
             self.api_scheme(),
             sock(node.address, self.ports.api)
         )

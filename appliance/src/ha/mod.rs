@@ -101,13 +101,34 @@ fn without_dcs(obs: &Observation) -> Decision {
                 ),
             );
         }
+        if obs.settings.failsafe_mode {
+            let fence = obs.settings.fence_after_ms();
+            if let Some(at) = obs
+                .failsafe
+                .confirmed_at_ms
+                .filter(|at| obs.now_ms < at + fence)
+            {
+                return Decision::idle(
+                    Cause::Failsafe,
+                    format!(
+                        "DCS unreachable; every other member confirmed {} ms ago that it will not take over: staying primary (failsafe mode)",
+                        obs.now_ms.saturating_sub(at)
+                    ),
+                );
+            }
+        }
+        let why = if obs.settings.failsafe_mode {
+            "demoting: the DCS is unreachable, my lease can no longer be proven valid, and not every member confirmed it will not take over (failsafe mode)"
+        } else {
+            "demoting: the DCS is unreachable and my lease can no longer be proven valid"
+        };
         return Decision::act(
             Cause::DcsUnreachable,
             vec![
                 Action::Stop,
                 Action::Start(StartAs::Replica { leader: None }),
             ],
-            "demoting: the DCS is unreachable and my lease can no longer be proven valid".into(),
+            why.into(),
         );
     }
     Decision::idle(
@@ -477,6 +498,9 @@ fn leaderless(obs: &Observation, view: &ClusterView) -> Decision {
             "re-acquiring the leader key: I am primary and nobody holds it".into(),
         );
     }
+    if let Some(reason) = failsafe_promise(obs) {
+        return Decision::idle(Cause::Failsafe, format!("not promoting: {reason}"));
+    }
     match failover_candidacy(obs, view) {
         Ok((cause, reason)) => {
             let mut actions = vec![Action::AcquireLeader, Action::Promote];
@@ -487,6 +511,28 @@ fn leaderless(obs: &Observation, view: &ClusterView) -> Decision {
         }
         Err((cause, reason)) => Decision::idle(cause, format!("not promoting: {reason}")),
     }
+}
+
+/// In failsafe mode, the promise this member gave not to take over, while
+/// it holds (one TTL): the leader it gave it to may be primary without the
+/// DCS on the strength of it.
+fn failsafe_promise(obs: &Observation) -> Option<String> {
+    if !obs.settings.failsafe_mode {
+        return None;
+    }
+    let at = obs.failsafe.promised_at_ms?;
+    let age = obs.now_ms.saturating_sub(at);
+    if age >= obs.settings.ttl_ms {
+        return None;
+    }
+    Some(match &obs.failsafe.promised_to {
+        Some(leader) => format!(
+            "{age} ms ago I confirmed to {leader}, primary without the DCS, that I will not take over (failsafe mode; the promise holds for ha.ttl)"
+        ),
+        None => format!(
+            "pgboxd started {age} ms ago and may have promised a primary without the DCS not to take over (failsafe mode; waiting ha.ttl)"
+        ),
+    })
 }
 
 /// Whether this replica may race for the leader key, and why.
@@ -775,6 +821,26 @@ fn switchover_candidate(
         }
         if m.tags.nofailover {
             return Err(format!("{name} is tagged nofailover"));
+        }
+        // First-hand, not from the DCS: the member keys and the sync key
+        // can be a term old (a leader that lost the key and took it back
+        // finds its old sync key; a member that just crashed still shows
+        // as streaming until its key expires).
+        let live = obs
+            .pg
+            .standbys
+            .iter()
+            .find(|s| s.name == crate::postgres::conf::slot_name(name) && s.streaming);
+        let Some(live) = live else {
+            return Err(format!(
+                "{name} is not streaming from me (PostgreSQL does not list it in pg_stat_replication)"
+            ));
+        };
+        if obs.settings.synchronous_mode != SyncMode::Off && live.sync_state != "sync" {
+            return Err(format!(
+                "{name} is not a synchronous standby of mine right now (PostgreSQL reports it {}); promoting it could lose acknowledged writes",
+                live.sync_state
+            ));
         }
         if obs.settings.synchronous_mode != SyncMode::Off && sync_standby.as_deref() != Some(name) {
             return Err(format!(

@@ -16,6 +16,7 @@ fn settings() -> Settings {
         synchronous_mode: SyncMode::Off,
         primary_start_timeout_ms: 30_000,
         can_lead: true,
+        failsafe_mode: false,
     }
 }
 
@@ -64,6 +65,7 @@ fn obs() -> Observation {
             sync_names: String::new(),
         },
         peers: vec![],
+        failsafe: Failsafe::default(),
     }
 }
 
@@ -831,6 +833,43 @@ fn synchronous_replication_and_switchover_situations() {
             vec![Checkpoint, Stop, ReleaseLeader],
         ),
         (
+            "switchover to a member the DCS shows streaming but PostgreSQL does not list (it just crashed): refused",
+            {
+                let mut o = sync_leader();
+                o.settings.synchronous_mode = SyncMode::Off;
+                o.pg.standbys = vec![];
+                o.dcs.as_mut().unwrap().failover =
+                    Some(FailoverKey { leader: Some("db1".into()), member: Some("db2".into()), scheduled_at: None });
+                o
+            },
+            vec![ClearFailover],
+        ),
+        (
+            "sync mode: switchover to the standby a sync key of my earlier term names, which PostgreSQL does not wait for: refused",
+            {
+                let mut o = sync_leader();
+                o.dcs.as_mut().unwrap().sync = sync_key("db1", Some("db2"));
+                o.pg.standbys = vec![standby("db2", true, "async", 5_000)];
+                o.dcs.as_mut().unwrap().failover =
+                    Some(FailoverKey { leader: Some("db1".into()), member: Some("db2".into()), scheduled_at: None });
+                o
+            },
+            vec![ClearFailover],
+        ),
+        (
+            "sync mode: switchover to the synchronous standby PostgreSQL reports: the leader steps down",
+            {
+                let mut o = sync_leader();
+                o.dcs.as_mut().unwrap().sync = sync_key("db1", Some("db2"));
+                o.pg.standbys = vec![standby("db2", true, "sync", 5_000)];
+                o.pg.sync_names = "\"db2\"".into();
+                o.dcs.as_mut().unwrap().failover =
+                    Some(FailoverKey { leader: Some("db1".into()), member: Some("db2".into()), scheduled_at: None });
+                o
+            },
+            vec![Checkpoint, Stop, ReleaseLeader],
+        ),
+        (
             "switchover to a member that is not the sync standby: refused",
             {
                 let mut o = sync_leader();
@@ -1050,4 +1089,127 @@ fn every_cause_is_documented() {
             "docs/observability.md does not explain `{cause}`"
         );
     }
+}
+
+/// db1, primary, cannot read the DCS and its lease is past the fencing point.
+fn primary_without_dcs(failsafe: bool) -> Observation {
+    let mut o = primary(obs());
+    o.dcs = None;
+    o.settings.failsafe_mode = failsafe;
+    o.lease.renewed_at_ms = Some(NOW - o.settings.fence_after_ms() - 1);
+    o
+}
+
+#[test]
+fn failsafe_mode_situations() {
+    let stop_and_read_only = vec![Action::Stop, Action::Start(StartAs::Replica { leader: None })];
+    let rows: Vec<(&str, Observation, Vec<Action>, Cause)> = vec![
+        (
+            "off: a primary without the DCS past its fencing point demotes",
+            {
+                let mut o = primary_without_dcs(false);
+                o.failsafe.confirmed_at_ms = Some(NOW - 100);
+                o
+            },
+            stop_and_read_only.clone(),
+            Cause::DcsUnreachable,
+        ),
+        (
+            "on: every member confirmed just now: stays primary",
+            {
+                let mut o = primary_without_dcs(true);
+                o.failsafe.confirmed_at_ms = Some(NOW - 100);
+                o
+            },
+            vec![],
+            Cause::Failsafe,
+        ),
+        (
+            "on: no round was accepted by every member: demotes",
+            primary_without_dcs(true),
+            stop_and_read_only.clone(),
+            Cause::DcsUnreachable,
+        ),
+        (
+            "on: the last accepted round is older than the fencing window: demotes",
+            {
+                let mut o = primary_without_dcs(true);
+                o.failsafe.confirmed_at_ms = Some(NOW - o.settings.fence_after_ms());
+                o
+            },
+            stop_and_read_only.clone(),
+            Cause::DcsUnreachable,
+        ),
+        (
+            "on: a replica that promised the old leader within ha.ttl does not promote",
+            {
+                let mut o = obs();
+                o.settings.failsafe_mode = true;
+                o.failsafe.promised_at_ms = Some(NOW - 2_000);
+                o.failsafe.promised_to = Some("db2".into());
+                o
+            },
+            vec![],
+            Cause::Failsafe,
+        ),
+        (
+            "on: a replica whose pgboxd just started may have promised: waits",
+            {
+                let mut o = obs();
+                o.settings.failsafe_mode = true;
+                o.failsafe.promised_at_ms = Some(NOW - 500);
+                o
+            },
+            vec![],
+            Cause::Failsafe,
+        ),
+        (
+            "on: the promise is older than ha.ttl: the election goes on",
+            {
+                let mut o = obs();
+                o.settings.failsafe_mode = true;
+                o.failsafe.promised_at_ms = Some(NOW - o.settings.ttl_ms);
+                o.failsafe.promised_to = Some("db2".into());
+                o
+            },
+            vec![Action::AcquireLeader, Action::Promote],
+            Cause::Election,
+        ),
+        (
+            "off: a promise means nothing",
+            {
+                let mut o = obs();
+                o.failsafe.promised_at_ms = Some(NOW - 100);
+                o.failsafe.promised_to = Some("db2".into());
+                o
+            },
+            vec![Action::AcquireLeader, Action::Promote],
+            Cause::Election,
+        ),
+    ];
+    for (what, o, actions, cause) in rows {
+        let d = decide(&o, &Memory::default());
+        assert_eq!(d.actions, actions, "{what}: {d:?}");
+        assert_eq!(d.cause, cause, "{what}: {d:?}");
+    }
+}
+
+#[test]
+fn the_watchdog_fires_after_the_fencing_point_and_before_the_lease_expires() {
+    for (ttl, loop_wait) in [(10_000, 1_000), (5_000, 500), (30_000, 10_000), (2_000, 500)] {
+        let s = Settings {
+            ttl_ms: ttl,
+            loop_wait_ms: loop_wait,
+            ..settings()
+        };
+        let wd = s.watchdog_timeout_s() * 1000;
+        assert!(wd > s.fence_after_ms() || wd == 1000, "ttl {ttl}: {wd} vs {}", s.fence_after_ms());
+        assert!(wd < ttl, "ttl {ttl}: {wd}");
+    }
+    let mut s = settings();
+    assert_eq!(s.dcs_read_budget_ms(true, Some(7_000)), 7_000);
+    assert_eq!(s.dcs_read_budget_ms(false, Some(7_000)), 10_000);
+    s.failsafe_mode = true;
+    assert_eq!(s.dcs_read_budget_ms(true, Some(7_000)), 2_500);
+    assert_eq!(s.dcs_read_budget_ms(true, Some(1_000)), 1_000);
 }

@@ -21,6 +21,25 @@ pub struct Observation {
     /// The other PostgreSQL members as their own APIs describe themselves.
     /// Asked only during an election (when nobody holds the leader key).
     pub peers: Vec<Peer>,
+    /// Failsafe mode's two sides (`ha.failsafe_mode`); empty when it is off.
+    pub failsafe: Failsafe,
+}
+
+/// Failsafe mode: a primary cut off from the DCS stays primary while every
+/// other PostgreSQL member confirms, through its API, that it will not take
+/// over; a member that confirmed keeps that promise for one TTL.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Failsafe {
+    /// On a primary without the DCS: when it sent the last failsafe request
+    /// that every other member accepted (monotonic ms). The send time, not
+    /// the answer's: each promise was given after it.
+    pub confirmed_at_ms: Option<u64>,
+    /// On any other member: when it last accepted a leader's failsafe
+    /// request, or when pgboxd started (it cannot know what it promised
+    /// before a restart).
+    pub promised_at_ms: Option<u64>,
+    /// Whom it promised; None for the promise assumed at start.
+    pub promised_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +54,8 @@ pub struct Settings {
     /// False when `ha.watchdog: required` and no watchdog device exists:
     /// such a node never takes the leader key.
     pub can_lead: bool,
+    /// `ha.failsafe_mode`: see `Failsafe`.
+    pub failsafe_mode: bool,
 }
 
 impl Settings {
@@ -51,6 +72,27 @@ impl Settings {
     pub fn fence_after_ms(&self) -> u64 {
         let margin = (self.ttl_ms / 4).max(2 * self.loop_wait_ms);
         self.ttl_ms.saturating_sub(margin)
+    }
+
+    /// The hardware watchdog's timeout, in whole seconds (what the device
+    /// takes). It fires after the fencing point, so a primary cut off from
+    /// the DCS demotes and disarms first instead of being reset, and before
+    /// the lease can expire, so a hung pgboxd is reset in time.
+    pub fn watchdog_timeout_s(&self) -> u64 {
+        ((self.fence_after_ms() + self.ttl_ms) / 2 / 1000).max(1)
+    }
+
+    /// How long one loop's DCS read may take. A primary's may not outlast
+    /// the proven part of its lease (`proven_left_ms`): a slow or dead DCS
+    /// then counts as unreachable in time to demote. In failsafe mode it
+    /// is shorter still, so that the other members are asked while the
+    /// lease is still proven, not once it has run out.
+    pub fn dcs_read_budget_ms(&self, primary: bool, proven_left_ms: Option<u64>) -> u64 {
+        match (primary, proven_left_ms) {
+            (true, Some(left)) if self.failsafe_mode => left.min(self.ttl_ms / 4),
+            (true, Some(left)) => left,
+            _ => 10_000,
+        }
     }
 }
 
@@ -223,10 +265,13 @@ pub enum Cause {
     OldPrimaryAlive,
     /// Another replica is further ahead.
     PeerAhead,
+    /// Failsafe mode: a primary without the DCS that every member vouches
+    /// for, or a member keeping its promise not to take over.
+    Failsafe,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 32] = [
+    pub const ALL: [Cause; 33] = [
         Cause::PgStarting,
         Cause::Paused,
         Cause::ForeignData,
@@ -259,6 +304,7 @@ impl Cause {
         Cause::LagTooHigh,
         Cause::OldPrimaryAlive,
         Cause::PeerAhead,
+        Cause::Failsafe,
     ];
 
     /// The word used in metrics and logs; never changes once released.
@@ -296,6 +342,7 @@ impl Cause {
             Cause::LagTooHigh => "lag_too_high",
             Cause::OldPrimaryAlive => "old_primary_alive",
             Cause::PeerAhead => "peer_ahead",
+            Cause::Failsafe => "failsafe",
         }
     }
 

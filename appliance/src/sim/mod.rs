@@ -77,6 +77,8 @@ pub struct SimConfig {
     pub hangs: bool,
     /// Chance that the last node of a three-node cluster is tagged nofailover.
     pub nofailover_chance: f64,
+    /// `ha.failsafe_mode`.
+    pub failsafe: bool,
     /// Trace lines kept for a failure report.
     pub trace_tail: usize,
 }
@@ -103,6 +105,7 @@ impl SimConfig {
             watchdog: true,
             hangs: true,
             nofailover_chance: 0.3,
+            failsafe: false,
             trace_tail: 400,
         }
     }

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use crate::dcs::model::{format_lsn, HistoryEntry, Member, SyncKey};
 use crate::executor::Executor;
 use crate::ha::{
-    self, Action, DataDir as HaData, Lease, LocalPg, Memory, Observation, Outcome, Peer, Role,
+    self, Failsafe, Action, DataDir as HaData, Lease, LocalPg, Memory, Observation, Outcome, Peer, Role,
     StartAs,
 };
 use crate::status::PgStatus;
@@ -41,6 +41,8 @@ pub(super) fn start_pgboxd(sim: &Rc<Sim>, n: usize) {
             wake_at: None,
             granting: false,
             watchdog_open: false,
+            failsafe_confirmed: None,
+            promise: (None, w.clock.now),
         });
         w.nodes[n].api = Some(ApiSnapshot {
             state: "starting".into(),
@@ -360,9 +362,10 @@ async fn shutdown(sim: &Rc<Sim>, n: usize) {
 async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
     let (alive, health) = sim.with(|w| (w.nodes[n].pg.alive(), w.health(n)));
     // A primary's DCS read may not outlast the proven part of its lease.
-    let budget = sim.with(|w| match (health.role, w.fence_deadline(n)) {
-        (Role::Primary, Some(t)) => t.saturating_sub(w.clock.now),
-        _ => 10_000,
+    let budget = sim.with(|w| {
+        let proven_left = w.fence_deadline(n).map(|t| t.saturating_sub(w.clock.now));
+        w.settings
+            .dcs_read_budget_ms(health.role == Role::Primary, proven_left)
     });
     let read = timeout(sim, budget, call(sim, n, |w| Ok(w.dcs.read_view()))).await;
     let (view, leader_key) = match read {
@@ -418,6 +421,7 @@ async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
         }
         _ => Vec::new(),
     };
+    let failsafe = failsafe_step(sim, n, view.is_none(), &health).await;
     let obs = sim.with(|w| Observation {
         now_ms: w.clock.now,
         now_unix_ms: EPOCH_UNIX_MS + w.clock.now,
@@ -443,6 +447,7 @@ async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
             sync_names: health.sync_names.clone().unwrap_or_default(),
         },
         peers,
+        failsafe,
     });
 
     d.memory = d.memory.observe(&obs);
@@ -507,7 +512,15 @@ async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
     } else {
         view
     };
-    let is_leader = view.as_ref().and_then(|v| v.leader.as_deref()) == Some(me_name.as_str());
+    let is_leader = match &view {
+        Some(v) => v.leader.as_deref() == Some(me_name.as_str()),
+        None => sim.with(|w| {
+            w.nodes[n]
+                .pgboxd
+                .as_ref()
+                .is_some_and(|p| p.failsafe_confirmed.is_some())
+        }),
+    };
     publish_member(sim, n, &health, &d.state).await;
     if is_leader && health.role == Role::Primary {
         if let Some(lsn) = health.lsn {
@@ -527,6 +540,86 @@ async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
             is_leader,
         });
     });
+}
+
+/// `Daemon::failsafe_step`: a primary without the DCS asks every other
+/// member to promise not to take over; any member reports its promise.
+async fn failsafe_step(sim: &Rc<Sim>, n: usize, dcs_lost: bool, health: &PgStatus) -> Failsafe {
+    if !sim.with(|w| w.settings.failsafe_mode) {
+        return Failsafe::default();
+    }
+    let primary = health.running && health.role == Role::Primary;
+    if !(dcs_lost && primary) {
+        sim.with(|w| {
+            if let Some(p) = w.nodes[n].pgboxd.as_mut() {
+                p.failsafe_confirmed = None;
+            }
+        });
+    } else {
+        let sent = sim.with(|w| w.clock.now);
+        if failsafe_round(sim, n).await {
+            sim.with(|w| {
+                if let Some(p) = w.nodes[n].pgboxd.as_mut() {
+                    p.failsafe_confirmed = Some(sent);
+                }
+                w.pet_watchdog(n);
+            });
+        }
+    }
+    sim.with(|w| {
+        let p = w.nodes[n]
+            .pgboxd
+            .as_ref()
+            .expect("the loop runs inside pgboxd");
+        Failsafe {
+            confirmed_at_ms: p.failsafe_confirmed,
+            promised_at_ms: Some(p.promise.1),
+            promised_to: p.promise.0.clone(),
+        }
+    })
+}
+
+/// `Daemon::failsafe_round`: `POST /failsafe` to every other member at
+/// once, each judged as the route does (a member that runs as primary or
+/// holds the key refuses); true when all accepted. A member accepts when
+/// the request reaches it, before the answer travels back.
+async fn failsafe_round(sim: &Rc<Sim>, n: usize) -> bool {
+    let reachable =
+        |w: &World, m: usize| w.link_ok(n, m) && w.nodes[m].pgboxd.is_some() && !w.frozen(m);
+    let wait = sim.with(|w| {
+        let all = (0..w.nodes.len())
+            .filter(|m| *m != n)
+            .all(|m| reachable(w, m));
+        if all {
+            w.rng.range(1, 6)
+        } else {
+            w.timing.peer_timeout_ms
+        }
+    });
+    let accepted = sim.with(|w| {
+        let leader = w.nodes[n].name.clone();
+        let now = w.clock.now;
+        let mut all = true;
+        for m in (0..w.nodes.len()).filter(|m| *m != n) {
+            let refuses = w.nodes[m].api.as_ref().is_none_or(|api| {
+                api.is_leader || (api.pg.running && api.pg.role == Role::Primary)
+            });
+            if !reachable(w, m) || refuses {
+                all = false;
+                continue;
+            }
+            w.nodes[m].pgboxd.as_mut().expect("reachable").promise = (Some(leader.clone()), now);
+        }
+        all
+    });
+    sleep(sim, wait).await;
+    // The answers travel back over the same links.
+    accepted
+        && sim.with(|w| {
+            (0..w.nodes.len())
+                .filter(|m| *m != n)
+                .all(|m| w.link_ok(n, m))
+        })
 }
 
 /// `Daemon::ask_peers`: each other member's `/patroni`, concurrently, with

@@ -32,6 +32,12 @@ const CONFIGS: [(&str, usize, SyncMode, u64); 6] = [
 ];
 
 fn config(name: &str) -> SimConfig {
+    if let Some(base) = name.strip_suffix("-failsafe") {
+        let mut cfg = config(base);
+        cfg.failsafe = true;
+        cfg.name = name.to_string();
+        return cfg;
+    }
     if let Some(base) = name.strip_suffix("-nohangs") {
         let mut cfg = config(base);
         cfg.hangs = false;
@@ -47,14 +53,20 @@ fn config(name: &str) -> SimConfig {
     let Some((_, nodes, mode, _)) = CONFIGS.iter().find(|c| c.0 == name) else {
         let names: Vec<&str> = CONFIGS.iter().map(|c| c.0).collect();
         panic!(
-            "unknown PGBOX_SIM_CONFIG {name:?}: one of {}, with -nowatchdog and/or -nohangs appended",
+            "unknown PGBOX_SIM_CONFIG {name:?}: one of {}, with -nowatchdog, -nohangs and/or -failsafe appended",
             names.join(", ")
         );
     };
     SimConfig::new(*nodes, *mode)
 }
 
+/// A `-failsafe` sweep takes the upper half of its base's seed range.
+const FAILSAFE_SEED_OFFSET: u64 = 500_000;
+
 fn first_seed(name: &str) -> u64 {
+    if let Some(base) = name.strip_suffix("-failsafe") {
+        return first_seed(base) + FAILSAFE_SEED_OFFSET;
+    }
     CONFIGS
         .iter()
         .find(|c| c.0 == name)
@@ -62,11 +74,15 @@ fn first_seed(name: &str) -> u64 {
 }
 
 /// The configuration whose sweep a seed belongs to.
-fn config_of_seed(seed: u64) -> Option<&'static str> {
-    CONFIGS
+fn config_of_seed(seed: u64) -> Option<String> {
+    let c = CONFIGS
         .iter()
-        .find(|c| (c.3..c.3 + 1_000_000).contains(&seed))
-        .map(|c| c.0)
+        .find(|c| (c.3..c.3 + 1_000_000).contains(&seed))?;
+    Some(if seed >= c.3 + FAILSAFE_SEED_OFFSET {
+        format!("{}-failsafe", c.0)
+    } else {
+        c.0.to_string()
+    })
 }
 
 fn seeds() -> u64 {
@@ -173,6 +189,18 @@ fn three_nodes_strict() {
     sweep("3-strict");
 }
 
+/// Failsafe mode: a primary cut off from the DCS (alone, or with the whole
+/// DCS down) stays primary while every member vouches for it.
+#[test]
+fn two_nodes_sync_on_failsafe() {
+    sweep("2-on-failsafe");
+}
+
+#[test]
+fn three_nodes_strict_failsafe() {
+    sweep("3-strict-failsafe");
+}
+
 /// `PGBOX_SIM_CONFIGS=2-async-nowatchdog-nohangs,3-on`: sweep any
 /// configurations (an exploration, not part of the default run).
 #[test]
@@ -250,7 +278,7 @@ fn replay_one_seed() {
     };
     let name = std::env::var("PGBOX_SIM_CONFIG")
         .ok()
-        .or_else(|| config_of_seed(seed).map(String::from))
+        .or_else(|| config_of_seed(seed))
         .unwrap_or_else(|| "3-on".into());
     let (result, trace) = replay(seed, &config(&name));
     for line in &trace {

@@ -74,8 +74,8 @@ pub(super) struct Timing {
     pub restart_ms: u64,
     /// The API client's timeout in `ask_peers`: min(1 s, ttl/2).
     pub peer_timeout_ms: u64,
-    /// The hardware watchdog's timeout as `Daemon::new` sets it: the
-    /// fencing window less one loop, in whole seconds.
+    /// The hardware watchdog's timeout as `Daemon::new` sets it
+    /// (`Settings::watchdog_timeout_s`).
     pub watchdog_ms: u64,
     /// pgboxd.service WatchdogSec: systemd kills a pgboxd that stops
     /// notifying for this long.
@@ -85,11 +85,7 @@ pub(super) struct Timing {
 impl Timing {
     pub fn new(cfg: &SimConfig, settings: &Settings) -> Self {
         let request = (cfg.ttl_ms / 5).clamp(300, 2_000);
-        let watchdog_s = (settings
-            .fence_after_ms()
-            .saturating_sub(settings.loop_wait_ms)
-            / 1000)
-            .max(1);
+        let watchdog_s = settings.watchdog_timeout_s();
         Timing {
             request_timeout_ms: request,
             receiver_timeout_ms: 5_000,
@@ -119,6 +115,12 @@ pub(super) struct Pgboxd {
     pub granting: bool,
     /// This process holds the watchdog device open (`Watchdog::armed`).
     pub watchdog_open: bool,
+    /// `Daemon::failsafe_confirmed`: when the last failsafe round that
+    /// every other member accepted was sent.
+    pub failsafe_confirmed: Option<u64>,
+    /// `Promises`: the last failsafe promise (to whom, when); at start,
+    /// to nobody, then.
+    pub promise: (Option<String>, u64),
 }
 
 /// What the node's REST API answers (`/patroni`), as of its last loop.
@@ -264,6 +266,7 @@ impl World {
             synchronous_mode: cfg.synchronous_mode,
             primary_start_timeout_ms: 30_000,
             can_lead: true,
+            failsafe_mode: cfg.failsafe,
         };
         World {
             clock: Clock::default(),
@@ -512,7 +515,9 @@ impl World {
     /// When `n`'s lease stops being proven valid (`Daemon::fence_deadline`).
     pub fn fence_deadline(&self, n: usize) -> Option<u64> {
         let d = self.nodes[n].pgboxd.as_ref()?;
-        d.renewed_at.map(|t| t + self.settings.fence_after_ms())
+        d.renewed_at
+            .max(d.failsafe_confirmed)
+            .map(|t| t + self.settings.fence_after_ms())
     }
 
     /// `Daemon::tend_watchdog`: armed while leading on a proven lease,

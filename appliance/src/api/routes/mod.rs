@@ -1,6 +1,7 @@
 //! One file per group of routes.
 pub mod cluster;
 pub mod config;
+pub mod failsafe;
 pub mod health;
 pub mod history;
 pub mod metrics;
