@@ -1,9 +1,9 @@
 //! Many seeds per configuration; a failing seed prints its trace and the
 //! command that replays it.
 //!
-//! `cargo test -p pgbox --lib sim -- --include-ignored` runs the sweeps
-//! (2 nodes asynchronous, 2 nodes synchronous, 3 nodes synchronous, 3
-//! nodes strict). `PGBOX_SIM_SEEDS=N` runs N seeds per configuration
+//! `cargo test -p pgbox --lib sim` runs the sweeps (2 nodes asynchronous,
+//! 2 nodes synchronous, 3 nodes synchronous, 3 nodes strict, and failsafe
+//! mode with 2 nodes synchronous and 3 nodes strict). `PGBOX_SIM_SEEDS=N` runs N seeds per configuration
 //! (default 500); `PGBOX_SIM_VERBOSE=1` lists every failing seed with the
 //! last decision of each node. `PGBOX_SIM_SEED=S` with the
 //! `replay_one_seed` test runs one seed and prints every trace line (the
@@ -18,7 +18,8 @@ use super::*;
 const DEFAULT_SEEDS: u64 = 500;
 
 /// The configurations, by the name `PGBOX_SIM_CONFIG` takes (with
-/// `-nowatchdog` appended: boxes without a watchdog device; `-nohangs`: no
+/// `-nowatchdog` appended: boxes without a watchdog device; `-failsafe`:
+/// `ha.failsafe_mode` on, seeds from the upper half of the range; `-nohangs`: no
 /// fault hangs pgboxd), and the first
 /// seed of each one's sweep: two configurations never share a seed, so a
 /// seed number names one run.
