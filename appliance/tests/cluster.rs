@@ -1016,19 +1016,8 @@ async fn switchover_loses_nothing_and_the_old_primary_follows_without_rewind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_crash_on_the_primary_restarts_in_place() {
     let c = TestCluster::start("pg_crash", ClusterOptions::default()).await;
-    let before = c
-        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
-        .await;
+    let (before, workload) = c.bootstrap_under_load().await;
     let primary = before.primary.clone();
-    let workload = Workload::start(c.app_target(), WorkloadOptions::default());
-    workload
-        .wait_acks_after(
-            Instant::now(),
-            100,
-            Duration::from_secs(60),
-            "100 acknowledged writes",
-        )
-        .await;
 
     let pid = c
         .node(&primary)
@@ -1079,19 +1068,8 @@ async fn postgres_crash_on_the_primary_restarts_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_dcs_quorum_fences_the_primary_and_the_cluster_recovers() {
     let mut c = TestCluster::start("dcs_loss", ClusterOptions::default()).await;
-    let before = c
-        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
-        .await;
+    let (before, workload) = c.bootstrap_under_load().await;
     let primary = before.primary.clone();
-    let workload = Workload::start(c.app_target(), WorkloadOptions::default());
-    workload
-        .wait_acks_after(
-            Instant::now(),
-            100,
-            Duration::from_secs(60),
-            "100 acknowledged writes",
-        )
-        .await;
 
     // Two of three etcd members gone: no quorum, no lease can be renewed.
     let lost_at = c.etcd.kill_member("e1");
@@ -1699,19 +1677,8 @@ async fn failsafe_mode_keeps_the_primary_writable_through_a_dcs_outage() {
         },
     )
     .await;
-    let before = c
-        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
-        .await;
+    let (before, workload) = c.bootstrap_under_load().await;
     let primary = before.primary.clone();
-    let workload = Workload::start(c.app_target(), WorkloadOptions::default());
-    workload
-        .wait_acks_after(
-            Instant::now(),
-            100,
-            Duration::from_secs(60),
-            "100 acknowledged writes",
-        )
-        .await;
 
     // Two of three etcd members gone: no lease can be renewed, and the
     // leader key expires. Every member still reaches the primary's API.

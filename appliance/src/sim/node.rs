@@ -579,23 +579,31 @@ async fn failsafe_step(sim: &Rc<Sim>, n: usize, dcs_lost: bool, health: &PgStatu
     })
 }
 
+/// Whether `from`'s API client gets an answer from `to`'s API.
+fn api_reachable(w: &World, from: usize, to: usize) -> bool {
+    w.link_ok(from, to) && w.nodes[to].pgboxd.is_some() && !w.frozen(to)
+}
+
+/// How long a round of concurrent API calls from `n` to every other member
+/// takes: a few ms, or the client's timeout when any of them cannot answer.
+fn api_round_ms(w: &mut World, n: usize) -> u64 {
+    let all = (0..w.nodes.len())
+        .filter(|m| *m != n)
+        .all(|m| api_reachable(w, n, m));
+    if all {
+        w.rng.range(1, 6)
+    } else {
+        w.timing.peer_timeout_ms
+    }
+}
+
 /// `Daemon::failsafe_round`: `POST /failsafe` to every other member at
 /// once, each judged as the route does (a member that runs as primary or
 /// holds the key refuses); true when all accepted. A member accepts when
 /// the request reaches it, before the answer travels back.
 async fn failsafe_round(sim: &Rc<Sim>, n: usize) -> bool {
-    let reachable =
-        |w: &World, m: usize| w.link_ok(n, m) && w.nodes[m].pgboxd.is_some() && !w.frozen(m);
-    let wait = sim.with(|w| {
-        let all = (0..w.nodes.len())
-            .filter(|m| *m != n)
-            .all(|m| reachable(w, m));
-        if all {
-            w.rng.range(1, 6)
-        } else {
-            w.timing.peer_timeout_ms
-        }
-    });
+    let reachable = |w: &World, m: usize| api_reachable(w, n, m);
+    let wait = sim.with(|w| api_round_ms(w, n));
     let accepted = sim.with(|w| {
         let leader = w.nodes[n].name.clone();
         let now = w.clock.now;
@@ -625,18 +633,8 @@ async fn failsafe_round(sim: &Rc<Sim>, n: usize) -> bool {
 /// `Daemon::ask_peers`: each other member's `/patroni`, concurrently, with
 /// the API client's timeout.
 async fn ask_peers(sim: &Rc<Sim>, n: usize) -> Vec<Peer> {
-    let reachable =
-        |w: &World, m: usize| w.link_ok(n, m) && w.nodes[m].pgboxd.is_some() && !w.frozen(m);
-    let wait = sim.with(|w| {
-        let all = (0..w.nodes.len())
-            .filter(|m| *m != n)
-            .all(|m| reachable(w, m));
-        if all {
-            w.rng.range(1, 6)
-        } else {
-            w.timing.peer_timeout_ms
-        }
-    });
+    let reachable = |w: &World, m: usize| api_reachable(w, n, m);
+    let wait = sim.with(|w| api_round_ms(w, n));
     sleep(sim, wait).await;
     sim.with(|w| {
         (0..w.nodes.len())

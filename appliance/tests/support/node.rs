@@ -518,6 +518,28 @@ impl TestCluster {
     }
 
     /// Waits until `name` answers /primary with 200.
+    /// Bootstrap of db1 and db2, then the standard write workload through
+    /// the cluster until 100 writes are acknowledged: the start of most
+    /// fault tests.
+    pub async fn bootstrap_under_load(&self) -> (Roles, super::workload::Workload) {
+        let roles = self
+            .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
+            .await;
+        let workload = super::workload::Workload::start(
+            self.app_target(),
+            super::workload::WorkloadOptions::default(),
+        );
+        workload
+            .wait_acks_after(
+                Instant::now(),
+                100,
+                Duration::from_secs(60),
+                "100 acknowledged writes",
+            )
+            .await;
+        (roles, workload)
+    }
+
     pub async fn wait_for_primary(&self, name: &str, timeout: Duration, what: &str) {
         let node = self.node(name);
         wait_until(timeout, what, async || {
