@@ -388,6 +388,8 @@ impl Daemon {
             Some(v) => v.leader.as_deref() == Some(self.me.name.as_str()),
             None => self.failsafe_confirmed.is_some(),
         };
+        self.status.write().unwrap().failsafe_active =
+            view.is_none() && is_leader && health.role == Role::Primary;
         self.publish_member(&health).await;
         if is_leader && health.role == Role::Primary {
             if let Some(lsn) = health.lsn {

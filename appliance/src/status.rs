@@ -120,6 +120,8 @@ pub struct NodeStatus {
     pub loop_duration: std::time::Duration,
     /// When the DCS last answered; /patroni reports it as `dcs_last_seen`.
     pub dcs_last_seen: Option<SystemTime>,
+    /// Failsafe mode keeps this primary leading without the DCS.
+    pub failsafe_active: bool,
 }
 
 impl NodeStatus {
@@ -147,6 +149,7 @@ impl NodeStatus {
             failovers: 0,
             loop_duration: std::time::Duration::ZERO,
             dcs_last_seen: None,
+            failsafe_active: false,
         }
     }
 }

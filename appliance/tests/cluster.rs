@@ -1705,6 +1705,8 @@ async fn failsafe_mode_keeps_the_primary_writable_through_a_dcs_outage() {
         log.contains("staying primary (failsafe mode)"),
         "the primary never said it stayed by failsafe mode"
     );
+    let p = c.node(&primary).patroni().await.expect("/patroni on the primary");
+    assert_eq!(p["failsafe_mode_is_active"], true, "{p}");
 
     let restored_at = Instant::now();
     c.etcd.start_member("e1");

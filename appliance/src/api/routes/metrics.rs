@@ -236,6 +236,12 @@ pub fn render(node: &NodeStatus) -> String {
         &states,
     );
     x.single(
+        "pgbox_failsafe_active",
+        "gauge",
+        "1 while failsafe mode keeps this primary leading without the DCS.",
+        flag(node.failsafe_active),
+    );
+    x.single(
         "pgbox_watchdog_required",
         "gauge",
         "1 if ha.watchdog is required: without a device this node never leads.",

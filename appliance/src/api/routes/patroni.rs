@@ -28,6 +28,10 @@ pub fn body(node: &NodeStatus) -> Value {
     doc.insert("state".into(), json!(node.state));
     doc.insert("role".into(), json!(pg.role));
     doc.insert("watchdog".into(), json!(node.watchdog));
+    // Patroni's field, present only while it is true.
+    if node.failsafe_active {
+        doc.insert("failsafe_mode_is_active".into(), json!(true));
+    }
     if let Some(version) = pg.server_version {
         doc.insert("server_version".into(), json!(version));
     }

@@ -231,6 +231,7 @@ fn a_leader_after_a_failover() {
     assert_eq!(get("pgbox_watchdog_state", &[("state", "armed")]), 1.0);
     assert_eq!(get("pgbox_watchdog_state", &[("state", "absent")]), 0.0);
     assert_eq!(get("pgbox_watchdog_required", &[]), 0.0);
+    assert_eq!(get("pgbox_failsafe_active", &[]), 0.0);
     // A primary has no replication lag of its own.
     assert!(value(&samples, "pgbox_replication_lag_bytes", &[]).is_none());
     assert!(value(&samples, "pgbox_replication_lag_seconds", &[]).is_none());
