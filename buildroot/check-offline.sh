@@ -274,6 +274,13 @@ done < <(cd "$root/usr/lib/systemd/system" && for u in "${units[@]}"; do
 done | sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\(\/[^ ]*\).*/\1/p' | sort -u)
 out=$(cd "$root" && systemd-analyze verify --man=no --generators=no --root="$root" "${units[@]}" 2>&1) ||
 	{ printf '%s\n' "$out"; fail "systemd-analyze verify"; }
+# Keys newer than this host's systemd, which both images' systemd (257 and
+# 258) know: ImportCredential= came with systemd 254. Only their "unknown
+# key" warnings are dropped, and only on an older host.
+host_systemd=$(systemd-analyze --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p')
+if [ "${host_systemd:-0}" -lt 254 ]; then
+	out=$(printf '%s\n' "$out" | grep -v "Unknown key 'ImportCredential' in section \[Service\]" || true)
+fi
 # Warnings (unknown keys, bad values) do not change the exit status.
 [ -z "$out" ] || { printf '%s\n' "$out"; fail "systemd-analyze verify printed warnings"; }
 ok "verified: ${units[*]} (with drop-ins)"
