@@ -1065,6 +1065,30 @@ async fn postgres_crash_on_the_primary_restarts_in_place() {
     );
 }
 
+/// Starts e1 and e2 again (after a test took the quorum away) and waits
+/// until the cluster settles and takes writes: when, and the roles then.
+async fn restore_quorum(c: &mut TestCluster, workload: &Workload) -> (Instant, support::node::Roles) {
+    let restored_at = Instant::now();
+    c.etcd.start_member("e1");
+    c.etcd.start_member("e2");
+    let after = c
+        .wait_for_roles(
+            &["db1", "db2"],
+            Duration::from_secs(120),
+            "the cluster to settle with the DCS back",
+        )
+        .await;
+    workload
+        .wait_acks_after(
+            restored_at,
+            20,
+            Duration::from_secs(60),
+            "writes after the DCS came back",
+        )
+        .await;
+    (restored_at, after)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_dcs_quorum_fences_the_primary_and_the_cluster_recovers() {
     let mut c = TestCluster::start("dcs_loss", ClusterOptions::default()).await;
@@ -1119,24 +1143,7 @@ async fn losing_the_dcs_quorum_fences_the_primary_and_the_cluster_recovers() {
         "writes acknowledged after the lease could have expired: {late:?}"
     );
 
-    let restored_at = Instant::now();
-    c.etcd.start_member("e1");
-    c.etcd.start_member("e2");
-    let after = c
-        .wait_for_roles(
-            &["db1", "db2"],
-            Duration::from_secs(120),
-            "the cluster to recover with the DCS",
-        )
-        .await;
-    workload
-        .wait_acks_after(
-            restored_at,
-            20,
-            Duration::from_secs(60),
-            "writes after the DCS came back",
-        )
-        .await;
+    let (restored_at, after) = restore_quorum(&mut c, &workload).await;
     println!(
         "dcs loss: the last write {primary} acknowledged was sent {:.2}s after the loss (lease ttl 5 s + etcd election 1 s); after recovery {} leads",
         fenced_after.as_secs_f64(),
@@ -1708,26 +1715,9 @@ async fn failsafe_mode_keeps_the_primary_writable_through_a_dcs_outage() {
     let p = c.node(&primary).patroni().await.expect("/patroni on the primary");
     assert_eq!(p["failsafe_mode_is_active"], true, "{p}");
 
-    let restored_at = Instant::now();
-    c.etcd.start_member("e1");
-    c.etcd.start_member("e2");
-    let after = c
-        .wait_for_roles(
-            &["db1", "db2"],
-            Duration::from_secs(120),
-            "the cluster to settle with the DCS back",
-        )
-        .await;
+    let (restored_at, after) = restore_quorum(&mut c, &workload).await;
     assert_eq!(after.primary, primary, "the primary changed");
     assert_eq!(after.timeline, before.timeline, "a promotion happened");
-    workload
-        .wait_acks_after(
-            restored_at,
-            20,
-            Duration::from_secs(60),
-            "writes after the DCS came back",
-        )
-        .await;
     c.stop_and_check_no_loss(
         workload,
         &after.primary,
