@@ -482,19 +482,14 @@ impl Checker<'_> {
             // the members, as a client certificate. It names every member:
             // clients check the address they dial, and a member accepts a
             // peer's certificate only from an address the certificate names.
-            let servers: Vec<(String, IpAddr)> = cfg
-                .nodes_with(Role::Etcd)
-                .map(|n| (n.name.clone(), n.address))
-                .collect();
-            let purpose = crate::tls::Purpose {
-                section: "etcd.tls",
-                servers: &servers,
-                who: "etcd member (clients check the address they dial, and members check the address a peer comes from)",
-                client_auth: true,
-            };
-            for (field, message) in crate::tls::problems(tls, &purpose) {
-                self.value(&join_key("etcd.tls", field), message);
-            }
+            self.certificate(
+                cfg,
+                tls,
+                "etcd.tls",
+                Role::Etcd,
+                "etcd member (clients check the address they dial, and members check the address a peer comes from)",
+                true,
+            );
         }
         let ns = &cfg.etcd.namespace;
         if !ns.starts_with('/') {
@@ -709,19 +704,40 @@ impl Checker<'_> {
             "operators call the write endpoints from",
         );
         if let Some(tls) = &cfg.api.tls {
-            let servers: Vec<(String, IpAddr)> = cfg
-                .nodes_with(Role::Postgres)
-                .map(|n| (n.name.clone(), n.address))
-                .collect();
-            let purpose = crate::tls::Purpose {
-                section: "api.tls",
-                servers: &servers,
-                who: "PostgreSQL node (clients check the address they dial)",
-                client_auth: false,
-            };
-            for (field, message) in crate::tls::problems(tls, &purpose) {
-                self.value(&join_key("api.tls", field), message);
-            }
+            self.certificate(
+                cfg,
+                tls,
+                "api.tls",
+                Role::Postgres,
+                "PostgreSQL node (clients check the address they dial)",
+                false,
+            );
+        }
+    }
+
+    /// A certificate section (`api.tls`, `etcd.tls`) served by every node
+    /// with `role`: see `tls::problems`.
+    fn certificate(
+        &mut self,
+        cfg: &Config,
+        tls: &crate::config::TlsPem,
+        section: &str,
+        role: Role,
+        who: &str,
+        client_auth: bool,
+    ) {
+        let servers: Vec<(String, IpAddr)> = cfg
+            .nodes_with(role)
+            .map(|n| (n.name.clone(), n.address))
+            .collect();
+        let purpose = crate::tls::Purpose {
+            section,
+            servers: &servers,
+            who,
+            client_auth,
+        };
+        for (field, message) in crate::tls::problems(tls, &purpose) {
+            self.value(&join_key(section, field), message);
         }
     }
 
