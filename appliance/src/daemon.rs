@@ -525,7 +525,10 @@ impl Daemon {
                     }
                 }
             });
-        futures::future::join_all(asks).await.into_iter().all(|ok| ok)
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .all(|ok| ok)
     }
 
     /// The pause before the next loop: `loop_wait`, but a primary wakes at

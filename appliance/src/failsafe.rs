@@ -54,7 +54,10 @@ impl Promises {
     }
 
     pub fn last(&self) -> Promise {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -95,7 +98,9 @@ impl Desk {
             return Err(format!("{leader} is this member itself"));
         }
         let Some((_, addr)) = self.members.iter().find(|(n, _)| n == leader) else {
-            return Err(format!("{leader:?} is not a PostgreSQL member of this cluster"));
+            return Err(format!(
+                "{leader:?} is not a PostgreSQL member of this cluster"
+            ));
         };
         match source {
             Some(s) if s == *addr || (s.is_loopback() && addr.is_loopback()) => Ok(()),

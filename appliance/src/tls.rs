@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
-use rustls::server::WebPkiClientVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::config::TlsPem;
@@ -151,15 +151,14 @@ pub fn problems(tls: &TlsPem, purpose: &Purpose) -> Vec<(&'static str, String)> 
         return out;
     };
     let section = purpose.section;
-    let verifier = match WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
-        .build()
-    {
-        Ok(v) => v,
-        Err(e) => {
-            out.push(("ca", format!("cannot be used to verify: {e}")));
-            return out;
-        }
-    };
+    let verifier =
+        match WebPkiServerVerifier::builder_with_provider(roots.clone(), provider()).build() {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(("ca", format!("cannot be used to verify: {e}")));
+                return out;
+            }
+        };
     let (end, intermediates) = certs.split_first().expect("at least one certificate");
     let not_signed = || format!("is not signed by {section}.ca");
     for (name, addr) in purpose.servers {
@@ -352,7 +351,10 @@ mod tests {
         wrong_ca.ca = other.ca_pem;
         let found = mutual_problems(&wrong_ca, &servers);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].1.contains("not signed by etcd.tls.ca"), "{found:?}");
+        assert!(
+            found[0].1.contains("not signed by etcd.tls.ca"),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -959,11 +959,7 @@ async fn switchover_loses_nothing_and_the_old_primary_follows_without_rewind() {
         refusals.first()
     );
     let back = c
-        .wait_for_roles(
-            &["db1", "db2"],
-            FAILOVER_TIMEOUT,
-            "the switchover back",
-        )
+        .wait_for_roles(&["db1", "db2"], FAILOVER_TIMEOUT, "the switchover back")
         .await;
     assert_eq!(back.primary, old);
     assert!(back.timeline > after.timeline);
@@ -1067,7 +1063,10 @@ async fn postgres_crash_on_the_primary_restarts_in_place() {
 
 /// Starts e1 and e2 again (after a test took the quorum away) and waits
 /// until the cluster settles and takes writes: when, and the roles then.
-async fn restore_quorum(c: &mut TestCluster, workload: &Workload) -> (Instant, support::node::Roles) {
+async fn restore_quorum(
+    c: &mut TestCluster,
+    workload: &Workload,
+) -> (Instant, support::node::Roles) {
     let restored_at = Instant::now();
     c.etcd.start_member("e1");
     c.etcd.start_member("e2");
@@ -1571,12 +1570,19 @@ async fn https_api_end_to_end_with_the_cluster_ca() {
 // etcd as the image runs it: mutual TLS and authentication
 
 /// A get of `key` through a fresh client with `opts`, as text or error.
-async fn etcd_get(url: &str, opts: etcd_client::ConnectOptions, key: &str) -> Result<String, String> {
+async fn etcd_get(
+    url: &str,
+    opts: etcd_client::ConnectOptions,
+    key: &str,
+) -> Result<String, String> {
     let call = async {
         let mut c = etcd_client::Client::connect([url], Some(opts))
             .await
             .map_err(|e| support::error_chain(&e))?;
-        let r = c.get(key, None).await.map_err(|e| support::error_chain(&e))?;
+        let r = c
+            .get(key, None)
+            .await
+            .map_err(|e| support::error_chain(&e))?;
         Ok(r.kvs()
             .first()
             .map(|kv| kv.value_str().unwrap_or_default().to_string())
@@ -1598,7 +1604,11 @@ async fn etcd_runs_as_rendered_with_mutual_tls_and_authentication() {
     )
     .await;
     let before = c
-        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap over etcd TLS")
+        .wait_for_roles(
+            &["db1", "db2"],
+            BOOTSTRAP_TIMEOUT,
+            "bootstrap over etcd TLS",
+        )
         .await;
     let leader_key = format!("/service/{}/leader", c.cluster_name);
     let url = c.etcd.endpoints()[0].clone();
@@ -1610,11 +1620,7 @@ async fn etcd_runs_as_rendered_with_mutual_tls_and_authentication() {
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(3))
     };
-    let as_pgbox = |password: &str| {
-        access
-            .anonymous()
-            .with_user("pgbox", password.to_string())
-    };
+    let as_pgbox = |password: &str| access.anonymous().with_user("pgbox", password.to_string());
 
     // pgboxd reads and writes its keys as user pgbox, over TLS.
     let leader = etcd_get(&url, as_pgbox(&c.secrets.etcd), &leader_key)
@@ -1625,14 +1631,20 @@ async fn etcd_runs_as_rendered_with_mutual_tls_and_authentication() {
     // Nothing without the cluster's client certificate, the password, or
     // outside the cluster's prefix.
     let plain = url.replace("https://", "http://");
-    let e = etcd_get(&plain, base(), &leader_key).await.expect_err("plain HTTP answered");
+    let e = etcd_get(&plain, base(), &leader_key)
+        .await
+        .expect_err("plain HTTP answered");
     println!("plain HTTP: {e}");
     let no_client_cert = base().with_tls(
         etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(&ca)),
     );
-    let e = etcd_get(&url, no_client_cert.with_user("pgbox", c.secrets.etcd.clone()), &leader_key)
-        .await
-        .expect_err("a client without a certificate got in");
+    let e = etcd_get(
+        &url,
+        no_client_cert.with_user("pgbox", c.secrets.etcd.clone()),
+        &leader_key,
+    )
+    .await
+    .expect_err("a client without a certificate got in");
     println!("no client certificate: {e}");
     let e = etcd_get(&url, access.anonymous(), &leader_key)
         .await
@@ -1712,7 +1724,11 @@ async fn failsafe_mode_keeps_the_primary_writable_through_a_dcs_outage() {
         log.contains("staying primary (failsafe mode)"),
         "the primary never said it stayed by failsafe mode"
     );
-    let p = c.node(&primary).patroni().await.expect("/patroni on the primary");
+    let p = c
+        .node(&primary)
+        .patroni()
+        .await
+        .expect("/patroni on the primary");
     assert_eq!(p["failsafe_mode_is_active"], true, "{p}");
 
     let (restored_at, after) = restore_quorum(&mut c, &workload).await;

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use crate::support::workload::PgTarget;
 use crate::switch::Switch;
 use crate::topology::{self, NodeSpec, Ports, Role, Secrets, Settings, NODES};
 use crate::vm::{Accel, Image, Vm};
+use serde_json::Value;
 
 pub struct Cluster {
     pub vms: Vec<Vm>,
@@ -30,7 +30,12 @@ pub struct Member {
 }
 
 impl Cluster {
-    pub fn create(run: &Path, image: &Image, accel: Accel, ports: Ports) -> Result<Cluster, String> {
+    pub fn create(
+        run: &Path,
+        image: &Image,
+        accel: Accel,
+        ports: Ports,
+    ) -> Result<Cluster, String> {
         std::fs::create_dir_all(run).map_err(|e| e.to_string())?;
         let names: Vec<&str> = NODES.iter().map(|n| n.name).collect();
         let switch = Switch::start(run, &names).map_err(|e| format!("switch: {e}"))?;
@@ -46,11 +51,23 @@ impl Cluster {
             .no_proxy()
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Cluster { vms, ports, secrets, settings, run: run.to_path_buf(), accel, http, switch })
+        Ok(Cluster {
+            vms,
+            ports,
+            secrets,
+            settings,
+            run: run.to_path_buf(),
+            accel,
+            http,
+            switch,
+        })
     }
 
     pub fn vm(&mut self, name: &str) -> &mut Vm {
-        self.vms.iter_mut().find(|v| v.spec.name == name).expect("a VM of the topology")
+        self.vms
+            .iter_mut()
+            .find(|v| v.spec.name == name)
+            .expect("a VM of the topology")
     }
 
     pub fn start_all(&mut self) -> Result<(), String> {
@@ -62,13 +79,24 @@ impl Cluster {
 
     pub async fn api(&self, node: &NodeSpec, path: &str) -> Result<(u16, Value), String> {
         let url = format!("http://127.0.0.1:{}{path}", self.ports.api(node));
-        let r = self.http.get(&url).send().await.map_err(|e| format!("{url}: {}", crate::support::error_chain(&e)))?;
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", crate::support::error_chain(&e)))?;
         let code = r.status().as_u16();
         let body = r.json::<Value>().await.unwrap_or(Value::Null);
         Ok((code, body))
     }
 
-    pub async fn api_post(&self, node: &NodeSpec, path: &str, body: Value, timeout: Duration) -> Result<(u16, String), String> {
+    pub async fn api_post(
+        &self,
+        node: &NodeSpec,
+        path: &str,
+        body: Value,
+        timeout: Duration,
+    ) -> Result<(u16, String), String> {
         let url = format!("http://127.0.0.1:{}{path}", self.ports.api(node));
         let r = self
             .http
@@ -129,7 +157,10 @@ impl Cluster {
             .map_err(|e| crate::support::error_chain(&e))?;
         let (recovery, addr): (bool, String) = (row.get(0), row.get(1));
         if recovery {
-            return Err(format!("{}'s router led to a replica ({addr})", router.name));
+            return Err(format!(
+                "{}'s router led to a replica ({addr})",
+                router.name
+            ));
         }
         Ok(addr)
     }
@@ -163,13 +194,22 @@ impl Cluster {
             let mut client = match Client::connect([url.as_str()], Some(with_root)).await {
                 Ok(c) => c,
                 Err(e) if e.to_string().contains("authentication is not enabled") => {
-                    Client::connect([url.as_str()], Some(opts)).await.map_err(|e| e.to_string())?
+                    Client::connect([url.as_str()], Some(opts))
+                        .await
+                        .map_err(|e| e.to_string())?
                 }
                 Err(e) => return Err(e.to_string()),
             };
-            client.get("health", None).await.map_err(|e| e.to_string())?;
+            client
+                .get("health", None)
+                .await
+                .map_err(|e| e.to_string())?;
             let status = client.status().await.map_err(|e| e.to_string())?;
-            if status.leader() == 0 { Err("no leader".to_string()) } else { Ok(()) }
+            if status.leader() == 0 {
+                Err("no leader".to_string())
+            } else {
+                Ok(())
+            }
         };
         match tokio::time::timeout(Duration::from_secs(15), check).await {
             Ok(r) => r.map_err(|e| format!("etcd on {}: {e}", node.name)),
@@ -181,25 +221,42 @@ impl Cluster {
     /// it; every running router sending writes to it; every running etcd
     /// member healthy. Returns the leader's name.
     pub async fn healthy_once(&mut self) -> Result<String, String> {
-        let running: Vec<&'static NodeSpec> =
-            self.vms.iter_mut().filter_map(|v| if v.is_running() { Some(v.spec) } else { None }).collect();
+        let running: Vec<&'static NodeSpec> = self
+            .vms
+            .iter_mut()
+            .filter_map(|v| if v.is_running() { Some(v.spec) } else { None })
+            .collect();
         let members = self.members().await?;
         let leaders: Vec<&Member> = members.iter().filter(|m| m.role == "leader").collect();
         if leaders.len() != 1 || leaders[0].state != "running" {
-            return Err(format!("leader not (only one) running: {}", describe(&members)));
+            return Err(format!(
+                "leader not (only one) running: {}",
+                describe(&members)
+            ));
         }
         let leader = leaders[0].name.clone();
-        for n in running.iter().filter(|n| n.has(Role::Postgres) && n.name != leader) {
-            let ok = members.iter().any(|m| m.name == n.name && m.state == "streaming");
+        for n in running
+            .iter()
+            .filter(|n| n.has(Role::Postgres) && n.name != leader)
+        {
+            let ok = members
+                .iter()
+                .any(|m| m.name == n.name && m.state == "streaming");
             if !ok {
                 return Err(format!("{} not streaming: {}", n.name, describe(&members)));
             }
         }
         let leader_addr = topology::node(&leader).address();
         for n in running.iter().filter(|n| n.has(Role::Router)) {
-            let to = self.router_leads_to(n).await.map_err(|e| format!("router on {}: {e}", n.name))?;
+            let to = self
+                .router_leads_to(n)
+                .await
+                .map_err(|e| format!("router on {}: {e}", n.name))?;
             if to != leader_addr {
-                return Err(format!("router on {} leads to {to}, the leader is {leader}", n.name));
+                return Err(format!(
+                    "router on {} leads to {to}, the leader is {leader}",
+                    n.name
+                ));
             }
         }
         for n in running.iter().filter(|n| n.has(Role::Etcd)) {
@@ -211,11 +268,12 @@ impl Cluster {
     pub async fn wait_healthy(&mut self, timeout: Duration) -> Result<String, String> {
         let start = Instant::now();
         loop {
-            let last = match tokio::time::timeout(Duration::from_secs(30), self.healthy_once()).await {
-                Ok(Ok(l)) => return Ok(l),
-                Ok(Err(e)) => e,
-                Err(_) => "health probe took over 30 s".to_string(),
-            };
+            let last =
+                match tokio::time::timeout(Duration::from_secs(30), self.healthy_once()).await {
+                    Ok(Ok(l)) => return Ok(l),
+                    Ok(Err(e)) => e,
+                    Err(_) => "health probe took over 30 s".to_string(),
+                };
             if start.elapsed() > timeout {
                 return Err(format!("cluster not healthy after {:.0?}: {last}", timeout));
             }
@@ -225,8 +283,15 @@ impl Cluster {
 
     pub async fn leader_and_sync(&self) -> Result<(String, Option<String>), String> {
         let members = self.members().await?;
-        let leader = members.iter().find(|m| m.role == "leader").map(|m| m.name.clone()).ok_or("no leader")?;
-        let sync = members.iter().find(|m| m.role == "sync_standby").map(|m| m.name.clone());
+        let leader = members
+            .iter()
+            .find(|m| m.role == "leader")
+            .map(|m| m.name.clone())
+            .ok_or("no leader")?;
+        let sync = members
+            .iter()
+            .find(|m| m.role == "sync_standby")
+            .map(|m| m.name.clone());
         Ok((leader, sync))
     }
 
@@ -245,18 +310,28 @@ impl Cluster {
             .map_err(|e| crate::support::error_chain(&e))
     }
 
-    pub async fn wait_up_marks(&mut self, name: &str, boots: usize, timeout: Duration) -> Result<(), String> {
+    pub async fn wait_up_marks(
+        &mut self,
+        name: &str,
+        boots: usize,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let start = Instant::now();
         let vm = self.vm(name);
         loop {
             if !vm.is_running() {
-                return Err(format!("{name}: QEMU is not running (see {}/qemu.log)", vm.dir.display()));
+                return Err(format!(
+                    "{name}: QEMU is not running (see {}/qemu.log)",
+                    vm.dir.display()
+                ));
             }
             if vm.up_marks() >= boots {
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                return Err(format!("{name} did not reach multi-user within {timeout:.0?}"));
+                return Err(format!(
+                    "{name} did not reach multi-user within {timeout:.0?}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -282,7 +357,12 @@ impl Cluster {
                 .iter()
                 .map(|(h, g)| format!("{g}→127.0.0.1:{h}"))
                 .collect();
-            s.push_str(&format!("  {:<6} {:<11} {}\n", n.name, n.address(), f.join("  ")));
+            s.push_str(&format!(
+                "  {:<6} {:<11} {}\n",
+                n.name,
+                n.address(),
+                f.join("  ")
+            ));
         }
         s.push_str(&format!(
             "  app password: {}\n  API password (user pgbox): {}\n  e.g. pgboxctl list --api http://127.0.0.1:{}\n      psql 'host=127.0.0.1 port={} user=app dbname=app'\n  QMP: {}/<node>/qmp.sock; serial logs: {}/<node>/console.log\n",

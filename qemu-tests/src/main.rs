@@ -30,7 +30,10 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let mut a = Args {
         keep: false,
         image_dir: repo.join("image/out"),
@@ -51,10 +54,17 @@ fn parse_args() -> Result<Args, String> {
                 );
                 std::process::exit(0);
             }
-            "all" => a.scenarios.extend(scenarios::ALL.iter().map(|s| s.to_string())),
+            "all" => a
+                .scenarios
+                .extend(scenarios::ALL.iter().map(|s| s.to_string())),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s if scenarios::ALL.contains(&s) => a.scenarios.push(s.to_string()),
-            s => return Err(format!("unknown scenario {s}; known: {}", scenarios::ALL.join(", "))),
+            s => {
+                return Err(format!(
+                    "unknown scenario {s}; known: {}",
+                    scenarios::ALL.join(", ")
+                ))
+            }
         }
     }
     if a.scenarios.is_empty() {
@@ -68,7 +78,10 @@ fn parse_args() -> Result<Args, String> {
 
 /// A base whose forwards are all free on 127.0.0.1.
 fn pick_ports() -> Result<Ports, String> {
-    let first: u16 = std::env::var("PGBOX_VMTEST_PORT_BASE").ok().and_then(|v| v.parse().ok()).unwrap_or(27100);
+    let first: u16 = std::env::var("PGBOX_VMTEST_PORT_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(27100);
     for base in (first..first + 1000).step_by(100) {
         let p = Ports { base };
         let free = NODES
@@ -96,7 +109,10 @@ fn fmt_opt(v: Option<f64>) -> String {
 
 fn print_table(rows: &[Row]) {
     println!();
-    println!("{:<18} {:<6} {:>8} {:>12} {:>14} {:>8} {:>6}", "scenario", "result", "wall s", "failover s", "unavailable s", "acked", "lost");
+    println!(
+        "{:<18} {:<6} {:>8} {:>12} {:>14} {:>8} {:>6}",
+        "scenario", "result", "wall s", "failover s", "unavailable s", "acked", "lost"
+    );
     for r in rows {
         println!(
             "{:<18} {:<6} {:>8.0} {:>12} {:>14} {:>8} {:>6}",
@@ -105,20 +121,32 @@ fn print_table(rows: &[Row]) {
             r.wall_s,
             fmt_opt(r.m.failover_s),
             fmt_opt(r.m.unavailable_s),
-            r.m.acknowledged.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-            r.m.lost.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            r.m.acknowledged
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.m.lost
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
         );
     }
     println!("(bring-up: failover s = QEMU start to cluster ready; rejoin: restart to streaming; switchover: request to new leader)");
 }
 
-async fn run(args: &Args, rows: &mut Vec<Row>, cluster_slot: &mut Option<Cluster>) -> Result<(), String> {
+async fn run(
+    args: &Args,
+    rows: &mut Vec<Row>,
+    cluster_slot: &mut Option<Cluster>,
+) -> Result<(), String> {
     let image = vm::Image::from_dir(&args.image_dir)?;
     let accel = vm::probe_accel(&image);
     let ports = pick_ports()?;
     let run_dir = args.out.join("run");
     let _ = std::fs::remove_dir_all(&run_dir);
-    println!("pgbox-vmtest: {accel:?}, run directory {}, host ports from {}", run_dir.display(), ports.base);
+    println!(
+        "pgbox-vmtest: {accel:?}, run directory {}, host ports from {}",
+        run_dir.display(),
+        ports.base
+    );
     let image = image.snapshot(&run_dir)?;
     let cluster = cluster_slot.insert(Cluster::create(&run_dir, &image, accel, ports)?);
     let started = Instant::now();
@@ -149,7 +177,13 @@ async fn run(args: &Args, rows: &mut Vec<Row>, cluster_slot: &mut Option<Cluster
             Some(e) => println!("   FAIL after {wall_s:.0}s: {e}"),
         }
         let stop = !passed && name == "bring-up";
-        rows.push(Row { name: name.clone(), passed, wall_s, m, error });
+        rows.push(Row {
+            name: name.clone(),
+            passed,
+            wall_s,
+            m,
+            error,
+        });
         if stop {
             break;
         }
@@ -176,7 +210,8 @@ fn write_json(args: &Args, rows: &[Row], accel: &str) -> Result<PathBuf, String>
     });
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
     let path = args.out.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).map_err(|e| e.to_string())?;
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap())
+        .map_err(|e| e.to_string())?;
     Ok(path)
 }
 
@@ -190,17 +225,24 @@ fn main() -> ExitCode {
     };
     // One thread: QEMU's parent-death signal follows the thread that
     // started it, so every QEMU is started from this one.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let mut rows = Vec::new();
         let mut cluster: Option<Cluster> = None;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal");
         let outcome = tokio::select! {
             r = run(&args, &mut rows, &mut cluster) => r,
             _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
             _ = term.recv() => Err("terminated".into()),
         };
-        let accel = cluster.as_ref().map(|c| format!("{:?}", c.accel)).unwrap_or_default();
+        let accel = cluster
+            .as_ref()
+            .map(|c| format!("{:?}", c.accel))
+            .unwrap_or_default();
         print_table(&rows);
         match write_json(&args, &rows, &accel) {
             Ok(p) => println!("results: {}", p.display()),
@@ -211,13 +253,20 @@ fn main() -> ExitCode {
         }
         if args.keep && outcome.is_ok() {
             if let Some(c) = &cluster {
-                println!("\nthe cluster stays up (Ctrl-C ends it):\n{}", c.access_help());
+                println!(
+                    "\nthe cluster stays up (Ctrl-C ends it):\n{}",
+                    c.access_help()
+                );
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
         // Dropping the cluster kills every QEMU it started.
         drop(cluster);
         let ok = outcome.is_ok() && !rows.is_empty() && rows.iter().all(|r| r.passed);
-        if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
     })
 }

@@ -55,7 +55,10 @@ pub async fn run(name: &str, c: &mut Cluster, started: Instant) -> Result<Metric
         "replica-off" => replica_off(c).await,
         "coord-off" => coord_off(c).await,
         "etcd-member-lost" => etcd_member_lost(c).await,
-        other => Err(format!("unknown scenario {other}; known: {}", ALL.join(", "))),
+        other => Err(format!(
+            "unknown scenario {other}; known: {}",
+            ALL.join(", ")
+        )),
     }
 }
 
@@ -75,48 +78,78 @@ async fn bring_up(c: &mut Cluster, started: Instant) -> Result<Metrics, String> 
             if !seen[i] && c.vm(n.name).up_marks() >= 1 {
                 seen[i] = true;
                 let fired = c.vm(n.name).watchdog_fires();
-                m.notes.push(format!("{} multi-user at {:.0}s{}", n.name, started.elapsed().as_secs_f64(),
-                    if fired > 0 { format!(" (after {fired} hardware watchdog resets)") } else { String::new() }));
+                m.notes.push(format!(
+                    "{} multi-user at {:.0}s{}",
+                    n.name,
+                    started.elapsed().as_secs_f64(),
+                    if fired > 0 {
+                        format!(" (after {fired} hardware watchdog resets)")
+                    } else {
+                        String::new()
+                    }
+                ));
                 println!("   {}", m.notes.last().unwrap());
             }
         }
         for v in c.vms.iter_mut() {
             if !v.is_running() {
-                return Err(format!("QEMU of {} exited (see {}/qemu.log)", v.spec.name, v.dir.display()));
+                return Err(format!(
+                    "QEMU of {} exited (see {}/qemu.log)",
+                    v.spec.name,
+                    v.dir.display()
+                ));
             }
         }
         if seen.iter().all(|s| *s) {
             match tokio::time::timeout(Duration::from_secs(30), c.healthy_once()).await {
                 Ok(Ok(l)) => break l,
-                Ok(Err(e)) if started.elapsed() > bound => return Err(format!("not ready after {bound:.0?}: {e}")),
+                Ok(Err(e)) if started.elapsed() > bound => {
+                    return Err(format!("not ready after {bound:.0?}: {e}"))
+                }
                 _ => {}
             }
         } else if started.elapsed() > bound {
-            return Err(format!("not every VM reached multi-user within {bound:.0?}"));
+            return Err(format!(
+                "not every VM reached multi-user within {bound:.0?}"
+            ));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     // Synchronous mode records the standby a loop or two after it starts
     // streaming (PostgreSQL first, then the key): ready includes that.
-    let members = poll(Duration::from_secs(120), "a streaming synchronous standby", async || {
-        let ms = c.members().await?;
-        if ms.iter().any(|x| x.role == "sync_standby" && x.state == "streaming") {
-            Ok(ms)
-        } else {
-            Err(describe(&ms))
-        }
-    })
+    let members = poll(
+        Duration::from_secs(120),
+        "a streaming synchronous standby",
+        async || {
+            let ms = c.members().await?;
+            if ms
+                .iter()
+                .any(|x| x.role == "sync_standby" && x.state == "streaming")
+            {
+                Ok(ms)
+            } else {
+                Err(describe(&ms))
+            }
+        },
+    )
     .await?;
     let ready = started.elapsed();
     m.failover_s = Some(secs(ready));
-    m.notes.push(format!("ready {:.0}s: {}", ready.as_secs_f64(), describe(&members)));
+    m.notes.push(format!(
+        "ready {:.0}s: {}",
+        ready.as_secs_f64(),
+        describe(&members)
+    ));
     println!("   {}", m.notes.last().unwrap());
     // One write through each router, read back on the leader.
     let leader_addr = node(&leader).address();
     for r in NODES.iter().filter(|n| n.has(Role::Router)) {
         let to = c.router_leads_to(r).await?;
         if to != leader_addr {
-            return Err(format!("router on {} leads to {to}, not the leader {leader}", r.name));
+            return Err(format!(
+                "router on {} leads to {to}, not the leader {leader}",
+                r.name
+            ));
         }
     }
     Ok(m)
@@ -138,44 +171,70 @@ impl Run {
     async fn begin(c: &Cluster) -> Result<Run, String> {
         let mut target = c.target(c.ports.rw(node("app1")));
         target.read_write = true;
-        let opts = WorkloadOptions { interval: Duration::from_millis(20), ..WorkloadOptions::default() };
+        let opts = WorkloadOptions {
+            interval: Duration::from_millis(20),
+            ..WorkloadOptions::default()
+        };
         let workload = Workload::start(target, opts);
-        poll(Duration::from_secs(120), "the workload's first writes", async || {
-            if workload.ack_count() >= 10 {
-                Ok(())
-            } else {
-                Err(workload.last_error().unwrap_or_else(|| "no error".into()))
-            }
-        })
+        poll(
+            Duration::from_secs(120),
+            "the workload's first writes",
+            async || {
+                if workload.ack_count() >= 10 {
+                    Ok(())
+                } else {
+                    Err(workload.last_error().unwrap_or_else(|| "no error".into()))
+                }
+            },
+        )
         .await?;
         Ok(Run { workload })
     }
 
     async fn first_ack_after(&self, t: Instant, timeout: Duration) -> Result<Duration, String> {
-        poll(timeout, "a write acknowledged after the fault", async || {
-            let r = self.workload.snapshot();
-            match r.first_ack_sent_after(t) {
-                Some(a) => Ok(a.at.saturating_duration_since(t)),
-                None => Err(self.workload.last_error().unwrap_or_else(|| "no error".into())),
-            }
-        })
+        poll(
+            timeout,
+            "a write acknowledged after the fault",
+            async || {
+                let r = self.workload.snapshot();
+                match r.first_ack_sent_after(t) {
+                    Some(a) => Ok(a.at.saturating_duration_since(t)),
+                    None => Err(self
+                        .workload
+                        .last_error()
+                        .unwrap_or_else(|| "no error".into())),
+                }
+            },
+        )
         .await
     }
 
     async fn more_acks(&self, n: usize) -> Result<(), String> {
         let t = Instant::now();
-        poll(Duration::from_secs(120), "more acknowledged writes", async || {
-            if self.workload.acks_after(t) >= n {
-                Ok(())
-            } else {
-                Err(self.workload.last_error().unwrap_or_else(|| "no error".into()))
-            }
-        })
+        poll(
+            Duration::from_secs(120),
+            "more acknowledged writes",
+            async || {
+                if self.workload.acks_after(t) >= n {
+                    Ok(())
+                } else {
+                    Err(self
+                        .workload
+                        .last_error()
+                        .unwrap_or_else(|| "no error".into()))
+                }
+            },
+        )
         .await
     }
 
     /// Stops the workload and checks the final leader's table.
-    async fn finish(self, c: &mut Cluster, faults: &[(&str, Instant)], m: &mut Metrics) -> Result<CheckReport, String> {
+    async fn finish(
+        self,
+        c: &mut Cluster,
+        faults: &[(&str, Instant)],
+        m: &mut Metrics,
+    ) -> Result<CheckReport, String> {
         let record: WorkloadRecord = self.workload.stop().await;
         let leader = c.wait_healthy(HEALTHY).await?;
         let client = c.direct(node(&leader)).await?;
@@ -197,18 +256,34 @@ async fn quiet_minute(c: &mut Cluster) -> Result<Metrics, String> {
     tokio::time::sleep(Duration::from_secs(60)).await;
     let after = c.members().await?;
     let report = run.finish(c, &[], &mut m).await?;
-    let tl = |ms: &[crate::cluster::Member]| ms.iter().find(|x| x.role == "leader").map(|x| (x.name.clone(), x.timeline));
+    let tl = |ms: &[crate::cluster::Member]| {
+        ms.iter()
+            .find(|x| x.role == "leader")
+            .map(|x| (x.name.clone(), x.timeline))
+    };
     if tl(&before) != tl(&after) {
-        return Err(format!("the leader changed in a quiet minute: {} → {}", describe(&before), describe(&after)));
+        return Err(format!(
+            "the leader changed in a quiet minute: {} → {}",
+            describe(&before),
+            describe(&after)
+        ));
     }
     m.unavailable_s = report.longest_gap.as_ref().map(|g| secs(g.length));
     Ok(m)
 }
 
-async fn wait_leader(c: &Cluster, who: &str, t0: Instant, timeout: Duration) -> Result<f64, String> {
+async fn wait_leader(
+    c: &Cluster,
+    who: &str,
+    t0: Instant,
+    timeout: Duration,
+) -> Result<f64, String> {
     poll(timeout, &format!("{who} to lead"), async || {
         let ms = c.members().await?;
-        if ms.iter().any(|x| x.name == who && x.role == "leader" && x.state == "running") {
+        if ms
+            .iter()
+            .any(|x| x.name == who && x.role == "leader" && x.state == "running")
+        {
             Ok(secs(t0.elapsed()))
         } else {
             Err(describe(&ms))
@@ -225,9 +300,12 @@ async fn primary_poweroff(c: &mut Cluster) -> Result<Metrics, String> {
     let run = Run::start(c).await?;
     let t0 = Instant::now();
     c.vm(&leader).power_off().await?;
-    m.notes.push(format!("powered off {leader}; {sync} should take over"));
+    m.notes
+        .push(format!("powered off {leader}; {sync} should take over"));
     m.failover_s = Some(wait_leader(c, &sync, t0, Duration::from_secs(180)).await?);
-    m.unavailable_s = Some(secs(run.first_ack_after(t0, Duration::from_secs(180)).await?));
+    m.unavailable_s = Some(secs(
+        run.first_ack_after(t0, Duration::from_secs(180)).await?,
+    ));
     run.more_acks(20).await?;
     run.finish(c, &[("power-off", t0)], &mut m).await?;
     Ok(m)
@@ -235,7 +313,11 @@ async fn primary_poweroff(c: &mut Cluster) -> Result<Metrics, String> {
 
 async fn rejoin(c: &mut Cluster) -> Result<Metrics, String> {
     let mut m = Metrics::default();
-    let down = c.vms.iter_mut().filter(|v| v.spec.has(Role::Postgres)).find_map(|v| (!v.is_running()).then_some(v.spec.name));
+    let down = c
+        .vms
+        .iter_mut()
+        .filter(|v| v.spec.has(Role::Postgres))
+        .find_map(|v| (!v.is_running()).then_some(v.spec.name));
     let down = match down {
         Some(d) => d,
         None => {
@@ -251,19 +333,30 @@ async fn rejoin(c: &mut Cluster) -> Result<Metrics, String> {
     let boots = c.vm(down).boots as usize;
     let t0 = Instant::now();
     c.vm(down).start()?;
-    c.wait_up_marks(down, boots + 1, Duration::from_secs(600)).await?;
-    m.notes.push(format!("{down} multi-user after {:.0}s", t0.elapsed().as_secs_f64()));
-    poll(Duration::from_secs(600), &format!("{down} to stream"), async || {
-        let ms = c.members().await?;
-        if ms.iter().any(|x| x.name == down && x.state == "streaming") {
-            Ok(())
-        } else {
-            Err(describe(&ms))
-        }
-    })
+    c.wait_up_marks(down, boots + 1, Duration::from_secs(600))
+        .await?;
+    m.notes.push(format!(
+        "{down} multi-user after {:.0}s",
+        t0.elapsed().as_secs_f64()
+    ));
+    poll(
+        Duration::from_secs(600),
+        &format!("{down} to stream"),
+        async || {
+            let ms = c.members().await?;
+            if ms.iter().any(|x| x.name == down && x.state == "streaming") {
+                Ok(())
+            } else {
+                Err(describe(&ms))
+            }
+        },
+    )
     .await?;
     m.failover_s = Some(secs(t0.elapsed()));
-    m.notes.push(format!("{down} streaming {:.0}s after its restart", t0.elapsed().as_secs_f64()));
+    m.notes.push(format!(
+        "{down} streaming {:.0}s after its restart",
+        t0.elapsed().as_secs_f64()
+    ));
     run.more_acks(20).await?;
     let report = run.finish(c, &[("restart", t0)], &mut m).await?;
     m.unavailable_s = report.longest_gap.as_ref().map(|g| secs(g.length));
@@ -288,7 +381,11 @@ impl Run {
     }
 }
 
-async fn switch_to(c: &mut Cluster, leader: &str, candidate: &str) -> Result<(Instant, f64), String> {
+async fn switch_to(
+    c: &mut Cluster,
+    leader: &str,
+    candidate: &str,
+) -> Result<(Instant, f64), String> {
     let t0 = Instant::now();
     let (code, body) = c
         .api_post(
@@ -320,9 +417,17 @@ async fn switchover(c: &mut Cluster) -> Result<Metrics, String> {
     c.wait_healthy(HEALTHY).await?;
     run.more_acks(20).await?;
     m.failover_s = Some(s1.max(s2));
-    m.notes.push(format!("{a}→{b}: leader after {s1}s; {b}→{a}: leader after {s2}s"));
-    let report = run.finish(c, &[("switchover", t1), ("switchback", t2)], &mut m).await?;
-    let gap = report.longest_gap.as_ref().map(|g| g.length).unwrap_or_default();
+    m.notes.push(format!(
+        "{a}→{b}: leader after {s1}s; {b}→{a}: leader after {s2}s"
+    ));
+    let report = run
+        .finish(c, &[("switchover", t1), ("switchback", t2)], &mut m)
+        .await?;
+    let gap = report
+        .longest_gap
+        .as_ref()
+        .map(|g| g.length)
+        .unwrap_or_default();
     m.unavailable_s = Some(secs(gap.max(gap1).max(gap2)));
     Ok(m)
 }
@@ -337,9 +442,12 @@ async fn freeze(c: &mut Cluster) -> Result<Metrics, String> {
     let fires = c.vm(&leader).watchdog_fires();
     let t0 = Instant::now();
     c.vm(&leader).signal(nix::sys::signal::Signal::SIGSTOP)?;
-    m.notes.push(format!("froze {leader} (SIGSTOP to its QEMU)"));
+    m.notes
+        .push(format!("froze {leader} (SIGSTOP to its QEMU)"));
     m.failover_s = Some(wait_leader(c, &sync, t0, Duration::from_secs(180)).await?);
-    m.unavailable_s = Some(secs(run.first_ack_after(t0, Duration::from_secs(180)).await?));
+    m.unavailable_s = Some(secs(
+        run.first_ack_after(t0, Duration::from_secs(180)).await?,
+    ));
     // Well past its lease: whatever it believes on waking, it must not
     // take writes.
     let hold = Duration::from_secs(2 * c.settings.ttl_s as u64);
@@ -374,28 +482,40 @@ async fn link_cut(c: &mut Cluster) -> Result<Metrics, String> {
     c.switch.set_cut(&leader, true);
     // Cut off, it must stop answering as a primary (fencing) even though
     // the host can still reach it.
-    let fenced = poll(Duration::from_secs(60), &format!("{leader} to stop being writable"), async || {
-        match c.api(node(&leader), "/primary").await {
+    let fenced = poll(
+        Duration::from_secs(60),
+        &format!("{leader} to stop being writable"),
+        async || match c.api(node(&leader), "/primary").await {
             Ok((200, _)) => Err("still answers /primary 200".into()),
             _ => Ok(secs(t0.elapsed())),
-        }
-    })
+        },
+    )
     .await?;
-    m.notes.push(format!("{leader} cut off; not writable after {fenced}s"));
+    m.notes
+        .push(format!("{leader} cut off; not writable after {fenced}s"));
     m.failover_s = Some(wait_leader(c, &sync, t0, Duration::from_secs(180)).await?);
-    m.unavailable_s = Some(secs(run.first_ack_after(t0, Duration::from_secs(180)).await?));
+    m.unavailable_s = Some(secs(
+        run.first_ack_after(t0, Duration::from_secs(180)).await?,
+    ));
     c.switch.set_cut(&leader, false);
     let t1 = Instant::now();
     run.more_acks(20).await?;
     c.wait_healthy(HEALTHY).await?;
-    m.notes.push(format!("link restored; {leader} streaming again after {:.0}s", t1.elapsed().as_secs_f64()));
+    m.notes.push(format!(
+        "link restored; {leader} streaming again after {:.0}s",
+        t1.elapsed().as_secs_f64()
+    ));
     run.finish(c, &[("link-cut", t0)], &mut m).await?;
     Ok(m)
 }
 
 /// Powers `victim` off under the workload, checks writes go on, starts it
 /// again on the same disk and waits for the cluster to be whole.
-async fn writes_survive_poweroff(c: &mut Cluster, victim: &str, m: &mut Metrics) -> Result<(), String> {
+async fn writes_survive_poweroff(
+    c: &mut Cluster,
+    victim: &str,
+    m: &mut Metrics,
+) -> Result<(), String> {
     let run = Run::start(c).await?;
     let boots = c.vm(victim).boots as usize;
     let t0 = Instant::now();
@@ -413,9 +533,14 @@ async fn writes_survive_poweroff(c: &mut Cluster, victim: &str, m: &mut Metrics)
         .max()
         .unwrap_or_default();
     m.unavailable_s = Some(secs(gap.max(after)));
-    m.notes.push(format!("{victim} off: longest write gap {:.1}s; steady {:.0}s later", gap.as_secs_f64(), steady.elapsed().as_secs_f64()));
+    m.notes.push(format!(
+        "{victim} off: longest write gap {:.1}s; steady {:.0}s later",
+        gap.as_secs_f64(),
+        steady.elapsed().as_secs_f64()
+    ));
     c.vm(victim).start()?;
-    c.wait_up_marks(victim, boots + 1, Duration::from_secs(600)).await?;
+    c.wait_up_marks(victim, boots + 1, Duration::from_secs(600))
+        .await?;
     run.finish(c, &[("power-off", t0)], m).await?;
     Ok(())
 }
@@ -459,7 +584,10 @@ async fn etcd_member_lost(c: &mut Cluster) -> Result<Metrics, String> {
     c.switch.set_cut("coord", false);
     run.finish(c, &[("etcd member cut", t0)], &mut m).await?;
     if gap > Duration::from_secs(3) {
-        return Err(format!("writes stalled {:.1}s with one etcd member lost", gap.as_secs_f64()));
+        return Err(format!(
+            "writes stalled {:.1}s with one etcd member lost",
+            gap.as_secs_f64()
+        ));
     }
     Ok(m)
 }

@@ -67,7 +67,9 @@ impl Switch {
             tasks.push(tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 loop {
-                    let Ok(n) = ports[i].0.recv(&mut buf).await else { continue };
+                    let Ok(n) = ports[i].0.recv(&mut buf).await else {
+                        continue;
+                    };
                     if n < 14 {
                         continue;
                     }
@@ -84,13 +86,19 @@ impl Switch {
                 }
             }));
         }
-        Ok(Switch { names: names.iter().map(|s| s.to_string()).collect(), state, tasks })
+        Ok(Switch {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            state,
+            tasks,
+        })
     }
 
     /// Cuts (or restores) `name`'s cable to the other VMs; the host's
     /// forwards to it keep working.
     pub fn set_cut(&self, name: &str, cut: bool) {
-        let Some(vm) = self.names.iter().position(|n| n == name) else { return };
+        let Some(vm) = self.names.iter().position(|n| n == name) else {
+            return;
+        };
         let mut s = self.state.lock().unwrap();
         if cut {
             s.cut.insert(vm);
@@ -113,7 +121,11 @@ fn route(state: &Mutex<State>, from: usize, frame: &[u8], nports: usize) -> Vec<
         return vec![2 * vm];
     }
     let broadcast = dst[0] & 1 == 1;
-    let known = if broadcast { None } else { s.table.get(&dst).copied() };
+    let known = if broadcast {
+        None
+    } else {
+        s.table.get(&dst).copied()
+    };
     let allowed = |j: usize| -> bool {
         if j == from {
             return false;

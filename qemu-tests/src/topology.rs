@@ -32,15 +32,38 @@ pub struct NodeSpec {
 }
 
 pub const NODES: [NodeSpec; 5] = [
-    NodeSpec { name: "db1", index: 0, roles: &[Role::Postgres, Role::Etcd] },
-    NodeSpec { name: "db2", index: 1, roles: &[Role::Postgres, Role::Etcd] },
-    NodeSpec { name: "coord", index: 2, roles: &[Role::Etcd, Role::Router] },
-    NodeSpec { name: "app1", index: 3, roles: &[Role::Router] },
-    NodeSpec { name: "app2", index: 4, roles: &[Role::Router] },
+    NodeSpec {
+        name: "db1",
+        index: 0,
+        roles: &[Role::Postgres, Role::Etcd],
+    },
+    NodeSpec {
+        name: "db2",
+        index: 1,
+        roles: &[Role::Postgres, Role::Etcd],
+    },
+    NodeSpec {
+        name: "coord",
+        index: 2,
+        roles: &[Role::Etcd, Role::Router],
+    },
+    NodeSpec {
+        name: "app1",
+        index: 3,
+        roles: &[Role::Router],
+    },
+    NodeSpec {
+        name: "app2",
+        index: 4,
+        roles: &[Role::Router],
+    },
 ];
 
 pub fn node(name: &str) -> &'static NodeSpec {
-    NODES.iter().find(|n| n.name == name).expect("a node of the topology")
+    NODES
+        .iter()
+        .find(|n| n.name == name)
+        .expect("a node of the topology")
 }
 
 impl NodeSpec {
@@ -130,7 +153,11 @@ pub struct EtcdTls {
 impl EtcdTls {
     fn generate() -> EtcdTls {
         let ip = |n: &NodeSpec| n.address().parse::<std::net::IpAddr>().expect("an address");
-        let pg: Vec<_> = NODES.iter().filter(|n| n.has(Role::Postgres)).map(ip).collect();
+        let pg: Vec<_> = NODES
+            .iter()
+            .filter(|n| n.has(Role::Postgres))
+            .map(ip)
+            .collect();
         let etcd: Vec<_> = NODES.iter().filter(|n| n.has(Role::Etcd)).map(ip).collect();
         let made = pgbox::ctl::tls_init::generate("vmtest", &pg, &etcd).expect("a cluster CA");
         let yaml = made.etcd_yaml();
@@ -138,7 +165,10 @@ impl EtcdTls {
             certificate: made.etcd_cert_pem,
             private_key: made.etcd_key_pem,
             ca: made.ca_pem,
-            yaml: yaml.strip_prefix("etcd:\n").expect("an etcd: block").to_string(),
+            yaml: yaml
+                .strip_prefix("etcd:\n")
+                .expect("an etcd: block")
+                .to_string(),
         }
     }
 }
@@ -261,7 +291,11 @@ mod tests {
             assert_eq!(mine.address.to_string(), n.address());
             assert_eq!(mine.mac.as_deref(), Some(n.mac().as_str()));
             let source: std::net::IpAddr = n.forward_source().parse().unwrap();
-            assert!(cfg.network.client_networks.iter().any(|c| c.contains(source)));
+            assert!(cfg
+                .network
+                .client_networks
+                .iter()
+                .any(|c| c.contains(source)));
             assert!(cfg.api.allow_writes_from.iter().any(|c| c.contains(source)));
         }
     }
@@ -269,7 +303,11 @@ mod tests {
     #[test]
     fn ports_do_not_overlap() {
         let p = Ports { base: 27100 };
-        let mut all: Vec<u16> = NODES.iter().flat_map(|n| p.forwards(n)).map(|(h, _)| h).collect();
+        let mut all: Vec<u16> = NODES
+            .iter()
+            .flat_map(|n| p.forwards(n))
+            .map(|(h, _)| h)
+            .collect();
         let before = all.len();
         all.sort_unstable();
         all.dedup();

@@ -31,7 +31,14 @@ impl Image {
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let sources = [&self.disk, &self.kernel, &self.initrd];
         let stamp = || -> Vec<Option<(u64, std::time::SystemTime)>> {
-            sources.iter().map(|p| fs::metadata(p).ok().and_then(|m| Some((m.len(), m.modified().ok()?)))).collect()
+            sources
+                .iter()
+                .map(|p| {
+                    fs::metadata(p)
+                        .ok()
+                        .and_then(|m| Some((m.len(), m.modified().ok()?)))
+                })
+                .collect()
         };
         // image/build.sh writes its outputs in place: copy only a set that
         // has not changed for a while and did not change during the copy.
@@ -39,7 +46,12 @@ impl Image {
         loop {
             let before = stamp();
             let settled = before.iter().all(|s| {
-                s.map(|(_, t)| t.elapsed().map(|e| e > Duration::from_secs(20)).unwrap_or(false)).unwrap_or(false)
+                s.map(|(_, t)| {
+                    t.elapsed()
+                        .map(|e| e > Duration::from_secs(20))
+                        .unwrap_or(false)
+                })
+                .unwrap_or(false)
             });
             if settled {
                 for src in sources {
@@ -57,12 +69,15 @@ impl Image {
                 }
             }
             if start.elapsed() > Duration::from_secs(1800) {
-                return Err("image/out/ kept changing (an image build running?) for 30 minutes".into());
+                return Err(
+                    "image/out/ kept changing (an image build running?) for 30 minutes".into(),
+                );
             }
             println!("pgbox-vmtest: image/out/ is being written; waiting for it to settle");
             std::thread::sleep(Duration::from_secs(10));
         }
-        let cmdline = fs::read_to_string(self.disk.parent().unwrap().join("cmdline.txt")).map_err(|e| e.to_string())?;
+        let cmdline = fs::read_to_string(self.disk.parent().unwrap().join("cmdline.txt"))
+            .map_err(|e| e.to_string())?;
         Ok(Image {
             disk: dir.join("pgbox.qcow2"),
             kernel: dir.join("vmlinuz"),
@@ -74,7 +89,11 @@ impl Image {
     pub fn from_dir(out: &Path) -> Result<Image, String> {
         let need = |f: &str| {
             let p = out.join(f);
-            if p.is_file() { Ok(p) } else { Err(format!("{} is missing: run image/build.sh", p.display())) }
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(format!("{} is missing: run image/build.sh", p.display()))
+            }
         };
         let cmdline = fs::read_to_string(need("cmdline.txt")?).map_err(|e| e.to_string())?;
         Ok(Image {
@@ -100,12 +119,34 @@ pub fn probe_accel(image: &Image) -> Accel {
         Ok("tcg") => return Accel::Tcg,
         _ => {}
     }
-    if fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+    if fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
         return Accel::Tcg;
     }
     let out = Command::new("timeout")
-        .args(["15", "qemu-system-x86_64", "-accel", "kvm", "-machine", "pc", "-m", "128", "-nodefaults"])
-        .args(["-display", "none", "-no-reboot", "-serial", "stdio", "-kernel"])
+        .args([
+            "15",
+            "qemu-system-x86_64",
+            "-accel",
+            "kvm",
+            "-machine",
+            "pc",
+            "-m",
+            "128",
+            "-nodefaults",
+        ])
+        .args([
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+            "-kernel",
+        ])
         .arg(&image.kernel)
         .args(["-append", "console=ttyS0 panic=-1"])
         .stdin(Stdio::null())
@@ -164,7 +205,11 @@ impl Vm {
         let sw = switch::port_paths(run, spec.name, false);
         let swh = switch::port_paths(run, spec.name, true);
 
-        let mem = if spec.has(Role::Postgres) { "512" } else { "384" };
+        let mem = if spec.has(Role::Postgres) {
+            "512"
+        } else {
+            "384"
+        };
         let mut a: Vec<String> = vec!["-machine".into(), "pc".into()];
         match accel {
             Accel::Kvm => a.extend(["-accel", "kvm", "-cpu", "host"].map(String::from)),
@@ -173,7 +218,10 @@ impl Vm {
         }
         let mut forwards = String::new();
         for (host, guest) in ports.forwards(spec) {
-            forwards.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-{}:{guest}", spec.address()));
+            forwards.push_str(&format!(
+                ",hostfwd=tcp:127.0.0.1:{host}-{}:{guest}",
+                spec.address()
+            ));
         }
         let p = |s: &Path| s.display().to_string();
         a.extend([
@@ -219,7 +267,14 @@ impl Vm {
             // ahead): the HPET keeps the five clocks honest.
             "-append".into(), format!("{} clocksource=hpet tsc=unstable", image.cmdline),
         ]);
-        Ok(Vm { spec, dir, args: a, child: None, boots: 0, started_at: None })
+        Ok(Vm {
+            spec,
+            dir,
+            args: a,
+            child: None,
+            boots: 0,
+            started_at: None,
+        })
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -235,7 +290,9 @@ impl Vm {
         }
         let _ = fs::remove_file(self.qmp_path());
         for host in [false, true] {
-            let _ = fs::remove_file(switch::port_paths(self.dir.parent().unwrap(), self.spec.name, host).vm);
+            let _ = fs::remove_file(
+                switch::port_paths(self.dir.parent().unwrap(), self.spec.name, host).vm,
+            );
         }
         let log = fs::OpenOptions::new()
             .create(true)
@@ -255,9 +312,14 @@ impl Vm {
                     .map_err(std::io::Error::from)
             });
         }
-        let child = cmd.spawn().map_err(|e| format!("starting QEMU for {}: {e}", self.spec.name))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("starting QEMU for {}: {e}", self.spec.name))?;
         self.child = Some(child);
-        tokio::spawn(record_events(self.dir.join("events.sock"), self.dir.join("events.log")));
+        tokio::spawn(record_events(
+            self.dir.join("events.sock"),
+            self.dir.join("events.log"),
+        ));
         self.boots += 1;
         self.started_at = Some(Instant::now());
         Ok(())
@@ -268,13 +330,22 @@ impl Vm {
     /// events it queued in between are of no interest.
     pub async fn qmp(&self, command: &str, arguments: Value) -> Result<Value, String> {
         let fut = async {
-            let stream = UnixStream::connect(self.qmp_path()).await.map_err(|e| format!("QMP connect: {e}"))?;
+            let stream = UnixStream::connect(self.qmp_path())
+                .await
+                .map_err(|e| format!("QMP connect: {e}"))?;
             let (r, mut w) = stream.into_split();
             let mut lines = BufReader::new(r).lines();
-            let reply = async |lines: &mut tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>| {
+            let reply = async |lines: &mut tokio::io::Lines<
+                BufReader<tokio::net::unix::OwnedReadHalf>,
+            >| {
                 loop {
-                    let line = lines.next_line().await.map_err(|e| e.to_string())?.ok_or("QMP closed")?;
-                    let v: Value = serde_json::from_str(&line).map_err(|e| format!("QMP: {e}: {line}"))?;
+                    let line = lines
+                        .next_line()
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .ok_or("QMP closed")?;
+                    let v: Value =
+                        serde_json::from_str(&line).map_err(|e| format!("QMP: {e}: {line}"))?;
                     if v.get("QMP").is_some() || v.get("event").is_some() {
                         continue;
                     }
@@ -284,10 +355,14 @@ impl Vm {
                     return Ok(v.get("return").cloned().unwrap_or(Value::Null));
                 }
             };
-            w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").await.map_err(|e| e.to_string())?;
+            w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
+                .await
+                .map_err(|e| e.to_string())?;
             reply(&mut lines).await?;
             let msg = json!({"execute": command, "arguments": arguments}).to_string() + "\n";
-            w.write_all(msg.as_bytes()).await.map_err(|e| e.to_string())?;
+            w.write_all(msg.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
             reply(&mut lines).await
         };
         tokio::time::timeout(Duration::from_secs(15), fut)
@@ -343,7 +418,12 @@ impl Vm {
     /// How many times the guest reported reaching multi-user.
     pub fn up_marks(&self) -> usize {
         fs::read(self.marks_path())
-            .map(|b| String::from_utf8_lossy(&b).lines().filter(|l| l.starts_with("PGBOX-MARK up")).count())
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .lines()
+                    .filter(|l| l.starts_with("PGBOX-MARK up"))
+                    .count()
+            })
             .unwrap_or(0)
     }
 
@@ -365,8 +445,16 @@ impl Vm {
     pub fn collect_logs(&self, from: (u64, u64), dest: &Path) {
         let _ = fs::create_dir_all(dest);
         for (src, off, name) in [
-            (self.console_path(), from.0, format!("{}.console.log", self.spec.name)),
-            (self.marks_path(), from.1, format!("{}.marks.log", self.spec.name)),
+            (
+                self.console_path(),
+                from.0,
+                format!("{}.console.log", self.spec.name),
+            ),
+            (
+                self.marks_path(),
+                from.1,
+                format!("{}.marks.log", self.spec.name),
+            ),
         ] {
             if let Ok(b) = fs::read(&src) {
                 let off = (off as usize).min(b.len());
@@ -389,7 +477,10 @@ async fn record_events(sock: PathBuf, log: PathBuf) {
     }
     let Some(stream) = stream else { return };
     let (r, mut w) = stream.into_split();
-    if w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").await.is_err() {
+    if w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
+        .await
+        .is_err()
+    {
         return;
     }
     let mut lines = BufReader::new(r).lines();

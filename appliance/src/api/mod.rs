@@ -176,7 +176,10 @@ pub(crate) fn snapshot(status: &SharedStatus) -> NodeStatus {
 /// one in the error. serde would also fill a struct from an array,
 /// positionally: `[]` or `["db1", "db2"]` would pass for a request nobody
 /// meant to send.
-pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Result<T, String> {
+pub fn parse_object<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    example: &str,
+) -> Result<T, String> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("request body: {e}"))?;
     if !value.is_object() {

@@ -1073,7 +1073,12 @@ async fn failsafe_promises_only_to_the_leader_itself_and_only_as_a_replica() {
     let before = promises.last();
 
     let r = send(&app, failsafe_call(r#"{"leader": "db1"}"#, "10.0.0.11")).await;
-    assert_eq!(r.code, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.code,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let given = promises.last();
     assert_eq!(given.to.as_deref(), Some("db1"));
     assert!(given.at >= before.at);
@@ -1089,7 +1094,12 @@ async fn failsafe_promises_only_to_the_leader_itself_and_only_as_a_replica() {
         (r#"["db1"]"#, "10.0.0.11", StatusCode::BAD_REQUEST),
     ] {
         let r = send(&app, failsafe_call(body, from)).await;
-        assert_eq!(r.code, want, "{body} from {from}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.code,
+            want,
+            "{body} from {from}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
     assert_eq!(promises.last(), given);
 

@@ -852,7 +852,10 @@ fn the_etcd_password_is_required_and_checked_like_every_secret() {
     assert!(!e.to_string().contains("etcd12345"), "{e}");
     let e = only(&GOOD.replace("Wm4Hs7Ka2NdR9pXc", GOOD_SECRETS[0]));
     assert_eq!(e.path, "secrets.etcd_password", "{e}");
-    assert!(e.message.contains("same as secrets.superuser_password"), "{e}");
+    assert!(
+        e.message.contains("same as secrets.superuser_password"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -890,7 +893,10 @@ fn etcd_tls_is_checked_against_the_etcd_members_and_for_client_use() {
     let no_coord = crate::tls::testing::pki(&members[..2]);
     let e = only(&with(&section(&no_coord)));
     assert_eq!(e.path, "etcd.tls.certificate", "{e}");
-    assert!(e.message.contains("\"coord\"") && e.message.contains("10.0.0.13"), "{e}");
+    assert!(
+        e.message.contains("\"coord\"") && e.message.contains("10.0.0.13"),
+        "{e}"
+    );
 
     let server_only = crate::tls::testing::pki_with_usage(&members, vec![ServerAuth]);
     let e = only(&with(&section(&server_only)));

@@ -13,7 +13,6 @@ use serde_json::Value;
 use super::colour::{state_style, Palette, Style};
 use super::list::{error_chain, ListArgs};
 
-
 /// The fields shown, from a `/patroni` document. A field the server did
 /// not report (an older pgbox, or Patroni itself) stays empty.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -204,9 +203,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use std::time::Duration;
     use crate::ha::Cause;
     use crate::status::{NodeStatus, PgRole, PgStatus, WatchdogState};
+    use std::time::Duration;
 
     fn replica_status() -> NodeStatus {
         let mut node = NodeStatus::new("db2", "main", Default::default(), Duration::from_secs(30));

@@ -78,8 +78,10 @@ pub fn generate(cluster: &str, api: &[IpAddr], etcd: &[IpAddr]) -> Result<Genera
         let mut leaf = CertificateParams::default();
         // Not a user name etcd knows: under mutual TLS etcd would take a
         // client certificate's common name as the user it acts for.
-        leaf.distinguished_name
-            .push(DnType::CommonName, format!("pgbox cluster {cluster} {what}"));
+        leaf.distinguished_name.push(
+            DnType::CommonName,
+            format!("pgbox cluster {cluster} {what}"),
+        );
         leaf.subject_alt_names = addresses.iter().map(|a| SanType::IpAddress(*a)).collect();
         leaf.extended_key_usages = usage;
         leaf.not_after = rcgen::date_time_ymd(2036, 1, 1);
@@ -167,7 +169,12 @@ pub fn run(config_file: &Path, out: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let list = |a: &[IpAddr]| a.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+    let list = |a: &[IpAddr]| {
+        a.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
         "A CA, an API certificate for {} and an etcd certificate for {} written to {}.\n\
          Paste the tls blocks of api-tls.yaml and etcd-tls.yaml into pgbox.yaml's api: and etcd:\n\
@@ -193,7 +200,10 @@ mod tests {
         let text = format!("{}{}{}", config::tests::GOOD, made.yaml(), made.etcd_yaml());
         let with_tls = config::parse(&text, "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(with_tls.api_scheme(), "https");
-        assert!(with_tls.etcd_endpoints().iter().all(|u| u.starts_with("https://")));
+        assert!(with_tls
+            .etcd_endpoints()
+            .iter()
+            .all(|u| u.starts_with("https://")));
         assert!(!made.etcd_yaml().contains(&made.ca_key));
         assert!(
             !made.yaml().contains(&made.ca_key),

@@ -120,10 +120,7 @@ impl Access {
             Err(e) if e.to_string().contains("already exists") => Ok(()),
             Err(e) => Err(anyhow!(e).context(what.to_string())),
         };
-        exists(
-            auth.role_add(ROOT).await.map(drop),
-            "adding etcd role root",
-        )?;
+        exists(auth.role_add(ROOT).await.map(drop), "adding etcd role root")?;
         exists(
             auth.user_add(ROOT, self.password.clone(), None)
                 .await

@@ -60,10 +60,15 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
-            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+                .await
+                .unwrap();
             let v: Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(v["state"], "invalid first-boot file");
-            assert_eq!(v["error"], "nodes[1].address: not an IP address (line 7, column 14)");
+            assert_eq!(
+                v["error"],
+                "nodes[1].address: not an IP address (line 7, column 14)"
+            );
         }
     }
 }

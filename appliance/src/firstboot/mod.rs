@@ -335,10 +335,9 @@ fn fail(root: &Root, failure: &Failure, code: u8) -> u8 {
     // With no usable file the box's own address is unknown: take one by
     // DHCP so that the error can be read on port 8008 (error_api.rs).
     let fallback = root.at(paths::NETWORK_FALLBACK);
-    let written = fallback
-        .parent()
-        .map_or(Ok(()), ensure_dir)
-        .and_then(|_| persist::write_atomic(&fallback, render::network::FALLBACK.as_bytes(), 0o644));
+    let written = fallback.parent().map_or(Ok(()), ensure_dir).and_then(|_| {
+        persist::write_atomic(&fallback, render::network::FALLBACK.as_bytes(), 0o644)
+    });
     if let Err(e) = written {
         eprintln!(
             "pgboxd firstboot: error: cannot write {}: {e}",

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::discover::read_optional;
 use super::paths::{self, Root};
 use crate::config::{
-    ApiSettings, Config, EtcdSettings, TlsPem, HaSettings, NetworkSettings, Secrets, Tags,
+    ApiSettings, Config, EtcdSettings, HaSettings, NetworkSettings, Secrets, Tags, TlsPem,
 };
 
 /// What an earlier boot kept.

@@ -261,7 +261,11 @@ fn a_router_node_gets_the_router_files_and_no_etcd_file_when_not_a_member() {
 fn etcd_tls_material_goes_to_a_root_only_credential_store_and_goes_away_with_tls() {
     let b = Box::new();
     let p = crate::tls::testing::pki(&["10.0.0.11", "10.0.0.12", "10.0.0.13"]);
-    let indent = |pem: &str| pem.lines().map(|l| format!("      {l}\n")).collect::<String>();
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
     let with_tls = format!(
         "{GOOD}etcd:\n  tls:\n    certificate: |\n{}    private_key: |\n{}    ca: |\n{}",
         indent(&p.cert_pem),
@@ -271,14 +275,19 @@ fn etcd_tls_material_goes_to_a_root_only_credential_store_and_goes_away_with_tls
     b.put(paths::CFGPART_CONFIG, &with_tls);
     assert_eq!(b.run(), 0, "{}", b.read_or_empty(paths::CONFIG_ERROR));
     assert_eq!(b.mode(paths::CREDSTORE), 0o700);
-    for path in [paths::ETCD_CRED_CERT, paths::ETCD_CRED_KEY, paths::ETCD_CRED_CA] {
+    for path in [
+        paths::ETCD_CRED_CERT,
+        paths::ETCD_CRED_KEY,
+        paths::ETCD_CRED_CA,
+    ] {
         assert_eq!(b.mode(path), 0o600, "{path}");
     }
     assert_eq!(b.read(paths::ETCD_CRED_KEY), p.key_pem);
     assert_eq!(b.mode(paths::ETCD_ENV), 0o644);
     assert!(!b.read(paths::ETCD_ENV).contains("PRIVATE KEY"));
-    assert!(b.read(paths::ETCD_ENV).contains("ETCD_CLIENT_CERT_AUTH=true\n"));
-
+    assert!(b
+        .read(paths::ETCD_ENV)
+        .contains("ETCD_CLIENT_CERT_AUTH=true\n"));
 
     // A renewed certificate is a safe change; turning TLS on or off is not
     // (the members' peer URLs change), and no key appears in the message.
@@ -289,7 +298,9 @@ fn etcd_tls_material_goes_to_a_root_only_credential_store_and_goes_away_with_tls
         .replace(&indent(&p.key_pem), &indent(&q.key_pem))
         .replace(&indent(&p.ca_pem), &indent(&q.ca_pem));
     let renewed = config::parse(&renewed_text, "x").unwrap();
-    assert!(compare(&tls_cfg, "db1", &renewed, "db1").unsafe_changes.is_empty());
+    assert!(compare(&tls_cfg, "db1", &renewed, "db1")
+        .unsafe_changes
+        .is_empty());
     let off = compare(&tls_cfg, "db1", &sample(), "db1");
     assert_eq!(off.unsafe_changes.len(), 1, "{off:?}");
     assert!(off.unsafe_changes[0].starts_with("etcd.tls"), "{off:?}");

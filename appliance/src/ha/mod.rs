@@ -570,8 +570,7 @@ fn failover_candidacy(
         // holds at least my WAL. A peer behind me would defer to me as
         // further ahead, and nobody would ever lead.
         let anyone_can = request.member.is_none() && peer_at_least_as_far(obs, my_lsn);
-        if request.leader.as_deref() == Some(obs.me.as_str()) && (candidate_running || anyone_can)
-        {
+        if request.leader.as_deref() == Some(obs.me.as_str()) && (candidate_running || anyone_can) {
             return Err((Cause::Switchover, "I stepped down for a switchover".into()));
         }
         match request.member.as_deref() {
@@ -692,10 +691,15 @@ fn failover_candidacy(
     }
     if sync_standby {
         let recorded = view.sync.as_ref().and_then(|k| k.sync_standby.as_deref());
-        let basis = match (recorded, view.sync.as_ref().and_then(|k| k.leader.as_deref())) {
+        let basis = match (
+            recorded,
+            view.sync.as_ref().and_then(|k| k.leader.as_deref()),
+        ) {
             (Some(_), _) => "I am the synchronous standby".to_string(),
             (None, Some(l)) if l == obs.me => "I wrote the sync key as leader".to_string(),
-            (None, Some(l)) => format!("I hold all the WAL of {l}, which recorded no synchronous standby"),
+            (None, Some(l)) => {
+                format!("I hold all the WAL of {l}, which recorded no synchronous standby")
+            }
             (None, None) => "no sync key".to_string(),
         };
         return Ok((

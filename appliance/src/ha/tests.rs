@@ -213,34 +213,56 @@ fn situations() {
         ),
         (
             "old primary stopped cleanly before the new leader forked: follow without rewind",
-            clean_stop_at(with_leader(stopped(primary(obs())), Some("db2")), 4_000, 4_100),
+            clean_stop_at(
+                with_leader(stopped(primary(obs())), Some("db2")),
+                4_000,
+                4_100,
+            ),
             Memory::default(),
             vec![replica_of("db2")],
         ),
         (
             "old primary stopped cleanly past the fork point: rewind",
-            clean_stop_at(with_leader(stopped(primary(obs())), Some("db2")), 4_000, 4_000),
+            clean_stop_at(
+                with_leader(stopped(primary(obs())), Some("db2")),
+                4_000,
+                4_000,
+            ),
             Memory::default(),
             vec![Rewind { from: "db2".into() }, replica_of("db2")],
         ),
         (
             "old primary stopped cleanly, the new leader's fork point not recorded yet: wait",
             {
-                let mut o = clean_stop_at(with_leader(stopped(primary(obs())), Some("db2")), 4_000, 4_100);
+                let mut o = clean_stop_at(
+                    with_leader(stopped(primary(obs())), Some("db2")),
+                    4_000,
+                    4_100,
+                );
                 o.dcs.as_mut().unwrap().history.clear();
                 o
             },
-            Memory { down_since_ms: Some(NOW - 1_000), ..Memory::default() },
+            Memory {
+                down_since_ms: Some(NOW - 1_000),
+                ..Memory::default()
+            },
             vec![],
         ),
         (
             "old primary stopped cleanly, still no fork point recorded after a TTL: rewind",
             {
-                let mut o = clean_stop_at(with_leader(stopped(primary(obs())), Some("db2")), 4_000, 4_100);
+                let mut o = clean_stop_at(
+                    with_leader(stopped(primary(obs())), Some("db2")),
+                    4_000,
+                    4_100,
+                );
                 o.dcs.as_mut().unwrap().history.clear();
                 o
             },
-            Memory { down_since_ms: Some(NOW - 60_000), ..Memory::default() },
+            Memory {
+                down_since_ms: Some(NOW - 60_000),
+                ..Memory::default()
+            },
             vec![Rewind { from: "db2".into() }, replica_of("db2")],
         ),
         (
@@ -1102,7 +1124,10 @@ fn primary_without_dcs(failsafe: bool) -> Observation {
 
 #[test]
 fn failsafe_mode_situations() {
-    let stop_and_read_only = vec![Action::Stop, Action::Start(StartAs::Replica { leader: None })];
+    let stop_and_read_only = vec![
+        Action::Stop,
+        Action::Start(StartAs::Replica { leader: None }),
+    ];
     let rows: Vec<(&str, Observation, Vec<Action>, Cause)> = vec![
         (
             "off: a primary without the DCS past its fencing point demotes",
@@ -1196,14 +1221,23 @@ fn failsafe_mode_situations() {
 
 #[test]
 fn the_watchdog_fires_after_the_fencing_point_and_before_the_lease_expires() {
-    for (ttl, loop_wait) in [(10_000, 1_000), (5_000, 500), (30_000, 10_000), (2_000, 500)] {
+    for (ttl, loop_wait) in [
+        (10_000, 1_000),
+        (5_000, 500),
+        (30_000, 10_000),
+        (2_000, 500),
+    ] {
         let s = Settings {
             ttl_ms: ttl,
             loop_wait_ms: loop_wait,
             ..settings()
         };
         let wd = s.watchdog_timeout_s() * 1000;
-        assert!(wd > s.fence_after_ms() || wd == 1000, "ttl {ttl}: {wd} vs {}", s.fence_after_ms());
+        assert!(
+            wd > s.fence_after_ms() || wd == 1000,
+            "ttl {ttl}: {wd} vs {}",
+            s.fence_after_ms()
+        );
         assert!(wd < ttl, "ttl {ttl}: {wd}");
     }
     let mut s = settings();

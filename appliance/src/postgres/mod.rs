@@ -285,7 +285,10 @@ impl Postgres {
             }
         };
         if let Some(why) = template::mismatch(&t, &self.cfg.postgres.superuser, &major) {
-            tracing::info!("not using the data directory template in {}: {why}; running initdb", dir.display());
+            tracing::info!(
+                "not using the data directory template in {}: {why}; running initdb",
+                dir.display()
+            );
             return None;
         }
         Some(t)
@@ -293,7 +296,12 @@ impl Postgres {
 
     /// The server's major version, as PG_VERSION spells it ("17").
     async fn server_major(&self) -> Result<String> {
-        let out = self.command("postgres").arg("-V").output().await.context("running postgres -V")?;
+        let out = self
+            .command("postgres")
+            .arg("-V")
+            .output()
+            .await
+            .context("running postgres -V")?;
         let text = String::from_utf8_lossy(&out.stdout);
         // "postgres (PostgreSQL) 17.12 (Debian 17.12-1)"
         let version = text
@@ -317,7 +325,12 @@ impl Postgres {
             .arg("-D")
             .arg(staging)
             // An error must not echo the statement (it holds the password).
-            .args(["-c", "log_min_error_statement=panic", "-c", "exit_on_error=on"])
+            .args([
+                "-c",
+                "log_min_error_statement=panic",
+                "-c",
+                "exit_on_error=on",
+            ])
             .arg(&t.superuser)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -326,7 +339,10 @@ impl Postgres {
         let mut child = cmd.spawn().context("starting a single-user backend")?;
         let mut stdin = child.stdin.take().context("single-user backend stdin")?;
         use tokio::io::AsyncWriteExt;
-        stdin.write_all(sql.as_bytes()).await.context("writing to the single-user backend")?;
+        stdin
+            .write_all(sql.as_bytes())
+            .await
+            .context("writing to the single-user backend")?;
         drop(stdin);
         let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
             .await

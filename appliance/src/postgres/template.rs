@@ -157,14 +157,19 @@ pub async fn make(dir: &Path, superuser: &str) -> Result<Template> {
     }
     let bins = super::Bins::locate()?;
     let run_as = RunAs::detect()?;
-    let parent = dir.parent().context("the template needs a parent directory")?;
+    let parent = dir
+        .parent()
+        .context("the template needs a parent directory")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let work = tempfile_dir(parent)?;
     let result = async {
         let data = work.join("data");
         let pwfile = work.join("pw");
         let mut random = [0u8; 24];
-        tokio::fs::File::open("/dev/urandom").await?.read_exact(&mut random).await?;
+        tokio::fs::File::open("/dev/urandom")
+            .await?
+            .read_exact(&mut random)
+            .await?;
         let pw: String = random.iter().map(|b| format!("{b:02x}")).collect();
         std::fs::write(&pwfile, pw)?;
         std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600))?;
@@ -199,7 +204,8 @@ pub async fn make(dir: &Path, superuser: &str) -> Result<Template> {
                  superuser={superuser}\n"
             ),
         )?;
-        std::fs::rename(&data, dir).with_context(|| format!("moving the template to {}", dir.display()))?;
+        std::fs::rename(&data, dir)
+            .with_context(|| format!("moving the template to {}", dir.display()))?;
         Ok(())
     }
     .await;
@@ -230,20 +236,29 @@ mod tests {
         std::fs::write(t.join(MARKER), marker).unwrap();
         std::fs::write(t.join("PG_VERSION"), version).unwrap();
         std::fs::write(t.join("global/pg_control"), b"control").unwrap();
-        std::fs::set_permissions(t.join("global/pg_control"), PermissionsExt::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(
+            t.join("global/pg_control"),
+            PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         t
     }
 
     #[test]
     fn reads_marker_and_version() {
         let d = tempfile::tempdir().unwrap();
-        let t = template_in(d.path(), "# made by the image build\nsuperuser=postgres\n", "17\n");
+        let t = template_in(
+            d.path(),
+            "# made by the image build\nsuperuser=postgres\n",
+            "17\n",
+        );
         let got = read(&t).unwrap();
         assert_eq!(got.superuser, "postgres");
         assert_eq!(got.major, "17");
         assert_eq!(mismatch(&got, "postgres", "17"), None);
-        assert!(mismatch(&got, "postgres", "16").unwrap().contains("PostgreSQL 17"));
+        assert!(mismatch(&got, "postgres", "16")
+            .unwrap()
+            .contains("PostgreSQL 17"));
         assert!(mismatch(&got, "admin", "17").unwrap().contains("\"admin\""));
     }
 
@@ -266,8 +281,14 @@ mod tests {
         std::fs::create_dir(&dest).unwrap();
         copy_into(&t, &dest, None).unwrap();
         assert!(!dest.join(MARKER).exists());
-        assert_eq!(std::fs::read(dest.join("global/pg_control")).unwrap(), b"control");
-        let mode = std::fs::metadata(dest.join("global/pg_control")).unwrap().permissions().mode();
+        assert_eq!(
+            std::fs::read(dest.join("global/pg_control")).unwrap(),
+            b"control"
+        );
+        let mode = std::fs::metadata(dest.join("global/pg_control"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(dest.join("pg_wal/archive_status").is_dir());
     }

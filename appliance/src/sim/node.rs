@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use crate::dcs::model::{format_lsn, HistoryEntry, Member, SyncKey};
 use crate::executor::Executor;
 use crate::ha::{
-    self, Failsafe, Action, DataDir as HaData, Lease, LocalPg, Memory, Observation, Outcome, Peer, Role,
-    StartAs,
+    self, Action, DataDir as HaData, Failsafe, Lease, LocalPg, Memory, Observation, Outcome, Peer,
+    Role, StartAs,
 };
 use crate::status::PgStatus;
 
@@ -750,7 +750,9 @@ async fn run(sim: &Rc<Sim>, n: usize, action: &Action) -> R<()> {
             if result.is_err() {
                 // As the executor does: an unfinished initialize claim of
                 // mine is released when the bootstrap cannot go on.
-                if let Some(lease) = sim.with(|w| w.nodes[n].pgboxd.as_ref().and_then(|d| d.lease_id)) {
+                if let Some(lease) =
+                    sim.with(|w| w.nodes[n].pgboxd.as_ref().and_then(|d| d.lease_id))
+                {
                     let _ = call(sim, n, move |w| {
                         if w.dcs.initialize_lease == Some(lease) {
                             w.dcs.initialize = None;

@@ -114,7 +114,11 @@ impl EtcdCluster {
         config: Option<&std::path::Path>,
         access: EtcdAccess,
     ) -> EtcdCluster {
-        let scheme = if access.tls.is_some() { "https" } else { "http" };
+        let scheme = if access.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let members: Vec<EtcdMember> = members
             .iter()
             .map(|(name, ip)| EtcdMember {
@@ -226,7 +230,10 @@ impl EtcdCluster {
     /// A client for all members (it does not fail over by itself; see
     /// DESIGN §10), as root once authentication is on.
     pub async fn client(&self) -> Client {
-        self.access.connect(&self.endpoints()).await.expect("etcd client")
+        self.access
+            .connect(&self.endpoints())
+            .await
+            .expect("etcd client")
     }
 
     /// Power loss of one member.
@@ -344,7 +351,11 @@ fn firstboot_env(
         dir.path(),
         Duration::from_secs(60),
     );
-    assert!(run.status.success(), "pgboxd firstboot for {name}: {}", run.output());
+    assert!(
+        run.status.success(),
+        "pgboxd firstboot for {name}: {}",
+        run.output()
+    );
     let env = std::fs::read_to_string(root.join("run/pgbox/etcd.env")).expect("etcd.env rendered");
     let credentials = root.join("run/credstore");
     env.lines()

@@ -321,14 +321,16 @@ impl TestCluster {
             tls: None,
         };
         if opts.etcd_tls {
-            let addrs = |nodes: &[(String, IpAddr)]| nodes.iter().map(|(_, a)| *a).collect::<Vec<_>>();
+            let addrs =
+                |nodes: &[(String, IpAddr)]| nodes.iter().map(|(_, a)| *a).collect::<Vec<_>>();
             // A member checks a peer's certificate against the address the
             // peer's connection comes from: on loopback that is 127.0.0.1
             // for every member (on a real box, the node's own address).
             let mut etcd_names = addrs(&etcd_nodes);
             etcd_names.push(IpAddr::from([127, 0, 0, 1]));
-            let made = pgbox::ctl::tls_init::generate(&cluster_name, &addrs(&pg_nodes), &etcd_names)
-                .expect("make a CA and certificates");
+            let made =
+                pgbox::ctl::tls_init::generate(&cluster_name, &addrs(&pg_nodes), &etcd_names)
+                    .expect("make a CA and certificates");
             opts.extra_yaml.push_str(&made.etcd_yaml());
             access.tls = Some((made.etcd_cert_pem, made.etcd_key_pem, made.ca_pem));
         }
@@ -360,7 +362,11 @@ impl TestCluster {
                 dir.path(),
                 Duration::from_secs(300),
             );
-            assert!(run.status.success(), "make-pgdata-template: {}", run.output());
+            assert!(
+                run.status.success(),
+                "make-pgdata-template: {}",
+                run.output()
+            );
             t
         });
         let mut nodes: Vec<PgboxNode> = pg_nodes

@@ -74,7 +74,11 @@ mod tests {
             stopped: None,
             acks: acked
                 .iter()
-                .map(|&id| Ack { id, sent: t + Duration::from_millis(id as u64 * 10), at: t + Duration::from_millis(id as u64 * 10 + 5) })
+                .map(|&id| Ack {
+                    id,
+                    sent: t + Duration::from_millis(id as u64 * 10),
+                    at: t + Duration::from_millis(id as u64 * 10 + 5),
+                })
                 .collect(),
             last_attempted,
             errors: Vec::new(),

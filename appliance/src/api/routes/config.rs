@@ -36,9 +36,11 @@ pub fn apply_patch(current: &DynamicConfig, body: &[u8]) -> Result<DynamicConfig
         match (k.as_str(), v) {
             ("pause", Value::Bool(b)) => cfg.pause = *b,
             ("pause", _) => return Err("pause must be true or false".into()),
-            (other, _) => return Err(format!(
+            (other, _) => {
+                return Err(format!(
                 "{other} cannot be changed at run time: it comes from pgbox.yaml (only pause can)"
-            )),
+            ))
+            }
         }
     }
     Ok(cfg)

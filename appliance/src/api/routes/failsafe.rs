@@ -47,10 +47,17 @@ async fn handler(State(api): State<ApiState>, request: axum::extract::Request) -
     if me.is_leader || (me.pg.running && me.pg.role == PgRole::Primary) {
         return json_error(
             StatusCode::CONFLICT,
-            format!("{} runs as primary or holds the leader key: it cannot vouch for {}", desk.me, req.leader),
+            format!(
+                "{} runs as primary or holds the leader key: it cannot vouch for {}",
+                desk.me, req.leader
+            ),
         );
     }
     desk.promises.give(&req.leader);
     tracing::info!(leader = %req.leader, "failsafe: promised not to take over for ha.ttl");
-    (StatusCode::OK, Json(json!({ "accepted": true, "member": desk.me }))).into_response()
+    (
+        StatusCode::OK,
+        Json(json!({ "accepted": true, "member": desk.me })),
+    )
+        .into_response()
 }

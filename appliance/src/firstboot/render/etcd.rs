@@ -181,7 +181,10 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line}in:\n{text}");
         }
-        assert!(!text.contains("PRIVATE KEY"), "the key stays out of the env file");
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "the key stays out of the env file"
+        );
         let creds = credentials(&cfg);
         assert_eq!(creds.len(), 3);
         assert_eq!(creds[1], (paths::ETCD_CRED_KEY, p.key_pem.clone()));
