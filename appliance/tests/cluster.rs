@@ -1707,7 +1707,7 @@ async fn failsafe_mode_keeps_the_primary_writable_through_a_dcs_outage() {
     tokio::time::sleep(3 * ttl).await;
     assert_eq!(
         c.current_primaries().await,
-        [primary.clone()],
+        std::slice::from_ref(&primary),
         "{}",
         c.describe().await
     );

@@ -111,6 +111,14 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
+impl ClusterView {
+    /// The newest timeline the history knows of: each entry records the
+    /// timeline that ended, so the current one is one past the last.
+    pub fn max_history_timeline(&self) -> Option<u32> {
+        self.history.iter().map(|h| h.0 + 1).max()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,13 +129,5 @@ mod tests {
         assert_eq!(format_lsn(0x1_0000_00A0), "1/A0");
         assert_eq!(parse_lsn(&format_lsn(123456789012)), Some(123456789012));
         assert_eq!(parse_lsn("nonsense"), None);
-    }
-}
-
-impl ClusterView {
-    /// The newest timeline the history knows of: each entry records the
-    /// timeline that ended, so the current one is one past the last.
-    pub fn max_history_timeline(&self) -> Option<u32> {
-        self.history.iter().map(|h| h.0 + 1).max()
     }
 }

@@ -165,7 +165,7 @@ impl WorkloadRecord {
                 None => counts.push((e.what.clone(), 1)),
             }
         }
-        counts.sort_by(|a, b| b.1.cmp(&a.1));
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
         counts
             .iter()
             .take(6)

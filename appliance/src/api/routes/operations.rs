@@ -151,9 +151,9 @@ async fn handle(api: ApiState, body: axum::body::Bytes, switchover: bool) -> Res
         }
         Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
     }
-    if key.scheduled_at.is_some() {
-        return (StatusCode::ACCEPTED, Json(json!({"message": format!("switchover scheduled at {}", key.scheduled_at.unwrap())})))
-            .into_response();
+    if let Some(at) = &key.scheduled_at {
+        let message = format!("switchover scheduled at {at}");
+        return (StatusCode::ACCEPTED, Json(json!({ "message": message }))).into_response();
     }
     if key.leader.is_none() {
         tracing::warn!(candidate = ?key.member, "manual failover requested: writes the candidate lacks are lost");
