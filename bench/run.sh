@@ -16,23 +16,10 @@ for a in "$@"; do [ "$a" = --quick ] && quick=1; done
 [ $quick = 1 ] && out=$out/quick
 mkdir -p "$out"
 
-export DEBIAN_FRONTEND=noninteractive
-need=()
-command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-[ -x /usr/bin/etcd ] || need+=(etcd-server)
-ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
-if [ ${#need[@]} -gt 0 ]; then
-    # Debian's packages start their own services on install: refuse that,
-    # the benchmark starts its own processes.
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    mkdir -p /etc/postgresql-common
-    grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf ||
-        echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" python3-venv
-    rm -f /usr/sbin/policy-rc.d
-fi
+# Real etcd, PostgreSQL and HAProxy, and Debian's python3-venv for Patroni
+# (scripts/host-packages.list); the packaged services never start.
+. "$root/scripts/lib/host-packages.sh"
+ensure_host_packages build bench
 
 if [ $quick = 0 ]; then
     # Debian's interpreter, not one under /root: Patroni runs as `postgres`,

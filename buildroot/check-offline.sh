@@ -27,24 +27,9 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 step "tools"
-# command -> Debian package providing it
-declare -A tools=(
-	[shellcheck]=shellcheck [genimage]=genimage [mcopy]=mtools [mkdosfs]=dosfstools
-	[mke2fs]=e2fsprogs [sfdisk]=fdisk [blkid]=util-linux [systemd-analyze]=systemd
-	[python3]=python3
-)
-need=()
-for cmd in "${!tools[@]}"; do
-	PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null || need+=("${tools[$cmd]}")
-done
-# The virtualenv module is a separate package on Debian.
-python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-	[ "$(id -u)" -eq 0 ] || fail "missing Debian packages ${need[*]} (run as root to install them)"
-	printf 'installing %s\n' "${need[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck, genimage, mtools, dosfstools, ... (scripts/host-packages.list)
+. "$REPO/scripts/lib/host-packages.sh"
+ensure_host_packages buildroot || fail "the Debian tools above are missing"
 PATH=$PATH:/usr/sbin:/sbin
 venv=$CACHE/kconfig-venv
 if ! "$venv/bin/python" -c "import kconfiglib" 2>/dev/null ||

@@ -70,10 +70,8 @@ step "4. utils/check-package -b"
 # check-package imports python3-magic and flake8, which Debian packages
 # for its own python3 (not for one first on PATH, e.g. pyenv's).
 py=/usr/bin/python3
-if ! "$py" -c 'import magic, flake8' 2>/dev/null; then
-	[ "$(id -u)" -eq 0 ] || fail "check-package needs python3-magic and python3-flake8 (run as root to install them)"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-magic python3-flake8 >/dev/null
-fi
+. "$(dirname "$HERE")/scripts/lib/host-packages.sh"
+ensure_host_packages buildroot-verify || fail "check-package needs the packages above"
 mapfile -t files < <(cd "$HERE" && find external.desc external.mk Config.in configs board package -type f | sort)
 out=$(cd "$HERE" && "$py" "$BR/utils/check-package" -b "${files[@]}" 2>&1) || { printf '%s\n' "$out"; fail "check-package"; }
 # It reports findings as warnings with exit status 0 in some versions.

@@ -46,23 +46,21 @@ done
 CMDLINE="root=PARTLABEL=pgbox-root rootfstype=erofs ro console=tty0 console=ttyS0,115200 quiet panic=10"
 
 step "host tools"
-need=()
-command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
-command -v qemu-img >/dev/null || need+=(qemu-utils)
-command -v zstd >/dev/null || need+=(zstd)
-command -v unshare >/dev/null || need+=(util-linux)
-if [ "$reuse_binaries" -eq 0 ]; then
-	# etcd-client, a pgbox dependency, compiles protobuf definitions.
-	command -v protoc >/dev/null || need+=(protobuf-compiler)
-fi
-if [ ${#need[@]} -gt 0 ]; then
-	info "installing ${need[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-fi
+. "$REPO/scripts/lib/host-packages.sh"
+groups=(image)
+# etcd-client, a pgbox dependency, compiles protobuf definitions.
+[ "$reuse_binaries" -eq 1 ] || groups+=(build)
+ensure_host_packages "${groups[@]}" || die "the host tools above are missing (scripts/host-packages.list)"
 MIRROR=$(detect_mirror)
 info "mirror: $MIRROR ($SUITE)"
 mkdir -p "$CACHE" "$OUT"
+# One build at a time writes image/out/; pgbox-vmtest copies it under a
+# shared lock on the same file, so it never boots half of a build.
+exec 9>"$OUT/.build.lock"
+if ! flock -n 9; then
+	info "another image/build.sh holds $OUT/.build.lock (or a VM test is copying the image); waiting"
+	flock 9
+fi
 if [ "$clean" -eq 1 ]; then
 	rm -rf "$CACHE"/tools-* "$CACHE"/base-*.tar
 fi

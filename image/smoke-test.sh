@@ -48,16 +48,8 @@ for f in pgbox.qcow2 vmlinuz initrd.img cmdline.txt; do
 	[ -f "$OUT/$f" ] || die "image/out/$f is missing: run image/build.sh first"
 done
 
-need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-command -v qemu-img >/dev/null || need+=(qemu-utils)
-command -v curl >/dev/null || need+=(curl)
-[ "$uefi" -eq 0 ] || [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
-if [ ${#need[@]} -gt 0 ]; then
-	[ "$(id -u)" -eq 0 ] || die "missing ${need[*]}; install them or run as root"
-	DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-fi
+. "$REPO/scripts/lib/host-packages.sh"
+ensure_host_packages vm || die "the host tools above are missing (scripts/host-packages.list)"
 
 if [ "$boot_only" -eq 0 ] && [ "$bad" -eq 0 ] && [ -x "$REPO/target/release/pgboxd" ] &&
 	! "$REPO/target/release/pgboxd" firstboot --help >/dev/null 2>&1; then
@@ -247,7 +239,8 @@ elif [ "$boot_only" -eq 0 ]; then
 		"$pgboxctl" list --api "http://127.0.0.1:$api_port" | sed 's/^/    /' || fail "pgboxctl list"
 	fi
 	psql=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -n1 || true)
-	if [ -n "$psql" ]; then
+	[ -n "$psql" ] || fail "psql not found on the host (Debian package postgresql-client)"
+	{
 		# Through the router's read-write port: HAProxy must send it to the
 		# primary it found by /primary health checks.
 		for _ in $(seq 1 30); do
@@ -259,9 +252,7 @@ elif [ "$boot_only" -eq 0 ]; then
 		done
 		[ "$out" = 1 ] || fail "psql through the router: $out"
 		info "ok: wrote and read a row through the router (port 5000)"
-	else
-		info "psql not found on the host: skipped the SQL check"
-	fi
+	}
 fi
 
 if [ -n "${PGBOX_SMOKE_DEBUG:-}" ]; then

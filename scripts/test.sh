@@ -3,19 +3,24 @@
 # Debian 12):
 #
 #   scripts/test.sh           everything below
-#   scripts/test.sh --quick   stages 1-4 only (no image, no VMs): a few minutes
+#   scripts/test.sh --quick   stages 0-4 only (no image, no VMs): a few minutes
 #
+#   0. cargo fmt --check and cargo clippy -D warnings (seconds)
 #   1. unit tests (config, HA core tables, simulator seeds, API) and the
 #      process-level cluster tests (real etcd, real PostgreSQL, real pgboxd on
 #      127.0.x.y loopback addresses)
 #   2. the benchmark runner in quick mode (pgbox only, one repetition)
 #   3. checks of the buildroot tree that need no buildroot
 #   4. bounded fuzzing of the first-boot parser and the API's request parsing
-#   5. the image, built from Debian packages
+#   5. the image, built from Debian packages (skipped when image/out/ is
+#      complete and newer than every source, e.g. just built by
+#      qemu-tests/run.sh)
 #   6. the image booted alone in QEMU: direct kernel boot, a bad first-boot
 #      file, and UEFI (OVMF) from the disk itself
 #   7. the five-VM cluster: bring-up, primary power-off, rejoin, switchover,
-#      frozen primary
+#      frozen primary (those that qemu-tests/out/results.json shows passed
+#      on the image now in image/out/, e.g. by qemu-tests/run.sh just
+#      before, are not run again; PGBOX_FORCE_VMS=1 runs them anyway)
 #
 # Extra arguments after `--` go to cargo nextest (stage 1).
 set -euo pipefail
@@ -28,7 +33,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1 ;;
 	--) shift; nextest_args=("$@"); break ;;
-	-h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,27p' "$0"; exit 0 ;;
 	*) echo "scripts/test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -44,6 +49,17 @@ stage() {
 	t0=$(date +%s)
 	"$@"
 	timings+=("$(printf '%-28s %5ss' "$name" "$(($(date +%s) - t0))")")
+}
+
+REPO=$PWD
+. scripts/lib/image-state.sh
+vm_scenarios=(bring-up primary-poweroff rejoin switchover freeze)
+
+lint() {
+	# clippy compiles etcd-client, which needs protoc and its includes.
+	bash scripts/install-test-deps.sh
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
 }
 
 unit_and_process_tests() {
@@ -73,14 +89,40 @@ smoke_tests() {
 	bash image/smoke-test.sh --uefi
 }
 
+image_build() {
+	local stale
+	stale=$(image_stale_reason raw)
+	if [ -z "$stale" ]; then
+		echo "image/out/ is complete and newer than its sources: not rebuilt"
+		return 0
+	fi
+	echo "$stale: building"
+	bash image/build.sh
+}
+
+five_vms() {
+	local -a todo
+	if [ "${PGBOX_FORCE_VMS:-0}" = 1 ]; then
+		todo=("${vm_scenarios[@]}")
+	else
+		read -ra todo <<<"$(vm_scenarios_not_passed "${vm_scenarios[@]}")"
+	fi
+	if [ ${#todo[@]} -eq 0 ]; then
+		echo "qemu-tests/out/results.json: ${vm_scenarios[*]} passed on this image already (qemu-tests/run.sh): not run again; PGBOX_FORCE_VMS=1 reruns them"
+		return 0
+	fi
+	bash qemu-tests/run.sh "${todo[@]}"
+}
+
+stage "format and lints" lint
 stage "unit and process tests" unit_and_process_tests
 stage "benchmark (quick)" bash bench/run.sh --quick
 stage "buildroot tree checks" buildroot_checks
 stage "fuzzing (bounded)" fuzz_bounded
 if [ "$quick" -eq 0 ]; then
-	stage "image build" bash image/build.sh
+	stage "image build" image_build
 	stage "image smoke tests" smoke_tests
-	stage "five-VM cluster" bash qemu-tests/run.sh bring-up primary-poweroff rejoin switchover freeze
+	stage "five-VM cluster" five_vms
 fi
 
 echo

@@ -1,7 +1,7 @@
 //! pgbox-bench: the same loopback cluster (3 etcd members, 2 PostgreSQL
 //! servers, HAProxy) managed once by pgboxd and once by Patroni, the same
 //! write workload through HAProxy, the same faults; timings of both side by
-//! side (DESIGN §8). Not a test: it reports numbers and fails only when a
+//! side. Not a test: it reports numbers and fails only when a
 //! scenario does not complete at all.
 //!
 //! Usage: pgbox-bench [--quick] [--reps N] [--idle SECS] [--out DIR] [--venv DIR]

@@ -1,4 +1,4 @@
-//! pgbox-vmtest: boots the five-node pgbox cluster (DESIGN §1) from the
+//! pgbox-vmtest: boots the five-node pgbox cluster from the
 //! built image under QEMU, runs fault scenarios against it under a write
 //! workload, and reports what each cost and whether any acknowledged write
 //! was lost.
@@ -137,6 +137,7 @@ async fn run(
     rows: &mut Vec<Row>,
     cluster_slot: &mut Option<Cluster>,
 ) -> Result<(), String> {
+    vm::check_host_tools()?;
     let image = vm::Image::from_dir(&args.image_dir)?;
     let accel = vm::probe_accel(&image);
     let ports = pick_ports()?;
@@ -191,9 +192,75 @@ async fn run(
     Ok(())
 }
 
+/// When the image the run booted was written (seconds since the epoch):
+/// scripts/test.sh compares it with image/out/ to know whether these
+/// results are about the image that is there now.
+fn image_mtime(args: &Args) -> Option<u64> {
+    let m = std::fs::metadata(args.image_dir.join("pgbox.qcow2")).ok()?;
+    m.modified()
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+/// The last lines a person reads: what passed, what failed and why, where
+/// the logs are, and how to keep the cluster.
+fn print_summary(
+    args: &Args,
+    rows: &[Row],
+    outcome: &Result<(), String>,
+    results: Option<&PathBuf>,
+) {
+    let passed = rows.iter().filter(|r| r.passed).count();
+    let asked = args.scenarios.len();
+    println!();
+    if outcome.is_ok() && passed == asked {
+        println!("summary: all {asked} scenarios passed");
+    } else {
+        println!("summary: {passed} of {asked} scenarios passed");
+        for r in rows.iter().filter(|r| !r.passed) {
+            println!(
+                "  FAILED {}: {}",
+                r.name,
+                r.error.as_deref().unwrap_or("failed")
+            );
+            println!(
+                "    logs: {}",
+                args.out.join("logs").join(&r.name).display()
+            );
+        }
+        let ran: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        let skipped: Vec<&str> = args
+            .scenarios
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !ran.contains(s))
+            .collect();
+        if !skipped.is_empty() {
+            println!("  not run: {}", skipped.join(" "));
+        }
+        if let Err(e) = outcome {
+            println!("  stopped: {e}");
+        }
+    }
+    println!(
+        "  VM serial consoles and journals per scenario: {}/<scenario>/",
+        args.out.join("logs").display()
+    );
+    if let Some(p) = results {
+        println!("  results (JSON): {}", p.display());
+    }
+    if !args.keep {
+        println!("  to keep the cluster running afterwards and reach it: qemu-tests/run.sh --keep");
+    }
+}
+
 fn write_json(args: &Args, rows: &[Row], accel: &str) -> Result<PathBuf, String> {
     let doc = json!({
         "accel": accel,
+        "image_mtime_unix": image_mtime(args),
+        "requested": args.scenarios,
         "finished_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "scenarios": rows.iter().map(|r| json!({
             "name": r.name,
@@ -244,13 +311,17 @@ fn main() -> ExitCode {
             .map(|c| format!("{:?}", c.accel))
             .unwrap_or_default();
         print_table(&rows);
-        match write_json(&args, &rows, &accel) {
-            Ok(p) => println!("results: {}", p.display()),
-            Err(e) => eprintln!("writing results: {e}"),
-        }
+        let results = match write_json(&args, &rows, &accel) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("writing results: {e}");
+                None
+            }
+        };
         if let Err(e) = &outcome {
             eprintln!("pgbox-vmtest: {e}");
         }
+        print_summary(&args, &rows, &outcome, results.as_ref());
         if args.keep && outcome.is_ok() {
             if let Some(c) = &cluster {
                 println!(

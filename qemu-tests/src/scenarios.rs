@@ -26,7 +26,13 @@ pub const ALL: [&str; 10] = [
 ];
 
 /// What CI-sized runs and the README's main command run.
-pub const DEFAULT: [&str; 4] = ["bring-up", "primary-poweroff", "rejoin", "switchover"];
+pub const DEFAULT: [&str; 5] = [
+    "bring-up",
+    "primary-poweroff",
+    "rejoin",
+    "switchover",
+    "freeze",
+];
 
 #[derive(Debug, Default)]
 pub struct Metrics {

@@ -1,4 +1,4 @@
-//! The five-node reference cluster (DESIGN §1) as the harness builds it:
+//! The five-node reference cluster as the harness builds it:
 //! addresses on the harness's own switch, host ports, and the first-boot
 //! file every VM gets.
 
@@ -203,7 +203,7 @@ fn secret() -> String {
         .collect()
 }
 
-/// Cluster settings that held up under TCG on two shared cores (DESIGN §10):
+/// Cluster settings that held up under TCG on two shared cores:
 /// etcd at 500 ms / 5 s (its shortest lease is then 8 s), a 10 s lease.
 #[derive(Clone, Debug)]
 pub struct Settings {

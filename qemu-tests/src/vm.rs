@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
+
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -25,61 +27,55 @@ pub struct Image {
 impl Image {
     /// A private copy of the image in `run`: image/build.sh replaces its
     /// outputs in place, and a VM restarted on its overlay must find the
-    /// same base it was created on.
+    /// same base it was created on. The copy is made under a shared lock on
+    /// image/out/.build.lock, which image/build.sh holds exclusively while
+    /// it runs, so a copy never mixes two builds.
     pub fn snapshot(&self, run: &Path) -> Result<Image, String> {
         let dir = run.join("image");
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let sources = [&self.disk, &self.kernel, &self.initrd];
-        let stamp = || -> Vec<Option<(u64, std::time::SystemTime)>> {
-            sources
-                .iter()
-                .map(|p| {
-                    fs::metadata(p)
-                        .ok()
-                        .and_then(|m| Some((m.len(), m.modified().ok()?)))
-                })
-                .collect()
-        };
-        // image/build.sh writes its outputs in place: copy only a set that
-        // has not changed for a while and did not change during the copy.
-        let start = Instant::now();
-        loop {
-            let before = stamp();
-            let settled = before.iter().all(|s| {
-                s.map(|(_, t)| {
-                    t.elapsed()
-                        .map(|e| e > Duration::from_secs(20))
-                        .unwrap_or(false)
-                })
-                .unwrap_or(false)
-            });
-            if settled {
-                for src in sources {
-                    fs::copy(src, dir.join(src.file_name().unwrap()))
-                        .map_err(|e| format!("copying {}: {e}", src.display()))?;
-                }
-                let ok = Command::new("qemu-img")
-                    .args(["check", "-q"])
-                    .arg(dir.join("pgbox.qcow2"))
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false);
-                if ok && stamp() == before {
-                    break;
-                }
-            }
-            if start.elapsed() > Duration::from_secs(1800) {
-                return Err(
-                    "image/out/ kept changing (an image build running?) for 30 minutes".into(),
+        let out = self.disk.parent().unwrap();
+        let lock_path = out.join(".build.lock");
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("opening {}: {e}", lock_path.display()))?;
+        let _lock = match Flock::lock(lock_file, FlockArg::LockSharedNonblock) {
+            Ok(l) => l,
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                println!(
+                    "pgbox-vmtest: image/build.sh is writing {} (it holds {}); waiting for it to finish",
+                    out.display(),
+                    lock_path.display()
                 );
+                Flock::lock(f, FlockArg::LockShared)
+                    .map_err(|(_, e)| format!("locking {}: {e}", lock_path.display()))?
             }
-            println!("pgbox-vmtest: image/out/ is being written; waiting for it to settle");
-            std::thread::sleep(Duration::from_secs(10));
+            Err((_, e)) => return Err(format!("locking {}: {e}", lock_path.display())),
+        };
+        for src in [&self.disk, &self.kernel, &self.initrd] {
+            fs::copy(src, dir.join(src.file_name().unwrap()))
+                .map_err(|e| format!("copying {}: {e}", src.display()))?;
         }
-        let cmdline = fs::read_to_string(self.disk.parent().unwrap().join("cmdline.txt"))
-            .map_err(|e| e.to_string())?;
+        let disk = dir.join("pgbox.qcow2");
+        let check = Command::new("qemu-img")
+            .args(["check", "-q"])
+            .arg(&disk)
+            .output()
+            .map_err(|e| {
+                format!("cannot run qemu-img ({e}): install the Debian package qemu-utils")
+            })?;
+        if !check.status.success() {
+            return Err(format!(
+                "{} is damaged (qemu-img check: {}): rebuild it with image/build.sh",
+                self.disk.display(),
+                String::from_utf8_lossy(&check.stderr).trim()
+            ));
+        }
+        let cmdline = fs::read_to_string(out.join("cmdline.txt")).map_err(|e| e.to_string())?;
         Ok(Image {
-            disk: dir.join("pgbox.qcow2"),
+            disk,
             kernel: dir.join("vmlinuz"),
             initrd: dir.join("initrd.img"),
             cmdline: cmdline.trim().to_string(),
@@ -103,6 +99,28 @@ impl Image {
             cmdline: cmdline.trim().to_string(),
         })
     }
+}
+
+/// QEMU's two programs, checked before anything waits on them: a missing
+/// one is an error at once that names its Debian package (scripts/
+/// host-packages.list installs both from one release).
+pub fn check_host_tools() -> Result<(), String> {
+    for (cmd, pkg) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("qemu-img", "qemu-utils"),
+    ] {
+        let out = Command::new(cmd)
+            .arg("--version")
+            .output()
+            .map_err(|e| format!("cannot run {cmd} ({e}): install the Debian package {pkg}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{cmd} --version failed ({}): reinstall the Debian package {pkg}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,7 +214,9 @@ impl Vm {
             .arg(&disk)
             .arg("8G")
             .status()
-            .map_err(|e| format!("qemu-img: {e}"))?;
+            .map_err(|e| {
+                format!("cannot run qemu-img ({e}): install the Debian package qemu-utils")
+            })?;
         if !status.success() {
             return Err(format!("qemu-img create {} failed", disk.display()));
         }
