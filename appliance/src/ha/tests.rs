@@ -1247,3 +1247,13 @@ fn the_watchdog_fires_after_the_fencing_point_and_before_the_lease_expires() {
     assert_eq!(s.dcs_read_budget_ms(true, Some(7_000)), 2_500);
     assert_eq!(s.dcs_read_budget_ms(true, Some(1_000)), 1_000);
 }
+
+#[test]
+fn a_silent_standby_is_dropped_within_half_a_ttl() {
+    let s = settings();
+    assert_eq!(s.standby_silence_ms(), s.ttl_ms / 2);
+    // Never so short that a loaded box's late keep-alive answer drops a
+    // healthy standby.
+    assert_eq!(standby_silence_ms(2_000), 3_000);
+    assert!(s.standby_silence_ms() < s.fence_after_ms());
+}

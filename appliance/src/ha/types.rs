@@ -74,6 +74,19 @@ impl Settings {
         self.ttl_ms.saturating_sub(margin)
     }
 
+    /// How long the primary keeps a standby's connection without hearing
+    /// from it (PostgreSQL's `wal_sender_timeout`, rendered from this).
+    /// A standby that stops confirming (its PostgreSQL frozen, its host
+    /// paused, its link dead without a reset) is then dropped by
+    /// PostgreSQL itself, and the next loop stops waiting for it: in
+    /// `synchronous_mode: on` commits stall at most about this long plus
+    /// one loop, instead of PostgreSQL's default minute. A healthy standby
+    /// answers the keep-alive the primary sends at half this interval at
+    /// once, so only a silent one is dropped.
+    pub fn standby_silence_ms(&self) -> u64 {
+        standby_silence_ms(self.ttl_ms)
+    }
+
     /// The hardware watchdog's timeout, in whole seconds (what the device
     /// takes). It fires after the fencing point, so a primary cut off from
     /// the DCS demotes and disarms first instead of being reset, and before
@@ -94,6 +107,13 @@ impl Settings {
             _ => 10_000,
         }
     }
+}
+
+/// `Settings::standby_silence_ms` from the TTL alone, for the code that
+/// renders postgresql.conf from the first-boot file: half a TTL, at least
+/// 3 s (a loaded box may answer a keep-alive a second late).
+pub fn standby_silence_ms(ttl_ms: u64) -> u64 {
+    (ttl_ms / 2).max(3_000)
 }
 
 /// This member's lease, as the keep-alive task last saw it.

@@ -62,6 +62,15 @@ pub fn postgresql_conf(
         ("log_line_prefix", "'%m [%p] '".into()),
         ("recovery_target_timeline", "'latest'".into()),
         ("synchronous_standby_names", quote(sync_names)),
+        // A standby that stops confirming is dropped this soon, so that
+        // commits waiting for it stall for seconds, not a minute.
+        (
+            "wal_sender_timeout",
+            format!(
+                "'{}ms'",
+                crate::ha::standby_silence_ms(cfg.ha.ttl.as_millis() as u64)
+            ),
+        ),
     ];
     for (k, v) in lines {
         let _ = writeln!(s, "{k} = {v}");
@@ -236,6 +245,17 @@ mod tests {
     fn cluster(extra: &str) -> Config {
         let text = format!("{}{extra}", crate::config::tests::GOOD);
         crate::config::parse(&text, "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_silent_standby_is_dropped_after_half_a_ttl() {
+        let cfg = cluster("");
+        let me = cfg.nodes.iter().find(|n| n.name == "db1").unwrap();
+        let conf = postgresql_conf(&cfg, me, "/run/pgbox", "/pgpass", None, "");
+        assert!(
+            conf.lines().any(|l| l == "wal_sender_timeout = '5000ms'"),
+            "{conf}"
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub(super) struct Timing {
     pub request_timeout_ms: u64,
     /// libpq keepalives in primary_conninfo: 2 s idle, 3 probes 1 s apart.
     pub receiver_timeout_ms: u64,
-    /// wal_sender_timeout (PostgreSQL default).
+    /// wal_sender_timeout as pgboxd renders it (`Settings::standby_silence_ms`).
     pub sender_timeout_ms: u64,
     /// wal_retrieve_retry_interval (PostgreSQL default).
     pub wal_retry_ms: u64,
@@ -89,7 +89,7 @@ impl Timing {
         Timing {
             request_timeout_ms: request,
             receiver_timeout_ms: 5_000,
-            sender_timeout_ms: 60_000,
+            sender_timeout_ms: settings.standby_silence_ms(),
             wal_retry_ms: 5_000,
             restart_ms: 2_000,
             peer_timeout_ms: 1_000.min(cfg.ttl_ms / 2),
