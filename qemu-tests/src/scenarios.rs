@@ -9,16 +9,18 @@ use serde_json::json;
 use crate::cluster::{describe, Cluster};
 use crate::support::checker::{self, CheckReport};
 use crate::support::poll;
+use crate::support::primary_watch::{self, PrimaryWatch};
 use crate::support::workload::{Workload, WorkloadOptions, WorkloadRecord};
 use crate::topology::{node, Role, NODES};
 
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     "bring-up",
     "quiet-minute",
     "primary-poweroff",
     "rejoin",
     "switchover",
     "freeze",
+    "pause",
     "link-cut",
     "replica-off",
     "coord-off",
@@ -57,6 +59,7 @@ pub async fn run(name: &str, c: &mut Cluster, started: Instant) -> Result<Metric
         "rejoin" => rejoin(c).await,
         "switchover" => switchover(c).await,
         "freeze" => freeze(c).await,
+        "pause" => pause(c).await,
         "link-cut" => link_cut(c).await,
         "replica-off" => replica_off(c).await,
         "coord-off" => coord_off(c).await,
@@ -475,6 +478,72 @@ async fn freeze(c: &mut Cluster) -> Result<Metrics, String> {
         }
     ));
     run.finish(c, &[("freeze", t0)], &mut m).await?;
+    Ok(m)
+}
+
+/// The primary's VM paused by the hypervisor (QMP `stop`, then `cont`), as
+/// a stalled live migration or an overloaded host does. Unlike `freeze`
+/// (SIGSTOP of QEMU, after which the guest's clock catches up), the guest's
+/// clocks stop too: it wakes believing no time has passed. Both PostgreSQL
+/// nodes' `/primary` is polled every 100 ms throughout, as a router would;
+/// two nodes answering 200 at the same time fails the scenario.
+async fn pause(c: &mut Cluster) -> Result<Metrics, String> {
+    let mut m = Metrics::default();
+    c.wait_healthy(HEALTHY).await?;
+    let (leader, sync) = c.leader_and_sync().await?;
+    let sync = sync.ok_or("no synchronous standby before the fault")?;
+    let run = Run::start(c).await?;
+    let targets = NODES
+        .iter()
+        .filter(|n| n.has(Role::Postgres))
+        .map(|n| {
+            (
+                n.name.to_string(),
+                format!("http://127.0.0.1:{}/primary", c.ports.api(n)),
+            )
+        })
+        .collect();
+    // A router's check gives up after a second or two; an answer later
+    // than that is no answer.
+    let watch = PrimaryWatch::start(targets, Duration::from_millis(100), Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t0 = Instant::now();
+    c.vm(&leader).qmp("stop", json!({})).await?;
+    m.notes
+        .push(format!("paused {leader} (QMP stop: its clocks stop too)"));
+    m.failover_s = Some(wait_leader(c, &sync, t0, Duration::from_secs(180)).await?);
+    m.unavailable_s = Some(secs(
+        run.first_ack_after(t0, Duration::from_secs(180)).await?,
+    ));
+    let hold = Duration::from_secs(3 * c.settings.ttl_s as u64);
+    tokio::time::sleep(hold.saturating_sub(t0.elapsed())).await;
+    c.vm(&leader).qmp("cont", json!({})).await?;
+    let woke = Instant::now();
+    run.more_acks(20).await?;
+    c.wait_healthy(HEALTHY).await?;
+    m.notes.push(format!(
+        "{leader} resumed after {:.0}s paused; healthy again {:.0}s later",
+        woke.duration_since(t0).as_secs_f64(),
+        woke.elapsed().as_secs_f64()
+    ));
+    // The moments right after the resume are the dangerous ones; keep
+    // polling a little past the cluster being whole.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let samples = watch.stop().await;
+    let found = primary_watch::overlaps(&samples);
+    m.notes.push(format!(
+        "/primary polled every 100 ms: {}; {} overlapping 200 answers",
+        primary_watch::summary(&samples),
+        found.len()
+    ));
+    run.finish(c, &[("pause", t0)], &mut m).await?;
+    if let Some(first) = found.first() {
+        return Err(format!(
+            "two nodes answered /primary 200 at once, {} times; first: {}",
+            found.len(),
+            primary_watch::describe_overlap(first, t0)
+        ));
+    }
     Ok(m)
 }
 

@@ -1,5 +1,5 @@
 //! Process-level test harness: real etcd members, real PostgreSQL servers and
-//! real pgboxd binaries on 127.0.N.x loopback addresses (DESIGN §8, tier 2).
+//! real pgboxd binaries on 127.0.N.x loopback addresses.
 //!
 //! Every test gets its own base directory (kept when the test fails, removed
 //! when it passes), its own 127.0.N.0/24 subnet and its own log files; the tail
@@ -13,6 +13,7 @@ pub mod checker;
 pub mod etcd;
 pub mod node;
 pub mod postgres;
+pub mod primary_watch;
 pub mod workload;
 
 use std::collections::BTreeSet;

@@ -5,6 +5,8 @@
 
 #[path = "../../../appliance/tests/support/checker.rs"]
 pub mod checker;
+#[path = "../../../appliance/tests/support/primary_watch.rs"]
+pub mod primary_watch;
 #[path = "../../../appliance/tests/support/workload.rs"]
 pub mod workload;
 
@@ -64,6 +66,7 @@ pub async fn poll<T>(
 #[cfg(test)]
 mod tests {
     use super::checker::compare;
+    use super::primary_watch::{overlaps, Sample};
     use super::workload::{Ack, WorkloadRecord};
     use std::time::{Duration, Instant};
 
@@ -108,5 +111,29 @@ mod tests {
         // Id 10 was sent at 100 ms and acknowledged at 105 ms.
         assert_eq!(w.first_ack_after, Some(Duration::from_millis(75)));
         assert_eq!(report.longest_gap.as_ref().unwrap().after_id, 2);
+    }
+
+    fn sample(node: &str, t0: Instant, from_ms: u64, to_ms: u64, status: u16) -> Sample {
+        Sample {
+            node: node.into(),
+            sent: t0 + Duration::from_millis(from_ms),
+            answered: t0 + Duration::from_millis(to_ms),
+            status: Some(status),
+        }
+    }
+
+    #[test]
+    fn only_intersecting_200s_of_different_nodes_overlap() {
+        let t0 = Instant::now();
+        let samples = vec![
+            sample("db1", t0, 0, 10, 200),
+            sample("db2", t0, 5, 8, 503),
+            sample("db1", t0, 20, 30, 200),
+            sample("db2", t0, 31, 40, 200),
+            sample("db1", t0, 35, 50, 200),
+        ];
+        let o = overlaps(&samples);
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert_eq!((o[0].0.node.as_str(), o[0].1.node.as_str()), ("db2", "db1"));
     }
 }
