@@ -539,9 +539,10 @@ async fn pause(c: &mut Cluster) -> Result<Metrics, String> {
     run.finish(c, &[("pause", t0)], &mut m).await?;
     if let Some(first) = found.first() {
         return Err(format!(
-            "two nodes answered /primary 200 at once, {} times; first: {}",
+            "two nodes answered /primary 200 at once, {} times; first: {} ({})",
             found.len(),
-            primary_watch::describe_overlap(first, t0)
+            primary_watch::describe_overlap(first, t0),
+            m.notes.join("; ")
         ));
     }
     Ok(m)
