@@ -169,6 +169,17 @@ struct Run {
 }
 
 impl Run {
+    /// The start of a fault on the primary: a healthy cluster, its leader
+    /// and synchronous standby (the one that must take over), and the
+    /// workload writing.
+    async fn start_on_healthy(c: &mut Cluster) -> Result<(String, String, Run), String> {
+        c.wait_healthy(HEALTHY).await?;
+        let (leader, sync) = c.leader_and_sync().await?;
+        let sync = sync.ok_or("no synchronous standby before the fault")?;
+        let run = Run::start(c).await?;
+        Ok((leader, sync, run))
+    }
+
     /// Starts the workload on app1's router once the cluster is healthy and
     /// the table is empty, and waits for it to be writing.
     async fn start(c: &mut Cluster) -> Result<Run, String> {
@@ -303,10 +314,7 @@ async fn wait_leader(
 
 async fn primary_poweroff(c: &mut Cluster) -> Result<Metrics, String> {
     let mut m = Metrics::default();
-    c.wait_healthy(HEALTHY).await?;
-    let (leader, sync) = c.leader_and_sync().await?;
-    let sync = sync.ok_or("no synchronous standby before the fault")?;
-    let run = Run::start(c).await?;
+    let (leader, sync, run) = Run::start_on_healthy(c).await?;
     let t0 = Instant::now();
     c.vm(&leader).power_off().await?;
     m.notes
@@ -443,10 +451,7 @@ async fn switchover(c: &mut Cluster) -> Result<Metrics, String> {
 
 async fn freeze(c: &mut Cluster) -> Result<Metrics, String> {
     let mut m = Metrics::default();
-    c.wait_healthy(HEALTHY).await?;
-    let (leader, sync) = c.leader_and_sync().await?;
-    let sync = sync.ok_or("no synchronous standby before the fault")?;
-    let run = Run::start(c).await?;
+    let (leader, sync, run) = Run::start_on_healthy(c).await?;
     let boots = c.vm(&leader).up_marks();
     let fires = c.vm(&leader).watchdog_fires();
     let t0 = Instant::now();
@@ -489,10 +494,7 @@ async fn freeze(c: &mut Cluster) -> Result<Metrics, String> {
 /// two nodes answering 200 at the same time fails the scenario.
 async fn pause(c: &mut Cluster) -> Result<Metrics, String> {
     let mut m = Metrics::default();
-    c.wait_healthy(HEALTHY).await?;
-    let (leader, sync) = c.leader_and_sync().await?;
-    let sync = sync.ok_or("no synchronous standby before the fault")?;
-    let run = Run::start(c).await?;
+    let (leader, sync, run) = Run::start_on_healthy(c).await?;
     let targets = NODES
         .iter()
         .filter(|n| n.has(Role::Postgres))
@@ -550,10 +552,7 @@ async fn pause(c: &mut Cluster) -> Result<Metrics, String> {
 
 async fn link_cut(c: &mut Cluster) -> Result<Metrics, String> {
     let mut m = Metrics::default();
-    c.wait_healthy(HEALTHY).await?;
-    let (leader, sync) = c.leader_and_sync().await?;
-    let sync = sync.ok_or("no synchronous standby before the fault")?;
-    let run = Run::start(c).await?;
+    let (leader, sync, run) = Run::start_on_healthy(c).await?;
     let t0 = Instant::now();
     c.switch.set_cut(&leader, true);
     // Cut off, it must stop answering as a primary (fencing) even though
