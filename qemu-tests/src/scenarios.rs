@@ -13,7 +13,7 @@ use crate::support::primary_watch::{self, PrimaryWatch};
 use crate::support::workload::{Workload, WorkloadOptions, WorkloadRecord};
 use crate::topology::{node, Role, NODES};
 
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     "bring-up",
     "quiet-minute",
     "primary-poweroff",
@@ -22,6 +22,7 @@ pub const ALL: [&str; 11] = [
     "freeze",
     "pause",
     "link-cut",
+    "link-flap",
     "replica-off",
     "coord-off",
     "etcd-member-lost",
@@ -61,6 +62,7 @@ pub async fn run(name: &str, c: &mut Cluster, started: Instant) -> Result<Metric
         "freeze" => freeze(c).await,
         "pause" => pause(c).await,
         "link-cut" => link_cut(c).await,
+        "link-flap" => link_flap(c).await,
         "replica-off" => replica_off(c).await,
         "coord-off" => coord_off(c).await,
         "etcd-member-lost" => etcd_member_lost(c).await,
@@ -581,6 +583,43 @@ async fn link_cut(c: &mut Cluster) -> Result<Metrics, String> {
         t1.elapsed().as_secs_f64()
     ));
     run.finish(c, &[("link-cut", t0)], &mut m).await?;
+    Ok(m)
+}
+
+/// The primary's link flaps: down 2 s, up 2 s, for 32 s (a bad cable, a
+/// switch port resetting). Reports the longest stretch without an
+/// acknowledged write during the flapping, whether anyone failed over, and
+/// checks that nothing acknowledged is lost.
+async fn link_flap(c: &mut Cluster) -> Result<Metrics, String> {
+    let mut m = Metrics::default();
+    let (leader, _sync, run) = Run::start_on_healthy(c).await?;
+    let t0 = Instant::now();
+    for _ in 0..8 {
+        c.switch.set_cut(&leader, true);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        c.switch.set_cut(&leader, false);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let t1 = Instant::now();
+    let record = run.workload.snapshot();
+    let mut marks: Vec<Instant> = vec![t0];
+    marks.extend(record.acks_between(t0, t1).iter().map(|a| a.at));
+    marks.push(t1);
+    let longest = marks
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]))
+        .max()
+        .unwrap_or_default();
+    m.unavailable_s = Some(secs(longest));
+    run.more_acks(20).await?;
+    let now_leader = c.wait_healthy(HEALTHY).await?;
+    m.notes.push(format!(
+        "{leader}'s link flapped 2 s down / 2 s up for {:.0} s: longest stretch without an acknowledged write {:.1} s, {} acknowledged meanwhile; leader afterwards: {now_leader}",
+        t1.duration_since(t0).as_secs_f64(),
+        longest.as_secs_f64(),
+        record.acks_between(t0, t1).len()
+    ));
+    run.finish(c, &[("link-flap", t0)], &mut m).await?;
     Ok(m)
 }
 
