@@ -43,6 +43,6 @@ stage "building the harness (pgbox-vmtest)"
 (cd "$REPO" && cargo build -q -p pgbox-vmtest)
 stage "five VMs: ${*:-the default scenarios}"
 rc=0
-"$REPO/target/debug/pgbox-vmtest" "$@" || rc=$?
+"${CARGO_TARGET_DIR:-$REPO/target}/debug/pgbox-vmtest" "$@" || rc=$?
 stage "finished (exit $rc)"
 exit "$rc"
