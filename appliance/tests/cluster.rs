@@ -432,6 +432,44 @@ fn bad_first_boot_files_are_rejected_and_touch_nothing() {
             run.output().trim()
         ));
     }
+    if run.stderr.contains("warning") {
+        failures.push(format!(
+            "[good file / pgboxctl] warns: {}",
+            run.stderr.trim()
+        ));
+    }
+
+    // Valid but risky: accepted (exit 0), with a warning at its line.
+    let risky = good.replace(
+        ha_line,
+        "ha: {ttl: 5s, loop_wait: 500ms, watchdog: off, synchronous_mode: off}",
+    );
+    let ha_lineno = risky
+        .lines()
+        .position(|l| l.starts_with("ha:"))
+        .map(|i| i + 1)
+        .unwrap();
+    let risky_path = dir.join("risky.yaml");
+    fs::write(&risky_path, &risky).unwrap();
+    let mut cmd = Command::new(PGBOXCTL);
+    cmd.arg("config").arg("check").arg(&risky_path);
+    let run = run_captured(
+        "pgboxctl-risky",
+        &mut cmd,
+        dir.path(),
+        Duration::from_secs(30),
+    );
+    let warning = format!("risky.yaml:{ha_lineno}:");
+    if !run.status.success()
+        || !run.stderr.contains(&warning)
+        || !run.stderr.contains("warning: ha.watchdog: is off")
+    {
+        failures.push(format!(
+            "[watchdog off, asynchronous / pgboxctl] expected exit 0 and a warning at {warning}, got {}: {}",
+            run.status,
+            run.output().trim()
+        ));
+    }
 
     assert!(
         failures.is_empty(),

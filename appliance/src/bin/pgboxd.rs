@@ -124,8 +124,13 @@ fn main() -> ExitCode {
     pgbox::logging::init();
     // Validate everything before touching anything: a bad file must leave
     // the data directory exactly as it was.
-    let cfg = match pgbox::config::load(&config) {
-        Ok(c) => c,
+    let cfg = match pgbox::config::load_checked(&config) {
+        Ok((c, warnings)) => {
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            c
+        }
         Err(errors) => {
             eprintln!(
                 "pgboxd: the first-boot file is invalid; nothing was started or changed:\n{errors}"

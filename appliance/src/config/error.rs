@@ -44,6 +44,13 @@ impl fmt::Display for ConfigError {
     /// `FILE:LINE:COL: PATH: MESSAGE`, the shape editors and terminals turn
     /// into a jump to the spot; parts that are unknown are left out.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, "")
+    }
+}
+
+impl ConfigError {
+    /// The display form with `severity` (`warning: `) after the position.
+    fn write(&self, f: &mut fmt::Formatter<'_>, severity: &str) -> fmt::Result {
         let mut prefix = self.source.clone();
         if let Some(line) = self.line {
             if !prefix.is_empty() {
@@ -58,6 +65,7 @@ impl fmt::Display for ConfigError {
         if !prefix.is_empty() {
             write!(f, "{prefix}: ")?;
         }
+        f.write_str(severity)?;
         if !self.path.is_empty() {
             write!(f, "{}: ", self.path)?;
         }
@@ -66,6 +74,18 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A valid setting that puts data at risk: the file is accepted and runs as
+/// written, but a person should know. Shown as
+/// `FILE:LINE:COL: warning: PATH: MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning(pub ConfigError);
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f, "warning: ")
+    }
+}
 
 /// Every problem found in a file, in file order where positions are known.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ mod validate;
 
 use std::path::Path;
 
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use schema::*;
 
 /// Reads, parses and validates the file at `path`.
@@ -27,14 +27,31 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// it can be trusted); once the file has the right shape, every other
 /// problem is reported together.
 pub fn parse(text: &str, source: &str) -> Result<Config, ConfigErrors> {
+    check(text, source).map(|(cfg, _)| cfg)
+}
+
+/// Like `load`, with the warnings of a valid file (see `check`).
+pub fn load_checked(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
+    let source = path.display().to_string();
+    let text = read_text(path).map_err(ConfigErrors::single)?;
+    check(&text, &source)
+}
+
+/// Like `parse`, and for a valid file also the settings it accepts that put
+/// data at risk (each with its position, as errors have), for a person to
+/// read: `pgboxctl config check` and pgboxd's start print them.
+pub fn check(text: &str, source: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     let positions = positions::Positions::build(text);
     let cfg = parse::typed(text, source, &positions).map_err(ConfigErrors::single)?;
     let errors = validate::semantic(&cfg, source, &positions);
-    if errors.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(ConfigErrors(errors))
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
     }
+    let warnings = validate::risky(&cfg, source, &positions)
+        .into_iter()
+        .map(ConfigWarning)
+        .collect();
+    Ok((cfg, warnings))
 }
 
 /// Which node of `cfg` this box is: `node` (from `--node`) wins over the

@@ -903,3 +903,159 @@ fn etcd_tls_is_checked_against_the_etcd_members_and_for_client_use() {
     assert_eq!(e.path, "etcd.tls.certificate", "{e}");
     assert!(e.message.contains("clientAuth"), "{e}");
 }
+
+#[test]
+fn namespace_is_a_plain_key_path() {
+    // Each bad value on line 20 of the file, its value at column 14.
+    let bad = [
+        ("\"/service\\nother\"", "contains U+000A"),
+        ("\"/my service\"", "contains a space"),
+        ("/service/..", "`..` part"),
+        ("/service/../other", "`..` part"),
+        ("/./service", "`.` part"),
+        ("/service//main", "empty part"),
+        ("/service//", "empty part"),
+        ("\"/service\\u202E\"", "contains U+202E"),
+        ("/servi*ce", "contains '*'"),
+        ("service", "must start with '/'"),
+        ("\"\"", "must not be empty"),
+    ];
+    for (value, expect) in bad {
+        let e = only(&with(&format!("etcd:\n  namespace: {value}\n")));
+        assert_eq!(e.path, "etcd.namespace", "{value}: {e}");
+        assert_eq!(pos(&e), (Some(20), Some(14)), "{value}: {e}");
+        assert!(e.message.contains(expect), "{value}: {e}");
+        assert!(
+            !e.to_string().contains('\n') && !e.to_string().contains('\u{202e}'),
+            "the message carries the raw character: {e:?}"
+        );
+    }
+    let long = format!("/{}", "a".repeat(128));
+    let e = only(&with(&format!("etcd:\n  namespace: {long}\n")));
+    assert!(e.message.contains("at most 128"), "{e}");
+
+    for (value, prefix) in [
+        ("/", "/main/"),
+        ("/service/", "/service/main/"),
+        ("/pg-boxes/prod.eu_1", "/pg-boxes/prod.eu_1/main/"),
+        ("/a.b/..c/c..", "/a.b/..c/c../main/"),
+    ] {
+        let cfg = parse(
+            &with(&format!("etcd:\n  namespace: {value}\n")),
+            "pgbox.yaml",
+        )
+        .unwrap_or_else(|e| panic!("{value}: {e}"));
+        assert_eq!(cfg.key_prefix(), prefix);
+    }
+}
+
+#[test]
+fn cluster_name_cannot_leave_its_key_prefix() {
+    // The cluster name is the last part of every key prefix: nothing in it
+    // may add a path part or a character etcdctl users cannot type.
+    for (value, expect) in [
+        ("a/b", "contains '/'"),
+        ("..", "contains '.'"),
+        ("\"a b\"", "contains a space"),
+        ("\"main\\n\"", "contains U+000A"),
+        ("\"ma\\u202Ein\"", "contains U+202E"),
+    ] {
+        let e = only(&GOOD.replace("name: main", &format!("name: {value}")));
+        assert_eq!(e.path, "cluster.name", "{value}: {e}");
+        assert_eq!(pos(&e), (Some(2), Some(9)), "{value}: {e}");
+        assert!(e.message.contains(expect), "{value}: {e}");
+    }
+}
+
+#[test]
+fn secrets_built_from_common_words_or_repeats_are_refused() {
+    let weak = [
+        ("passwordpassword", "well-known"),
+        ("PasswordPASSWORD", "well-known"),
+        ("admin_admin_admin", "well-known"),
+        ("Password2024!", "well-known"),
+        ("p@ssw0rdp@ssw0rd", "well-known"),
+        ("2024-03-15-admin", "well-known"),
+        ("letmein-letmein", "well-known"),
+        ("trustno1trustno1", "well-known"),
+        ("Xk9!Xk9!Xk9!Xk9!", "sequence of 4 characters repeated"),
+        ("abcdabcdabcdab", "sequence of 4 characters repeated"),
+        ("qwer1234qwer1234", "sequence of 8 characters repeated"),
+        ("zq1zq1zq1zq1zq1", "sequence of 3 characters repeated"),
+    ];
+    for (secret, expect) in weak {
+        let e = only(&GOOD.replace(GOOD_SECRETS[0], secret));
+        assert_eq!(e.path, "secrets.superuser_password", "{secret}");
+        assert_eq!(pos(&e), (Some(15), Some(23)), "{secret}: {e}");
+        assert!(e.message.contains(expect), "{secret}: {e}");
+        assert!(!e.to_string().contains(secret), "shows the secret: {e}");
+    }
+}
+
+/// What `openssl rand -base64 N` and `-hex N` print, from a fixed-seed
+/// generator: a real generator's output must keep passing.
+#[test]
+fn generated_secrets_pass() {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let mut refused = Vec::new();
+    for _ in 0..2000 {
+        let b64: String = (0..24)
+            .map(|_| B64[(next() >> 58) as usize] as char)
+            .collect();
+        let hex: String = (0..32)
+            .map(|_| char::from_digit((next() >> 60) as u32, 16).unwrap())
+            .collect();
+        for secret in [b64, hex] {
+            if let Some(problem) = super::validate::secret_problem(&secret) {
+                refused.push(format!("{secret}: {problem}"));
+            }
+        }
+    }
+    assert!(refused.is_empty(), "{}", refused.join("\n"));
+    // The project's own generators (the demonstration script, the tests).
+    for secret in ["demo-Su-q2Vh8sLk0PzT3nWc", "Pgb0x-su-3fa2c81d9be04477-Zq"] {
+        assert!(
+            super::validate::secret_problem(secret).is_none(),
+            "{secret}"
+        );
+    }
+}
+
+#[test]
+fn watchdog_off_with_asynchronous_replication_is_a_warning() {
+    let risky = with("ha:\n  watchdog: off\n  synchronous_mode: off\n");
+    let (_, warnings) = check(&risky, "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let w = &warnings[0];
+    assert_eq!(w.0.path, "ha.watchdog");
+    assert_eq!(pos(&w.0), (Some(20), Some(13)), "{w}");
+    let shown = w.to_string();
+    assert!(
+        shown.starts_with("pgbox.yaml:20:13: warning: ha.watchdog: is off"),
+        "{shown}"
+    );
+    assert!(shown.contains("synchronous_mode: off (line 21)"), "{shown}");
+    assert!(shown.contains("lost"), "{shown}");
+    // The file is valid: parse accepts it as it is.
+    assert!(parse(&risky, "pgbox.yaml").is_ok());
+
+    for safe in [
+        with("ha:\n  watchdog: off\n"),
+        with("ha:\n  watchdog: off\n  synchronous_mode: strict\n"),
+        with("ha:\n  synchronous_mode: off\n"),
+        with("ha:\n  watchdog: required\n  synchronous_mode: off\n"),
+        GOOD.to_string(),
+        EXAMPLE.to_string(),
+    ] {
+        let (_, warnings) = check(&safe, "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert!(warnings.is_empty(), "{safe}\n{warnings:?}");
+    }
+}

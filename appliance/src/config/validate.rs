@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::positions::{join_index, join_key, Positions};
-use super::{Cidr, Config, Role};
+use super::{Cidr, Config, Role, SyncMode, WatchdogMode};
 
 /// Longest name PostgreSQL and etcd keys take without truncation
 /// (PostgreSQL's NAMEDATALEN - 1; also a host name label's limit).
@@ -100,6 +100,21 @@ pub(super) fn semantic(cfg: &Config, source: &str, positions: &Positions) -> Vec
     c.network(cfg);
     c.api(cfg);
     // File order reads best; problems with no position go last.
+    c.errors
+        .sort_by_key(|e| (e.line.is_none(), e.line, e.column));
+    c.errors
+}
+
+/// Settings that are valid but put data at risk: the box runs as written,
+/// and `pgboxctl config check` and pgboxd's start say why a person may
+/// want otherwise.
+pub(super) fn risky(cfg: &Config, source: &str, positions: &Positions) -> Vec<ConfigError> {
+    let mut c = Checker {
+        source,
+        positions,
+        errors: Vec::new(),
+    };
+    c.unfenced_async(cfg);
     c.errors
         .sort_by_key(|e| (e.line.is_none(), e.line, e.column));
     c.errors
@@ -491,12 +506,8 @@ impl Checker<'_> {
                 true,
             );
         }
-        let ns = &cfg.etcd.namespace;
-        if !ns.starts_with('/') {
-            self.value(
-                "etcd.namespace",
-                format!("{ns:?} must start with '/', like /service"),
-            );
+        if let Some(problem) = namespace_problem(&cfg.etcd.namespace) {
+            self.value("etcd.namespace", problem);
         }
 
         // etcd takes both settings in whole milliseconds and refuses to
@@ -697,6 +708,29 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// Without a watchdog, nothing stops a primary whose pgboxd hangs (a
+    /// stuck disk, a stopped process) from committing after its lease ran
+    /// out and a replica was promoted; only synchronous replication then
+    /// keeps those commits from being acknowledged, since the standby that
+    /// would confirm them is the new primary. With both off, writes
+    /// acknowledged by the old primary in that window are lost.
+    fn unfenced_async(&mut self, cfg: &Config) {
+        if cfg.ha.watchdog != WatchdogMode::Off || cfg.ha.synchronous_mode != SyncMode::Off {
+            return;
+        }
+        // Neither is off by default, so both are written in the file.
+        let note = self.line_note("ha.synchronous_mode", "");
+        self.value(
+            "ha.watchdog",
+            format!(
+                "is off and replication is asynchronous (ha.synchronous_mode: off{note}): if pgboxd hangs while \
+                 its node is primary, nothing resets the box, and its PostgreSQL keeps acknowledging writes after \
+                 another node was promoted; those writes are lost. Set ha.watchdog to automatic or required, or \
+                 ha.synchronous_mode to on"
+            ),
+        );
+    }
+
     fn api(&mut self, cfg: &Config) {
         self.networks(
             "api.allow_writes_from",
@@ -831,7 +865,69 @@ fn fmt_duration(d: Duration) -> String {
 fn name_problem(name: &str, allowed: impl Fn(char) -> bool) -> Option<String> {
     name.chars()
         .find(|c| !allowed(*c))
-        .map(|c| format!("contains {c:?}"))
+        .map(|c| format!("contains {}", describe_char(c)))
+}
+
+/// A character as a person can read it in a terminal: printable ASCII
+/// quoted, anything else (line breaks, spaces, direction overrides that
+/// would reorder the message itself) by its code point.
+fn describe_char(c: char) -> String {
+    match c {
+        ' ' => "a space".to_string(),
+        c if c.is_ascii_graphic() => format!("{c:?}"),
+        c => format!("U+{:04X}", c as u32),
+    }
+}
+
+/// Longest `etcd.namespace`: ample for any layout, short enough that the
+/// keys stay readable in `etcdctl get --prefix`.
+const MAX_NAMESPACE: usize = 128;
+
+/// The namespace is the key prefix above the cluster name, as Patroni's
+/// (`/service` gives `/service/<cluster>/leader`). pgbox joins it to the
+/// cluster name with one '/', grants the `pgbox` etcd role that prefix, and
+/// operators type it into `etcdctl`: so it is a plain path, '/' then
+/// segments of letters, digits, '.', '_' and '-', with no empty, `.` or
+/// `..` segment (which tools that treat keys as paths would fold into
+/// another cluster's prefix). One trailing '/' is allowed and dropped; `/`
+/// alone puts the cluster at the top of the key space.
+fn namespace_problem(ns: &str) -> Option<String> {
+    let fix = "write '/' followed by names of letters, digits, '.', '_' and '-' separated by '/', like /service";
+    if ns.is_empty() {
+        return Some(format!("must not be empty; {fix}"));
+    }
+    // The value is quoted only once it is known to be plain text, so that a
+    // line break or a direction override cannot garble the message.
+    if let Some(c) = ns
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-')))
+    {
+        return Some(format!("contains {}; {fix}", describe_char(c)));
+    }
+    if !ns.starts_with('/') {
+        return Some(format!("{ns:?} must start with '/'; {fix}"));
+    }
+    if ns.len() > MAX_NAMESPACE {
+        return Some(format!(
+            "is {} characters long; at most {MAX_NAMESPACE}",
+            ns.len()
+        ));
+    }
+    let inner = ns.strip_prefix('/').unwrap_or(ns);
+    let inner = inner.strip_suffix('/').unwrap_or(inner);
+    if inner.is_empty() {
+        return None;
+    }
+    for segment in inner.split('/') {
+        let bad = match segment {
+            "" => "an empty part ('//')",
+            "." => "a `.` part",
+            ".." => "a `..` part",
+            _ => continue,
+        };
+        return Some(format!("{ns:?} has {bad}; {fix}"));
+    }
+    None
 }
 
 fn hostname_problem(name: &str) -> Option<String> {
@@ -893,7 +989,7 @@ fn is_guc_name(name: &str) -> bool {
 }
 
 /// What is wrong with a secret, in words that never repeat it.
-fn secret_problem(secret: &str) -> Option<String> {
+pub(super) fn secret_problem(secret: &str) -> Option<String> {
     let advice = "use a long random value, e.g. from `openssl rand -base64 24`";
     if secret.is_empty() {
         return Some(format!("is empty; {advice}"));
@@ -916,14 +1012,100 @@ fn secret_problem(secret: &str) -> Option<String> {
     if secret.chars().all(|c| c.is_ascii_digit()) {
         return Some(format!("is only digits; {advice}"));
     }
-    let lower = secret.to_lowercase();
-    let word = lower.trim_end_matches(|c: char| c.is_ascii_digit());
-    if WEAK_WORDS.contains(&word) {
+    let lower: Vec<char> = secret.to_lowercase().chars().collect();
+    if made_of_weak_words(&lower) {
         return Some(format!(
-            "is a well-known password (or one with digits added), the first thing an attacker tries; {advice}"
+            "is a well-known password (alone, repeated, combined, or with a few digits or symbols added), \
+             the first thing an attacker tries; {advice}"
+        ));
+    }
+    if let Some(unit) = short_period(&lower) {
+        return Some(format!(
+            "is a sequence of {unit} characters repeated, which is no harder to guess than the sequence once; {advice}"
         ));
     }
     None
+}
+
+/// How a character of a secret may stand for a letter of a well-known word
+/// ("p@ssw0rd"): guessing tools try these substitutions first.
+fn stands_for(c: char, letter: char) -> bool {
+    c == letter
+        || matches!(
+            (letter, c),
+            ('a', '@' | '4')
+                | ('e', '3')
+                | ('i', '1' | '!')
+                | ('l', '1')
+                | ('o', '0')
+                | ('s', '$' | '5')
+                | ('t', '7')
+        )
+}
+
+/// Whether the (lower-cased) secret is well-known words, each possibly
+/// repeated or combined with others ("passwordpassword", "admin_admin"),
+/// with fewer than `MIN_SECRET_CHARS` other characters around them, all of
+/// them digits or symbols ("Password2024!"). Any letter outside a word
+/// means the secret is not built from the list, so a generated secret
+/// passes unless it is nearly all digits and symbols anyway.
+fn made_of_weak_words(secret: &[char]) -> bool {
+    let n = secret.len();
+    // fewest[i]: the fewest filler characters that cover secret[..i] with
+    // words and fillers; words[i]: whether that cover uses a word at all.
+    let mut fewest: Vec<Option<usize>> = vec![None; n + 1];
+    let mut words = vec![false; n + 1];
+    fewest[0] = Some(0);
+    for i in 0..n {
+        let Some(here) = fewest[i] else { continue };
+        let mut reach = |to: usize, cost: usize, word: bool| {
+            let better = match fewest[to] {
+                None => true,
+                Some(best) => cost < best || (cost == best && word && !words[to]),
+            };
+            if better {
+                fewest[to] = Some(cost);
+                words[to] = word || words[i];
+            }
+        };
+        if !secret[i].is_alphabetic() {
+            reach(i + 1, here + 1, false);
+        }
+        for word in WEAK_WORDS {
+            let len = word.chars().count();
+            if i + len <= n
+                && word
+                    .chars()
+                    .zip(&secret[i..])
+                    .all(|(w, c)| stands_for(*c, w))
+            {
+                reach(i + len, here, true);
+            }
+        }
+    }
+    matches!(fewest[n], Some(filler) if filler < MIN_SECRET_CHARS) && words[n]
+}
+
+/// The length of the unit the secret repeats ("abcabcabcabc": 3), when it
+/// repeats one shorter than `MIN_SECRET_CHARS` at least twice (a partial
+/// last repeat counts too).
+fn short_period(secret: &[char]) -> Option<usize> {
+    let n = secret.len();
+    // Knuth-Morris-Pratt failure function: the longest proper border of
+    // the whole string gives its smallest period.
+    let mut border = vec![0usize; n];
+    for i in 1..n {
+        let mut k = border[i - 1];
+        while k > 0 && secret[i] != secret[k] {
+            k = border[k - 1];
+        }
+        if secret[i] == secret[k] {
+            k += 1;
+        }
+        border[i] = k;
+    }
+    let period = n - border.last().copied().unwrap_or(0);
+    (period * 2 <= n && period < MIN_SECRET_CHARS).then_some(period)
 }
 
 #[cfg(test)]

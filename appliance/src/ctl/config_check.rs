@@ -7,7 +7,9 @@ use crate::config::{self, Config, Role};
 ///
 /// Exit status: 0 when the file is valid, 1 when it has problems (each one
 /// printed to stderr as `FILE:LINE:COLUMN: PATH: MESSAGE`), 2 when the file
-/// cannot be read at all. Secrets are never printed.
+/// cannot be read at all. A valid file's risky settings are printed to
+/// stderr as `FILE:LINE:COLUMN: warning: PATH: MESSAGE` and do not change
+/// the exit status. Secrets are never printed.
 pub fn run(file: &Path) -> ExitCode {
     let source = file.display().to_string();
     let bytes = match std::fs::read(file) {
@@ -19,9 +21,12 @@ pub fn run(file: &Path) -> ExitCode {
     };
     let parsed = config::text_from_bytes(bytes, &source)
         .map_err(config::ConfigErrors::single)
-        .and_then(|text| config::parse(&text, &source));
+        .and_then(|text| config::check(&text, &source));
     match parsed {
-        Ok(cfg) => {
+        Ok((cfg, warnings)) => {
+            for w in &warnings {
+                eprintln!("{w}");
+            }
             println!("{}", summary(&source, &cfg));
             ExitCode::SUCCESS
         }
