@@ -1427,6 +1427,122 @@ async fn undeclared_addresses_are_refused_and_concurrent_switchovers_do_one() {
     );
 }
 
+/// Maintenance mode: a switchover or failover is refused at once with the
+/// reason and leaves nothing in etcd; a request that is in etcd anyway (as
+/// when it was written just before the pause) is removed by the leader; and
+/// after the resume nothing that was asked during the pause takes effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_while_paused_are_refused_at_once_and_never_carried_out_later() {
+    let c = TestCluster::start("paused_requests", ClusterOptions::default()).await;
+    let before = c
+        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
+        .await;
+    let (old, new) = (before.primary.clone(), before.replicas[0].clone());
+    let url = |name: &str, path: &str| format!("http://{}:8008{path}", c.node(name).address);
+    // Longer than the API's own wait for an outcome, so a request that
+    // hangs shows up as slow, not as a client error.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(75))
+        .build()
+        .unwrap();
+    let set_pause = |on: bool| {
+        client
+            .patch(url(&old, "/config"))
+            .basic_auth("pgbox", Some(&c.secrets.api))
+            .body(format!("{{\"pause\":{on}}}"))
+            .send()
+    };
+    let failover_key = format!("/service/{}/failover", c.cluster_name);
+    let mut etcd = c.etcd.client().await;
+
+    let answer = set_pause(true).await.expect("PATCH /config");
+    assert_eq!(answer.status().as_u16(), 200, "pausing");
+
+    // Twice each: a refused request must not leave anything that makes the
+    // next one "already pending".
+    let switchover = format!("{{\"leader\":\"{old}\",\"candidate\":\"{new}\"}}");
+    let failover = format!("{{\"candidate\":\"{new}\"}}");
+    for (node, path, body) in [
+        (&old, "/switchover", &switchover),
+        (&new, "/switchover", &switchover),
+        (&old, "/failover", &failover),
+        (&new, "/failover", &failover),
+    ] {
+        let started = Instant::now();
+        let answer = client
+            .post(url(node, path))
+            .basic_auth("pgbox", Some(&c.secrets.api))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("POST");
+        let took = started.elapsed();
+        let code = answer.status().as_u16();
+        let text = answer.text().await.unwrap_or_default();
+        eprintln!("paused: POST {path} to {node} answered {code} in {took:.2?}: {text}");
+        assert!(
+            took < Duration::from_secs(5),
+            "POST {path} to {node} while paused took {took:.1?} ({code} {text})"
+        );
+        assert_eq!(code, 412, "POST {path} to {node} while paused: {text}");
+        assert!(text.contains("paused"), "the refusal says why: {text}");
+        let left = etcd.get(failover_key.as_str(), None).await.unwrap();
+        assert!(
+            left.kvs().is_empty(),
+            "a refused request left the failover key behind: {:?}",
+            left.kvs()
+                .first()
+                .map(|kv| kv.value_str().unwrap_or_default().to_string())
+        );
+    }
+
+    // A request already in etcd when the pause began: the leader removes
+    // it rather than keep it for the resume.
+    let stale = format!("{{\"leader\":\"{old}\",\"member\":\"{new}\"}}");
+    etcd.put(failover_key.as_str(), stale, None).await.unwrap();
+    let removed_after = Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "the leader removes the request",
+        async || {
+            let r = etcd
+                .get(failover_key.as_str(), None)
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.kvs().is_empty() {
+                Ok(())
+            } else {
+                Err("still there".into())
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "paused: a request written into etcd was removed after {:.2?}",
+        removed_after.elapsed()
+    );
+
+    let answer = set_pause(false).await.expect("PATCH /config");
+    assert_eq!(answer.status().as_u16(), 200, "resuming");
+    // Several loop periods (loop_wait 500 ms) and more than the time a
+    // switchover takes here: nothing asked during the pause may happen now.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = c
+        .wait_for_roles(&["db1", "db2"], FAILOVER_TIMEOUT, "roles after the resume")
+        .await;
+    assert_eq!(
+        (after.primary.as_str(), after.timeline),
+        (old.as_str(), before.timeline),
+        "a request made while paused took effect after the resume"
+    );
+    let left = etcd.get(failover_key.as_str(), None).await.unwrap();
+    assert!(
+        left.kvs().is_empty(),
+        "a request is pending after the resume"
+    );
+}
+
 /// A CA, and one API certificate naming `ips`, as PEM: what an operator
 /// makes once for a cluster (docs/security.md).
 fn api_pki(ips: &[std::net::IpAddr]) -> (String, String, String) {

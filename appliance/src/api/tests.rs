@@ -723,6 +723,46 @@ fn primary_with_a_fit_replica() -> NodeStatus {
 const SWITCH_TO_DB2: &str = r#"{"leader": "db1", "candidate": "db2"}"#;
 
 #[tokio::test]
+async fn requests_while_paused_are_refused_at_once() {
+    let mut node = primary_with_a_fit_replica();
+    node.cluster.config.pause = true;
+    let (app, shared) = writable(node);
+    for (path, body, want, says) in [
+        (
+            "/switchover",
+            SWITCH_TO_DB2,
+            StatusCode::PRECONDITION_FAILED,
+            "paused",
+        ),
+        (
+            "/failover",
+            r#"{"candidate": "db2"}"#,
+            StatusCode::PRECONDITION_FAILED,
+            "paused",
+        ),
+        (
+            "/switchover",
+            r#"{"leader": "db1"}"#,
+            StatusCode::BAD_REQUEST,
+            "Switchover is possible only to a specific candidate in a paused state",
+        ),
+        (
+            "/switchover",
+            r#"{"leader": "db1", "candidate": "db2", "scheduled_at": "2099-01-01T00:00:00Z"}"#,
+            StatusCode::BAD_REQUEST,
+            "Can't schedule switchover in the paused state",
+        ),
+    ] {
+        let reply = expect_refused(&app, &shared, post(path, body), want).await;
+        let error = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains(says), "{path} {body}: {error}");
+    }
+}
+
+#[tokio::test]
 async fn write_endpoints_need_the_password() {
     let (app, shared) = writable(primary_with_a_fit_replica());
     for (method, path, body) in [

@@ -432,8 +432,9 @@ impl Etcd {
     }
 
     /// Record a switchover or failover request, unless one is pending.
-    /// False if another request is already there.
-    pub async fn request_failover(&self, req: &FailoverKey) -> Result<bool> {
+    /// The revision that wrote it (the key's mod revision, for
+    /// `withdraw_failover`), or None if another request is already there.
+    pub async fn request_failover(&self, req: &FailoverKey) -> Result<Option<i64>> {
         let key = self.key("failover");
         let value = serde_json::to_string(req)?;
         let resp = self
@@ -441,6 +442,33 @@ impl Etcd {
                 let txn = Txn::new()
                     .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
                     .and_then([TxnOp::put(key.clone(), value.clone(), None)]);
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        if !resp.succeeded() {
+            return Ok(None);
+        }
+        let revision = resp
+            .header()
+            .map(|h| h.revision())
+            .context("etcd: the failover request's answer has no revision")?;
+        Ok(Some(revision))
+    }
+
+    /// Delete the failover request written at `revision`, only if it is
+    /// still that one: a request carried out and replaced by a newer one
+    /// in the meantime is left alone. True if it was deleted.
+    pub async fn withdraw_failover(&self, revision: i64) -> Result<bool> {
+        let key = self.key("failover");
+        let resp = self
+            .call("withdrawing the failover request", |mut c| {
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(
+                        key.clone(),
+                        CompareOp::Equal,
+                        revision,
+                    )])
+                    .and_then([TxnOp::delete(key.clone(), None)]);
                 async move { c.txn(txn).await }
             })
             .await?;

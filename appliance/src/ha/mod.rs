@@ -25,14 +25,33 @@ pub fn decide(obs: &Observation, mem: &Memory) -> Decision {
     let Some(view) = &obs.dcs else {
         return without_dcs(obs);
     };
+    let leader = view.leader.as_deref();
+    let i_am_named_leader = leader == Some(obs.me.as_str());
     if view.config.pause {
+        // No switchover or failover is carried out while paused (the API
+        // refuses them: `request_refusal`). A request that is there anyway
+        // (written just before the pause, or by an older pgbox) would
+        // otherwise fire at the resume, long after its caller was told it
+        // failed: the leader, or with none every member, removes it.
+        if let Some(request) = view
+            .failover
+            .as_ref()
+            .filter(|_| leader.is_none() || i_am_named_leader)
+        {
+            return Decision::act(
+                Cause::Paused,
+                vec![Action::ClearFailover],
+                format!(
+                    "paused: removing the request to {}, which is not carried out in maintenance mode",
+                    request_summary(request)
+                ),
+            );
+        }
         return Decision::idle(
             Cause::Paused,
             "paused: no automatic action (pgboxctl resume ends maintenance mode)".into(),
         );
     }
-    let leader = view.leader.as_deref();
-    let i_am_named_leader = leader == Some(obs.me.as_str());
 
     // A data directory from another cluster must never be joined or promoted:
     // replication would fail in confusing ways, and promotion would fork history.
@@ -776,6 +795,19 @@ fn switchover_step(obs: &Observation, view: &ClusterView, request: &FailoverKey)
                         format!("switchover scheduled at {at}"),
                     );
                 }
+                // A time long gone (the leader was down or the cluster
+                // paused then) is not a request for now: its caller planned
+                // for a moment that passed.
+                if obs.now_unix_ms - at_ms > stale_schedule_ms(&obs.settings) {
+                    return Decision::act(
+                        Cause::SwitchoverRefused,
+                        vec![Action::ClearFailover],
+                        format!(
+                            "refusing a switchover scheduled at {at}: that time passed {} s ago",
+                            (obs.now_unix_ms - at_ms) / 1000
+                        ),
+                    );
+                }
             }
             Err(_) => {
                 return Decision::act(
@@ -797,6 +829,70 @@ fn switchover_step(obs: &Observation, view: &ClusterView, request: &FailoverKey)
             vec![Action::ClearFailover],
             format!("refusing a switchover: {why}"),
         ),
+    }
+}
+
+/// How late a scheduled switchover may still start: a few loops (a busy
+/// loop or a short DCS hiccup), and never less than one TTL.
+pub fn stale_schedule_ms(settings: &Settings) -> u64 {
+    (settings.loop_wait_ms * 3).max(settings.ttl_ms)
+}
+
+/// `switchover from db1 to db2`, `failover to db2`, for messages.
+fn request_summary(request: &FailoverKey) -> String {
+    match (&request.leader, &request.member) {
+        (Some(l), Some(m)) => format!("switch over from {l} to {m}"),
+        (Some(l), None) => format!("switch over from {l}"),
+        (None, Some(m)) => format!("fail over to {m}"),
+        (None, None) => "switch over".to_string(),
+    }
+}
+
+/// Why a request for the `failover` key cannot be taken now, whatever the
+/// members' health: the API answers at once with it and writes nothing, so
+/// a request is either carried out now or refused now, never kept for
+/// later. `None`: the request may be recorded (the API and the leader then
+/// check the candidates).
+pub fn request_refusal(
+    config: &crate::dcs::model::DynamicConfig,
+    request: &FailoverKey,
+) -> Option<RequestRefusal> {
+    if !config.pause {
+        return None;
+    }
+    // Patroni's answers where it refuses too; where Patroni would carry out
+    // a switchover to a named candidate in pause mode, pgbox refuses: in
+    // maintenance mode pgboxd does nothing at all, so the request would
+    // wait for the resume and fire then.
+    Some(if request.scheduled_at.is_some() {
+        RequestRefusal::Malformed("Can't schedule switchover in the paused state".into())
+    } else if request.member.is_none() {
+        RequestRefusal::Malformed(
+            "Switchover is possible only to a specific candidate in a paused state".into(),
+        )
+    } else {
+        RequestRefusal::Precondition(
+            "the cluster is paused (maintenance mode): pgbox carries out no switchover or failover \
+             while paused; resume it first (pgboxctl resume) and ask again"
+                .into(),
+        )
+    })
+}
+
+/// Why `request_refusal` refused, and of which kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestRefusal {
+    /// The request itself cannot be taken in this state (HTTP 400).
+    Malformed(String),
+    /// The cluster's state does not allow it now (HTTP 412).
+    Precondition(String),
+}
+
+impl RequestRefusal {
+    pub fn message(&self) -> &str {
+        match self {
+            RequestRefusal::Malformed(m) | RequestRefusal::Precondition(m) => m,
+        }
     }
 }
 

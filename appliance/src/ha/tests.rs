@@ -1002,6 +1002,129 @@ fn synchronous_replication_and_switchover_situations() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `ms` before (negative: after) the observation's wall clock, RFC 3339.
+fn unix_time_before(o: &Observation, ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis((o.now_unix_ms as i64 - ms) as u64);
+    humantime::format_rfc3339(at).to_string()
+}
+
+#[test]
+fn requests_are_never_kept_for_after_a_pause() {
+    use Action::*;
+    let request = |leader: Option<&str>, member: Option<&str>| FailoverKey {
+        leader: leader.map(String::from),
+        member: member.map(String::from),
+        scheduled_at: None,
+    };
+    let paused = |mut o: Observation, failover: Option<FailoverKey>| {
+        let v = o.dcs.as_mut().unwrap();
+        v.config.pause = true;
+        v.failover = failover;
+        o
+    };
+    let stale = stale_schedule_ms(&settings()) as i64;
+    let scheduled = |ms_ago: i64| {
+        let mut o = sync_leader();
+        o.settings.synchronous_mode = SyncMode::Off;
+        let at = unix_time_before(&o, ms_ago);
+        o.dcs.as_mut().unwrap().failover = Some(FailoverKey {
+            scheduled_at: Some(at),
+            ..request(Some("db1"), Some("db2"))
+        });
+        o
+    };
+    let rows: Vec<(&str, Observation, Vec<Action>)> = vec![
+        (
+            "paused leader with a switchover request: removes it, does not step down",
+            paused(sync_leader(), Some(request(Some("db1"), Some("db2")))),
+            vec![ClearFailover],
+        ),
+        (
+            "paused leader with a failover request: removes it",
+            paused(sync_leader(), Some(request(None, Some("db2")))),
+            vec![ClearFailover],
+        ),
+        (
+            "paused replica of a leader: the leader removes the request, not it",
+            paused(
+                with_leader(obs(), Some("db2")),
+                Some(request(Some("db2"), Some("db1"))),
+            ),
+            vec![],
+        ),
+        (
+            "paused, no leader: any member removes the request and nobody promotes",
+            paused(obs(), Some(request(None, Some("db1")))),
+            vec![ClearFailover],
+        ),
+        (
+            "paused, no request: nothing",
+            paused(sync_leader(), None),
+            vec![],
+        ),
+        (
+            "scheduled switchover due a moment ago: carried out",
+            scheduled(1_000),
+            vec![Checkpoint, Stop, ReleaseLeader],
+        ),
+        (
+            "scheduled switchover whose time passed long ago: removed, not carried out",
+            scheduled(stale + 1_000),
+            vec![ClearFailover],
+        ),
+        (
+            "scheduled switchover still ahead: waits",
+            scheduled(-60_000),
+            vec![],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, o, expected) in rows {
+        let d = decide(&o, &Memory::default().observe(&o));
+        if d.actions != expected {
+            failures.push(format!(
+                "{name}:\n  expected {expected:?}\n  got      {:?} ({})",
+                d.actions, d.reason
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_api_refuses_requests_while_paused() {
+    let key = |leader: Option<&str>, member: Option<&str>, at: Option<&str>| FailoverKey {
+        leader: leader.map(String::from),
+        member: member.map(String::from),
+        scheduled_at: at.map(String::from),
+    };
+    let mut view = sync_leader().dcs.unwrap();
+    let all = [
+        key(Some("db1"), Some("db2"), None),
+        key(Some("db1"), None, None),
+        key(None, Some("db2"), None),
+        key(Some("db1"), Some("db2"), Some("2099-01-01T00:00:00Z")),
+    ];
+    for k in &all {
+        assert_eq!(request_refusal(&view.config, k), None, "not paused: {k:?}");
+    }
+    view.config.pause = true;
+    let refusal = |k: &FailoverKey| request_refusal(&view.config, k).expect("paused: refused");
+    assert!(matches!(refusal(&all[0]), RequestRefusal::Precondition(m) if m.contains("paused")));
+    assert_eq!(
+        refusal(&all[1]),
+        RequestRefusal::Malformed(
+            "Switchover is possible only to a specific candidate in a paused state".into()
+        )
+    );
+    assert!(matches!(refusal(&all[2]), RequestRefusal::Precondition(_)));
+    assert_eq!(
+        refusal(&all[3]),
+        RequestRefusal::Malformed("Can't schedule switchover in the paused state".into())
+    );
+}
+
 #[test]
 fn memory_tracks_how_long_a_replica_has_not_streamed() {
     let mut o = obs();

@@ -407,6 +407,10 @@ fn request_switchover(w: &mut World, candidate: Option<usize>) {
         member: c.clone(),
         scheduled_at: None,
     };
+    // The same rule as the API's: refused now, never recorded for later.
+    if let Some(refusal) = crate::ha::request_refusal(&w.dcs.config, &req) {
+        return refuse(w, refusal.message().to_string());
+    }
     if w.dcs.request_failover(req) {
         w.stats.switchovers_requested += 1;
         w.trace_as(

@@ -67,6 +67,29 @@ async fn handle(api: ApiState, body: axum::body::Bytes, switchover: bool) -> Res
     let node = snapshot(&api.status);
     let view = &node.cluster;
     let leader = view.leader.clone();
+    // What the cluster's mode forbids outright (maintenance mode) is
+    // answered before anything else and leaves nothing behind: the HA core
+    // decides it, so the API and the loops agree. Read from the DCS itself
+    // when it answers, as a pause set after this node's last loop counts.
+    let config = match &api.dcs {
+        Some(dcs) => match dcs.read_view().await {
+            Ok((fresh, _)) => fresh.config,
+            Err(_) => view.config.clone(),
+        },
+        None => view.config.clone(),
+    };
+    let asked = FailoverKey {
+        leader: req.leader.clone(),
+        member: req.candidate.clone(),
+        scheduled_at: req.scheduled_at.clone(),
+    };
+    if let Some(refusal) = crate::ha::request_refusal(&config, &asked) {
+        let code = match refusal {
+            crate::ha::RequestRefusal::Malformed(_) => StatusCode::BAD_REQUEST,
+            crate::ha::RequestRefusal::Precondition(_) => StatusCode::PRECONDITION_FAILED,
+        };
+        return json_error(code, refusal.message());
+    }
     if let Some(c) = &req.candidate {
         if view.member(c).is_none() {
             return json_error(
@@ -141,16 +164,16 @@ async fn handle(api: ApiState, body: axum::body::Bytes, switchover: bool) -> Res
             "this node has no DCS connection",
         );
     };
-    match dcs.request_failover(&key).await {
-        Ok(true) => {}
-        Ok(false) => {
+    let revision = match dcs.request_failover(&key).await {
+        Ok(Some(revision)) => revision,
+        Ok(None) => {
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "a switchover or failover is already pending",
             )
         }
         Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
-    }
+    };
     if let Some(at) = &key.scheduled_at {
         let message = format!("switchover scheduled at {at}");
         return (StatusCode::ACCEPTED, Json(json!({ "message": message }))).into_response();
@@ -158,7 +181,7 @@ async fn handle(api: ApiState, body: axum::body::Bytes, switchover: bool) -> Res
     if key.leader.is_none() {
         tracing::warn!(candidate = ?key.member, "manual failover requested: writes the candidate lacks are lost");
     }
-    wait_for_new_leader(&api, leader.as_deref(), key.member.as_deref()).await
+    wait_for_new_leader(&api, leader.as_deref(), key.member.as_deref(), revision).await
 }
 
 /// The request's own shape: the fields each kind needs and their formats.
@@ -221,10 +244,21 @@ fn fit_candidate(
     }
 }
 
+/// How long a caller waits for a switchover or failover to be carried out.
+const OUTCOME_WAIT: Duration = Duration::from_secs(60);
+
 /// Wait for the outcome, as Patroni does, so a script learns the result.
-async fn wait_for_new_leader(api: &ApiState, old: Option<&str>, wanted: Option<&str>) -> Response {
+/// A request not carried out in time is withdrawn (only if it is still the
+/// one written at `revision`): a caller told it failed must never see it
+/// take effect later.
+async fn wait_for_new_leader(
+    api: &ApiState,
+    old: Option<&str>,
+    wanted: Option<&str>,
+    revision: i64,
+) -> Response {
     let dcs = api.dcs.clone().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + OUTCOME_WAIT;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let Ok((view, _)) = dcs.read_view().await else {
@@ -233,21 +267,48 @@ async fn wait_for_new_leader(api: &ApiState, old: Option<&str>, wanted: Option<&
         if view.failover.is_some() {
             continue;
         }
-        return match view.leader {
-            Some(new) if Some(new.as_str()) != old && wanted.is_none_or(|w| w == new) => (
-                StatusCode::OK,
-                Json(json!({"message": format!("Successfully switched over to \"{new}\"")})),
-            )
-                .into_response(),
-            _ => json_error(
-                StatusCode::PRECONDITION_FAILED,
-                "the request was refused by the leader; see its log for why",
-            ),
-        };
+        return outcome(view.leader.as_deref(), old, wanted);
     }
+    match dcs.withdraw_failover(revision).await {
+        Ok(true) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "switchover failed: not carried out within {} s; the request was withdrawn and will not take effect",
+                OUTCOME_WAIT.as_secs()
+            ),
+        ),
+        // Gone or replaced meanwhile: it was handled; say how.
+        Ok(false) => match dcs.read_view().await {
+            Ok((view, _)) => outcome(view.leader.as_deref(), old, wanted),
+            Err(e) => unknown(&e),
+        },
+        Err(e) => unknown(&e),
+    }
+}
+
+fn outcome(leader: Option<&str>, old: Option<&str>, wanted: Option<&str>) -> Response {
+    match leader {
+        Some(new) if Some(new) != old && wanted.is_none_or(|w| w == new) => (
+            StatusCode::OK,
+            Json(json!({"message": format!("Successfully switched over to \"{new}\"")})),
+        )
+            .into_response(),
+        _ => json_error(
+            StatusCode::PRECONDITION_FAILED,
+            "the request was refused by the leader; see its log for why",
+        ),
+    }
+}
+
+/// The request may still be in the DCS (it could not be withdrawn).
+fn unknown(e: &anyhow::Error) -> Response {
     json_error(
         StatusCode::SERVICE_UNAVAILABLE,
-        "switchover status unknown after 60 s",
+        format!(
+            "switchover status unknown after {} s, and the request could not be withdrawn ({e:#}); \
+             the leader may still carry it out",
+            OUTCOME_WAIT.as_secs()
+        ),
     )
 }
 
