@@ -101,6 +101,17 @@ impl Image {
     }
 }
 
+/// `PGBOX_VMTEST_JOURNAL=1`: every VM's journal (pgboxd's decisions, etcd,
+/// PostgreSQL) goes to its serial console too, so the per-scenario console
+/// logs explain a failure; the image keeps its journal in memory only.
+fn journal_to_console() -> &'static str {
+    if std::env::var("PGBOX_VMTEST_JOURNAL").as_deref() == Ok("1") {
+        " systemd.journald.forward_to_console=1"
+    } else {
+        ""
+    }
+}
+
 /// QEMU's two programs, checked before anything waits on them: a missing
 /// one is an error at once that names its Debian package (scripts/
 /// host-packages.list installs both from one release).
@@ -285,7 +296,7 @@ impl Vm {
             "-initrd".into(), p(&image.initrd),
             // The emulated TSC drifts under load (one guest clock ran 19 s
             // ahead): the HPET keeps the five clocks honest.
-            "-append".into(), format!("{} clocksource=hpet tsc=unstable", image.cmdline),
+            "-append".into(), format!("{} clocksource=hpet tsc=unstable{}", image.cmdline, journal_to_console()),
         ]);
         Ok(Vm {
             spec,
