@@ -101,14 +101,15 @@ impl Image {
     }
 }
 
-/// `PGBOX_VMTEST_JOURNAL=1`: every VM's journal (pgboxd's decisions, etcd,
-/// PostgreSQL) goes to its serial console too, so the per-scenario console
-/// logs explain a failure; the image keeps its journal in memory only.
+/// Every VM's journal (pgboxd's decisions, etcd, PostgreSQL) goes to its
+/// serial console too, so the per-scenario console logs explain a failure;
+/// the image keeps its journal in memory only. `PGBOX_VMTEST_JOURNAL=0`
+/// turns it off.
 fn journal_to_console() -> &'static str {
-    if std::env::var("PGBOX_VMTEST_JOURNAL").as_deref() == Ok("1") {
-        " systemd.journald.forward_to_console=1"
-    } else {
+    if std::env::var("PGBOX_VMTEST_JOURNAL").as_deref() == Ok("0") {
         ""
+    } else {
+        " systemd.journald.forward_to_console=1"
     }
 }
 
