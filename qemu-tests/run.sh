@@ -19,9 +19,9 @@ stage() { printf '==> [%4ss] %s\n' "$(($(date +%s) - started))" "$*"; }
 
 case " $* " in *" -h "* | *" --help "*) sed -n '2,11p' "$0"; exit 0 ;; esac
 
-stage "host tools (QEMU, curl, psql)"
+stage "host tools (QEMU, OVMF, curl, psql; protoc for building the harness)"
 . "$REPO/scripts/lib/host-packages.sh"
-ensure_host_packages vm || { echo "qemu-tests/run.sh: the host tools above are missing" >&2; exit 1; }
+ensure_host_packages vm build || { echo "qemu-tests/run.sh: the host tools above are missing" >&2; exit 1; }
 
 # The image is (re)built when it is missing or older than any of its inputs:
 # pgbox's sources, the units, the image recipe. PGBOX_VMTEST_REUSE_IMAGE=1
