@@ -165,6 +165,16 @@ impl Daemon {
             failsafe: self.cfg.ha.failsafe_mode.then(|| {
                 crate::failsafe::Desk::new(&self.cfg, &self.me.name, self.promises.clone())
             }),
+            leader_check: Some(Arc::new(crate::leader_check::LeaderCheck::new(
+                crate::leader_check::Sources {
+                    me: self.me.name.clone(),
+                    dcs: dcs.clone(),
+                    pg: crate::postgres::local_connection(&self.cfg, &self.exec.pg.layout),
+                    cfg: self.cfg.clone(),
+                    http: self.http.clone(),
+                },
+                crate::leader_check::LeaderCheck::budget_for(self.cfg.ha.ttl),
+            ))),
         };
         let tls = match &self.cfg.api.tls {
             Some(t) => Some(Arc::new(
@@ -498,37 +508,7 @@ impl Daemon {
     /// `POST /failsafe` to every other PostgreSQL member at once: true when
     /// all of them accepted.
     async fn failsafe_round(&self) -> bool {
-        let body = crate::failsafe::Request {
-            leader: self.me.name.clone(),
-        };
-        let asks = self
-            .cfg
-            .nodes_with(NodeRole::Postgres)
-            .filter(|n| n.name != self.me.name)
-            .map(|n| {
-                let url = format!("{}/failsafe", self.cfg.api_base(n));
-                let request = self.http.post(&url).json(&body);
-                let name = n.name.clone();
-                async move {
-                    match request.send().await {
-                        Ok(r) if r.status().is_success() => true,
-                        Ok(r) => {
-                            let status = r.status();
-                            let text = r.text().await.unwrap_or_default();
-                            tracing::warn!(member = %name, %status, answer = %text, "failsafe: refused");
-                            false
-                        }
-                        Err(e) => {
-                            tracing::warn!(member = %name, error = %e, "failsafe: no answer");
-                            false
-                        }
-                    }
-                }
-            });
-        futures::future::join_all(asks)
-            .await
-            .into_iter()
-            .all(|ok| ok)
+        crate::failsafe::round(&self.http, &self.cfg, &self.me.name).await
     }
 
     /// The pause before the next loop: `loop_wait`, but a primary wakes at

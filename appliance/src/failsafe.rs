@@ -111,3 +111,39 @@ impl Desk {
         }
     }
 }
+
+/// `POST /failsafe` to every other PostgreSQL member at once, as `me`:
+/// true when all of them accepted. The HA loop sends one every loop while
+/// primary without the DCS; the check behind `GET /primary` sends its own.
+pub async fn round(http: &reqwest::Client, cfg: &Config, me: &str) -> bool {
+    let body = Request {
+        leader: me.to_string(),
+    };
+    let asks = cfg
+        .nodes_with(Role::Postgres)
+        .filter(|n| n.name != me)
+        .map(|n| {
+            let url = format!("{}/failsafe", cfg.api_base(n));
+            let request = http.post(&url).json(&body);
+            let name = n.name.clone();
+            async move {
+                match request.send().await {
+                    Ok(r) if r.status().is_success() => true,
+                    Ok(r) => {
+                        let status = r.status();
+                        let text = r.text().await.unwrap_or_default();
+                        tracing::warn!(member = %name, %status, answer = %text, "failsafe: refused");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = %name, error = %e, "failsafe: no answer");
+                        false
+                    }
+                }
+            }
+        });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .all(|ok| ok)
+}

@@ -3,7 +3,8 @@
 //! Layout: `config` (the first-boot file), `ha` (the pure decision core),
 //! `dcs` (etcd), `postgres` (the local server), `executor` (carries out the
 //! core's actions), `daemon` (the loop), `api` (REST on 8008), `status`
-//! (the snapshot the API reads), `tls` (the API's HTTPS), `firstboot` (`pgboxd firstboot`: finds,
+//! (the snapshot the API reads), `leader_check` (the fresh check behind
+//! `GET /primary`), `tls` (the API's HTTPS), `firstboot` (`pgboxd firstboot`: finds,
 //! keeps and applies the first-boot file at every boot).
 pub mod api;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod executor;
 pub mod failsafe;
 pub mod firstboot;
 pub mod ha;
+pub mod leader_check;
 pub mod logging;
 pub mod postgres;
 pub mod sim;

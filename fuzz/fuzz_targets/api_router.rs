@@ -154,6 +154,7 @@ fn routers() -> &'static [Router; 2] {
                 write_allow: vec![Cidr::host(IpAddr::from([127, 0, 0, 1]))],
                 static_config: serde_json::json!({ "ttl": 30, "synchronous_mode": "on" }),
                 failsafe: Some(failsafe),
+                leader_check: None,
             })
         };
         [

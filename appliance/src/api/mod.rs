@@ -4,7 +4,10 @@
 //!
 //! Every handler answers from the status snapshot the HA loop publishes: it
 //! takes the read lock only long enough to clone the snapshot, so no HTTP
-//! client, however slow, can delay a decision.
+//! client, however slow, can delay a decision. The exception is the answer
+//! routers act on, "this node is the writable leader" (`/primary` and its
+//! aliases, `/leader`): it rests on a fresh check per request
+//! (`crate::leader_check`), never on the snapshot.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,6 +40,10 @@ pub struct ApiState {
     pub static_config: serde_json::Value,
     /// `POST /failsafe`, when `ha.failsafe_mode` is on.
     pub failsafe: Option<crate::failsafe::Desk>,
+    /// The fresh check behind `/primary`, `/leader` and their aliases
+    /// (pgboxd always has one). Without it (an API over a bare snapshot,
+    /// as in unit tests) they answer from the snapshot.
+    pub leader_check: Option<Arc<crate::leader_check::LeaderCheck>>,
 }
 
 impl axum::extract::FromRef<ApiState> for SharedStatus {
@@ -58,6 +65,7 @@ impl From<SharedStatus> for ApiState {
             write_allow: Vec::new(),
             static_config: serde_json::json!({}),
             failsafe: None,
+            leader_check: None,
         }
     }
 }

@@ -637,6 +637,7 @@ fn writable(node: NodeStatus) -> (Router, SharedStatus) {
         write_allow: write_allow_list(&cfg),
         static_config: static_config(&cfg),
         failsafe: None,
+        leader_check: None,
     };
     (router_with(state), shared)
 }
@@ -1056,6 +1057,7 @@ async fn secrets_are_never_served_or_debug_printed() {
         write_allow: write_allow_list(&cfg),
         static_config: static_config(&cfg),
         failsafe: None,
+        leader_check: None,
     });
     let debug = format!("{cfg:?}");
     for secret in &secrets {

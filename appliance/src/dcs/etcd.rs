@@ -220,6 +220,23 @@ impl Etcd {
         Ok((view, leader))
     }
 
+    /// The leader key alone, read linearizably (etcd's default: the answer
+    /// reflects every write committed before the request), for the check
+    /// behind `GET /primary`. `None`: no leader key.
+    pub async fn read_leader_key(&self) -> Result<Option<LeaderKey>> {
+        let key = self.key("leader");
+        let resp = self
+            .call("reading the leader key", |mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
+            .await?;
+        Ok(resp.kvs().first().map(|kv| LeaderKey {
+            name: kv.value_str().unwrap_or_default().to_string(),
+            lease: kv.lease(),
+        }))
+    }
+
     /// Grant a lease if this process has none (or its lease expired).
     pub async fn ensure_lease(&self) -> Result<i64> {
         let _one_at_a_time = self.granting.lock().await;
@@ -278,12 +295,28 @@ impl Etcd {
                     .when([Compare::value(key.clone(), CompareOp::Equal, me)])
                     .and_then([put]),
             )]);
-        let resp = self
+        let resp = match self
             .call("acquiring the leader key", |mut c| {
                 let txn = txn.clone();
                 async move { c.txn(txn).await }
             })
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // etcd's answer beats the local renewal timer, which a
+                // paused machine's stopped clock keeps "fresh": a lease etcd
+                // no longer knows is gone, and the next attempt grants one.
+                if format!("{e:#}").contains("lease not found") {
+                    tracing::warn!(
+                        lease,
+                        "etcd no longer knows my lease; a new one will be granted"
+                    );
+                    self.forget_lease(lease);
+                }
+                return Err(e);
+            }
+        };
         if resp.succeeded() {
             return Ok(true);
         }

@@ -9,8 +9,10 @@
 //!
 //! Read `decide` top to bottom: it is the whole protocol.
 
+mod answer;
 mod types;
 
+pub use answer::{answers_primary, holds_leader_key, LeaderProof};
 pub use types::*;
 
 /// The one decision function. See the module comment.

@@ -47,18 +47,43 @@ FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true";
 const STANDBYS: &str =
     "SELECT application_name, state, sync_state, flush_lsn::text FROM pg_stat_replication ORDER BY application_name";
 
+/// How pgboxd reaches its own PostgreSQL: the superuser over the unix socket.
+pub fn connection(cfg: &Config, layout: &Layout) -> PgConfig {
+    let mut conn = PgConfig::new();
+    conn.host_path(&layout.socket_dir)
+        .port(cfg.ports.postgres)
+        .user(&cfg.postgres.superuser)
+        .password(cfg.secrets.superuser_password.as_bytes())
+        .dbname("postgres")
+        .application_name("pgboxd")
+        .connect_timeout(Duration::from_secs(2));
+    conn
+}
+
+/// Whether the local PostgreSQL answers now and is not in recovery, on a
+/// connection of its own: a backend of a killed postmaster may still answer
+/// on a connection opened before, and the server it belonged to is gone.
+pub async fn runs_as_primary(conn: &PgConfig) -> Result<bool> {
+    let (client, connection) = conn
+        .connect(NoTls)
+        .await
+        .context("connecting to the local postgres")?;
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let row = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .context("SELECT pg_is_in_recovery()");
+    drop(client);
+    task.abort();
+    Ok(!row?.get::<_, bool>(0))
+}
+
 impl Checker {
     pub fn new(cfg: &Config, layout: &Layout) -> Self {
-        let mut conn = PgConfig::new();
-        conn.host_path(&layout.socket_dir)
-            .port(cfg.ports.postgres)
-            .user(&cfg.postgres.superuser)
-            .password(cfg.secrets.superuser_password.as_bytes())
-            .dbname("postgres")
-            .application_name("pgboxd")
-            .connect_timeout(Duration::from_secs(2));
         Checker {
-            conn,
+            conn: connection(cfg, layout),
             client: None,
             received_tli: None,
         }

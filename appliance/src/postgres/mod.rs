@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 pub use conf::Upstream;
-pub use health::Health;
+pub use health::{connection as local_connection, runs_as_primary, Health};
 pub use layout::{Bins, Layout, RunAs};
 
 use crate::config::{Config, Node};

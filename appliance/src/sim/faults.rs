@@ -38,6 +38,14 @@ pub(super) enum Fault {
         node: usize,
         ms: u64,
     },
+    /// The whole VM is paused (QMP `stop`, then `cont`): pgboxd and
+    /// PostgreSQL stand still, the network sees silence, and the guest's
+    /// clocks and its (virtual) watchdog stop too, so the guest wakes
+    /// believing no time has passed. The router marks it down meanwhile.
+    VmPause {
+        node: usize,
+        ms: u64,
+    },
     /// The postmaster dies; pgboxd lives.
     PostgresCrash {
         node: usize,
@@ -76,7 +84,7 @@ impl Fault {
     fn lasts(&self, timing_restart: u64) -> u64 {
         match self {
             Fault::PowerLoss { ms, .. } | Fault::CleanStop { ms, .. } => *ms,
-            Fault::Freeze { ms, .. } => *ms,
+            Fault::Freeze { ms, .. } | Fault::VmPause { ms, .. } => *ms,
             Fault::ProcessCrash { .. } => timing_restart,
             Fault::Partition { ms, .. }
             | Fault::DcsOutage { ms }
@@ -127,7 +135,15 @@ pub(super) fn schedule(
                 node,
                 ms: span(rng, 500, 3 * ttl),
             },
-            48..=69 => {
+            64..=69 => {
+                let ms = if rng.chance(0.5) {
+                    span(rng, 200, ttl)
+                } else {
+                    span(rng, ttl, 3 * ttl)
+                };
+                Fault::VmPause { node, ms }
+            }
+            48..=63 => {
                 let side = match rng.below(4) {
                     0 => Side::Dcs,
                     1 => Side::Peers,
@@ -197,7 +213,8 @@ fn side_endpoints(w: &World, node: usize, side: Side) -> Vec<Endpoint> {
 pub(super) fn watchdog_reset(sim: &Rc<Sim>, node: usize) {
     sim.with(|w| {
         let hung = w.frozen(node) || w.nodes[node].pgboxd.is_none();
-        let renewed = w.nodes[node].pgboxd.as_ref().and_then(|d| d.renewed_at).map(|t| w.clock.now.saturating_sub(t));
+        let local = w.local_now(node);
+        let renewed = w.nodes[node].pgboxd.as_ref().and_then(|d| d.renewed_at).map(|t| local.saturating_sub(t));
         w.trace(
             node,
             format!(
@@ -222,6 +239,7 @@ pub(super) fn watchdog_reset(sim: &Rc<Sim>, node: usize) {
 fn power_off(sim: &Rc<Sim>, node: usize) {
     kill_pgboxd(sim, node, "power lost");
     sim.with(|w| {
+        w.nodes[node].vm_paused_until = 0;
         w.nodes[node].host_up = false;
         w.nodes[node].watchdog = None;
         w.trace(node, "host down".into());
@@ -303,6 +321,38 @@ pub(super) async fn run_fault(sim: Rc<Sim>, at: u64, fault: Fault) {
         }
         Fault::PostgresCrash { node } => {
             sim.with(|w| w.pg_crash(node, "crashed"));
+        }
+        Fault::VmPause { node, ms } => {
+            let paused = sim.with(|w| {
+                if !w.nodes[node].host_up || w.nodes[node].vm_paused_until > w.clock.now {
+                    return None;
+                }
+                let until = w.clock.now + ms;
+                let n = &mut w.nodes[node];
+                n.vm_paused_until = until;
+                n.vm_pauses += 1;
+                n.router_down = true;
+                // The virtual watchdog counts guest time only.
+                n.watchdog = n.watchdog.map(|t| t + ms);
+                let ends = side_endpoints(w, node, Side::All);
+                for e in &ends {
+                    w.net.cut(Endpoint::Node(node), *e);
+                }
+                w.trace(node, format!("VM paused for {ms} ms (its clocks stop too)"));
+                Some((until, ends))
+            });
+            let Some((until, ends)) = paused else { return };
+            sleep(&sim, ms).await;
+            sim.with(|w| {
+                for e in &ends {
+                    w.net.heal(Endpoint::Node(node), *e);
+                }
+                // A box that lost power meanwhile booted with a new clock.
+                if w.nodes[node].vm_paused_until == until {
+                    w.nodes[node].clock_lag += ms;
+                    w.trace(node, "VM resumed; it believes no time has passed".into());
+                }
+            });
         }
         Fault::CleanStop { node, ms } => {
             sim.with(|w| {

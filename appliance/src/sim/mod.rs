@@ -13,7 +13,8 @@
 //!   primary with nothing that would hold a commit back for good (no
 //!   synchronous standby asked for, or the one asked for connected); and
 //!   the client never gets an acknowledgement from a writer after another
-//!   writer's acknowledgements began.
+//!   writer's acknowledgements began. A paused VM accepts nothing, and
+//!   after the pause only once its router has it back (I6).
 //! - I2 no acknowledged write lost (synchronous mode on/strict): every
 //!   write the client saw acknowledged is in the final primary's WAL.
 //! - I3 convergence: once every fault has healed, within a bound, one node
@@ -23,6 +24,12 @@
 //!   another member (it may bootstrap the cluster, and resume its own lead).
 //! - I5 a node never becomes writable without holding the leader key (named
 //!   in it, bound to its current lease).
+//! - I6 `GET /primary`, as a router's health check sees it (answered by the
+//!   product's rule, `ha::answers_primary`), never says 200 while another
+//!   node holds the leader key on a live lease or while the node's
+//!   PostgreSQL does not run as primary (allowing a change while the request
+//!   was in flight). The client writes to a node its router marked down (a
+//!   VM pause) only once that node answers 200 again.
 //!
 //! Nothing here reads a clock, does I/O or starts a thread: a seed is a
 //! run, and `PGBOX_SIM_SEED=<seed>` replays it with its full trace.
@@ -123,6 +130,8 @@ pub enum Invariant {
     NofailoverPromoted,
     /// I5
     WritableWithoutKey,
+    /// I6
+    StalePrimaryAnswer,
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +222,21 @@ fn run(seed: u64, cfg: &SimConfig, full_trace: bool) -> (Result<Summary, Failure
             s.with(|w| w.client_tick());
         }
     });
+    // Each node's router checks its /primary, as HAProxy does every second.
+    for n in 0..cfg.nodes {
+        let s = sim.clone();
+        sim.spawn(Owner::World, async move {
+            loop {
+                let ms = s.with(|w| w.rng.range(300, 1_000));
+                sleep(&s, ms).await;
+                let (alive, now) =
+                    s.with(|w| (w.pgboxd_alive(n) && w.nodes[n].host_up, w.clock.now));
+                if alive {
+                    s.spawn(Owner::Pgboxd(n), node::primary_check(s.clone(), n, now));
+                }
+            }
+        });
+    }
     for (at, f) in schedule {
         sim.spawn(Owner::World, faults::run_fault(sim.clone(), at, f));
     }

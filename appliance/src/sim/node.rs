@@ -21,7 +21,7 @@ use crate::status::PgStatus;
 
 use super::pg::{DataDir, Proc, Pump};
 use super::runtime::{sleep, timeout, Owner, Sim, WaitWake};
-use super::world::{ApiSnapshot, Pgboxd, World, EPOCH_UNIX_MS};
+use super::world::{ApiSnapshot, Endpoint, Pgboxd, World, EPOCH_UNIX_MS};
 use super::Invariant;
 
 type R<T> = Result<T, String>;
@@ -42,7 +42,7 @@ pub(super) fn start_pgboxd(sim: &Rc<Sim>, n: usize) {
             granting: false,
             watchdog_open: false,
             failsafe_confirmed: None,
-            promise: (None, w.clock.now),
+            promise: (None, w.local_now(n)),
         });
         w.nodes[n].api = Some(ApiSnapshot {
             state: "starting".into(),
@@ -185,7 +185,7 @@ async fn grant_lock(sim: &Rc<Sim>, n: usize) -> GrantLock {
 async fn ensure_lease(sim: &Rc<Sim>, n: usize) -> R<i64> {
     let _one_at_a_time = grant_lock(sim, n).await;
     let stale = sim.with(|w| {
-        let now = w.clock.now;
+        let now = w.local_now(n);
         let ttl = w.settings.ttl_ms;
         let d = w.nodes[n].pgboxd.as_mut()?;
         let id = d.lease_id?;
@@ -206,7 +206,7 @@ async fn ensure_lease(sim: &Rc<Sim>, n: usize) -> R<i64> {
         }),
         None => {}
     }
-    let sent = sim.now();
+    let sent = sim.with(|w| w.local_now(n));
     let ttl = sim.with(|w| (w.settings.ttl_ms / 1000).max(2) * 1000);
     let id = call(sim, n, move |w| {
         let now = w.clock.now;
@@ -245,7 +245,7 @@ async fn keep_alive_session(sim: &Rc<Sim>, n: usize, every: u64) -> R<()> {
     // Opening the keep-alive stream is one more round trip.
     request(sim, n, |_| Ok(())).await?;
     loop {
-        let sent = sim.now();
+        let sent = sim.with(|w| w.local_now(n));
         let alive = request(sim, n, move |w| {
             let now = w.clock.now;
             Ok(w.dcs.keep_alive(id, now))
@@ -304,7 +304,7 @@ async fn daemon(sim: Rc<Sim>, n: usize) {
                 .as_ref()
                 .is_some_and(|a| a.pg.role == Role::Primary);
             match (primary, w.fence_deadline(n)) {
-                (true, Some(t)) => loop_wait.min(t.saturating_sub(w.clock.now) + 10),
+                (true, Some(t)) => loop_wait.min(t.saturating_sub(w.local_now(n)) + 10),
                 _ => loop_wait,
             }
         });
@@ -363,7 +363,9 @@ async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
     let (alive, health) = sim.with(|w| (w.nodes[n].pg.alive(), w.health(n)));
     // A primary's DCS read may not outlast the proven part of its lease.
     let budget = sim.with(|w| {
-        let proven_left = w.fence_deadline(n).map(|t| t.saturating_sub(w.clock.now));
+        let proven_left = w
+            .fence_deadline(n)
+            .map(|t| t.saturating_sub(w.local_now(n)));
         w.settings
             .dcs_read_budget_ms(health.role == Role::Primary, proven_left)
     });
@@ -423,8 +425,9 @@ async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
     };
     let failsafe = failsafe_step(sim, n, view.is_none(), &health).await;
     let obs = sim.with(|w| Observation {
-        now_ms: w.clock.now,
-        now_unix_ms: EPOCH_UNIX_MS + w.clock.now,
+        // The node's own clocks: a paused VM's stop with it.
+        now_ms: w.local_now(n),
+        now_unix_ms: EPOCH_UNIX_MS + w.local_now(n),
         me: me_name.clone(),
         tags: w.nodes[n].tags.clone(),
         settings: w.settings.clone(),
@@ -556,7 +559,7 @@ async fn failsafe_step(sim: &Rc<Sim>, n: usize, dcs_lost: bool, health: &PgStatu
             }
         });
     } else {
-        let sent = sim.with(|w| w.clock.now);
+        let sent = sim.with(|w| w.local_now(n));
         if failsafe_round(sim, n).await {
             sim.with(|w| {
                 if let Some(p) = w.nodes[n].pgboxd.as_mut() {
@@ -606,7 +609,6 @@ async fn failsafe_round(sim: &Rc<Sim>, n: usize) -> bool {
     let wait = sim.with(|w| api_round_ms(w, n));
     let accepted = sim.with(|w| {
         let leader = w.nodes[n].name.clone();
-        let now = w.clock.now;
         let mut all = true;
         for m in (0..w.nodes.len()).filter(|m| *m != n) {
             let refuses = w.nodes[m].api.as_ref().is_none_or(|api| {
@@ -616,6 +618,7 @@ async fn failsafe_round(sim: &Rc<Sim>, n: usize) -> bool {
                 all = false;
                 continue;
             }
+            let now = w.local_now(m);
             w.nodes[m].pgboxd.as_mut().expect("reachable").promise = (Some(leader.clone()), now);
         }
         all
@@ -1007,9 +1010,10 @@ async fn pg_start(sim: &Rc<Sim>, n: usize, standby: Option<Option<usize>>) -> R<
         w.trace(n, format!("postgres starting as {how}"));
         Ok(epoch)
     })?;
-    let ms = sim.with(|w| w.rng.range(200, 1_500));
+    let (ms, pauses) = sim.with(|w| (w.rng.range(200, 1_500), w.nodes[n].vm_pauses));
     in_postgres(sim, n, ms, move |s| {
         let up = s.with(|w| {
+            w.nodes[n].paused_while_asked = w.nodes[n].vm_pauses != pauses;
             let pg = &mut w.nodes[n].pg;
             if pg.epoch != epoch || pg.proc != Proc::Starting {
                 return Err("postgres exited during start-up".to_string());
@@ -1065,9 +1069,10 @@ async fn promote(sim: &Rc<Sim>, n: usize) -> R<()> {
         }
         Ok(w.nodes[n].pg.epoch)
     })?;
-    let ms = sim.with(|w| w.rng.range(50, 400));
+    let (ms, pauses) = sim.with(|w| (w.rng.range(50, 400), w.nodes[n].vm_pauses));
     in_postgres(sim, n, ms, move |s| {
         s.with(|w| {
+            w.nodes[n].paused_while_asked = w.nodes[n].vm_pauses != pauses;
             let pg = &w.nodes[n].pg;
             if pg.epoch != epoch || !pg.running_as(Role::Replica) {
                 return Err("pg_promote: the server did not finish promoting".to_string());
@@ -1358,4 +1363,76 @@ async fn walreceiver(sim: Rc<Sim>, n: usize, up: usize, epoch: u64) {
         }
         sleep(&sim, 100).await;
     }
+}
+
+/// What `GET /primary` on `n` is judged against: whether another node
+/// holds the leader key on a live lease, and whether `n`'s PostgreSQL runs
+/// as primary.
+fn primary_facts(w: &World, n: usize) -> (bool, bool) {
+    let me = &w.nodes[n].name;
+    let other_holds = w
+        .dcs
+        .leader
+        .as_ref()
+        .is_some_and(|(k, l)| k != me && w.dcs.lease_alive(*l));
+    (other_holds, w.nodes[n].pg.running_as(Role::Primary))
+}
+
+/// A router's health check of `n`'s `GET /primary`, answered by the
+/// product's rule (`ha::answers_primary`) on evidence gathered as
+/// `leader_check` gathers it: the local PostgreSQL, then a read of the
+/// leader key, then (failsafe mode, no DCS answer) a failsafe round, all
+/// within the check's budget as `n`'s own clock measures it. It runs inside
+/// pgboxd (a frozen or paused pgboxd answers late, a dead one never); the
+/// router drops an answer slower than its check timeout.
+///
+/// I6: a 200 is a violation when another node held the key on a live lease
+/// both when the request was sent and when the answer came, or when `n`'s
+/// PostgreSQL was not a running primary at either instant (a change while
+/// the request was in flight is the answer's unavoidable age).
+pub(super) async fn primary_check(sim: Rc<Sim>, n: usize, asked_at: u64) {
+    if !sim.with(|w| w.net.ok(Endpoint::Client, Endpoint::Node(n))) {
+        return;
+    }
+    let before = sim.with(|w| primary_facts(w, n));
+    let (budget, began) = sim.with(|w| {
+        let ttl = std::time::Duration::from_millis(w.settings.ttl_ms);
+        let budget = crate::leader_check::LeaderCheck::budget_for(ttl).as_millis() as u64;
+        (budget, w.local_now(n))
+    });
+    let left = |w: &World| budget.saturating_sub(w.local_now(n).saturating_sub(began));
+    let l = sim.with(|w| w.rng.range(1, 4));
+    sleep(&sim, l).await;
+    let (pg_primary, my_lease, me) = sim.with(|w| {
+        (
+            w.nodes[n].pg.running_as(Role::Primary),
+            w.nodes[n].pgboxd.as_ref().and_then(|d| d.lease_id),
+            me(w, n),
+        )
+    });
+    let ms = sim.with(|w| left(w));
+    let key = timeout(&sim, ms, call(&sim, n, |w| Ok(w.dcs.leader.clone())))
+        .await
+        .and_then(|r| r.ok());
+    let failsafe_mode = sim.with(|w| w.settings.failsafe_mode);
+    let mut members_vouch = false;
+    if key.is_none() && failsafe_mode && pg_primary {
+        let ms = sim.with(|w| left(w));
+        members_vouch = timeout(&sim, ms, failsafe_round(&sim, n))
+            .await
+            .unwrap_or(false);
+    }
+    let in_time = sim.with(|w| w.local_now(n).saturating_sub(began) <= budget);
+    let proof = ha::LeaderProof {
+        me,
+        my_lease,
+        pg_primary,
+        leader_key: key,
+        failsafe_mode,
+        members_vouch,
+    };
+    let ok = in_time && ha::answers_primary(&proof);
+    let l = sim.with(|w| w.rng.range(1, 4));
+    sleep(&sim, l).await;
+    sim.with(|w| w.primary_answered(n, asked_at, ok, before, primary_facts(w, n)));
 }

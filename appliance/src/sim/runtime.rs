@@ -127,13 +127,16 @@ impl Sim {
         };
         {
             let mut w = self.w.borrow_mut();
-            if let Owner::Pgboxd(n) = owner {
-                // A frozen process runs nothing; it resumes where it stopped.
-                let until = w.nodes[n].frozen_until;
-                if until > at {
-                    w.clock.wake_at(until, id);
-                    return true;
-                }
+            // A frozen process runs nothing; it resumes where it stopped. A
+            // paused VM freezes every process on it.
+            let until = match owner {
+                Owner::Pgboxd(n) => w.nodes[n].frozen_until.max(w.nodes[n].vm_paused_until),
+                Owner::Postgres(n) | Owner::WalReceiver(n) => w.nodes[n].vm_paused_until,
+                Owner::World => 0,
+            };
+            if until > at {
+                w.clock.wake_at(until, id);
+                return true;
             }
             w.clock.current = id;
         }

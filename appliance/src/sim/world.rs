@@ -15,6 +15,9 @@ use super::rng::Rng;
 use super::runtime::{Clock, TaskId};
 use super::{Invariant, SimConfig};
 
+/// HAProxy's `timeout check` as pgboxd renders it: a later answer is none.
+pub(super) const ROUTER_CHECK_TIMEOUT_MS: u64 = 2_000;
+
 /// Wall-clock origin of a run (for `now_unix_ms`), an arbitrary fixed instant.
 pub(super) const EPOCH_UNIX_MS: u64 = 1_800_000_000_000;
 
@@ -140,6 +143,20 @@ pub(super) struct Node {
     pub host_up: bool,
     pub pgboxd: Option<Pgboxd>,
     pub frozen_until: u64,
+    /// The whole VM is paused (QMP `stop`) until then: pgboxd, PostgreSQL
+    /// and the node's clocks stand still.
+    pub vm_paused_until: u64,
+    /// How far the node's clocks trail the world's: the sum of its VM
+    /// pauses. pgboxd's timers and stamps are in its own time.
+    pub clock_lag: u64,
+    /// The router marked it down (its /primary went unanswered); only a
+    /// 200 on /primary brings it back, and until then the client sends it
+    /// nothing.
+    pub router_down: bool,
+    /// VM pauses so far, and whether one came between pgboxd asking
+    /// PostgreSQL to start or promote and PostgreSQL doing it.
+    pub vm_pauses: u32,
+    pub paused_while_asked: bool,
     pub pg: Pg,
     pub api: Option<ApiSnapshot>,
     /// Faults keeping the box powered off (power loss, a reset's reboot).
@@ -248,6 +265,11 @@ impl World {
                     host_up: true,
                     pgboxd: None,
                     frozen_until: 0,
+                    vm_paused_until: 0,
+                    clock_lag: 0,
+                    router_down: false,
+                    vm_pauses: 0,
+                    paused_while_asked: false,
                     pg: Pg::new(),
                     api: None,
                     power_off: 0,
@@ -327,6 +349,12 @@ impl World {
         self.nodes[n].frozen_until > self.clock.now
     }
 
+    /// `n`'s own monotonic clock (`Instant::now()` in its pgboxd): behind
+    /// the world's by every VM pause it went through.
+    pub fn local_now(&self, n: usize) -> u64 {
+        self.clock.now.saturating_sub(self.nodes[n].clock_lag)
+    }
+
     pub fn dcs_reachable(&self, n: usize) -> bool {
         self.dcs.up && self.nodes[n].host_up && self.net.ok(Endpoint::Node(n), Endpoint::Dcs)
     }
@@ -387,6 +415,7 @@ impl World {
             let pg = &self.nodes[p].pg;
             if !pg.running_as(Role::Primary)
                 || !self.nodes[p].host_up
+                || self.nodes[p].router_down
                 || !self.net.ok(Endpoint::Client, Endpoint::Node(p))
             {
                 continue;
@@ -444,7 +473,9 @@ impl World {
         );
     }
 
-    /// I1, at every instant: at most one node would acknowledge a commit.
+    /// I1, at every instant: at most one node would acknowledge a commit
+    /// (of those a client can reach: not a paused VM, nor one its router
+    /// marked down during the pause and has not seen answer 200 since).
     pub fn check_split_brain(&mut self) {
         let primaries = self
             .nodes
@@ -456,6 +487,12 @@ impl World {
         }
         let mut writable = Vec::new();
         for p in 0..self.nodes.len() {
+            // A paused VM acknowledges nothing; once resumed, no client
+            // reaches it until its router sees /primary answer 200 again.
+            let node = &self.nodes[p];
+            if node.vm_paused_until > self.clock.now || node.router_down {
+                continue;
+            }
             if self.nodes[p].pg.proc == Proc::Running && self.nodes[p].pg.role == Role::Primary {
                 self.reap_senders(p);
                 if self.can_acknowledge(p) {
@@ -488,7 +525,7 @@ impl World {
                     s,
                     "pgboxd up (lease {:?}, renewed {:?} ms ago)",
                     d.lease_id,
-                    d.renewed_at.map(|t| self.clock.now.saturating_sub(t))
+                    d.renewed_at.map(|t| self.local_now(n).saturating_sub(t))
                 );
             }
         }
@@ -527,7 +564,8 @@ impl World {
             return;
         }
         let now = self.clock.now;
-        let valid = self.fence_deadline(n).is_some_and(|t| now < t);
+        let local = self.local_now(n);
+        let valid = self.fence_deadline(n).is_some_and(|t| local < t);
         let timeout = self.timing.watchdog_ms;
         let node = &mut self.nodes[n];
         let Some(d) = node.pgboxd.as_mut() else {
@@ -592,6 +630,16 @@ impl World {
         let holds = key
             .as_ref()
             .is_some_and(|(k, l)| *k == name && Some(*l) == lease && self.dcs.lease_alive(*l));
+        if !holds && self.nodes[n].paused_while_asked {
+            // pgboxd asked while it held the key; the VM stood still
+            // before PostgreSQL could do it, and nothing on the box could
+            // act meanwhile. Routers keep it out (I6) until its loop fences.
+            self.trace(
+                n,
+                format!("became writable ({how}) after a VM pause that outlived the key"),
+            );
+            return;
+        }
         if !holds {
             let key = match key {
                 Some((k, l)) => format!("names {k} (lease {l:x}, mine {lease:x?})"),
@@ -600,6 +648,48 @@ impl World {
             self.violate(
                 Invariant::WritableWithoutKey,
                 format!("{name} became writable ({how}) while the leader key {key}"),
+            );
+        }
+    }
+
+    /// A router got `n`'s answer to a `GET /primary` sent at `asked_at`
+    /// (`node::primary_check`); `before` and `after` are (another node holds
+    /// a live key, `n` runs as primary) when it was sent and now.
+    pub fn primary_answered(
+        &mut self,
+        n: usize,
+        asked_at: u64,
+        ok: bool,
+        before: (bool, bool),
+        after: (bool, bool),
+    ) {
+        if self.clock.now.saturating_sub(asked_at) > ROUTER_CHECK_TIMEOUT_MS
+            || !self.net.ok(Endpoint::Client, Endpoint::Node(n))
+        {
+            return;
+        }
+        if !ok {
+            return;
+        }
+        self.nodes[n].router_down = false;
+        let name = self.nodes[n].name.clone();
+        if before.0 && after.0 {
+            let holder = self
+                .dcs
+                .leader
+                .as_ref()
+                .map(|(k, _)| k.clone())
+                .unwrap_or_default();
+            self.violate(
+                Invariant::StalePrimaryAnswer,
+                format!("{name} answered 200 on /primary while {holder} held the leader key on a live lease"),
+            );
+        } else if !before.1 && !after.1 {
+            self.violate(
+                Invariant::StalePrimaryAnswer,
+                format!(
+                    "{name} answered 200 on /primary while its PostgreSQL did not run as primary"
+                ),
             );
         }
     }

@@ -109,6 +109,15 @@ impl PgboxNode {
         ));
     }
 
+    /// pgboxd's own pid (not its process group: signals sent here reach
+    /// pgboxd alone, not its PostgreSQL).
+    pub fn pgboxd_pid(&self) -> Option<i32> {
+        self.proc
+            .as_ref()
+            .filter(|p| p.is_running())
+            .map(|p| p.pid())
+    }
+
     pub fn is_running(&self) -> bool {
         self.proc.as_ref().is_some_and(|p| p.is_running())
     }

@@ -17,6 +17,7 @@ use axum::{Json, Router};
 
 use crate::api::routes::{cluster, patroni};
 use crate::api::{json_error, snapshot};
+use crate::leader_check::Question;
 use crate::status::{NodeStatus, PgRole, SharedStatus};
 
 /// Options a check may take from the query string.
@@ -31,12 +32,12 @@ type Check = fn(&NodeStatus, &CheckParams, SystemTime) -> bool;
 
 pub fn routes() -> Router<crate::api::ApiState> {
     Router::new()
-        .route("/", check_route(is_primary))
-        .route("/primary", check_route(is_primary))
-        .route("/read-write", check_route(is_primary))
+        .route("/", leader_route(Question::Primary, is_primary))
+        .route("/primary", leader_route(Question::Primary, is_primary))
+        .route("/read-write", leader_route(Question::Primary, is_primary))
         // Pre-3.0 Patroni name, still found in many HAProxy configs.
-        .route("/master", check_route(is_primary))
-        .route("/leader", check_route(holds_leader_key))
+        .route("/master", leader_route(Question::Primary, is_primary))
+        .route("/leader", leader_route(Question::Leader, holds_leader_key))
         .route("/replica", check_route(is_replica))
         .route("/read-only", check_route(is_read_only))
         .route("/health", check_route(is_healthy))
@@ -48,6 +49,30 @@ fn check_route(check: Check) -> MethodRouter<crate::api::ApiState> {
     let handler = move |State(status): State<SharedStatus>,
                         Query(query): Query<HashMap<String, String>>| async move {
         answer(&status, &query, check)
+    };
+    get(handler).options(handler)
+}
+
+/// The endpoints whose 200 says "this node is the writable leader" (or
+/// holds the key): answered from a fresh check made for the request
+/// (`crate::leader_check`), never from the loop's snapshot, which may be a
+/// loop old or, after a pause, describe a lease that has long expired. The
+/// body is still the snapshot, for whoever looks by hand.
+fn leader_route(question: Question, snapshot_rule: Check) -> MethodRouter<crate::api::ApiState> {
+    let handler = move |State(api): State<crate::api::ApiState>,
+                        Query(query): Query<HashMap<String, String>>| async move {
+        let Some(checker) = api.leader_check.clone() else {
+            return answer(&api.status, &query, snapshot_rule);
+        };
+        if let Err(message) = parse_params(&query) {
+            return json_error(StatusCode::BAD_REQUEST, message);
+        }
+        let code = if checker.answer(question).await {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (code, Json(patroni::body(&snapshot(&api.status)))).into_response()
     };
     get(handler).options(handler)
 }
@@ -100,6 +125,8 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
 /// The node takes writes: it holds the leader key and its PostgreSQL runs
 /// as a primary. Both are required: a key without a writable server must not
 /// attract writes, and a primary without the key is about to be fenced.
+/// From the snapshot: `/read-only` and `/readiness` use it; `/primary`
+/// itself uses it only on an API without a fresh check (unit tests).
 pub fn is_primary(node: &NodeStatus, _: &CheckParams, _: SystemTime) -> bool {
     node.is_leader && node.pg.running && node.pg.role == PgRole::Primary
 }
