@@ -286,8 +286,13 @@ impl Daemon {
             }),
             renewed_at_ms: self.exec.dcs.renewed_at().map(|t| self.now_ms(t)),
         };
+        // Also while I hold the key but have yet to promote: an old primary
+        // whose pgboxd hung must be seen (and fenced) first.
+        let electing = |v: &ClusterView| {
+            v.leader.is_none() || v.leader.as_deref() == Some(self.me.name.as_str())
+        };
         let peers = match &view {
-            Some(v) if v.leader.is_none() && health.running && health.role == Role::Replica => {
+            Some(v) if electing(v) && health.running && health.role == Role::Replica => {
                 self.ask_peers().await
             }
             _ => Vec::new(),
@@ -557,15 +562,23 @@ impl Daemon {
             let url = self.cfg.api_url(n);
             let http = self.http.clone();
             let node = n.clone();
+            let cfg = self.cfg.clone();
             async move {
-                let answer = async {
+                let api = async {
                     http.get(&url)
                         .send()
                         .await?
                         .json::<serde_json::Value>()
                         .await
-                }
-                .await;
+                };
+                // Its PostgreSQL too, at the same time: when the API does
+                // not answer, that server may still run as primary.
+                let pg = async {
+                    let up = conf::upstream_of(&cfg, &node.name).ok_or("not a node")?;
+                    let limit = crate::postgres::fence::probe_limit(cfg.ha.ttl);
+                    crate::postgres::fence::probe(&cfg, &up, limit).await
+                };
+                let (answer, postgres) = futures::future::join(api, pg).await;
                 let mut peer = Peer {
                     name: node.name.clone(),
                     reachable: false,
@@ -574,7 +587,17 @@ impl Daemon {
                     timeline: None,
                     nofailover: node.tags.nofailover,
                     failover_priority: node.tags.failover_priority,
+                    postgres: None,
                 };
+                match (&answer, postgres) {
+                    (Err(_), Ok(pg)) => peer.postgres = Some(pg),
+                    (Err(api), Err(pg)) => tracing::info!(
+                        member = %node.name,
+                        "neither {}'s API nor its PostgreSQL answers (API: {api}; PostgreSQL: {pg})",
+                        node.name
+                    ),
+                    (Ok(_), _) => {}
+                }
                 if let Ok(v) = answer {
                     peer.reachable = true;
                     peer.role = match v["role"].as_str() {

@@ -2,9 +2,9 @@
 //! into DCS writes and PostgreSQL process control.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::config::{Config, Role as NodeRole};
 use crate::dcs::etcd::Etcd;
@@ -63,7 +63,8 @@ impl Executor {
             Action::Follow { .. }
             | Action::SetSyncNames(_)
             | Action::WriteSync(_)
-            | Action::ClearFailover => "running",
+            | Action::ClearFailover
+            | Action::Fence { .. } => "running",
             Action::Checkpoint | Action::ReleaseLeader => "stopping",
         }
     }
@@ -167,7 +168,66 @@ impl Executor {
                 };
                 self.dcs.put_sync(&key).await
             }
-            Action::ClearFailover => self.dcs.clear_failover().await,
+            // Bounded: it often follows a promotion, and a DCS lost then
+            // must not hold the loop (and its fencing) hostage; the next
+            // loop clears it again.
+            Action::ClearFailover => {
+                tokio::time::timeout(Duration::from_secs(1), self.dcs.clear_failover())
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!("clearing the failover key: no answer within 1 s")
+                    })?
+            }
+            Action::Fence { members, within_ms } => self.fence(members, *within_ms).await,
+        }
+    }
+
+    /// Fence each member's PostgreSQL (postgres/fence.rs), then wait until
+    /// mine has received the WAL each had written: in asynchronous mode,
+    /// the commits it acknowledged that had not reached me yet.
+    async fn fence(&mut self, members: &[String], within_ms: u64) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_millis(within_ms);
+        let ups = members
+            .iter()
+            .map(|m| self.upstream(m))
+            .collect::<Result<Vec<_>>>()?;
+        let cfg = self.cfg.clone();
+        let results = futures::future::join_all(
+            ups.iter()
+                .map(|up| crate::postgres::fence::fence(&cfg, up, deadline)),
+        )
+        .await;
+        let mut target: Option<(String, crate::postgres::fence::Fenced)> = None;
+        let mut errors = Vec::new();
+        for (up, r) in ups.iter().zip(results) {
+            match r {
+                Ok(Some(f)) if target.as_ref().is_none_or(|(_, t)| f.lsn > t.lsn) => {
+                    target = Some((up.name.clone(), f))
+                }
+                Ok(_) => {}
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        if !errors.is_empty() {
+            bail!("{}", errors.join("; "));
+        }
+        let Some((name, fenced)) = target else {
+            return Ok(());
+        };
+        loop {
+            let h = self.pg.health().await;
+            let same_timeline = fenced.timeline.is_none() || h.timeline == fenced.timeline;
+            if !same_timeline || h.lsn.is_some_and(|l| l >= fenced.lsn) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{name} is fenced, but my PostgreSQL has its WAL only up to {} of {}",
+                    h.lsn.map_or("?".into(), format_lsn),
+                    format_lsn(fenced.lsn)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -89,7 +89,7 @@ pub fn decide(obs: &Observation, mem: &Memory) -> Decision {
     }
     match leader {
         Some(other) => follow_leader(obs, mem, view, other),
-        None => leaderless(obs, view),
+        None => leaderless(obs, mem, view),
     }
 }
 
@@ -413,15 +413,126 @@ fn holding_leader_key(obs: &Observation, mem: &Memory, view: &ClusterView) -> De
                 "not promoting: my lease renewals are not working".into(),
             )
         }
-        _ => {
-            actions.push(Action::Promote);
-            Decision::act(
-                Cause::LeaderKeyHeld,
-                actions,
-                "promoting: I hold the leader key".into(),
-            )
-        }
+        _ => match before_promoting(obs, mem) {
+            Prepared::Ready(note) => {
+                actions.push(Action::Promote);
+                Decision::act(
+                    Cause::LeaderKeyHeld,
+                    actions,
+                    format!("promoting: I hold the leader key{note}"),
+                )
+            }
+            Prepared::Fence(fence, note) => {
+                actions.extend([fence, Action::Promote]);
+                Decision::act(
+                    Cause::LeaderKeyHeld,
+                    actions,
+                    format!("promoting: I hold the leader key{note}"),
+                )
+            }
+            Prepared::Wait(why) if actions.is_empty() => Decision::idle(Cause::Fencing, why),
+            Prepared::Wait(why) => Decision::act(Cause::Fencing, actions, why),
+            // Its holder may take the key back when its pgboxd resumes.
+            Prepared::Refuse(why) => Decision::act(
+                Cause::TimelineBehind,
+                vec![Action::ReleaseLeader],
+                format!("giving up the leader key: {why}"),
+            ),
+        },
     }
+}
+
+/// What has to happen before this candidate promotes.
+enum Prepared {
+    /// Nothing (more); the note says why, for the reason line.
+    Ready(String),
+    /// Fence these members first.
+    Fence(Action, String),
+    /// An old primary is fenced; its WAL is still on the way.
+    Wait(String),
+    /// Never: the old primary is on a newer timeline than mine.
+    Refuse(String),
+}
+
+/// A member whose PostgreSQL runs as primary while its pgboxd does not
+/// answer (hung: its lease expired, but nothing stopped its server) would
+/// go on acknowledging commits after I promote: two writable primaries,
+/// and in asynchronous mode every commit it acknowledged that I lack is
+/// lost. So I fence it first over a connection to its PostgreSQL, and
+/// promote once I hold the WAL it had written. A member that cannot be
+/// reached is dead or cut off (the watchdog and its lease rules apply to
+/// it); one that cannot be fenced, or whose WAL does not come, holds the
+/// cluster up for at most `fence_give_up_ms`.
+fn before_promoting(obs: &Observation, mem: &Memory) -> Prepared {
+    let hung: Vec<(&Peer, &PeerPostgres)> = obs
+        .peers
+        .iter()
+        .filter_map(|p| hung_primary(p).map(|pg| (p, pg)))
+        .collect();
+    if hung.is_empty() {
+        return Prepared::Ready(String::new());
+    }
+    // It was promoted after my data forked off (its pgboxd hung before it
+    // recorded the switch in history): my promotion would open a second
+    // timeline with its number, which pg_rewind cannot tell from its own.
+    if let Some((p, pg)) = hung.iter().find(|(_, pg)| {
+        matches!((pg.timeline, obs.pg.timeline), (Some(theirs), Some(mine)) if theirs > mine)
+    }) {
+        return Prepared::Refuse(format!(
+            "{} runs as primary on timeline {}, newer than my {}",
+            p.name,
+            pg.timeline.unwrap_or(0),
+            obs.pg.timeline.unwrap_or(0)
+        ));
+    }
+    let names = |list: &[(&Peer, &PeerPostgres)]| {
+        list.iter()
+            .map(|(p, _)| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let waited = mem
+        .hung_primary_since_ms
+        .map_or(0, |t| obs.now_ms.saturating_sub(t));
+    if waited >= obs.settings.fence_give_up_ms() {
+        return Prepared::Ready(format!(
+            "; {} still runs as primary without its pgboxd and could not be fenced (or its WAL did not arrive) within {} s: promoting without",
+            names(&hung),
+            waited / 1000
+        ));
+    }
+    let unfenced: Vec<(&Peer, &PeerPostgres)> =
+        hung.iter().copied().filter(|(_, pg)| !pg.fenced).collect();
+    if !unfenced.is_empty() {
+        return Prepared::Fence(
+            Action::Fence {
+                members: unfenced.iter().map(|(p, _)| p.name.clone()).collect(),
+                within_ms: obs.settings.fence_budget_ms(),
+            },
+            format!(
+                ", after fencing {}: its PostgreSQL runs as primary but its pgboxd does not answer",
+                names(&unfenced)
+            ),
+        );
+    }
+    let my_lsn = obs.pg.lsn.unwrap_or(0);
+    let ahead: Vec<(&Peer, &PeerPostgres)> = hung
+        .iter()
+        .copied()
+        .filter(|(_, pg)| pg.timeline == obs.pg.timeline && pg.lsn.is_some_and(|l| l > my_lsn))
+        .collect();
+    if let Some((p, pg)) = ahead.first() {
+        return Prepared::Wait(format!(
+            "not promoting yet: {} is fenced; waiting for its WAL up to {} (I have {})",
+            p.name,
+            format_lsn(pg.lsn.unwrap_or(0)),
+            format_lsn(my_lsn)
+        ));
+    }
+    Prepared::Ready(format!(
+        "; {} is fenced and I hold all the WAL it wrote",
+        names(&hung)
+    ))
 }
 
 /// PostgreSQL runs and another member holds the leader key.
@@ -509,7 +620,7 @@ fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &s
 }
 
 /// PostgreSQL runs and nobody holds the leader key: an election.
-fn leaderless(obs: &Observation, view: &ClusterView) -> Decision {
+fn leaderless(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decision {
     if obs.pg.role == Role::Primary {
         // My key is gone (it expired, or was deleted) but I am still primary.
         // Take it back if nobody else did; the transaction makes this atomic.
@@ -524,11 +635,27 @@ fn leaderless(obs: &Observation, view: &ClusterView) -> Decision {
     }
     match failover_candidacy(obs, view) {
         Ok((cause, reason)) => {
-            let mut actions = vec![Action::AcquireLeader, Action::Promote];
+            let mut actions = vec![Action::AcquireLeader];
+            let note = match before_promoting(obs, mem) {
+                Prepared::Ready(note) => note,
+                Prepared::Fence(fence, note) => {
+                    actions.push(fence);
+                    note
+                }
+                // Someone fenced an old primary and lost the key: take it
+                // and wait for that WAL as its holder.
+                Prepared::Wait(why) => {
+                    return Decision::act(Cause::Fencing, actions, why);
+                }
+                Prepared::Refuse(why) => {
+                    return Decision::idle(Cause::TimelineBehind, format!("not promoting: {why}"));
+                }
+            };
+            actions.push(Action::Promote);
             if view.failover.is_some() {
                 actions.push(Action::ClearFailover);
             }
-            Decision::act(cause, actions, format!("promoting: {reason}"))
+            Decision::act(cause, actions, format!("promoting: {reason}{note}"))
         }
         Err((cause, reason)) => Decision::idle(cause, format!("not promoting: {reason}")),
     }

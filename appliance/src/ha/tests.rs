@@ -123,6 +123,7 @@ fn peer(name: &str, role: Role, lsn: u64) -> Peer {
         timeline: Some(1),
         nofailover: false,
         failover_priority: 1,
+        postgres: None,
     }
 }
 
@@ -1379,4 +1380,275 @@ fn a_silent_standby_is_dropped_within_half_a_ttl() {
     // healthy standby.
     assert_eq!(standby_silence_ms(2_000), 3_000);
     assert!(s.standby_silence_ms() < s.fence_after_ms());
+}
+
+/// db2's pgboxd gives no answer; its PostgreSQL answers over a direct
+/// connection as `primary` (or not), `fenced` (or not), at `lsn`.
+fn hung(primary: bool, fenced: bool, lsn: u64) -> Peer {
+    Peer {
+        reachable: false,
+        role: Role::Unknown,
+        lsn: None,
+        timeline: None,
+        postgres: Some(PeerPostgres {
+            primary,
+            fenced,
+            lsn: primary.then_some(lsn),
+            timeline: primary.then_some(1),
+        }),
+        ..peer("db2", Role::Unknown, 0)
+    }
+}
+
+#[test]
+fn a_primary_whose_pgboxd_hung_is_fenced_before_a_promotion() {
+    use Action::*;
+    let fence = || Fence {
+        members: vec!["db2".into()],
+        within_ms: settings().fence_budget_ms(),
+    };
+    let with_peers = |mut o: Observation, peers: Vec<Peer>| {
+        o.peers = peers;
+        o
+    };
+    let holding = || with_leader(obs(), Some("db1")).with_lease_held();
+    let since = |ms: u64| Memory {
+        hung_primary_since_ms: Some(NOW - ms),
+        ..Memory::default()
+    };
+    let ttl = settings().ttl_ms;
+    let rows: Vec<(&str, Observation, Memory, Vec<Action>, Cause)> = vec![
+        (
+            "key free, old primary's PostgreSQL still primary: take the key, fence it, then promote",
+            with_peers(obs(), vec![hung(true, false, 5_000)]),
+            Memory::default(),
+            vec![AcquireLeader, fence(), Promote],
+            Cause::Election,
+        ),
+        (
+            "key free, old primary's PostgreSQL unreachable too: dead or cut off, promote as before",
+            with_peers(
+                obs(),
+                vec![Peer {
+                    postgres: None,
+                    ..hung(true, false, 5_000)
+                }],
+            ),
+            Memory::default(),
+            vec![AcquireLeader, Promote],
+            Cause::Election,
+        ),
+        (
+            "key free, the silent member's PostgreSQL is a replica: nothing to fence",
+            with_peers(obs(), vec![hung(false, false, 0)]),
+            Memory::default(),
+            vec![AcquireLeader, Promote],
+            Cause::Election,
+        ),
+        (
+            "its API answers as primary: it still fences itself, nobody promotes (unchanged)",
+            with_peers(obs(), vec![peer("db2", Role::Primary, 5_000)]),
+            Memory::default(),
+            vec![],
+            Cause::OldPrimaryAlive,
+        ),
+        (
+            "key held, not promoted yet, the fence failed last loop: fence again",
+            with_peers(holding(), vec![hung(true, false, 5_000)]),
+            since(2_000),
+            vec![fence(), Promote],
+            Cause::LeaderKeyHeld,
+        ),
+        (
+            "key held, old primary fenced with WAL I lack: wait for it",
+            with_peers(holding(), vec![hung(true, true, 6_000)]),
+            since(2_000),
+            vec![],
+            Cause::Fencing,
+        ),
+        (
+            "key held, old primary fenced and I hold all its WAL: promote",
+            with_peers(holding(), vec![hung(true, true, 5_000)]),
+            since(2_000),
+            vec![Promote],
+            Cause::LeaderKeyHeld,
+        ),
+        (
+            "key held, the fenced primary is on an older timeline: its positions do not compare",
+            with_peers(
+                {
+                    let mut o = holding();
+                    o.pg.timeline = Some(2);
+                    o
+                },
+                vec![hung(true, true, 9_000)],
+            ),
+            since(2_000),
+            vec![Promote],
+            Cause::LeaderKeyHeld,
+        ),
+        (
+            "key free, the silent primary is on a newer timeline than mine: never promote",
+            with_peers(
+                obs(),
+                vec![{
+                    let mut p = hung(true, false, 9_000);
+                    p.postgres.as_mut().unwrap().timeline = Some(2);
+                    p
+                }],
+            ),
+            since(2 * ttl),
+            vec![],
+            Cause::TimelineBehind,
+        ),
+        (
+            "key held, the silent primary is on a newer timeline: hand the key back",
+            with_peers(
+                holding(),
+                vec![{
+                    let mut p = hung(true, true, 9_000);
+                    p.postgres.as_mut().unwrap().timeline = Some(2);
+                    p
+                }],
+            ),
+            since(2_000),
+            vec![ReleaseLeader],
+            Cause::TimelineBehind,
+        ),
+        (
+            "key held, the old primary could not be fenced for a whole TTL: promote without",
+            with_peers(holding(), vec![hung(true, false, 5_000)]),
+            since(ttl),
+            vec![Promote],
+            Cause::LeaderKeyHeld,
+        ),
+        (
+            "key held, its WAL did not arrive within a TTL: promote without",
+            with_peers(holding(), vec![hung(true, true, 6_000)]),
+            since(ttl),
+            vec![Promote],
+            Cause::LeaderKeyHeld,
+        ),
+        (
+            "key held on a lease whose renewals fail: neither fence nor promote",
+            {
+                let mut o = with_peers(holding(), vec![hung(true, false, 5_000)]);
+                o.lease.renewed_at_ms = Some(NOW - 9_000);
+                o
+            },
+            since(2_000),
+            vec![],
+            Cause::LeaseUnproven,
+        ),
+        (
+            "key free, a fenced primary ahead of me (its fencer lost the key): take the key, wait",
+            with_peers(obs(), vec![hung(true, true, 6_000)]),
+            since(2_000),
+            vec![AcquireLeader],
+            Cause::Fencing,
+        ),
+        (
+            "another member leads: follow it; fencing is the candidate's part",
+            with_peers(with_leader(obs(), Some("db3")), vec![hung(true, false, 5_000)]),
+            Memory::default(),
+            vec![Follow {
+                leader: "db3".into(),
+            }],
+            Cause::NewLeader,
+        ),
+        (
+            "synchronous mode, not the synchronous standby: no candidate, so no fence",
+            {
+                let mut o = with_peers(obs(), vec![hung(true, false, 5_000)]);
+                o.settings.synchronous_mode = SyncMode::On;
+                o.dcs.as_mut().unwrap().sync = Some(SyncKey {
+                    leader: Some("db2".into()),
+                    sync_standby: Some("db3".into()),
+                });
+                o
+            },
+            Memory::default(),
+            vec![],
+            Cause::NotSyncStandby,
+        ),
+        (
+            "synchronous mode, the synchronous standby: fence the old primary, then promote",
+            {
+                let mut o = with_peers(obs(), vec![hung(true, false, 5_000)]);
+                o.settings.synchronous_mode = SyncMode::On;
+                o.dcs.as_mut().unwrap().sync = Some(SyncKey {
+                    leader: Some("db2".into()),
+                    sync_standby: Some("db1".into()),
+                });
+                o
+            },
+            Memory::default(),
+            vec![AcquireLeader, fence(), Promote],
+            Cause::Election,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, o, mem, expected, cause) in rows {
+        let mem = mem.observe(&o);
+        let d = decide(&o, &mem);
+        if d.actions != expected || d.cause != cause {
+            failures.push(format!(
+                "{name}:\n  expected {expected:?} ({cause})\n  got      {:?} ({}: {})",
+                d.actions, d.cause, d.reason
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn memory_counts_how_long_a_hung_primary_has_been_seen() {
+    let mut o = obs();
+    o.peers = vec![hung(true, false, 5_000)];
+    let m = Memory::default().observe(&o);
+    assert_eq!(m.hung_primary_since_ms, Some(NOW));
+    o.now_ms = NOW + 3_000;
+    let m = m.observe(&o);
+    assert_eq!(
+        m.hung_primary_since_ms,
+        Some(NOW),
+        "kept from the first sight"
+    );
+    // Its pgboxd answers again (or its server stopped): the count ends.
+    o.peers = vec![hung(false, false, 0)];
+    assert_eq!(m.observe(&o).hung_primary_since_ms, None);
+    o.peers = vec![];
+    assert_eq!(m.observe(&o).hung_primary_since_ms, None);
+}
+
+#[test]
+fn a_fence_and_the_promotion_after_it_fit_in_the_proven_lease() {
+    // (ttl, loop_wait): the defaults, the process tests', short and long.
+    for (ttl, loop_wait) in [
+        (10_000, 1_000),
+        (5_000, 500),
+        (3_000, 1_000),
+        (30_000, 1_000),
+    ] {
+        let s = Settings {
+            ttl_ms: ttl,
+            loop_wait_ms: loop_wait,
+            ..settings()
+        };
+        let budget = s.fence_budget_ms();
+        assert!(budget > 0, "ttl {ttl}");
+        // The key is taken on a lease proven at that moment; the fence and
+        // the promotion after it end within half its proven part.
+        assert!(2 * budget <= s.fence_after_ms(), "ttl {ttl}: {budget} ms");
+    }
+    // A renewal every loop leaves the lease proven for the whole fence
+    // with the defaults and the process tests' settings.
+    for (ttl, loop_wait) in [(10_000, 1_000), (5_000, 500)] {
+        let s = Settings {
+            ttl_ms: ttl,
+            loop_wait_ms: loop_wait,
+            ..settings()
+        };
+        assert!(loop_wait + s.fence_budget_ms() < s.fence_after_ms());
+    }
 }

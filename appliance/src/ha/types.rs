@@ -74,6 +74,22 @@ impl Settings {
         self.ttl_ms.saturating_sub(margin)
     }
 
+    /// How long one `Action::Fence` may take, connecting included: a
+    /// quarter of the TTL, and at most half the proven part of a lease, so
+    /// that the promotion after it still runs on a proven lease (the key
+    /// was taken on one renewed at most a loop before). What does not fit
+    /// is waited for in later loops, each on a lease proven again.
+    pub fn fence_budget_ms(&self) -> u64 {
+        (self.ttl_ms / 4).min(self.fence_after_ms() / 2)
+    }
+
+    /// How long a candidate tries to fence an old primary (or waits for
+    /// its WAL) before it promotes without: one TTL, as long as the old
+    /// primary's own lease would have kept it writable.
+    pub fn fence_give_up_ms(&self) -> u64 {
+        self.ttl_ms
+    }
+
     /// How long the primary keeps a standby's connection without hearing
     /// from it (PostgreSQL's `wal_sender_timeout`, rendered from this).
     /// A standby that stops confirming (its PostgreSQL frozen, its host
@@ -200,6 +216,23 @@ pub struct Peer {
     pub timeline: Option<u32>,
     pub nofailover: bool,
     pub failover_priority: u32,
+    /// Its PostgreSQL, asked over a connection of its own while its API
+    /// gives no answer (a hung or dead pgboxd); None when it could not be
+    /// reached, or its API answered.
+    pub postgres: Option<PeerPostgres>,
+}
+
+/// A peer's PostgreSQL as a direct connection to it shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerPostgres {
+    /// Not in recovery: it may still acknowledge commits.
+    pub primary: bool,
+    /// It carries the fence a candidate sets (`Action::Fence`): commits
+    /// wait for a standby that does not exist, so none is acknowledged.
+    pub fenced: bool,
+    /// Its WAL write position (a primary's).
+    pub lsn: Option<u64>,
+    pub timeline: Option<u32>,
 }
 
 /// What the core decided: actions in order, and why, in one line.
@@ -288,10 +321,13 @@ pub enum Cause {
     /// Failsafe mode: a primary without the DCS that every member vouches
     /// for, or a member keeping its promise not to take over.
     Failsafe,
+    /// A candidate holding the leader key waits for the WAL of an old
+    /// primary it fenced (its pgboxd hung, its PostgreSQL still primary).
+    Fencing,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 33] = [
+    pub const ALL: [Cause; 34] = [
         Cause::PgStarting,
         Cause::Paused,
         Cause::ForeignData,
@@ -325,6 +361,7 @@ impl Cause {
         Cause::OldPrimaryAlive,
         Cause::PeerAhead,
         Cause::Failsafe,
+        Cause::Fencing,
     ];
 
     /// The word used in metrics and logs; never changes once released.
@@ -363,6 +400,7 @@ impl Cause {
             Cause::OldPrimaryAlive => "old_primary_alive",
             Cause::PeerAhead => "peer_ahead",
             Cause::Failsafe => "failsafe",
+            Cause::Fencing => "fencing",
         }
     }
 
@@ -425,6 +463,17 @@ pub enum Action {
     WriteSync(Option<String>),
     /// Delete the `failover` key (request done or refused).
     ClearFailover,
+    /// Before a promotion: make each member's PostgreSQL, which runs as
+    /// primary while its pgboxd does not answer, unable to acknowledge a
+    /// commit (commits wait for a standby that does not exist, new
+    /// transactions are read-only, its clients are disconnected), then wait
+    /// until my PostgreSQL has received the WAL it had written. Fails when a
+    /// member could not be fenced or its WAL did not arrive within
+    /// `within_ms`.
+    Fence {
+        members: Vec<String>,
+        within_ms: u64,
+    },
 }
 
 /// What the executor reports back about one action.
@@ -447,6 +496,9 @@ pub struct Memory {
     /// and the primary's position then; it is recorded in the sync key only
     /// once it has flushed that far.
     pub sync_catchup: Option<(String, u64)>,
+    /// Since when a peer's PostgreSQL has been seen running as primary
+    /// while its pgboxd does not answer (see `Action::Fence`).
+    pub hung_primary_since_ms: Option<u64>,
 }
 
 impl Memory {
@@ -471,6 +523,11 @@ impl Memory {
             (Some(name), _) => obs.pg.lsn.map(|lsn| (name, lsn)),
             (None, _) => None,
         };
+        next.hung_primary_since_ms = if obs.peers.iter().any(|p| hung_primary(p).is_some()) {
+            self.hung_primary_since_ms.or(Some(obs.now_ms))
+        } else {
+            None
+        };
         let down = !obs.pg.running && !obs.pg.starting;
         next.down_since_ms = if down {
             self.down_since_ms.or(Some(obs.now_ms))
@@ -492,4 +549,10 @@ impl Memory {
         }
         next
     }
+}
+
+/// A peer whose PostgreSQL runs as primary while its pgboxd gives no answer
+/// (hung, or its API cut off): nothing fences it but the watchdog, if any.
+pub fn hung_primary(p: &Peer) -> Option<&PeerPostgres> {
+    p.postgres.as_ref().filter(|pg| !p.reachable && pg.primary)
 }

@@ -2,6 +2,7 @@
 //! only thing that starts, stops, promotes, rewinds or clones it.
 
 pub mod conf;
+pub mod fence;
 mod health;
 pub mod layout;
 pub mod template;

@@ -115,7 +115,8 @@ pub(super) fn schedule(
         let at = cfg.warmup_ms + rng.below(cfg.fault_window_ms.max(1));
         let node = rng.index(n);
         let span = |rng: &mut Rng, lo: u64, hi: u64| rng.range(lo, hi);
-        let fault = match rng.below(100) {
+        let draw = if cfg.only_hangs { 25 } else { rng.below(100) };
+        let fault = match draw {
             0..=11 => Fault::PowerLoss {
                 node,
                 ms: span(rng, 1_000, 3 * ttl),
@@ -172,7 +173,7 @@ pub(super) fn schedule(
         };
         // Faults come in bursts: a node that just came back is hit again
         // while it is still finding its feet (restart windows are short).
-        let follow_up = rng.chance(0.25).then(|| {
+        let follow_up = (!cfg.only_hangs && rng.chance(0.25)).then(|| {
             let after = at + fault.lasts(restart_ms) + rng.range(0, 3_000);
             let again = match rng.below(3) {
                 0 => Fault::ProcessCrash { node },
@@ -309,6 +310,23 @@ pub(super) async fn run_fault(sim: Rc<Sim>, at: u64, fault: Fault) {
                 Some(until)
             });
             let Some(until) = until else { return };
+            if sim.with(|w| w.cfg.hung_cut_off) {
+                // Hung and cut off from the other members (not from the
+                // client): no candidate can reach it to fence it.
+                let s = sim.clone();
+                sim.spawn(Owner::World, async move {
+                    let ends = s.with(|w| side_endpoints(w, node, Side::Peers));
+                    s.with(|w| {
+                        ends.iter()
+                            .for_each(|e| w.net.cut(Endpoint::Node(node), *e))
+                    });
+                    sleep(&s, ms).await;
+                    s.with(|w| {
+                        ends.iter()
+                            .for_each(|e| w.net.heal(Endpoint::Node(node), *e))
+                    });
+                });
+            }
             let limit = sim.with(|w| w.timing.systemd_watchdog_ms);
             if ms > limit {
                 sleep(&sim, limit).await;

@@ -82,6 +82,12 @@ pub struct SimConfig {
     /// Faults may hang pgboxd (without a watchdog device, a hang of the
     /// primary's pgboxd is a split brain the design accepts and warns of).
     pub hangs: bool,
+    /// Every fault hangs pgboxd, none follows up: how a hung primary is
+    /// fenced, with nothing else going on.
+    pub only_hangs: bool,
+    /// A hung pgboxd's box is also cut off from the other members for as
+    /// long (its PostgreSQL out of every candidate's reach).
+    pub hung_cut_off: bool,
     /// Chance that the last node of a three-node cluster is tagged nofailover.
     pub nofailover_chance: f64,
     /// `ha.failsafe_mode`.
@@ -111,6 +117,8 @@ impl SimConfig {
             dcs_endpoints: 3,
             watchdog: true,
             hangs: true,
+            only_hangs: false,
+            hung_cut_off: false,
             nofailover_chance: 0.3,
             failsafe: false,
             trace_tail: 400,

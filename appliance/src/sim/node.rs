@@ -417,8 +417,11 @@ async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
         };
         (data, lease, me)
     });
+    let electing = |v: &crate::dcs::model::ClusterView| {
+        v.leader.is_none() || v.leader.as_deref() == Some(me_name.as_str())
+    };
     let peers = match &view {
-        Some(v) if v.leader.is_none() && health.running && health.role == Role::Replica => {
+        Some(v) if electing(v) && health.running && health.role == Role::Replica => {
             ask_peers(sim, n).await
         }
         _ => Vec::new(),
@@ -637,7 +640,17 @@ async fn failsafe_round(sim: &Rc<Sim>, n: usize) -> bool {
 /// the API client's timeout.
 async fn ask_peers(sim: &Rc<Sim>, n: usize) -> Vec<Peer> {
     let reachable = |w: &World, m: usize| api_reachable(w, n, m);
-    let wait = sim.with(|w| api_round_ms(w, n));
+    // The peers' PostgreSQL at the same time: a host that does not answer
+    // costs the probe's whole limit (a refused connection, a moment).
+    let wait = sim.with(|w| {
+        let api = api_round_ms(w, n);
+        let cut = (0..w.nodes.len()).any(|m| m != n && !w.link_ok(n, m));
+        if cut {
+            api.max(w.timing.pg_probe_ms)
+        } else {
+            api
+        }
+    });
     sleep(sim, wait).await;
     sim.with(|w| {
         (0..w.nodes.len())
@@ -652,8 +665,22 @@ async fn ask_peers(sim: &Rc<Sim>, n: usize) -> Vec<Peer> {
                     timeline: None,
                     nofailover: node.tags.nofailover,
                     failover_priority: node.tags.failover_priority,
+                    postgres: None,
                 };
+                // Its PostgreSQL is asked at the same time, over its own
+                // connection (within the same timeout).
+                let pg = &node.pg;
+                if w.link_ok(n, m) && pg.proc == Proc::Running {
+                    let d = pg.data.as_ref().expect("a running server has data");
+                    peer.postgres = Some(crate::ha::PeerPostgres {
+                        primary: pg.role == Role::Primary,
+                        fenced: pg.fenced,
+                        lsn: (pg.role == Role::Primary).then(|| d.lsn()),
+                        timeline: (pg.role == Role::Primary).then(|| d.tl()),
+                    });
+                }
                 if let (true, Some(api)) = (reachable(w, m), &node.api) {
+                    peer.postgres = None;
                     peer.reachable = true;
                     peer.role = match api.pg.role {
                         Role::Primary if api.state == "running" => Role::Primary,
@@ -832,12 +859,92 @@ async fn run(sim: &Rc<Sim>, n: usize, action: &Action) -> R<()> {
             .await
         }
         Action::ClearFailover => {
-            call(sim, n, |w| {
+            let clear = call(sim, n, |w| {
                 w.dcs.failover = None;
                 Ok(())
-            })
-            .await
+            });
+            timeout(sim, 1_000, clear)
+                .await
+                .unwrap_or_else(|| Err("clearing the failover key: no answer within 1 s".into()))
         }
+        Action::Fence { members, within_ms } => fence(sim, n, members, *within_ms).await,
+    }
+}
+
+/// `Executor::fence` (postgres/fence.rs): over a connection to each
+/// member's PostgreSQL, the fence in postgresql.auto.conf and a reload
+/// (commits wait for a standby that does not exist, new transactions are
+/// read-only), its client sessions ended (waiting commits never
+/// acknowledged); then wait until my server has received the WAL it had.
+async fn fence(sim: &Rc<Sim>, n: usize, members: &[String], within_ms: u64) -> R<()> {
+    let targets = members
+        .iter()
+        .map(|m| node_index(sim, m))
+        .collect::<R<Vec<_>>>()?;
+    let deadline = sim.now() + within_ms;
+    // Concurrent connections: one whose host does not answer costs the
+    // whole budget (the connect timeout), a refused one a moment.
+    let ms = sim.with(|w| {
+        if targets.iter().all(|m| w.link_ok(n, *m)) {
+            w.rng.range(5, 60)
+        } else {
+            within_ms
+        }
+    });
+    sleep(sim, ms).await;
+    let target = sim.with(|w| {
+        let mut target: Option<(usize, u64, u32)> = None;
+        for &m in &targets {
+            let pg = &w.nodes[m].pg;
+            if !w.link_ok(n, m) || pg.proc != Proc::Running {
+                return Err(format!(
+                    "connecting to {}'s PostgreSQL failed",
+                    w.nodes[m].name
+                ));
+            }
+            if pg.role != Role::Primary {
+                continue;
+            }
+            let pg = &mut w.nodes[m].pg;
+            pg.sync_names = crate::postgres::fence::FENCE_NAMES.to_string();
+            pg.fenced = true;
+            pg.pending.clear();
+            let d = pg.data.as_ref().expect("a running server has data");
+            let (lsn, tl) = (d.lsn(), d.tl());
+            w.trace(
+                m,
+                format!(
+                    "fenced by {}: its WAL ends at {}",
+                    w.nodes[n].name,
+                    format_lsn(lsn)
+                ),
+            );
+            if target.is_none_or(|t| lsn > t.1) {
+                target = Some((m, lsn, tl));
+            }
+        }
+        Ok(target)
+    })?;
+    let Some((m, lsn, tl)) = target else {
+        return Ok(());
+    };
+    loop {
+        let (mine, my_tl) = sim.with(|w| {
+            let d = w.nodes[n].pg.data.as_ref();
+            (d.map_or(0, |d| d.lsn()), d.map_or(0, |d| d.tl()))
+        });
+        if my_tl != tl || mine >= lsn {
+            return Ok(());
+        }
+        if sim.now() >= deadline {
+            return Err(format!(
+                "{} is fenced, but my PostgreSQL has its WAL only up to {} of {}",
+                sim.with(|w| me(w, m)),
+                format_lsn(mine),
+                format_lsn(lsn)
+            ));
+        }
+        sleep(sim, 20).await;
     }
 }
 
@@ -1000,6 +1107,8 @@ async fn pg_start(sim: &Rc<Sim>, n: usize, standby: Option<Option<usize>>) -> R<
         };
         pg.conninfo = standby.flatten();
         pg.sync_names = names;
+        // postgresql.auto.conf is emptied before every start.
+        pg.fenced = false;
         pg.epoch += 1;
         let epoch = pg.epoch;
         let how = match standby {
@@ -1202,6 +1311,9 @@ async fn set_sync_names(sim: &Rc<Sim>, n: usize, names: &str) -> R<()> {
         s.with(|w| {
             require_running(w, n)?;
             w.nodes[n].pg.sync_names = names.clone();
+            // The configuration is written afresh, postgresql.auto.conf
+            // emptied (a fence an old primary carried ends here).
+            w.nodes[n].pg.fenced = false;
             w.trace(n, format!("synchronous_standby_names = '{names}'"));
             // A server told to wait for nobody releases every waiting commit.
             w.release_waiters(n);

@@ -93,6 +93,10 @@ pub(super) struct Pg {
     pub senders: Vec<Sender>,
     /// Commits waiting for a synchronous standby: (write id, commit LSN).
     pub pending: Vec<(u64, u64)>,
+    /// A candidate's fence is in postgresql.auto.conf (`Action::Fence`):
+    /// new transactions are read-only, commits wait for a standby that
+    /// does not exist. pgboxd empties that file at every start and reload.
+    pub fenced: bool,
     /// Bumped at every start and stop, so that tasks of an earlier run of
     /// the server (its WAL receiver) know they are stale.
     pub epoch: u64,
@@ -109,6 +113,7 @@ impl Pg {
             receiver: None,
             senders: Vec::new(),
             pending: Vec::new(),
+            fenced: false,
             epoch: 0,
         }
     }

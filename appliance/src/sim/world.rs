@@ -77,6 +77,9 @@ pub(super) struct Timing {
     pub restart_ms: u64,
     /// The API client's timeout in `ask_peers`: min(1 s, ttl/2).
     pub peer_timeout_ms: u64,
+    /// How long `ask_peers` waits for a peer's PostgreSQL
+    /// (`fence::probe_limit`).
+    pub pg_probe_ms: u64,
     /// The hardware watchdog's timeout as `Daemon::new` sets it
     /// (`Settings::watchdog_timeout_s`).
     pub watchdog_ms: u64,
@@ -96,6 +99,10 @@ impl Timing {
             wal_retry_ms: 5_000,
             restart_ms: 2_000,
             peer_timeout_ms: 1_000.min(cfg.ttl_ms / 2),
+            pg_probe_ms: crate::postgres::fence::probe_limit(std::time::Duration::from_millis(
+                cfg.ttl_ms,
+            ))
+            .as_millis() as u64,
             watchdog_ms: watchdog_s * 1000,
             systemd_watchdog_ms: 30_000,
         }
@@ -414,6 +421,7 @@ impl World {
         for p in 0..self.nodes.len() {
             let pg = &self.nodes[p].pg;
             if !pg.running_as(Role::Primary)
+                || pg.fenced
                 || !self.nodes[p].host_up
                 || self.nodes[p].router_down
                 || !self.net.ok(Endpoint::Client, Endpoint::Node(p))

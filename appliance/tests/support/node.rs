@@ -122,6 +122,15 @@ impl PgboxNode {
         self.proc.as_ref().is_some_and(|p| p.is_running())
     }
 
+    /// A signal to pgboxd alone (SIGSTOP hangs the supervisor while its
+    /// PostgreSQL, a child in sessions of its own, goes on serving).
+    pub fn signal_pgboxd(&self, sig: Signal) {
+        self.proc
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} is not running", self.name))
+            .signal_leader(sig);
+    }
+
     /// Panics if pgboxd was started and has exited since: a node the test
     /// waits on must not die on its own, and waiting longer cannot help.
     pub fn assert_alive(&self) {
@@ -257,6 +266,8 @@ pub struct ClusterOptions {
     /// Run etcd as the image does (from what `pgboxd firstboot` renders),
     /// with mutual TLS from a CA made by `pgboxctl tls init`'s code.
     pub etcd_tls: bool,
+    /// `ha.synchronous_mode` (`on` when None, pgbox's default).
+    pub synchronous_mode: Option<&'static str>,
 }
 
 impl Default for ClusterOptions {
@@ -268,6 +279,7 @@ impl Default for ClusterOptions {
             extra_yaml: String::new(),
             pgdata_template: false,
             etcd_tls: false,
+            synchronous_mode: None,
         }
     }
 }
@@ -299,6 +311,8 @@ pub struct TestCluster {
     pub cluster_name: String,
     pub secrets: Secrets,
     pub subnet: Subnet,
+    /// Synchronous mode on (a settled cluster has a synchronous standby).
+    pub synchronous: bool,
     pub dir: TestDir,
 }
 
@@ -393,6 +407,7 @@ impl TestCluster {
             cluster_name,
             secrets,
             subnet,
+            synchronous: opts.synchronous_mode.is_none_or(|m| m != "off"),
             dir,
         }
     }
@@ -473,7 +488,7 @@ impl TestCluster {
         }
         // In synchronous mode (the default) a failover is possible only once
         // the leader has recorded its synchronous standby: wait for that too.
-        if !replicas.is_empty() {
+        if self.synchronous && !replicas.is_empty() {
             let cluster = self
                 .node(&primaries[0])
                 .api_get("/cluster")
@@ -612,9 +627,13 @@ pub fn cluster_yaml(
     let _ = writeln!(y, "  api_password: \"{}\"", secrets.api);
     // Never the host's watchdog: these tests SIGKILL pgboxd on purpose, and
     // an armed hardware watchdog would then reset the test machine.
+    let sync = opts
+        .synchronous_mode
+        .map(|m| format!(", synchronous_mode: {m}"))
+        .unwrap_or_default();
     let _ = writeln!(
         y,
-        "ha: {{ttl: {}, loop_wait: {}, watchdog: off}}",
+        "ha: {{ttl: {}, loop_wait: {}, watchdog: off{sync}}}",
         opts.ttl, opts.loop_wait
     );
     // The tests' clients connect from 127.0.0.1 (the source of any unbound
