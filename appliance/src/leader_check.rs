@@ -163,7 +163,14 @@ impl Inner {
             failsafe_mode: s.cfg.ha.failsafe_mode,
             members_vouch: false,
         };
-        proof.leader_key = match tokio::time::timeout(left(), s.dcs.read_leader_key()).await {
+        // In failsafe mode a silent DCS must leave time for the round that
+        // replaces it: the read gets half of what is left.
+        let read_budget = if proof.failsafe_mode && pg_primary {
+            left() / 2
+        } else {
+            left()
+        };
+        proof.leader_key = match tokio::time::timeout(read_budget, s.dcs.read_leader_key()).await {
             Ok(Ok(key)) => Some(key.map(|k| (k.name, k.lease))),
             Ok(Err(e)) => {
                 tracing::debug!(error = %format!("{e:#}"), "leader check: cannot read the leader key");
