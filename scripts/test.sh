@@ -18,7 +18,7 @@
 #   6. the image booted alone in QEMU: direct kernel boot, a bad first-boot
 #      file, and UEFI (OVMF) from the disk itself
 #   7. the five-VM cluster: bring-up, primary power-off, rejoin, switchover,
-#      frozen primary (those that qemu-tests/out/results.json shows passed
+#      frozen primary, paused primary (those that qemu-tests/out/results.json shows passed
 #      on the image now in image/out/, e.g. by qemu-tests/run.sh just
 #      before, are not run again; PGBOX_FORCE_VMS=1 runs them anyway)
 #
@@ -53,7 +53,7 @@ stage() {
 
 REPO=$PWD
 . scripts/lib/image-state.sh
-vm_scenarios=(bring-up primary-poweroff rejoin switchover freeze)
+vm_scenarios=(bring-up primary-poweroff rejoin switchover freeze pause)
 
 lint() {
 	# clippy compiles etcd-client, which needs protoc and its includes.

@@ -229,16 +229,11 @@ impl Cluster {
             });
         }
         if setup.system == System::Pgbox {
-            // The lease settings ride in the harness's `ha:` line.
-            let ha = format!(
-                "{}s, synchronous_mode: {}",
-                setup.ttl,
-                if setup.sync { "on" } else { "\"off\"" }
-            );
             let opts = ClusterOptions {
                 pg_nodes: 2,
-                ttl: Box::leak(ha.into_boxed_str()),
+                ttl: Box::leak(format!("{}s", setup.ttl).into_boxed_str()),
                 loop_wait: Box::leak(format!("{}ms", setup.loop_wait_ms).into_boxed_str()),
+                synchronous_mode: Some(if setup.sync { "on" } else { "\"off\"" }),
                 extra_yaml: String::new(),
                 pgdata_template: false,
                 etcd_tls: false,

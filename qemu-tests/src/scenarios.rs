@@ -29,12 +29,13 @@ pub const ALL: [&str; 12] = [
 ];
 
 /// What CI-sized runs and the README's main command run.
-pub const DEFAULT: [&str; 5] = [
+pub const DEFAULT: [&str; 6] = [
     "bring-up",
     "primary-poweroff",
     "rejoin",
     "switchover",
     "freeze",
+    "pause",
 ];
 
 #[derive(Debug, Default)]

@@ -708,12 +708,14 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
-    /// Without a watchdog, nothing stops a primary whose pgboxd hangs (a
-    /// stuck disk, a stopped process) from committing after its lease ran
-    /// out and a replica was promoted; only synchronous replication then
-    /// keeps those commits from being acknowledged, since the standby that
-    /// would confirm them is the new primary. With both off, writes
-    /// acknowledged by the old primary in that window are lost.
+    /// Without a watchdog, nothing on the box stops a primary whose pgboxd
+    /// hangs (a stuck disk, a stopped process). The candidate fences such a
+    /// PostgreSQL before it promotes when it can reach it; when it cannot
+    /// (the hung box is also cut off from the other members), only
+    /// synchronous replication keeps the old primary's later commits from
+    /// being acknowledged, since the standby that would confirm them is the
+    /// new primary. With both off, writes acknowledged in that window are
+    /// lost.
     fn unfenced_async(&mut self, cfg: &Config) {
         if cfg.ha.watchdog != WatchdogMode::Off || cfg.ha.synchronous_mode != SyncMode::Off {
             return;
@@ -724,8 +726,9 @@ impl Checker<'_> {
             "ha.watchdog",
             format!(
                 "is off and replication is asynchronous (ha.synchronous_mode: off{note}): if pgboxd hangs while \
-                 its node is primary, nothing resets the box, and its PostgreSQL keeps acknowledging writes after \
-                 another node was promoted; those writes are lost. Set ha.watchdog to automatic or required, or \
+                 its node is primary, nothing resets the box; the node promoted instead fences its PostgreSQL when \
+                 it can reach it, but if it cannot (the hung box also cut off from the others), writes the old \
+                 primary acknowledges after the promotion are lost. Set ha.watchdog to automatic or required, or \
                  ha.synchronous_mode to on"
             ),
         );
