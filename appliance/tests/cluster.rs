@@ -1,4 +1,4 @@
-//! Process-level cluster tests (DESIGN §8, tier 2): real etcd, real
+//! Process-level cluster tests: real etcd, real
 //! PostgreSQL, real pgboxd, on 127.0.N.x loopback addresses.
 //!
 //! Run one at a time (see .config/nextest.toml): each starts several servers

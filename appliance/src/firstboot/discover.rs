@@ -1,4 +1,4 @@
-//! Where the first-boot file and the node's identity come from (DESIGN §4):
+//! Where the first-boot file and the node's identity come from:
 //! QEMU fw_cfg, then the config partition, then the kernel command line.
 //! The first place that has a file wins; the others are not read at all, so
 //! a stale copy somewhere later cannot interfere.

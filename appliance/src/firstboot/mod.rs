@@ -1,6 +1,6 @@
 //! `pgboxd firstboot`: runs early at every boot, before any pgbox service.
 //! Finds the first-boot file, validates it whole, keeps it on the data
-//! partition, and renders what the image's units read (DESIGN §4):
+//! partition, and renders what the image's units read:
 //!
 //! 1. discover (`discover`): fw_cfg, config partition, kernel command line;
 //! 2. decide (`plan`, pure): which configuration is in force, given the

@@ -1,4 +1,4 @@
-//! A deterministic simulator for the HA protocol (DESIGN §8, tier 1).
+//! A deterministic simulator for the HA protocol.
 //!
 //! Several simulated nodes run the real `ha::decide` inside a model of
 //! pgboxd (the loop of daemon.rs, the actions of executor.rs, the lease

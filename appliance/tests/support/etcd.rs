@@ -227,8 +227,8 @@ impl EtcdCluster {
         &self.members
     }
 
-    /// A client for all members (it does not fail over by itself; see
-    /// DESIGN §10), as root once authentication is on.
+    /// A client for all members (etcd-client does not move to another
+    /// member by itself when one dies), as root once authentication is on.
     pub async fn client(&self) -> Client {
         self.access
             .connect(&self.endpoints())
