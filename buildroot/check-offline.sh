@@ -27,7 +27,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 step "tools"
-# shellcheck, genimage, mtools, dosfstools, ... (scripts/host-packages.list)
+# Its tools (shellcheck, genimage, mtools, dosfstools, ...): scripts/host-packages.list
 . "$REPO/scripts/lib/host-packages.sh"
 ensure_host_packages buildroot || fail "the Debian tools above are missing"
 PATH=$PATH:/usr/sbin:/sbin

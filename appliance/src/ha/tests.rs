@@ -990,17 +990,7 @@ fn synchronous_replication_and_switchover_situations() {
             vec![],
         ),
     ];
-    let mut failures = Vec::new();
-    for (name, o, expected) in rows {
-        let d = decide(&o, &Memory::default().observe(&o));
-        if d.actions != expected {
-            failures.push(format!(
-                "{name}:\n  expected {expected:?}\n  got      {:?} ({})",
-                d.actions, d.reason
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_decisions(rows);
 }
 
 /// `ms` before (negative: after) the observation's wall clock, RFC 3339.
@@ -1080,17 +1070,7 @@ fn requests_are_never_kept_for_after_a_pause() {
             vec![],
         ),
     ];
-    let mut failures = Vec::new();
-    for (name, o, expected) in rows {
-        let d = decide(&o, &Memory::default().observe(&o));
-        if d.actions != expected {
-            failures.push(format!(
-                "{name}:\n  expected {expected:?}\n  got      {:?} ({})",
-                d.actions, d.reason
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_decisions(rows);
 }
 
 #[test]
@@ -1651,4 +1631,20 @@ fn a_fence_and_the_promotion_after_it_fit_in_the_proven_lease() {
         };
         assert!(loop_wait + s.fence_budget_ms() < s.fence_after_ms());
     }
+}
+
+/// Each row's situation, decided with a fresh memory that has seen it: the
+/// actions must be the row's; every mismatch is reported at once.
+fn assert_decisions(rows: Vec<(&str, Observation, Vec<Action>)>) {
+    let mut failures = Vec::new();
+    for (name, o, expected) in rows {
+        let d = decide(&o, &Memory::default().observe(&o));
+        if d.actions != expected {
+            failures.push(format!(
+                "{name}:\n  expected {expected:?}\n  got      {:?} ({})",
+                d.actions, d.reason
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
