@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 
 use support::node::{ClusterOptions, TestCluster, FAILOVER_TIMEOUT, REJOIN_TIMEOUT};
 use support::wait_until;
+use support::workload::WorkloadOptions;
 
 /// The postmaster and every process it forked (walreceiver, startup,
 /// checkpointer, ...): SIGSTOP of all of them is a frozen PostgreSQL.
@@ -61,7 +62,15 @@ async fn a_frozen_synchronous_standby_stalls_commits_only_briefly() {
         },
     )
     .await;
-    let (roles, workload) = c.bootstrap_under_load().await;
+    // A commit waiting for the frozen standby is released when the primary
+    // stops waiting for it: a statement timeout longer than that bound
+    // measures the stall itself, not the client giving up and reconnecting.
+    let (roles, workload) = c
+        .bootstrap_under_load_with(WorkloadOptions {
+            statement_timeout: Duration::from_secs(15),
+            ..WorkloadOptions::default()
+        })
+        .await;
     let primary = roles.primary.clone();
     let standby = wait_until(
         Duration::from_secs(60),
@@ -87,7 +96,9 @@ async fn a_frozen_synchronous_standby_stalls_commits_only_briefly() {
 
     let record = workload.snapshot();
     let during = record.acks_between(frozen_at, thawed_at);
-    let first = record.first_ack_after(frozen_at);
+    // The first write sent after the freeze: one acknowledged just after
+    // it was already on the standby before it froze.
+    let first = record.first_ack_sent_after(frozen_at);
     let stall = first
         .map(|a| a.at.duration_since(frozen_at))
         .unwrap_or(freeze);

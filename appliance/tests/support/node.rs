@@ -552,13 +552,18 @@ impl TestCluster {
     /// the cluster until 100 writes are acknowledged: the start of most
     /// fault tests.
     pub async fn bootstrap_under_load(&self) -> (Roles, super::workload::Workload) {
+        self.bootstrap_under_load_with(super::workload::WorkloadOptions::default())
+            .await
+    }
+
+    pub async fn bootstrap_under_load_with(
+        &self,
+        opts: super::workload::WorkloadOptions,
+    ) -> (Roles, super::workload::Workload) {
         let roles = self
             .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
             .await;
-        let workload = super::workload::Workload::start(
-            self.app_target(),
-            super::workload::WorkloadOptions::default(),
-        );
+        let workload = super::workload::Workload::start(self.app_target(), opts);
         workload
             .wait_acks_after(
                 Instant::now(),

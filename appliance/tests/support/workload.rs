@@ -33,8 +33,12 @@ pub struct PgTarget {
 
 impl PgTarget {
     pub fn config(&self) -> tokio_postgres::Config {
+        self.config_for(&self.hosts)
+    }
+
+    fn config_for(&self, hosts: &[IpAddr]) -> tokio_postgres::Config {
         let mut cfg = tokio_postgres::Config::new();
-        for host in &self.hosts {
+        for host in hosts {
             cfg.host(host.to_string()).port(self.port);
         }
         cfg.user(&self.user)
@@ -56,23 +60,31 @@ impl PgTarget {
         cfg
     }
 
-    /// Connects (bounded in time); the connection task runs on the runtime
-    /// until the client is dropped.
+    /// Connects, trying each host in order as libpq does with several
+    /// hosts: each attempt, handshake included, is bounded (libpq's
+    /// `connect_timeout` covers the whole attempt; tokio-postgres's covers
+    /// only the socket). A host whose postmaster is frozen accepts the TCP
+    /// connection and never answers the startup packet: without a bound
+    /// per host, every reconnect would hang on it and never reach the
+    /// host after it. The connection task runs on the runtime until the
+    /// client is dropped.
     pub async fn connect(&self) -> Result<Client, String> {
-        let bound = Duration::from_secs(3 * self.hosts.len() as u64 + 2);
-        let (client, connection) = tokio::time::timeout(bound, self.config().connect(NoTls))
-            .await
-            .map_err(|_| {
-                format!(
-                    "connect to {:?} did not finish within {bound:?}",
-                    self.hosts
-                )
-            })?
-            .map_err(|e| format!("connect to {:?}: {}", self.hosts, pg_error(&e)))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        const PER_HOST: Duration = Duration::from_secs(3);
+        let mut errors = Vec::new();
+        for host in &self.hosts {
+            let one = self.config_for(std::slice::from_ref(host));
+            match tokio::time::timeout(PER_HOST, one.connect(NoTls)).await {
+                Ok(Ok((client, connection))) => {
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    return Ok(client);
+                }
+                Ok(Err(e)) => errors.push(format!("{host}: {}", pg_error(&e))),
+                Err(_) => errors.push(format!("{host}: no answer within {PER_HOST:?}")),
+            }
+        }
+        Err(format!("connect: {}", errors.join("; ")))
     }
 
     /// The same target, one host only, any role.
