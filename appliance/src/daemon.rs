@@ -25,7 +25,7 @@ use crate::ha::{
 use crate::logging::role_word;
 use crate::postgres::{conf, Layout, Postgres};
 use crate::status::{NodeStatus, PgStatus, SharedStatus, WatchdogState};
-use crate::watchdog::Watchdog;
+use crate::watchdog::{SharedWatchdog, Watchdog};
 
 pub struct Daemon {
     cfg: Arc<Config>,
@@ -42,8 +42,10 @@ pub struct Daemon {
     /// Armed and disarmed by the loop, petted by the lease keep-alive task
     /// after each renewal: a long action (crash recovery, a promotion) must
     /// not reset the box while the lease is being renewed, and a pgboxd
-    /// whose renewals stop is reset before the lease can expire.
-    watchdog: Arc<std::sync::Mutex<Option<Watchdog>>>,
+    /// whose renewals stop is reset before the lease can expire. The
+    /// executor holds the same handle: it disarms it once PostgreSQL has
+    /// accepted a stop, so a demotion is never cut short by a reset.
+    watchdog: SharedWatchdog,
     watchdog_mode: WatchdogMode,
     /// Failsafe mode: the promise this member gave (the API gives it)...
     promises: Promises,
@@ -110,8 +112,9 @@ impl Daemon {
             .timeout(Duration::from_millis(1000).min(ha.ttl / 2))
             .build()
             .context("building the HTTP client")?;
+        let watchdog = SharedWatchdog::new(watchdog);
         Ok(Daemon {
-            exec: Executor::new(cfg.clone(), me.name.clone(), dcs, pg),
+            exec: Executor::new(cfg.clone(), me.name.clone(), dcs, pg, watchdog.clone()),
             cfg,
             me,
             status,
@@ -122,7 +125,7 @@ impl Daemon {
             http,
             last_reason: String::new(),
             state: "starting".into(),
-            watchdog: Arc::new(std::sync::Mutex::new(watchdog)),
+            watchdog,
             watchdog_mode,
             promises: Promises::new(),
             failsafe_confirmed: None,
@@ -137,17 +140,16 @@ impl Daemon {
         let pg = &self.exec.pg;
         pg.prepare_dirs()?;
         pg.stop_stray().await?;
+        // Whatever PostgreSQL a previous pgboxd ran is gone now (it dies
+        // with its parent; a stray one was just stopped), so a countdown
+        // that pgboxd left running (it crashed while primary) guards
+        // nothing and would reset the box in a few seconds.
+        self.watchdog.stop_left_running();
 
         let dcs = self.exec.dcs.clone();
         let renew_every = self.cfg.ha.loop_wait.min(self.cfg.ha.ttl / 3);
         let wd = self.watchdog.clone();
-        let pet: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-            if let Some(w) = wd.lock().unwrap().as_mut() {
-                if let Err(e) = w.pet() {
-                    tracing::error!(error = %format!("{e:#}"), "cannot pet the watchdog");
-                }
-            }
-        });
+        let pet: Arc<dyn Fn() + Send + Sync> = Arc::new(move || wd.pet());
         tokio::spawn(
             dcs.clone()
                 .keep_alive_forever(renew_every, self.wake.clone(), pet),
@@ -226,12 +228,11 @@ impl Daemon {
     async fn shutdown(&mut self) {
         let was_leader = self.status.read().unwrap().is_leader;
         tracing::info!(leader = was_leader, "shutting down");
-        if let Err(e) = self.exec.pg.stop().await {
+        let wd = self.watchdog.clone();
+        if let Err(e) = self.exec.pg.stop_with(move || wd.disarm()).await {
             tracing::error!(error = %format!("{e:#}"), "stopping postgres");
         }
-        if let Some(w) = self.watchdog.lock().unwrap().as_mut() {
-            w.disarm();
-        }
+        self.watchdog.disarm();
         if was_leader {
             match self.exec.dcs.release_leader().await {
                 Ok(()) => tracing::info!("released the leader key"),
@@ -248,6 +249,14 @@ impl Daemon {
     async fn iterate(&mut self) {
         let started = Instant::now();
         let alive = self.exec.pg.is_running();
+        if !alive {
+            // No postmaster: nothing left that could acknowledge a commit,
+            // so nothing for the watchdog to guard while this loop waits
+            // (a DCS read may take seconds). Only the process's absence
+            // counts: a primary that merely does not answer may still have
+            // backends committing.
+            self.tend_watchdog(false);
+        }
         let health = self.exec.pg.health().await;
         // A primary must decide to fence before its lease can expire, so
         // the DCS read may not outlast the proven part of the lease: a slow
@@ -442,8 +451,8 @@ impl Daemon {
         }
     }
 
-    /// Armed exactly while this node is the writable primary (and its lease
-    /// proven); petting happens after each renewal, in the keep-alive task.
+    /// The core's rule (`ha::watchdog_step`); petting happens after each
+    /// renewal, in the keep-alive task.
     fn tend_watchdog(&mut self, leading: bool) {
         let proven = self.proven_at().map(|t| self.now_ms(t));
         let lease = Lease {
@@ -451,17 +460,10 @@ impl Daemon {
             renewed_at_ms: proven,
         };
         let valid = lease.valid(self.now_ms(Instant::now()), self.settings.fence_after_ms());
-        let mut guard = self.watchdog.lock().unwrap();
-        let Some(w) = guard.as_mut() else { return };
-        if !leading {
-            w.disarm();
-            return;
-        }
-        if !valid || w.is_armed() {
-            return;
-        }
-        if let Err(e) = w.arm().and_then(|()| w.pet()) {
-            tracing::error!(error = %format!("{e:#}"), "cannot arm the watchdog");
+        match ha::watchdog_step(leading, valid, self.watchdog.is_armed()) {
+            ha::WatchdogStep::Arm => self.watchdog.arm(),
+            ha::WatchdogStep::Disarm => self.watchdog.disarm(),
+            ha::WatchdogStep::Keep => {}
         }
     }
 
@@ -491,15 +493,20 @@ impl Daemon {
             self.failsafe_confirmed = None;
         } else {
             let sent = Instant::now();
-            if self.failsafe_round().await {
+            // Bounded by what is left of the current proof: a member that
+            // does not answer must not hold the loop past the fencing
+            // point, where it demotes (and past which the watchdog, petted
+            // at the last proof, soon resets the box).
+            let left = self
+                .fence_deadline()
+                .map_or(Duration::MAX, |d| d.saturating_duration_since(sent));
+            let confirmed = !left.is_zero()
+                && tokio::time::timeout(left, self.failsafe_round())
+                    .await
+                    .unwrap_or(false);
+            if confirmed {
                 self.failsafe_confirmed = Some(sent);
-                if let Some(w) = self.watchdog.lock().unwrap().as_mut() {
-                    if w.is_armed() {
-                        if let Err(e) = w.pet() {
-                            tracing::error!(error = %format!("{e:#}"), "cannot pet the watchdog");
-                        }
-                    }
-                }
+                self.watchdog.pet();
             }
         }
         let promise = self.promises.last();
@@ -671,17 +678,11 @@ impl Daemon {
         s.pg = pg;
         s.last_loop = SystemTime::now();
         s.last_decision = reason;
-        let wd = self.watchdog.lock().unwrap();
-        (s.watchdog, s.watchdog_state) = match (wd.as_ref(), self.watchdog_mode) {
+        (s.watchdog, s.watchdog_state) = match (self.watchdog.describe(), self.watchdog_mode) {
             (_, WatchdogMode::Off) => ("off".into(), WatchdogState::Off),
             (None, _) => ("unavailable".into(), WatchdogState::Absent),
-            (Some(w), _) if w.is_armed() => {
-                (format!("armed: {}", w.describe()), WatchdogState::Armed)
-            }
-            (Some(w), _) => (
-                format!("disarmed: {}", w.describe()),
-                WatchdogState::Disarmed,
-            ),
+            (Some((true, d)), _) => (format!("armed: {d}"), WatchdogState::Armed),
+            (Some((false, d)), _) => (format!("disarmed: {d}"), WatchdogState::Disarmed),
         };
         s.watchdog_required = self.watchdog_mode == WatchdogMode::Required;
         let took = started.elapsed();

@@ -11,6 +11,7 @@ use crate::dcs::etcd::Etcd;
 use crate::dcs::model::{format_lsn, HistoryEntry, SyncKey};
 use crate::ha::{Action, StartAs};
 use crate::postgres::{conf, Postgres, Upstream};
+use crate::watchdog::SharedWatchdog;
 
 /// A race this member lost (the bootstrap or leader key went to another):
 /// the protocol working as designed, not a fault.
@@ -25,16 +26,25 @@ pub struct Executor {
     pub pg: Postgres,
     /// This member holds an unfinished claim of the `initialize` key.
     claimed_initialize: bool,
+    /// Disarmed the moment PostgreSQL accepts a stop.
+    watchdog: SharedWatchdog,
 }
 
 impl Executor {
-    pub fn new(cfg: Arc<Config>, me: String, dcs: Arc<Etcd>, pg: Postgres) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        me: String,
+        dcs: Arc<Etcd>,
+        pg: Postgres,
+        watchdog: SharedWatchdog,
+    ) -> Self {
         Executor {
             cfg,
             me,
             dcs,
             pg,
             claimed_initialize: false,
+            watchdog,
         }
     }
 
@@ -144,7 +154,16 @@ impl Executor {
                 let up = leader.as_deref().map(|l| self.upstream(l)).transpose()?;
                 self.pg.start(Some(up)).await
             }
-            Action::Stop => self.pg.stop().await,
+            Action::Stop => {
+                // A demoting primary whose lease renewals failed has little
+                // time left before the watchdog fires, and a fast shutdown
+                // can take seconds on a loaded box: once PostgreSQL has
+                // accepted the stop it acknowledges nothing new, so the
+                // reset would only cut the demotion short (and turn a
+                // seconds-long failover into a reboot).
+                let wd = self.watchdog.clone();
+                self.pg.stop_with(move || wd.disarm()).await
+            }
             Action::Promote => self.promote().await,
             Action::Follow { leader } => {
                 let up = self.upstream(leader)?;

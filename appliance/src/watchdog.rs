@@ -71,6 +71,54 @@ impl Watchdog {
         Ok(())
     }
 
+    /// The device's sysfs directory (/sys/class/watchdog/watchdogN), through
+    /// a udev link such as /dev/watchdog-pgbox; the legacy /dev/watchdog is
+    /// watchdog0.
+    fn sysfs(&self) -> Option<PathBuf> {
+        let real = std::fs::canonicalize(&self.path).ok()?;
+        let name = real.file_name()?.to_str()?;
+        let name = if name == "watchdog" {
+            "watchdog0"
+        } else {
+            name
+        };
+        Some(PathBuf::from("/sys/class/watchdog").join(name))
+    }
+
+    /// A countdown this process did not start (a crashed pgboxd opened the
+    /// device and never closed it properly): open the device and close it
+    /// the magic way, which stops it. Only when sysfs says it is running
+    /// and the driver honours the magic close (`nowayout` 0); otherwise
+    /// opening it would start a countdown nobody pets.
+    pub fn stop_left_running(&mut self) {
+        if self.armed.is_some() {
+            return;
+        }
+        let Some(dir) = self.sysfs() else { return };
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        if read("state").as_deref() != Some("active") || read("nowayout").as_deref() != Some("0") {
+            return;
+        }
+        match OpenOptions::new().write(true).open(&self.path) {
+            Ok(mut file) => match file.write_all(b"V") {
+                Ok(()) => tracing::warn!(
+                    "stopped the watchdog countdown a previous pgboxd left running ({})",
+                    self.path.display()
+                ),
+                Err(e) => tracing::error!(error = %e, "stopping a watchdog countdown left running"),
+            },
+            Err(e) => tracing::error!(
+                error = %e,
+                "opening {} to stop a countdown left running",
+                self.path.display()
+            ),
+        }
+    }
+
     pub fn pet(&mut self) -> Result<()> {
         let Some(file) = &self.armed else {
             return Ok(());
@@ -97,5 +145,74 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.disarm();
+    }
+}
+
+/// The device as pgboxd's parts share it: the loop arms and disarms it, the
+/// lease keep-alive task pets it after each renewal, and the executor
+/// disarms it the moment PostgreSQL has accepted a stop. None when the box
+/// has no device (or `ha.watchdog: off`). Errors are logged here, once, so
+/// no caller can forget to.
+#[derive(Clone, Default)]
+pub struct SharedWatchdog(std::sync::Arc<std::sync::Mutex<Option<Watchdog>>>);
+
+impl SharedWatchdog {
+    pub fn new(device: Option<Watchdog>) -> Self {
+        SharedWatchdog(std::sync::Arc::new(std::sync::Mutex::new(device)))
+    }
+
+    pub fn present(&self) -> bool {
+        self.0.lock().unwrap().is_some()
+    }
+
+    pub fn is_armed(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(Watchdog::is_armed)
+    }
+
+    /// "armed: /dev/watchdog (8 s)", "disarmed: …", or None without a device.
+    pub fn describe(&self) -> Option<(bool, String)> {
+        self.0
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|w| (w.is_armed(), w.describe()))
+    }
+
+    /// Arm (and pet at once); a no-op when already armed.
+    pub fn arm(&self) {
+        if let Some(w) = self.0.lock().unwrap().as_mut() {
+            if w.is_armed() {
+                return;
+            }
+            if let Err(e) = w.arm().and_then(|()| w.pet()) {
+                tracing::error!(error = %format!("{e:#}"), "cannot arm the watchdog");
+            }
+        }
+    }
+
+    /// Pet it if armed.
+    pub fn pet(&self) {
+        if let Some(w) = self.0.lock().unwrap().as_mut() {
+            if let Err(e) = w.pet() {
+                tracing::error!(error = %format!("{e:#}"), "cannot pet the watchdog");
+            }
+        }
+    }
+
+    pub fn disarm(&self) {
+        if let Some(w) = self.0.lock().unwrap().as_mut() {
+            w.disarm();
+        }
+    }
+
+    /// `Watchdog::stop_left_running`.
+    pub fn stop_left_running(&self) {
+        if let Some(w) = self.0.lock().unwrap().as_mut() {
+            w.stop_left_running();
+        }
     }
 }

@@ -1179,6 +1179,29 @@ fn sync_replication_steps(obs: &Observation, mem: &Memory, view: &ClusterView) -
     )
 }
 
+/// What the loop does with the hardware watchdog once a loop is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchdogStep {
+    Arm,
+    Disarm,
+    Keep,
+}
+
+/// The watchdog is armed exactly while this node is the writable primary
+/// holding the key (`leading`), armed only on a lease proven valid (arming
+/// on a stale one would reset a box about to demote), and disarmed as soon
+/// as it leads no more. Between loops the executor disarms it too, once
+/// PostgreSQL has accepted a stop (`Action::Stop`): from then on it
+/// acknowledges no new commit, and a reset could only cut a demotion (or
+/// a hand-over's shutdown checkpoint) short.
+pub fn watchdog_step(leading: bool, lease_valid: bool, armed: bool) -> WatchdogStep {
+    match (leading, armed) {
+        (false, true) => WatchdogStep::Disarm,
+        (true, false) if lease_valid => WatchdogStep::Arm,
+        _ => WatchdogStep::Keep,
+    }
+}
+
 /// The lease was renewed recently enough to lead on it.
 fn lease_fresh(obs: &Observation) -> bool {
     obs.lease.valid(obs.now_ms, obs.settings.fence_after_ms())

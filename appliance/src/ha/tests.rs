@@ -1648,3 +1648,33 @@ fn assert_decisions(rows: Vec<(&str, Observation, Vec<Action>)>) {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn the_watchdog_is_armed_only_by_a_leader_on_a_proven_lease() {
+    use WatchdogStep::*;
+    // (leading, lease proven valid, armed) -> step
+    let rows = [
+        ((true, true, false), Arm),
+        // A stale lease: arming would reset a box that is about to demote.
+        ((true, false, false), Keep),
+        ((true, true, true), Keep),
+        ((true, false, true), Keep),
+        ((false, true, true), Disarm),
+        ((false, false, true), Disarm),
+        ((false, true, false), Keep),
+        ((false, false, false), Keep),
+    ];
+    for ((leading, valid, armed), want) in rows {
+        assert_eq!(
+            watchdog_step(leading, valid, armed),
+            want,
+            "leading {leading}, lease valid {valid}, armed {armed}"
+        );
+    }
+    // The margin the watchdog leaves after the fencing point is small (it
+    // must also fire before the lease can expire): why a stop disarms it
+    // at once instead of at the end of the loop.
+    let s = settings();
+    let fire = s.watchdog_timeout_s() * 1000;
+    assert!(fire > s.fence_after_ms() && fire < s.ttl_ms, "{fire} ms");
+}

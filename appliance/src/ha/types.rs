@@ -446,7 +446,8 @@ pub enum Action {
     /// Remove the data directory (before a fresh base backup).
     RemoveData,
     Start(StartAs),
-    /// Fast shutdown.
+    /// Fast shutdown. The watchdog is disarmed as soon as PostgreSQL has
+    /// accepted it (`watchdog_step`), not when the loop ends.
     Stop,
     Promote,
     /// Point the running replica at a new upstream (reload, no restart).

@@ -580,17 +580,40 @@ impl Postgres {
     /// Fast shutdown (clients disconnected, all WAL sent to connected
     /// standbys), escalating to immediate if it hangs.
     pub async fn stop(&mut self) -> Result<()> {
+        self.stop_with(|| {}).await
+    }
+
+    /// `stop`, calling `accepted` as soon as the postmaster has accepted
+    /// the shutdown request (postmaster.pid says "stopping", or it is
+    /// gone): from then on it accepts no connection and its backends,
+    /// terminated, acknowledge no new commit. A postmaster that does not
+    /// react (frozen) never gets `accepted` called.
+    pub async fn stop_with(&mut self, accepted: impl FnOnce()) -> Result<()> {
         let Some(mut child) = self.child.take() else {
+            accepted();
             return Ok(());
         };
         self.upstream = None;
         self.health.reset();
         let pid = Pid::from_raw(child.id().unwrap_or(0) as i32);
         let _ = kill(pid, Signal::SIGINT);
-        if tokio::time::timeout(Duration::from_secs(60), child.wait())
-            .await
-            .is_err()
-        {
+        let pidfile = self.layout.pgdata.join("postmaster.pid");
+        let mut accepted = Some(accepted);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let exited = loop {
+            if accepted.is_some() && postmaster_status(&pidfile).as_deref() == Some("stopping") {
+                tracing::info!("postgres accepted the shutdown request");
+                (accepted.take().unwrap())();
+            }
+            let poll = if accepted.is_some() { 10 } else { 500 };
+            let until = deadline.min(tokio::time::Instant::now() + Duration::from_millis(poll));
+            match tokio::time::timeout_at(until, child.wait()).await {
+                Ok(_) => break true,
+                Err(_) if tokio::time::Instant::now() >= deadline => break false,
+                Err(_) => {}
+            }
+        };
+        if !exited {
             tracing::warn!("postgres did not stop within 60 s; immediate shutdown");
             let _ = kill(pid, Signal::SIGQUIT);
             if tokio::time::timeout(Duration::from_secs(10), child.wait())
@@ -599,6 +622,10 @@ impl Postgres {
             {
                 let _ = child.kill().await;
             }
+        }
+        // Gone now, whether or not it said so first.
+        if let Some(f) = accepted.take() {
+            f();
         }
         tracing::info!("postgres stopped");
         Ok(())
@@ -771,6 +798,13 @@ impl Postgres {
         }
         Ok(())
     }
+}
+
+/// The postmaster's own status word, line 8 of postmaster.pid ("starting",
+/// "stopping", "ready", "standby"), which it updates as its state changes.
+fn postmaster_status(pidfile: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(pidfile).ok()?;
+    text.lines().nth(7).map(|l| l.trim().to_string())
 }
 
 fn ident(name: &str) -> String {

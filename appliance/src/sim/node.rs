@@ -51,6 +51,14 @@ pub(super) fn start_pgboxd(sim: &Rc<Sim>, n: usize) {
         });
         w.nodes[n].frozen_until = 0;
         w.trace(n, "pgboxd starts".into());
+        // `Daemon::run`: its PostgreSQL died with the predecessor, so a
+        // countdown that one left running guards nothing; stop it.
+        if w.cfg.watchdog && w.nodes[n].watchdog.take().is_some() {
+            w.trace(
+                n,
+                "stopped the watchdog countdown a previous pgboxd left running".into(),
+            );
+        }
         true
     });
     if !fresh {
@@ -361,6 +369,10 @@ async fn shutdown(sim: &Rc<Sim>, n: usize) {
 /// `Daemon::iterate`: observe, decide, execute, publish.
 async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
     let (alive, health) = sim.with(|w| (w.nodes[n].pg.alive(), w.health(n)));
+    if !alive {
+        // `Daemon::iterate`: no postmaster, nothing to guard.
+        sim.with(|w| w.tend_watchdog(n, false));
+    }
     // A primary's DCS read may not outlast the proven part of its lease.
     let budget = sim.with(|w| {
         let proven_left = w
@@ -563,7 +575,16 @@ async fn failsafe_step(sim: &Rc<Sim>, n: usize, dcs_lost: bool, health: &PgStatu
         });
     } else {
         let sent = sim.with(|w| w.local_now(n));
-        if failsafe_round(sim, n).await {
+        // `Daemon::failsafe_step`: the round may not outlast the proof.
+        let left = sim.with(|w| {
+            w.fence_deadline(n)
+                .map_or(u64::MAX, |t| t.saturating_sub(w.local_now(n)))
+        });
+        let confirmed = left > 0
+            && timeout(sim, left, failsafe_round(sim, n))
+                .await
+                .unwrap_or(false);
+        if confirmed {
             sim.with(|w| {
                 if let Some(p) = w.nodes[n].pgboxd.as_mut() {
                     p.failsafe_confirmed = Some(sent);
@@ -1164,7 +1185,18 @@ async fn pg_stop(sim: &Rc<Sim>, n: usize) -> R<()> {
     if !sim.with(|w| w.pg_begin_stop(n)) {
         return Ok(());
     }
-    let ms = sim.with(|w| w.rng.range(100, 800));
+    // `Executor::run(Stop)`: the postmaster accepted the stop (it
+    // acknowledges nothing new from here), so the watchdog is disarmed now.
+    sim.with(|w| w.tend_watchdog(n, false));
+    // Usually well under a second; on a loaded box (a VM under TCG) a fast
+    // shutdown's checkpoint has taken about 4 s.
+    let ms = sim.with(|w| {
+        if w.rng.range(0, 4) == 0 {
+            w.rng.range(1_000, 5_000)
+        } else {
+            w.rng.range(100, 800)
+        }
+    });
     in_postgres(sim, n, ms, move |s| s.with(|w| w.pg_finish_stop(n))).await;
     Ok(())
 }

@@ -172,6 +172,14 @@ fn sweep(name: &str) -> usize {
             list.join(", ")
         );
     }
+    // Availability, not safety: the watchdog exists to reset a box whose
+    // pgboxd hung while primary. A reset of a box whose pgboxd runs turns
+    // a demotion of seconds into a reboot (a slow fast shutdown outlasting
+    // the watchdog's margin did, on the VMs under a flapping link).
+    assert!(
+        resets_unhung == 0,
+        "{resets_unhung} watchdog resets in {name} of a box whose pgboxd was not hung (e.g. seeds {unhung_seeds:?}; PGBOX_SIM_SEED=… with replay_one_seed shows one)"
+    );
     lost
 }
 

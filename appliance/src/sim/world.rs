@@ -579,20 +579,19 @@ impl World {
         let Some(d) = node.pgboxd.as_mut() else {
             return;
         };
-        if !leading {
+        match crate::ha::watchdog_step(leading, valid, d.watchdog_open) {
             // The magic close stops only a device this process opened; one
             // left running by a crashed predecessor goes on counting.
-            if d.watchdog_open {
+            crate::ha::WatchdogStep::Disarm => {
                 d.watchdog_open = false;
                 node.watchdog = None;
             }
-            return;
+            crate::ha::WatchdogStep::Arm => {
+                d.watchdog_open = true;
+                node.watchdog = Some(now + timeout);
+            }
+            crate::ha::WatchdogStep::Keep => {}
         }
-        if !valid || d.watchdog_open {
-            return;
-        }
-        d.watchdog_open = true;
-        node.watchdog = Some(now + timeout);
     }
 
     /// The keep-alive task pets the watchdog after each renewal.
