@@ -114,7 +114,14 @@ impl Daemon {
             .context("building the HTTP client")?;
         let watchdog = SharedWatchdog::new(watchdog);
         Ok(Daemon {
-            exec: Executor::new(cfg.clone(), me.name.clone(), dcs, pg, watchdog.clone()),
+            exec: Executor::new(
+                cfg.clone(),
+                me.name.clone(),
+                dcs,
+                pg,
+                watchdog.clone(),
+                Duration::from_millis(settings.fence_after_ms()),
+            ),
             cfg,
             me,
             status,
@@ -396,11 +403,19 @@ impl Daemon {
             "uninitialized".into()
         };
         let view = if acted {
-            self.exec
-                .dcs
-                .read_view()
+            // As bounded as the observation's read: a primary's may not
+            // hold the loop past its fencing point.
+            let proven_left = self
+                .fence_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as u64);
+            let budget = Duration::from_millis(
+                self.settings
+                    .dcs_read_budget_ms(health.role == Role::Primary, proven_left),
+            );
+            tokio::time::timeout(budget, self.exec.dcs.read_view())
                 .await
                 .ok()
+                .and_then(Result::ok)
                 .map(|(v, _)| v)
                 .or(view)
         } else {
@@ -418,7 +433,7 @@ impl Daemon {
         if is_leader && health.role == Role::Primary {
             if let Some(lsn) = health.lsn {
                 match tokio::time::timeout(
-                    Duration::from_millis(500),
+                    self.lease_bounded(Duration::from_millis(500)),
                     self.exec.dcs.put_status(lsn),
                 )
                 .await
@@ -471,6 +486,16 @@ impl Daemon {
     /// failsafe mode a round every other member accepted.
     fn proven_at(&self) -> Option<Instant> {
         self.exec.dcs.renewed_at().max(self.failsafe_confirmed)
+    }
+
+    /// A DCS call's own bound, cut to what is left of the proven part of
+    /// my lease: however many calls a loop makes, together they cannot hold
+    /// a primary past its fencing point (where it must demote, and just
+    /// after which its watchdog resets the box).
+    fn lease_bounded(&self, bound: Duration) -> Duration {
+        self.fence_deadline().map_or(bound, |d| {
+            bound.min(d.saturating_duration_since(Instant::now()))
+        })
     }
 
     /// When a primary's lease stops being proven valid (fencing point).
@@ -645,7 +670,7 @@ impl Daemon {
         };
         // Best effort and bounded: a slow DCS must not delay an action.
         match tokio::time::timeout(
-            Duration::from_millis(500),
+            self.lease_bounded(Duration::from_millis(500)),
             self.exec.dcs.put_member(&member),
         )
         .await

@@ -28,6 +28,9 @@ pub struct Executor {
     claimed_initialize: bool,
     /// Disarmed the moment PostgreSQL accepts a stop.
     watchdog: SharedWatchdog,
+    /// How long after a lease renewal a primary stops counting on it
+    /// (`Settings::fence_after_ms`).
+    fence_after: Duration,
 }
 
 impl Executor {
@@ -37,6 +40,7 @@ impl Executor {
         dcs: Arc<Etcd>,
         pg: Postgres,
         watchdog: SharedWatchdog,
+        fence_after: Duration,
     ) -> Self {
         Executor {
             cfg,
@@ -45,7 +49,18 @@ impl Executor {
             pg,
             claimed_initialize: false,
             watchdog,
+            fence_after,
         }
+    }
+
+    /// What is left of the proven part of my lease: a primary's DCS write
+    /// may not hold the loop past its fencing point, where it must demote
+    /// (and past which its watchdog soon resets the box).
+    fn proven_left(&self) -> Duration {
+        self.dcs
+            .renewed_at()
+            .map(|t| (t + self.fence_after).saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
     }
 
     async fn release_initialize_claim(&mut self) {
@@ -62,7 +77,9 @@ impl Executor {
     /// The state word other members and the API see while `action` runs.
     pub fn state_during(action: &Action) -> &'static str {
         match action {
-            Action::ClaimInitialize | Action::AcquireLeader => "running",
+            Action::ClaimInitialize | Action::AcquireLeader | Action::RetakeLeader { .. } => {
+                "running"
+            }
             Action::Bootstrap => "initializing new cluster",
             Action::BaseBackup { .. } => "creating replica",
             Action::Rewind { .. } => "rewinding",
@@ -116,6 +133,16 @@ impl Executor {
                 }
                 result?;
                 tracing::info!("acquired the leader key");
+                Ok(())
+            }
+            Action::RetakeLeader { sync } => {
+                if !self.dcs.retake_leader(sync).await? {
+                    return Err(RaceLost(
+                        "the leader key is held, or the sync key changed: a candidate took over",
+                    )
+                    .into());
+                }
+                tracing::info!("took the leader key back after a failed hand-over");
                 Ok(())
             }
             Action::Bootstrap => {
@@ -185,18 +212,24 @@ impl Executor {
                     leader: Some(self.me.clone()),
                     sync_standby: standby.clone(),
                 };
-                self.dcs.put_sync(&key).await
+                let left = self.proven_left();
+                tokio::time::timeout(left, self.dcs.put_sync(&key))
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "writing the sync key: no answer within the proven part of my lease ({left:?})"
+                        )
+                    })?
             }
             // Bounded: it often follows a promotion, and a DCS lost then
             // must not hold the loop (and its fencing) hostage; the next
             // loop clears it again.
-            Action::ClearFailover => {
-                tokio::time::timeout(Duration::from_secs(1), self.dcs.clear_failover())
-                    .await
-                    .map_err(|_| {
-                        anyhow::anyhow!("clearing the failover key: no answer within 1 s")
-                    })?
-            }
+            Action::ClearFailover => tokio::time::timeout(
+                self.proven_left().min(Duration::from_secs(1)),
+                self.dcs.clear_failover(),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("clearing the failover key: no answer within 1 s"))?,
             Action::Fence { members, within_ms } => self.fence(members, *within_ms).await,
         }
     }
@@ -292,6 +325,11 @@ impl Executor {
 
     async fn promote(&mut self) -> Result<()> {
         let before = self.pg.health().await;
+        if self.cfg.ha.synchronous_mode != crate::config::SyncMode::Off {
+            // Hold every commit until my first loop as leader has taken
+            // over the sync key (`Action::Promote`).
+            self.pg.set_sync_names(conf::TAKEOVER_HOLD_NAMES).await?;
+        }
         self.pg.promote().await?;
         // Slots first: the old primary rejoining finds its slot waiting.
         if let Err(e) = self.pg.ensure_slots(&self.other_postgres_members()).await {
@@ -311,7 +349,8 @@ impl Executor {
         );
         // Bounded: a DCS lost right after the promotion must not hold the
         // loop (and its fencing) hostage.
-        match tokio::time::timeout(Duration::from_secs(1), self.dcs.append_history(entry)).await {
+        let bound = self.proven_left().min(Duration::from_secs(1));
+        match tokio::time::timeout(bound, self.dcs.append_history(entry)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(error = %format!("{e:#}"), "recording the timeline switch in history")
@@ -321,8 +360,11 @@ impl Executor {
             }
         }
         if let Some(lsn) = after.lsn {
-            let _ =
-                tokio::time::timeout(Duration::from_millis(500), self.dcs.put_status(lsn)).await;
+            let _ = tokio::time::timeout(
+                self.proven_left().min(Duration::from_millis(500)),
+                self.dcs.put_status(lsn),
+            )
+            .await;
         }
         tracing::info!(timeline = ?after.timeline, "promoted: now primary");
         Ok(())

@@ -328,6 +328,35 @@ impl Etcd {
             .any(|op| matches!(op, etcd_client::TxnOpResponse::Txn(t) if t.succeeded())))
     }
 
+    /// Take the leader key back after a failed hand-over: only if nobody
+    /// holds it and the `sync` key is still exactly `sync` (compared as
+    /// pgbox writes it), in one transaction. A candidate that took over the
+    /// `sync` key first (its first loop as leader) makes this fail, and
+    /// this makes the candidate's later acquisition fail.
+    pub async fn retake_leader(&self, sync: &SyncKey) -> Result<bool> {
+        let lease = self.ensure_lease().await?;
+        let key = self.key("leader");
+        let sync_key = self.key("sync");
+        let sync_value = serde_json::to_string(sync)?;
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                Compare::value(sync_key, CompareOp::Equal, sync_value),
+            ])
+            .and_then([TxnOp::put(
+                key,
+                self.me.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let resp = self
+            .call("taking the leader key back", |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
+    }
+
     /// Delete the leader key if it names me; replicas watching it start an
     /// election at once instead of waiting for the lease to expire.
     pub async fn release_leader(&self) -> Result<()> {
@@ -433,9 +462,16 @@ impl Etcd {
             } else {
                 Compare::mod_revision(key.clone(), CompareOp::Equal, rev)
             };
+            // Only the leader records a timeline switch: one that lost the
+            // key before recording its promotion (frozen meanwhile) would
+            // claim a timeline the cluster never followed, and every
+            // replica on the leader's timeline would count as behind.
+            let leader_is_me =
+                Compare::value(self.key("leader"), CompareOp::Equal, self.me.clone());
             let txn = Txn::new()
-                .when([cmp])
-                .and_then([TxnOp::put(key.clone(), value, None)]);
+                .when([cmp, leader_is_me.clone()])
+                .and_then([TxnOp::put(key.clone(), value, None)])
+                .or_else([TxnOp::txn(Txn::new().when([leader_is_me]).and_then([]))]);
             let r = self
                 .call("writing history", |mut c| {
                     let txn = txn.clone();
@@ -444,6 +480,13 @@ impl Etcd {
                 .await?;
             if r.succeeded() {
                 return Ok(());
+            }
+            let still_leader = r
+                .op_responses()
+                .into_iter()
+                .any(|op| matches!(op, etcd_client::TxnOpResponse::Txn(t) if t.succeeded()));
+            if !still_leader {
+                bail!("not recording {entry:?} in history: the leader key does not name me");
             }
         }
         bail!("etcd: history kept changing under me; entry {entry:?} not recorded")
@@ -460,8 +503,26 @@ impl Etcd {
         Ok(())
     }
 
+    /// Write the `sync` key, only while the leader key names me: a member
+    /// that lost the key (its lease ran out while it was frozen) must not
+    /// overwrite what the leader, or a leader taking the key back, relies on.
     pub async fn put_sync(&self, key: &SyncKey) -> Result<()> {
-        self.put("sync", serde_json::to_string(key)?, None).await
+        let value = serde_json::to_string(key)?;
+        let sync = self.key("sync");
+        let leader = self.key("leader");
+        let me = self.me.clone();
+        let resp = self
+            .call("writing sync", |mut c| {
+                let txn = Txn::new()
+                    .when([Compare::value(leader.clone(), CompareOp::Equal, me.clone())])
+                    .and_then([TxnOp::put(sync.clone(), value.clone(), None)]);
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        if !resp.succeeded() {
+            bail!("not writing the sync key: the leader key does not name me");
+        }
+        Ok(())
     }
 
     /// Record a switchover or failover request, unless one is pending.

@@ -54,7 +54,7 @@ pub struct ClusterStatus {
 
 /// The `sync` key: which standby PostgreSQL is known to wait for. Written
 /// only in an order that never claims more than PostgreSQL enforces.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SyncKey {
     pub leader: Option<String>,
     pub sync_standby: Option<String>,

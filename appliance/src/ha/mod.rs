@@ -357,13 +357,87 @@ fn postgres_down(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decisio
                 }
             }
         }
-        // Never start writable without the key: start read-only, then race.
-        None => Decision::act(
-            Cause::PostgresDown,
-            vec![Action::Start(StartAs::Replica { leader: None })],
-            "starting read-only: nobody holds the leader key; the election follows".into(),
-        ),
+        None if was_primary => match handing_over(obs, mem, view) {
+            Some(d) => d,
+            None => start_read_only(),
+        },
+        None => start_read_only(),
     }
+}
+
+/// Never start writable without the key: start read-only, then race.
+fn start_read_only() -> Decision {
+    Decision::act(
+        Cause::PostgresDown,
+        vec![Action::Start(StartAs::Replica { leader: None })],
+        "starting read-only: nobody holds the leader key; the election follows".into(),
+    )
+}
+
+/// A leader that stepped down for a switchover (synchronous mode) stays
+/// stopped while the candidate takes over. If no candidate has done so
+/// within one TTL (it froze, lost power, or cannot promote), the hand-over
+/// failed, and this node is the one that holds every acknowledged commit:
+/// as long as the `sync` key is still the one it wrote, no candidate has
+/// acknowledged anything (a candidate holds every commit until it has
+/// taken that key over, see `Action::Promote`). So it takes the leader key
+/// back in a transaction conditioned on that key, removes the request, and
+/// restarts in place on its own timeline, as after a crash. Without this,
+/// a candidate that died after the hand-over left the cluster without a
+/// primary for good: the `sync` key names it, so nobody else may lead.
+fn handing_over(obs: &Observation, mem: &Memory, view: &ClusterView) -> Option<Decision> {
+    let request = view.failover.as_ref()?;
+    if request.leader.as_deref() != Some(obs.me.as_str())
+        || obs.settings.synchronous_mode == SyncMode::Off
+    {
+        // Asynchronous mode: the election that follows a read-only start
+        // lets me lead again once the candidate's member key is gone.
+        return None;
+    }
+    let sync = view
+        .sync
+        .as_ref()
+        .filter(|k| k.leader.as_deref() == Some(obs.me.as_str()))?;
+    let candidate = request.member.as_deref().unwrap_or("a replica");
+    let down_for = mem
+        .down_since_ms
+        .map_or(0, |t| obs.now_ms.saturating_sub(t));
+    let bound = handover_bound_ms(&obs.settings);
+    if down_for < bound {
+        return Some(Decision::idle(
+            Cause::Switchover,
+            format!(
+                "stepped down for a switchover: waiting for {candidate} to take over ({:.1} s of at most {:.1} s)",
+                down_for as f64 / 1000.0,
+                bound as f64 / 1000.0
+            ),
+        ));
+    }
+    if !obs.settings.can_lead || !lease_fresh(obs) {
+        return Some(Decision::idle(
+            Cause::LeaseUnproven,
+            "the hand-over failed, but my lease renewals are not working: not taking the leader key back yet".into(),
+        ));
+    }
+    Some(Decision::act(
+        Cause::SwitchoverFailed,
+        vec![
+            Action::RetakeLeader { sync: sync.clone() },
+            Action::ClearFailover,
+            Action::Start(StartAs::Primary),
+        ],
+        format!(
+            "the switchover failed: {candidate} did not take over within {:.1} s; taking the leader key back (nobody took over the sync key) and restarting as primary",
+            bound as f64 / 1000.0
+        ),
+    ))
+}
+
+/// How long a leader that stepped down waits for the candidate before it
+/// leads again: one TTL (a candidate that promotes takes a second or two;
+/// one whose lease runs out while it is frozen has lost its claim anyway).
+pub fn handover_bound_ms(settings: &Settings) -> u64 {
+    settings.ttl_ms
 }
 
 /// PostgreSQL runs and the leader key names me.

@@ -1678,3 +1678,88 @@ fn the_watchdog_is_armed_only_by_a_leader_on_a_proven_lease() {
     let fire = s.watchdog_timeout_s() * 1000;
     assert!(fire > s.fence_after_ms() && fire < s.ttl_ms, "{fire} ms");
 }
+
+/// db1 stepped down for a switchover to db2 and is stopped; nobody holds
+/// the key yet.
+fn stepped_down(mode: SyncMode, sync_leader: &str) -> Observation {
+    let mut o = with_leader(stopped(primary(obs())), None);
+    o.settings.synchronous_mode = mode;
+    let v = o.dcs.as_mut().unwrap();
+    v.failover = Some(FailoverKey {
+        leader: Some("db1".into()),
+        member: Some("db2".into()),
+        ..FailoverKey::default()
+    });
+    v.sync = sync_key(sync_leader, Some("db2"));
+    v.members = vec![("db2".into(), member("running", "replica"))];
+    o
+}
+
+#[test]
+fn a_hand_over_that_does_not_happen_within_a_ttl_is_taken_back() {
+    let down_for = |o: &Observation, ms: u64| {
+        let mut m = Memory::default().observe(o);
+        m.down_since_ms = Some(o.now_ms - ms);
+        decide(o, &m)
+    };
+    // Waiting for the candidate: stay stopped, do not start read-only.
+    let o = stepped_down(SyncMode::On, "db1");
+    let d = down_for(&o, 3_000);
+    assert_eq!(
+        (d.cause, d.actions.clone()),
+        (Cause::Switchover, vec![]),
+        "{}",
+        d.reason
+    );
+    // One TTL later: take the key back (conditioned on the sync key as I
+    // wrote it), drop the request, restart in place.
+    let d = down_for(&o, 10_500);
+    assert_eq!(
+        (d.cause, d.actions.clone()),
+        (
+            Cause::SwitchoverFailed,
+            vec![
+                Action::RetakeLeader {
+                    sync: sync_key("db1", Some("db2")).unwrap()
+                },
+                Action::ClearFailover,
+                Action::Start(StartAs::Primary),
+            ]
+        ),
+        "{}",
+        d.reason
+    );
+    // Strict mode alike.
+    let d = down_for(&stepped_down(SyncMode::Strict, "db1"), 10_500);
+    assert_eq!(d.cause, Cause::SwitchoverFailed, "{}", d.reason);
+    // The candidate took the sync key over: it may have acknowledged
+    // commits I lack, so never lead again on my own data.
+    let d = down_for(&stepped_down(SyncMode::On, "db2"), 30_000);
+    assert!(
+        !d.actions.iter().any(|a| matches!(
+            a,
+            Action::RetakeLeader { .. } | Action::Start(StartAs::Primary)
+        )),
+        "{:?} {}",
+        d.actions,
+        d.reason
+    );
+    // Asynchronous mode: the election after a read-only start as before.
+    let d = down_for(&stepped_down(SyncMode::Off, "db1"), 30_000);
+    assert_eq!(
+        d.actions,
+        vec![Action::Start(StartAs::Replica { leader: None })],
+        "{}",
+        d.reason
+    );
+    // Renewals failing: not yet.
+    let mut o = stepped_down(SyncMode::On, "db1");
+    o.lease.renewed_at_ms = Some(NOW - 9_000);
+    let d = down_for(&o, 10_500);
+    assert_eq!(
+        (d.cause, d.actions.len()),
+        (Cause::LeaseUnproven, 0),
+        "{}",
+        d.reason
+    );
+}

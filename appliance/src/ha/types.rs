@@ -308,6 +308,9 @@ pub enum Cause {
     Election,
     Switchover,
     SwitchoverRefused,
+    /// The candidate did not take over within the hand-over's bound: the
+    /// leader that stepped down takes the key back.
+    SwitchoverFailed,
     ManualFailover,
     NoFailover,
     PositionUnknown,
@@ -327,7 +330,7 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 34] = [
+    pub const ALL: [Cause; 35] = [
         Cause::PgStarting,
         Cause::Paused,
         Cause::ForeignData,
@@ -352,6 +355,7 @@ impl Cause {
         Cause::Election,
         Cause::Switchover,
         Cause::SwitchoverRefused,
+        Cause::SwitchoverFailed,
         Cause::ManualFailover,
         Cause::NoFailover,
         Cause::PositionUnknown,
@@ -391,6 +395,7 @@ impl Cause {
             Cause::Election => "election",
             Cause::Switchover => "switchover",
             Cause::SwitchoverRefused => "switchover_refused",
+            Cause::SwitchoverFailed => "switchover_failed",
             Cause::ManualFailover => "manual_failover",
             Cause::NoFailover => "nofailover",
             Cause::PositionUnknown => "position_unknown",
@@ -433,6 +438,13 @@ pub enum Action {
     ClaimInitialize,
     /// Create the leader key bound to my lease if it is absent or already names me.
     AcquireLeader,
+    /// Take the leader key back after a hand-over that did not happen, in
+    /// one transaction that holds only if nobody holds the key and the
+    /// `sync` key is still exactly `sync` (so no candidate has taken over:
+    /// see `Action::Promote`).
+    RetakeLeader {
+        sync: SyncKey,
+    },
     /// initdb, start as primary, create roles and database, record the system id.
     Bootstrap,
     /// Clone the data directory from a running member.
@@ -449,6 +461,11 @@ pub enum Action {
     /// Fast shutdown. The watchdog is disarmed as soon as PostgreSQL has
     /// accepted it (`watchdog_step`), not when the loop ends.
     Stop,
+    /// pg_promote. In synchronous mode the new primary first holds every
+    /// commit (synchronous_standby_names names no real standby) until its
+    /// first loop as leader has taken over the `sync` key: until then the
+    /// leader that stepped down may still take the key back
+    /// (`RetakeLeader`), and must find every acknowledged commit in its WAL.
     Promote,
     /// Point the running replica at a new upstream (reload, no restart).
     Follow {

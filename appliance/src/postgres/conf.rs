@@ -15,6 +15,12 @@ pub struct Upstream {
     pub port: u16,
 }
 
+/// synchronous_standby_names of a standby being promoted in synchronous
+/// mode: a name no standby has (slot names have no spaces), so the new
+/// primary acknowledges no commit until its first loop as leader has taken
+/// over the `sync` key and relaxed this.
+pub const TAKEOVER_HOLD_NAMES: &str = "\"pgbox takeover pending\"";
+
 pub fn slot_name(member: &str) -> String {
     member
         .chars()

@@ -152,6 +152,28 @@ impl SimDcs {
         Ok((true, LeaderChange::Put))
     }
 
+    /// `Etcd::retake_leader`: only if nobody holds the key and the sync
+    /// key is still `sync`.
+    pub fn retake_leader(
+        &mut self,
+        me: &str,
+        lease: i64,
+        sync: &SyncKey,
+    ) -> Result<(bool, LeaderChange), String> {
+        self.check_lease(lease)?;
+        if self.leader.is_some() || self.sync.as_ref() != Some(sync) {
+            return Ok((false, LeaderChange::None));
+        }
+        self.leader = Some((me.to_string(), lease));
+        self.last_holder = Some(me.to_string());
+        Ok((true, LeaderChange::Put))
+    }
+
+    /// The leader key names `me` (the condition of the leader-only writes).
+    pub fn leader_is(&self, me: &str) -> bool {
+        self.leader.as_ref().is_some_and(|(n, _)| n == me)
+    }
+
     /// `Etcd::release_leader`: delete if it names me.
     pub fn release_leader(&mut self, me: &str) -> LeaderChange {
         if self.leader.as_ref().is_some_and(|(n, _)| n == me) {

@@ -366,6 +366,13 @@ async fn shutdown(sim: &Rc<Sim>, n: usize) {
     pgboxd_exited(sim, n);
 }
 
+/// A DCS call's own bound, cut to what is left of the proven part of my
+/// lease (`Daemon::lease_bounded`).
+fn lease_bounded(w: &World, n: usize, ms: u64) -> u64 {
+    w.fence_deadline(n)
+        .map_or(ms, |t| ms.min(t.saturating_sub(w.local_now(n))))
+}
+
 /// `Daemon::iterate`: observe, decide, execute, publish.
 async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
     let (alive, health) = sim.with(|w| (w.nodes[n].pg.alive(), w.health(n)));
@@ -522,9 +529,17 @@ async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
         .to_string()
     });
     let view = if acted {
-        call(sim, n, |w| Ok(w.dcs.read_view()))
+        // `Daemon::iterate`: as bounded as the observation's read.
+        let budget = sim.with(|w| {
+            let proven_left = w
+                .fence_deadline(n)
+                .map(|t| t.saturating_sub(w.local_now(n)));
+            w.settings
+                .dcs_read_budget_ms(health.role == Role::Primary, proven_left)
+        });
+        timeout(sim, budget, call(sim, n, |w| Ok(w.dcs.read_view())))
             .await
-            .ok()
+            .and_then(Result::ok)
             .map(|(v, _)| v)
             .or(view)
     } else {
@@ -546,7 +561,7 @@ async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
                 w.dcs.status = Some(lsn);
                 Ok(())
             });
-            let _ = timeout(sim, 500, put).await;
+            let _ = timeout(sim, sim.with(|w| lease_bounded(w, n, 500)), put).await;
         }
     }
     let state = d.state.clone();
@@ -722,7 +737,12 @@ async fn ask_peers(sim: &Rc<Sim>, n: usize) -> Vec<Peer> {
 /// `Daemon::publish_member`: best effort, and bounded so that a slow DCS
 /// does not delay an action.
 async fn publish_member(sim: &Rc<Sim>, n: usize, pg: &PgStatus, state: &str) {
-    let _ = timeout(sim, 500, put_member(sim, n, pg, state)).await;
+    let _ = timeout(
+        sim,
+        sim.with(|w| lease_bounded(w, n, 500)),
+        put_member(sim, n, pg, state),
+    )
+    .await;
 }
 
 async fn put_member(sim: &Rc<Sim>, n: usize, pg: &PgStatus, state: &str) {
@@ -816,6 +836,20 @@ async fn run(sim: &Rc<Sim>, n: usize, action: &Action) -> R<()> {
             }
             result
         }
+        Action::RetakeLeader { sync } => {
+            let lease = ensure_lease(sim, n).await?;
+            let (me, sync) = (me.clone(), sync.clone());
+            let ok = call(sim, n, move |w| {
+                let (ok, change) = w.dcs.retake_leader(&me, lease, &sync)?;
+                w.leader_changed(change, "taken back");
+                Ok(ok)
+            })
+            .await?;
+            if !ok {
+                return Err("the leader key is held, or the sync key changed".into());
+            }
+            Ok(())
+        }
         Action::Bootstrap => {
             let result = bootstrap(sim, n).await;
             if result.is_err() {
@@ -873,18 +907,29 @@ async fn run(sim: &Rc<Sim>, n: usize, action: &Action) -> R<()> {
                 leader: Some(me),
                 sync_standby: standby.clone(),
             };
-            call(sim, n, move |w| {
+            // `Etcd::put_sync`: only while the leader key names me; bounded
+            // by the proven part of my lease (`Executor::run`).
+            let put = call(sim, n, move |w| {
+                if !w.dcs.leader_is(key.leader.as_deref().unwrap_or_default()) {
+                    return Err("not writing the sync key: the leader key does not name me".into());
+                }
                 w.dcs.sync = Some(key.clone());
                 Ok(())
+            });
+            let left = sim.with(|w| {
+                w.fence_deadline(n)
+                    .map_or(0, |t| t.saturating_sub(w.local_now(n)))
+            });
+            timeout(sim, left, put).await.unwrap_or_else(|| {
+                Err("writing the sync key: no answer within the proven part of my lease".into())
             })
-            .await
         }
         Action::ClearFailover => {
             let clear = call(sim, n, |w| {
                 w.dcs.failover = None;
                 Ok(())
             });
-            timeout(sim, 1_000, clear)
+            timeout(sim, sim.with(|w| lease_bounded(w, n, 1_000)), clear)
                 .await
                 .unwrap_or_else(|| Err("clearing the failover key: no answer within 1 s".into()))
         }
@@ -1204,6 +1249,10 @@ async fn pg_stop(sim: &Rc<Sim>, n: usize) -> R<()> {
 /// `Executor::promote`.
 async fn promote(sim: &Rc<Sim>, n: usize) -> R<()> {
     let before = sim.with(|w| w.health(n));
+    if sim.with(|w| w.settings.synchronous_mode != crate::config::SyncMode::Off) {
+        // `Executor::promote`: hold every commit until the sync key is taken over.
+        set_sync_names(sim, n, crate::postgres::conf::TAKEOVER_HOLD_NAMES).await?;
+    }
     let epoch = sim.with(|w| {
         if !w.nodes[n].pg.running_as(Role::Replica) {
             return Err("pg_promote: recovery is not in progress".to_string());
@@ -1241,7 +1290,8 @@ async fn promote(sim: &Rc<Sim>, n: usize) -> R<()> {
     );
     // Bounded: a DCS lost right after the promotion must not hold the loop
     // (and its fencing) hostage.
-    match timeout(sim, 1_000, append_history(sim, n, entry)).await {
+    let bound = sim.with(|w| lease_bounded(w, n, 1_000));
+    match timeout(sim, bound, append_history(sim, n, entry)).await {
         Some(Ok(())) => {}
         Some(Err(e)) => sim.with(|w| {
             w.trace(
@@ -1261,7 +1311,7 @@ async fn promote(sim: &Rc<Sim>, n: usize) -> R<()> {
             w.dcs.status = Some(lsn);
             Ok(())
         });
-        let _ = timeout(sim, 500, put).await;
+        let _ = timeout(sim, sim.with(|w| lease_bounded(w, n, 500)), put).await;
     }
     Ok(())
 }
@@ -1272,7 +1322,12 @@ async fn append_history(sim: &Rc<Sim>, n: usize, entry: HistoryEntry) -> R<()> {
         let (mut list, rev) =
             call(sim, n, |w| Ok((w.dcs.history.clone(), w.dcs.history_rev))).await?;
         list.push(entry.clone());
+        let me = entry.4.clone();
         let done = call(sim, n, move |w| {
+            // `Etcd::append_history`: only the leader records a switch.
+            if !w.dcs.leader_is(&me) {
+                return Err("not recording history: the leader key does not name me".into());
+            }
             if w.dcs.history_rev != rev {
                 return Ok(false);
             }
