@@ -293,9 +293,15 @@ fn outcome(leader: Option<&str>, old: Option<&str>, wanted: Option<&str>) -> Res
             Json(json!({"message": format!("Successfully switched over to \"{new}\"")})),
         )
             .into_response(),
-        _ => json_error(
+        Some(same) => json_error(
             StatusCode::PRECONDITION_FAILED,
-            "the request was refused by the leader; see its log for why",
+            format!(
+                "switchover not carried out: {same} still leads (it refused the request, or the candidate did not take over in time and {same} took the key back); see its log"
+            ),
+        ),
+        None => json_error(
+            StatusCode::PRECONDITION_FAILED,
+            "switchover not carried out: the request is gone and nobody leads yet; see the members' logs",
         ),
     }
 }
