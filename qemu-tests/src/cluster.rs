@@ -70,6 +70,14 @@ impl Cluster {
             .expect("a VM of the topology")
     }
 
+    /// `vm`, shared: for a fault injected while another request runs.
+    pub fn vm_ref(&self, name: &str) -> &Vm {
+        self.vms
+            .iter()
+            .find(|v| v.spec.name == name)
+            .expect("a VM of the topology")
+    }
+
     pub fn start_all(&mut self) -> Result<(), String> {
         for vm in &mut self.vms {
             vm.start()?;

@@ -13,12 +13,13 @@ use crate::support::primary_watch::{self, PrimaryWatch};
 use crate::support::workload::{Workload, WorkloadOptions, WorkloadRecord};
 use crate::topology::{node, Role, NODES};
 
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     "bring-up",
     "quiet-minute",
     "primary-poweroff",
     "rejoin",
     "switchover",
+    "candidate-lost",
     "freeze",
     "pause",
     "link-cut",
@@ -60,6 +61,7 @@ pub async fn run(name: &str, c: &mut Cluster, started: Instant) -> Result<Metric
         "primary-poweroff" => primary_poweroff(c).await,
         "rejoin" => rejoin(c).await,
         "switchover" => switchover(c).await,
+        "candidate-lost" => candidate_lost(c).await,
         "freeze" => freeze(c).await,
         "pause" => pause(c).await,
         "link-cut" => link_cut(c).await,
@@ -449,6 +451,51 @@ async fn switchover(c: &mut Cluster) -> Result<Metrics, String> {
         .map(|g| g.length)
         .unwrap_or_default();
     m.unavailable_s = Some(secs(gap.max(gap1).max(gap2)));
+    Ok(m)
+}
+
+/// A switchover whose candidate is lost during the hand-over: its QEMU is
+/// paused (QMP `stop`) 1 s after the request, for 20 s. The leader has
+/// stepped down by then; within one TTL of that it must lead again (the
+/// candidate never took over), and the candidate rejoins once resumed.
+async fn candidate_lost(c: &mut Cluster) -> Result<Metrics, String> {
+    let mut m = Metrics::default();
+    let (leader, sync, run) = Run::start_on_healthy(c).await?;
+    let t0 = Instant::now();
+    let post = c.api_post(
+        node(&leader),
+        "/switchover",
+        json!({"leader": leader, "candidate": sync}),
+        Duration::from_secs(180),
+    );
+    let lose = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        c.vm_ref(&sync).qmp("stop", json!({})).await
+    };
+    let (answer, stopped) = tokio::join!(post, lose);
+    stopped?;
+    let (code, body) = answer?;
+    m.notes.push(format!(
+        "switchover {leader}→{sync}, {sync} paused 1 s after the request; the API answered {code} {}",
+        body.trim()
+    ));
+    let back = wait_leader(c, &leader, t0, Duration::from_secs(120)).await?;
+    m.failover_s = Some(back);
+    m.unavailable_s = Some(secs(
+        run.first_ack_after(t0, Duration::from_secs(120)).await?,
+    ));
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(t0.elapsed())).await;
+    c.vm(&sync).qmp("cont", json!({})).await?;
+    let woke = Instant::now();
+    run.more_acks(20).await?;
+    let now_leader = c.wait_healthy(HEALTHY).await?;
+    m.notes.push(format!(
+        "{leader} led again {back:.1} s after the request; {sync} resumed at {:.0} s and the cluster was whole {:.0} s later (leader {now_leader})",
+        woke.duration_since(t0).as_secs_f64(),
+        woke.elapsed().as_secs_f64()
+    ));
+    run.finish(c, &[("switchover, candidate lost", t0)], &mut m)
+        .await?;
     Ok(m)
 }
 
