@@ -479,6 +479,14 @@ fn holding_leader_key(obs: &Observation, mem: &Memory, view: &ClusterView) -> De
             actions,
             "renewing the leader key left by my previous run".into(),
         ),
+        _ if let Some(other) = shaky_lease_hand_off(obs, mem, view) => Decision::act(
+            Cause::LeaseUnproven,
+            vec![Action::ReleaseLeader],
+            format!(
+                "giving up the leader key: I demoted {} s ago because my lease could not be proven, and {other} can take over",
+                obs.now_ms.saturating_sub(mem.lease_lost_as_primary_ms.unwrap_or(0)) / 1000
+            ),
+        ),
         _ if obs.lease.held && !lease_fresh(obs) => {
             // The key may outlive a lease nobody can prove alive: becoming
             // writable on it could overlap another member's promotion.
@@ -514,6 +522,30 @@ fn holding_leader_key(obs: &Observation, mem: &Memory, view: &ClusterView) -> De
             ),
         },
     }
+}
+
+/// A primary that demoted because it could not prove its lease (a DCS it
+/// reaches only now and then: a flapping link) may still hold the key, its
+/// lease kept alive by the renewals that do get through, and would promote
+/// again on it, only to demote again. Meanwhile nobody else may lead. So for
+/// two TTLs after such a demotion it hands the key to a member that can
+/// lead instead: in synchronous mode the recorded synchronous standby, else
+/// any running replica. The name of that member, if there is one.
+fn shaky_lease_hand_off(obs: &Observation, mem: &Memory, view: &ClusterView) -> Option<String> {
+    let lost = mem.lease_lost_as_primary_ms?;
+    if obs.now_ms.saturating_sub(lost) > 2 * obs.settings.ttl_ms {
+        return None;
+    }
+    if obs.settings.synchronous_mode != SyncMode::Off {
+        let standby = view.sync.as_ref().and_then(|k| k.sync_standby.as_deref())?;
+        return (standby != obs.me && member_running(view, standby)).then(|| standby.to_string());
+    }
+    view.members
+        .iter()
+        .find(|(n, m)| {
+            *n != obs.me && m.state == "running" && m.role != "primary" && !m.tags.nofailover
+        })
+        .map(|(n, _)| n.clone())
 }
 
 /// What has to happen before this candidate promotes.

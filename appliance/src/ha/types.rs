@@ -517,6 +517,10 @@ pub struct Memory {
     /// Since when a peer's PostgreSQL has been seen running as primary
     /// while its pgboxd does not answer (see `Action::Fence`).
     pub hung_primary_since_ms: Option<u64>,
+    /// When I last ran as primary without a lease I could prove valid (the
+    /// DCS unreachable or my renewals failing past the fencing point): the
+    /// loop that demotes me. See `holding_leader_key`.
+    pub lease_lost_as_primary_ms: Option<u64>,
 }
 
 impl Memory {
@@ -546,6 +550,19 @@ impl Memory {
         } else {
             None
         };
+        let primary = obs.pg.running && obs.pg.role == Role::Primary;
+        let fence = obs.settings.fence_after_ms();
+        let proven = match &obs.dcs {
+            Some(_) => obs.lease.valid(obs.now_ms, fence),
+            // Without the DCS only a failsafe confirmation proves anything.
+            None => obs
+                .failsafe
+                .confirmed_at_ms
+                .is_some_and(|t| obs.now_ms.saturating_sub(t) < fence),
+        };
+        if primary && !proven {
+            next.lease_lost_as_primary_ms = Some(obs.now_ms);
+        }
         let down = !obs.pg.running && !obs.pg.starting;
         next.down_since_ms = if down {
             self.down_since_ms.or(Some(obs.now_ms))
