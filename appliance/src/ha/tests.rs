@@ -1763,3 +1763,56 @@ fn a_hand_over_that_does_not_happen_within_a_ttl_is_taken_back() {
         d.reason
     );
 }
+
+#[test]
+fn a_primary_that_lost_its_lease_proof_hands_the_key_over() {
+    // db1 leads in synchronous mode with db2 recorded; its renewals fail.
+    let mut lost = sync_leader();
+    lost.dcs.as_mut().unwrap().sync = sync_key("db1", Some("db2"));
+    lost.lease.renewed_at_ms = Some(NOW - 8_000);
+    let mem = Memory::default().observe(&lost);
+    assert_eq!(mem.lease_lost_as_primary_ms, Some(NOW));
+    let d = decide(&lost, &mem);
+    assert_eq!(d.cause, Cause::LeaseUnproven, "{}", d.reason);
+    assert!(d.actions.contains(&Action::Stop), "{:?}", d.actions);
+
+    // Demoted, read-only, the key still mine and a renewal got through:
+    // hand the key to the synchronous standby rather than promote again.
+    let mut after = lost.clone();
+    after.now_ms = NOW + 5_000;
+    after.lease.renewed_at_ms = Some(NOW + 4_800);
+    after.pg.role = Role::Replica;
+    after.pg.data = DataDir::Initialized {
+        system_id: "7000".into(),
+        was_primary: false,
+        clean_stop: None,
+    };
+    let d = decide(&after, &mem.observe(&after));
+    assert_eq!(
+        (d.cause, d.actions.clone()),
+        (Cause::LeaseUnproven, vec![Action::ReleaseLeader]),
+        "{}",
+        d.reason
+    );
+    // Nobody to hand it to (the standby is not running): promote again.
+    let mut alone = after.clone();
+    alone.dcs.as_mut().unwrap().members[1].1.state = "stopped".into();
+    let d = decide(&alone, &mem.observe(&alone));
+    assert!(
+        d.actions.contains(&Action::Promote),
+        "{:?} {}",
+        d.actions,
+        d.reason
+    );
+    // Two TTLs later the demotion is history: promote on the held key.
+    let mut later = after.clone();
+    later.now_ms = NOW + 25_000;
+    later.lease.renewed_at_ms = Some(NOW + 24_800);
+    let d = decide(&later, &mem.observe(&later));
+    assert!(
+        d.actions.contains(&Action::Promote),
+        "{:?} {}",
+        d.actions,
+        d.reason
+    );
+}
