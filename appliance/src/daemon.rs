@@ -236,10 +236,10 @@ impl Daemon {
         let was_leader = self.status.read().unwrap().is_leader;
         tracing::info!(leader = was_leader, "shutting down");
         let wd = self.watchdog.clone();
+        // Disarmed once the stop is accepted, or at once with no postmaster.
         if let Err(e) = self.exec.pg.stop_with(move || wd.disarm()).await {
             tracing::error!(error = %format!("{e:#}"), "stopping postgres");
         }
-        self.watchdog.disarm();
         if was_leader {
             match self.exec.dcs.release_leader().await {
                 Ok(()) => tracing::info!("released the leader key"),
@@ -268,13 +268,7 @@ impl Daemon {
         // A primary must decide to fence before its lease can expire, so
         // the DCS read may not outlast the proven part of the lease: a slow
         // or dead DCS then counts as unreachable in time to demote.
-        let proven_left = self
-            .fence_deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as u64);
-        let budget = Duration::from_millis(
-            self.settings
-                .dcs_read_budget_ms(health.role == Role::Primary, proven_left),
-        );
+        let budget = self.dcs_read_budget(health.role == Role::Primary);
         let read = tokio::time::timeout(budget, self.exec.dcs.read_view()).await;
         let (view, leader_key) = match read {
             Ok(Ok((v, k))) => (Some(v), k),
@@ -403,15 +397,8 @@ impl Daemon {
             "uninitialized".into()
         };
         let view = if acted {
-            // As bounded as the observation's read: a primary's may not
-            // hold the loop past its fencing point.
-            let proven_left = self
-                .fence_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as u64);
-            let budget = Duration::from_millis(
-                self.settings
-                    .dcs_read_budget_ms(health.role == Role::Primary, proven_left),
-            );
+            // As bounded as the observation's read.
+            let budget = self.dcs_read_budget(health.role == Role::Primary);
             tokio::time::timeout(budget, self.exec.dcs.read_view())
                 .await
                 .ok()
@@ -496,6 +483,14 @@ impl Daemon {
         self.fence_deadline().map_or(bound, |d| {
             bound.min(d.saturating_duration_since(Instant::now()))
         })
+    }
+
+    /// How long a DCS read may take now (`Settings::dcs_read_budget_ms`).
+    fn dcs_read_budget(&self, primary: bool) -> Duration {
+        let proven_left = self
+            .fence_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as u64);
+        Duration::from_millis(self.settings.dcs_read_budget_ms(primary, proven_left))
     }
 
     /// When a primary's lease stops being proven valid (fencing point).
