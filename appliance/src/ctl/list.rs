@@ -121,6 +121,9 @@ pub struct MemberDoc {
     /// Bytes behind the leader, or "unknown".
     #[serde(default)]
     pub lag: Option<Value>,
+    /// Its REST API (`…/patroni`).
+    #[serde(default)]
+    pub api_url: Option<String>,
 }
 
 /// `pgboxctl list`.

@@ -1,6 +1,9 @@
 //! pgboxctl's operations: switchover, failover, pause/resume, history.
-//! Each sends one request to the first node API that answers; the write
-//! endpoints take the API password from the first-boot file.
+//! Each sends one request to the first node API that answers (a switchover
+//! or failover to the leader's first, as patronictl does: a member whose
+//! pgboxd hangs still accepts the connection and would hold the request
+//! for the whole outcome wait); the write endpoints take the API password
+//! from the first-boot file.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,15 +35,26 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-/// Send `body` to `path` on the first API that answers; print its message.
-fn send(t: &Target, method: reqwest::Method, path: &str, body: Value) -> ExitCode {
-    let urls = match api_urls(&t.where_) {
+/// Send `body` to `path` on the first API that answers, trying `first`
+/// before the others; print its message.
+fn send(
+    t: &Target,
+    first: Option<String>,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> ExitCode {
+    let mut urls = match api_urls(&t.where_) {
         Ok(u) => u,
         Err(e) => {
             eprintln!("pgboxctl: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(first) = first.map(|u| super::list::normalize_api_url(&u)) {
+        urls.retain(|u| *u != first);
+        urls.insert(0, first);
+    }
     let password = password(t);
     runtime().block_on(async move {
         // A switchover answers once it completed: allow for it.
@@ -84,7 +98,8 @@ fn send(t: &Target, method: reqwest::Method, path: &str, body: Value) -> ExitCod
     })
 }
 
-fn current_leader(t: &Target) -> Result<String, ExitCode> {
+/// The leader's name and API, from the first `/cluster` that answers.
+fn current_leader(t: &Target) -> Result<(String, Option<String>), ExitCode> {
     let urls = api_urls(&t.where_).map_err(|e| {
         eprintln!("pgboxctl: {e}");
         ExitCode::from(2)
@@ -104,7 +119,7 @@ fn current_leader(t: &Target) -> Result<String, ExitCode> {
     doc.members
         .iter()
         .find(|m| m.role == "leader")
-        .map(|m| m.name.clone())
+        .map(|m| (m.name.clone(), m.api_url.clone()))
         .ok_or_else(|| {
             eprintln!(
                 "pgboxctl: the cluster has no leader; use `pgboxctl failover --candidate NAME`"
@@ -113,13 +128,26 @@ fn current_leader(t: &Target) -> Result<String, ExitCode> {
         })
 }
 
+/// The leader's API, if a `/cluster` answers and names one (quietly: a
+/// failover is for a cluster that may have none).
+fn leader_api(t: &Target) -> Option<String> {
+    let urls = api_urls(&t.where_).ok()?;
+    let client = t.where_.client(Duration::from_secs(3)).ok()?;
+    let doc = runtime().block_on(fetch_cluster(&client, &urls)).ok()?;
+    doc.members
+        .into_iter()
+        .find(|m| m.role == "leader")
+        .and_then(|m| m.api_url)
+}
+
 pub fn switchover(t: Target, candidate: Option<String>, scheduled: Option<String>) -> ExitCode {
-    let leader = match current_leader(&t) {
+    let (leader, leader_api) = match current_leader(&t) {
         Ok(l) => l,
         Err(code) => return code,
     };
     send(
         &t,
+        leader_api,
         reqwest::Method::POST,
         "/switchover",
         json!({"leader": leader, "candidate": candidate, "scheduled_at": scheduled}),
@@ -128,8 +156,11 @@ pub fn switchover(t: Target, candidate: Option<String>, scheduled: Option<String
 
 pub fn failover(t: Target, candidate: String) -> ExitCode {
     eprintln!("warning: a manual failover promotes {candidate} whatever it lacks; writes it has not received are lost");
+    // With a leader, the leader's loop carries it out (as a switchover).
+    let leader_api = leader_api(&t);
     send(
         &t,
+        leader_api,
         reqwest::Method::POST,
         "/failover",
         json!({"candidate": candidate}),
@@ -137,7 +168,13 @@ pub fn failover(t: Target, candidate: String) -> ExitCode {
 }
 
 pub fn pause(t: Target, on: bool) -> ExitCode {
-    send(&t, reqwest::Method::PATCH, "/config", json!({"pause": on}))
+    send(
+        &t,
+        None,
+        reqwest::Method::PATCH,
+        "/config",
+        json!({"pause": on}),
+    )
 }
 
 pub fn history(t: Target) -> ExitCode {
