@@ -15,6 +15,7 @@ pub mod executor;
 pub mod failsafe;
 pub mod firstboot;
 pub mod ha;
+pub mod ha_loop;
 pub mod leader_check;
 pub mod logging;
 pub mod postgres;

@@ -156,6 +156,9 @@ pub struct Summary {
     pub promotions: u32,
     pub switchovers_requested: u32,
     pub rewinds: u32,
+    /// Old primaries that rejoined without pg_rewind (a clean stop the new
+    /// leader had all of).
+    pub clean_rejoins: u32,
     pub base_backups: u32,
     pub watchdog_resets: u32,
     /// Resets of a box whose pgboxd was running (not hung) at the time.
@@ -349,6 +352,7 @@ fn run(seed: u64, cfg: &SimConfig, full_trace: bool) -> (Result<Summary, Failure
                 promotions: w.stats.promotions,
                 switchovers_requested: w.stats.switchovers_requested,
                 rewinds: w.stats.rewinds,
+                clean_rejoins: w.stats.clean_rejoins,
                 base_backups: w.stats.base_backups,
                 watchdog_resets: w.stats.watchdog_resets,
                 watchdog_resets_unhung: w.stats.watchdog_resets_unhung,

@@ -11,12 +11,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use crate::dcs::model::{format_lsn, HistoryEntry, Member, SyncKey};
-use crate::executor::Executor;
-use crate::ha::{
-    self, Action, DataDir as HaData, Failsafe, Lease, LocalPg, Memory, Observation, Outcome, Peer,
-    Role, StartAs,
-};
+use crate::dcs::etcd::LeaderKey;
+use crate::dcs::model::{format_lsn, ClusterView, HistoryEntry, Member, SyncKey};
+use crate::ha::{self, Action, DataDir as HaData, Decision, Observation, Peer, Role, StartAs};
+use crate::ha_loop::{HaLoop, Identity, Level, LoopIo, Report};
 use crate::status::PgStatus;
 
 use super::pg::{DataDir, Proc, Pump};
@@ -41,7 +39,6 @@ pub(super) fn start_pgboxd(sim: &Rc<Sim>, n: usize) {
             wake_at: None,
             granting: false,
             watchdog_open: false,
-            failsafe_confirmed: None,
             promise: (None, w.local_now(n)),
         });
         w.nodes[n].api = Some(ApiSnapshot {
@@ -288,34 +285,18 @@ async fn keep_alive_session(sim: &Rc<Sim>, n: usize, every: u64) -> R<()> {
     }
 }
 
-struct Daemon {
-    memory: Memory,
-    last_reason: String,
-    state: String,
-}
-
-/// `Daemon::run`: loop, wait for loop_wait or a wake-up, and on SIGTERM
-/// (seen only between two loops) shut down cleanly.
+/// `Daemon::run`'s driver: the shared loop, a wait for loop_wait or a
+/// wake-up, and on SIGTERM (seen only between two loops) a clean shutdown.
 async fn daemon(sim: Rc<Sim>, n: usize) {
-    let mut d = Daemon {
-        memory: Memory::default(),
-        last_reason: String::new(),
-        state: "starting".into(),
+    let (me, settings) = sim.with(|w| (identity(w, n), w.settings.clone()));
+    let mut ha = HaLoop::new(me, settings);
+    let mut io = SimIo {
+        sim: sim.clone(),
+        n,
     };
     loop {
-        iterate(&sim, n, &mut d).await;
-        // `Daemon::next_wait`: a primary also wakes at its fencing point.
-        let ms = sim.with(|w| {
-            let loop_wait = w.settings.loop_wait_ms;
-            let primary = w.nodes[n]
-                .api
-                .as_ref()
-                .is_some_and(|a| a.pg.role == Role::Primary);
-            match (primary, w.fence_deadline(n)) {
-                (true, Some(t)) => loop_wait.min(t.saturating_sub(w.local_now(n)) + 10),
-                _ => loop_wait,
-            }
-        });
+        ha.iterate(&mut io).await;
+        let ms = ha.next_wait_ms(&io);
         if !(WaitWake {
             sim: sim.clone(),
             node: n,
@@ -327,298 +308,228 @@ async fn daemon(sim: Rc<Sim>, n: usize) {
             break;
         }
     }
-    shutdown(&sim, n).await;
+    ha.shutdown(&mut io).await;
+    pgboxd_exited(&sim, n);
 }
 
-/// `Daemon::shutdown`.
-async fn shutdown(sim: &Rc<Sim>, n: usize) {
-    let was_leader = sim.with(|w| {
-        w.trace(n, "SIGTERM: shutting down".into());
-        w.nodes[n].api.as_ref().is_some_and(|a| a.is_leader)
-    });
-    let _ = pg_stop(sim, n).await;
-    sim.with(|w| w.tend_watchdog(n, false));
-    if was_leader {
-        let me = sim.with(|w| me(w, n));
-        let r = call(sim, n, move |w| {
+fn identity(w: &World, n: usize) -> Identity {
+    let node = &w.nodes[n];
+    Identity {
+        name: node.name.clone(),
+        tags: node.tags.clone(),
+        conn_url: format!("postgres://{}:5432/postgres", node.name),
+        api_url: format!("http://{}:8008/patroni", node.name),
+    }
+}
+
+/// The loop's I/O on a simulated node: the simulated DCS (through the
+/// client model above: endpoints, timeouts, lost answers), PostgreSQL,
+/// peers, watchdog and clock.
+struct SimIo {
+    sim: Rc<Sim>,
+    n: usize,
+}
+
+fn anyhow_of(e: String) -> anyhow::Error {
+    anyhow::anyhow!(e)
+}
+
+impl LoopIo for SimIo {
+    fn now_ms(&self) -> u64 {
+        self.sim.with(|w| w.local_now(self.n))
+    }
+
+    fn now_unix_ms(&self) -> u64 {
+        EPOCH_UNIX_MS + self.now_ms()
+    }
+
+    async fn timeout<F: Future>(&self, ms: u64, f: F) -> Option<F::Output> {
+        timeout(&self.sim, ms, f).await
+    }
+
+    async fn read_view(&self) -> anyhow::Result<(ClusterView, Option<LeaderKey>)> {
+        call(&self.sim, self.n, |w| Ok(w.dcs.read_view()))
+            .await
+            .map_err(anyhow_of)
+    }
+
+    fn lease_id(&self) -> Option<i64> {
+        lease_id(&self.sim, self.n)
+    }
+
+    fn renewed_at_ms(&self) -> Option<u64> {
+        let n = self.n;
+        self.sim
+            .with(|w| w.nodes[n].pgboxd.as_ref().and_then(|d| d.renewed_at))
+    }
+
+    async fn put_member(&self, member: &Member) -> anyhow::Result<()> {
+        let (sim, n) = (&self.sim, self.n);
+        let lease = ensure_lease(sim, n).await.map_err(anyhow_of)?;
+        let (name, member) = (member_name(sim, n), member.clone());
+        call(sim, n, move |w| {
+            w.dcs.put_member(&name, member.clone(), lease)
+        })
+        .await
+        .map_err(anyhow_of)
+    }
+
+    async fn put_status(&self, lsn: u64) -> anyhow::Result<()> {
+        call(&self.sim, self.n, move |w| {
+            w.dcs.status = Some(lsn);
+            Ok(())
+        })
+        .await
+        .map_err(anyhow_of)
+    }
+
+    async fn release_leader(&self) -> anyhow::Result<()> {
+        let me = member_name(&self.sim, self.n);
+        call(&self.sim, self.n, move |w| {
             let change = w.dcs.release_leader(&me);
             w.leader_changed(change, "released at shutdown");
             Ok(())
         })
-        .await;
-        if r.is_err() {
-            sim.with(|w| {
-                w.trace(
-                    n,
-                    "releasing the leader key failed; it expires with the lease".into(),
-                )
-            });
-        }
+        .await
+        .map_err(anyhow_of)
     }
-    if let Some(id) = lease_id(sim, n) {
-        let _ = call(sim, n, move |w| {
+
+    async fn revoke_lease(&self) -> anyhow::Result<()> {
+        let Some(id) = lease_id(&self.sim, self.n) else {
+            return Ok(());
+        };
+        call(&self.sim, self.n, move |w| {
             let change = w.dcs.revoke(id);
             w.leader_changed(change, "lease revoked");
             Ok(())
         })
-        .await;
+        .await
+        .map_err(anyhow_of)
     }
-    pgboxd_exited(sim, n);
-}
 
-/// A DCS call's own bound, cut to what is left of the proven part of my
-/// lease (`Daemon::lease_bounded`).
-fn lease_bounded(w: &World, n: usize, ms: u64) -> u64 {
-    w.fence_deadline(n)
-        .map_or(ms, |t| ms.min(t.saturating_sub(w.local_now(n))))
-}
-
-/// `Daemon::iterate`: observe, decide, execute, publish.
-async fn iterate(sim: &Rc<Sim>, n: usize, d: &mut Daemon) {
-    let (alive, health) = sim.with(|w| (w.nodes[n].pg.alive(), w.health(n)));
-    if !alive {
-        // `Daemon::iterate`: no postmaster, nothing to guard.
-        sim.with(|w| w.tend_watchdog(n, false));
+    fn pg_alive(&mut self) -> bool {
+        self.sim.with(|w| w.nodes[self.n].pg.alive())
     }
-    // A primary's DCS read may not outlast the proven part of its lease.
-    let budget = sim.with(|w| {
-        let proven_left = w
-            .fence_deadline(n)
-            .map(|t| t.saturating_sub(w.local_now(n)));
-        w.settings
-            .dcs_read_budget_ms(health.role == Role::Primary, proven_left)
-    });
-    let read = timeout(sim, budget, call(sim, n, |w| Ok(w.dcs.read_view()))).await;
-    let (view, leader_key) = match read {
-        Some(Ok((v, k))) => (Some(v), k),
-        Some(Err(_)) => (None, None),
-        None => {
-            sim.with(|w| {
-                w.trace(
-                    n,
-                    format!(
-                        "the DCS did not answer within my lease's proven validity ({budget} ms)"
-                    ),
-                )
-            });
-            (None, None)
-        }
-    };
-    let (data, lease, me_name) = sim.with(|w| {
-        let data = if health.running {
-            HaData::Initialized {
-                system_id: health.system_identifier.clone().unwrap_or_default(),
-                was_primary: health.role == Role::Primary,
-                clean_stop: None,
-            }
-        } else {
-            match &w.nodes[n].pg.data {
-                None => HaData::Empty,
-                Some(dd) => HaData::Initialized {
+
+    async fn pg_health(&mut self) -> PgStatus {
+        self.sim.with(|w| w.health(self.n))
+    }
+
+    async fn control_file(&self) -> anyhow::Result<Option<HaData>> {
+        Ok(self.sim.with(|w| {
+            w.nodes[self.n]
+                .pg
+                .data
+                .as_ref()
+                .map(|dd| HaData::Initialized {
                     system_id: dd.system_id.clone(),
                     was_primary: dd.was_primary,
-                    // The simulated control file does not tell a clean stop
-                    // from a crash: the rewind path is always taken.
-                    clean_stop: None,
-                },
-            }
-        };
-        let p = w.nodes[n]
-            .pgboxd
-            .as_ref()
-            .expect("the loop runs inside pgboxd");
-        let me = me(w, n);
-        let lease = Lease {
-            held: leader_key
-                .as_ref()
-                .is_some_and(|k| k.name == me && Some(k.lease) == p.lease_id),
-            renewed_at_ms: p.renewed_at,
-        };
-        (data, lease, me)
-    });
-    let electing = |v: &crate::dcs::model::ClusterView| {
-        v.leader.is_none() || v.leader.as_deref() == Some(me_name.as_str())
-    };
-    let peers = match &view {
-        Some(v) if electing(v) && health.running && health.role == Role::Replica => {
-            ask_peers(sim, n).await
-        }
-        _ => Vec::new(),
-    };
-    let failsafe = failsafe_step(sim, n, view.is_none(), &health).await;
-    let obs = sim.with(|w| Observation {
-        // The node's own clocks: a paused VM's stop with it.
-        now_ms: w.local_now(n),
-        now_unix_ms: EPOCH_UNIX_MS + w.local_now(n),
-        me: me_name.clone(),
-        tags: w.nodes[n].tags.clone(),
-        settings: w.settings.clone(),
-        dcs: view.clone(),
-        lease,
-        pg: LocalPg {
-            data,
-            running: health.running,
-            starting: alive && !health.running,
-            role: health.role,
-            timeline: health.timeline,
-            lsn: health.lsn,
-            streaming: health.streaming,
-            configured_upstream: w.nodes[n]
-                .pg
-                .conninfo
-                .filter(|_| w.nodes[n].pg.alive())
-                .map(|u| w.nodes[u].name.clone()),
-            standbys: health.standbys.clone(),
-            sync_names: health.sync_names.clone().unwrap_or_default(),
-        },
-        peers,
-        failsafe,
-    });
-
-    d.memory = d.memory.observe(&obs);
-    let decision = ha::decide(&obs, &d.memory);
-    let acted = !decision.actions.is_empty();
-    if acted || decision.reason != d.last_reason {
-        sim.with(|w| {
-            let dcs = if obs.dcs.is_some() { "" } else { " [no DCS]" };
-            let line = if acted {
-                format!(
-                    "[{:?}{dcs}] {} -> {:?}",
-                    obs.pg.role, decision.reason, decision.actions
-                )
-            } else {
-                format!("[{:?}{dcs}] {}", obs.pg.role, decision.reason)
-            };
-            w.trace(n, line);
-        });
-        d.last_reason = decision.reason.clone();
-    }
-    for action in &decision.actions {
-        d.state = Executor::state_during(action).into();
-        if view.is_some() {
-            publish_member(sim, n, &health, &d.state).await;
-        }
-        let outcome = match run(sim, n, action).await {
-            Ok(()) => Outcome::Done,
-            Err(e) => {
-                sim.with(|w| w.trace(n, format!("{action:?} failed: {e}")));
-                Outcome::Failed
-            }
-        };
-        d.memory = d.memory.absorb(action, &outcome);
-        if outcome == Outcome::Failed {
-            break;
-        }
+                    clean_stop: dd.control_clean_stop(),
+                })
+        }))
     }
 
-    let health = if acted {
-        sim.with(|w| w.health(n))
-    } else {
-        health
-    };
-    d.state = sim.with(|w| {
-        if health.running {
-            "running"
-        } else if w.nodes[n].pg.alive() {
-            "starting"
-        } else if w.nodes[n].pg.data.is_some() {
-            "stopped"
-        } else {
-            "uninitialized"
-        }
-        .to_string()
-    });
-    let view = if acted {
-        // `Daemon::iterate`: as bounded as the observation's read.
-        let budget = sim.with(|w| {
-            let proven_left = w
-                .fence_deadline(n)
-                .map(|t| t.saturating_sub(w.local_now(n)));
-            w.settings
-                .dcs_read_budget_ms(health.role == Role::Primary, proven_left)
-        });
-        timeout(sim, budget, call(sim, n, |w| Ok(w.dcs.read_view())))
-            .await
-            .and_then(Result::ok)
-            .map(|(v, _)| v)
-            .or(view)
-    } else {
-        view
-    };
-    let is_leader = match &view {
-        Some(v) => v.leader.as_deref() == Some(me_name.as_str()),
-        None => sim.with(|w| {
-            w.nodes[n]
+    fn pg_initialized(&self) -> bool {
+        self.sim.with(|w| w.nodes[self.n].pg.data.is_some())
+    }
+
+    fn configured_upstream(&self) -> Option<String> {
+        self.sim.with(|w| {
+            let pg = &w.nodes[self.n].pg;
+            pg.conninfo
+                .filter(|_| pg.alive())
+                .map(|u| w.nodes[u].name.clone())
+        })
+    }
+
+    async fn stop_for_shutdown(&mut self) -> anyhow::Result<()> {
+        let r = pg_stop(&self.sim, self.n).await;
+        self.sim.with(|w| w.disarm_watchdog(self.n));
+        r.map_err(anyhow_of)
+    }
+
+    async fn ask_peers(&self) -> Vec<Peer> {
+        ask_peers(&self.sim, self.n).await
+    }
+
+    async fn failsafe_round(&self) -> bool {
+        failsafe_round(&self.sim, self.n).await
+    }
+
+    fn promise(&self) -> (Option<String>, u64) {
+        self.sim.with(|w| {
+            w.nodes[self.n]
                 .pgboxd
                 .as_ref()
-                .is_some_and(|p| p.failsafe_confirmed.is_some())
-        }),
-    };
-    publish_member(sim, n, &health, &d.state).await;
-    if is_leader && health.role == Role::Primary {
-        if let Some(lsn) = health.lsn {
-            let put = call(sim, n, move |w| {
-                w.dcs.status = Some(lsn);
-                Ok(())
-            });
-            let _ = timeout(sim, sim.with(|w| lease_bounded(w, n, 500)), put).await;
-        }
+                .expect("the loop runs inside pgboxd")
+                .promise
+                .clone()
+        })
     }
-    let state = d.state.clone();
-    sim.with(|w| {
-        w.tend_watchdog(n, is_leader && health.role == Role::Primary);
-        w.nodes[n].api = Some(ApiSnapshot {
-            state,
-            pg: health,
-            is_leader,
+
+    fn watchdog_armed(&self) -> bool {
+        self.sim.with(|w| {
+            w.nodes[self.n]
+                .pgboxd
+                .as_ref()
+                .is_some_and(|d| d.watchdog_open)
+        })
+    }
+
+    fn arm_watchdog(&self) {
+        self.sim.with(|w| w.arm_watchdog(self.n))
+    }
+
+    fn disarm_watchdog(&self) {
+        self.sim.with(|w| w.disarm_watchdog(self.n))
+    }
+
+    fn pet_watchdog(&self) {
+        self.sim.with(|w| w.pet_watchdog(self.n))
+    }
+
+    async fn run(&mut self, action: &Action) -> anyhow::Result<()> {
+        run(&self.sim, self.n, action).await.map_err(anyhow_of)
+    }
+
+    fn log_decision(&self, obs: &Observation, decision: &Decision) {
+        if decision.reason.contains("without pg_rewind") {
+            self.sim.with(|w| w.stats.clean_rejoins += 1);
+        }
+        let dcs = if obs.dcs.is_some() { "" } else { " [no DCS]" };
+        let line = if decision.actions.is_empty() {
+            format!("[{:?}{dcs}] {}", obs.pg.role, decision.reason)
+        } else {
+            format!(
+                "[{:?}{dcs}] {} -> {:?}",
+                obs.pg.role, decision.reason, decision.actions
+            )
+        };
+        self.sim.with(|w| w.trace(self.n, line));
+    }
+
+    fn log_action_failed(&self, _: &Observation, _: &Decision, action: &Action, e: &anyhow::Error) {
+        self.sim
+            .with(|w| w.trace(self.n, format!("{action:?} failed: {e:#}")));
+    }
+
+    fn log(&self, _: Level, message: &str) {
+        self.sim.with(|w| w.trace(self.n, message.to_string()));
+    }
+
+    fn publish(&mut self, r: Report) {
+        self.sim.with(|w| {
+            w.nodes[self.n].api = Some(ApiSnapshot {
+                state: r.state,
+                pg: r.pg,
+                is_leader: r.is_leader,
+            })
         });
-    });
+    }
 }
 
-/// `Daemon::failsafe_step`: a primary without the DCS asks every other
-/// member to promise not to take over; any member reports its promise.
-async fn failsafe_step(sim: &Rc<Sim>, n: usize, dcs_lost: bool, health: &PgStatus) -> Failsafe {
-    if !sim.with(|w| w.settings.failsafe_mode) {
-        return Failsafe::default();
-    }
-    let primary = health.running && health.role == Role::Primary;
-    if !(dcs_lost && primary) {
-        sim.with(|w| {
-            if let Some(p) = w.nodes[n].pgboxd.as_mut() {
-                p.failsafe_confirmed = None;
-            }
-        });
-    } else {
-        let sent = sim.with(|w| w.local_now(n));
-        // `Daemon::failsafe_step`: the round may not outlast the proof.
-        let left = sim.with(|w| {
-            w.fence_deadline(n)
-                .map_or(u64::MAX, |t| t.saturating_sub(w.local_now(n)))
-        });
-        let confirmed = left > 0
-            && timeout(sim, left, failsafe_round(sim, n))
-                .await
-                .unwrap_or(false);
-        if confirmed {
-            sim.with(|w| {
-                if let Some(p) = w.nodes[n].pgboxd.as_mut() {
-                    p.failsafe_confirmed = Some(sent);
-                }
-                w.pet_watchdog(n);
-            });
-        }
-    }
-    sim.with(|w| {
-        let p = w.nodes[n]
-            .pgboxd
-            .as_ref()
-            .expect("the loop runs inside pgboxd");
-        Failsafe {
-            confirmed_at_ms: p.failsafe_confirmed,
-            promised_at_ms: Some(p.promise.1),
-            promised_to: p.promise.0.clone(),
-        }
-    })
+fn member_name(sim: &Rc<Sim>, n: usize) -> String {
+    sim.with(|w| me(w, n))
 }
 
 /// Whether `from`'s API client gets an answer from `to`'s API.
@@ -734,47 +645,11 @@ async fn ask_peers(sim: &Rc<Sim>, n: usize) -> Vec<Peer> {
     })
 }
 
-/// `Daemon::publish_member`: best effort, and bounded so that a slow DCS
-/// does not delay an action.
-async fn publish_member(sim: &Rc<Sim>, n: usize, pg: &PgStatus, state: &str) {
-    let _ = timeout(
-        sim,
-        sim.with(|w| lease_bounded(w, n, 500)),
-        put_member(sim, n, pg, state),
-    )
-    .await;
-}
-
-async fn put_member(sim: &Rc<Sim>, n: usize, pg: &PgStatus, state: &str) {
-    let (name, member) = sim.with(|w| {
-        let node = &w.nodes[n];
-        let member = Member {
-            conn_url: format!("postgres://{}:5432/postgres", node.name),
-            api_url: format!("http://{}:8008/patroni", node.name),
-            state: state.to_string(),
-            role: match pg.role {
-                Role::Primary => "primary",
-                Role::Replica => "replica",
-                Role::Unknown => "uninitialized",
-            }
-            .into(),
-            version: Some(env!("CARGO_PKG_VERSION").into()),
-            xlog_location: pg.lsn,
-            receive_lsn: pg.receive_lsn,
-            replay_lsn: None,
-            timeline: pg.timeline,
-            replication_state: pg.streaming.then(|| "streaming".into()),
-            tags: node.tags.clone(),
-        };
-        (node.name.clone(), member)
-    });
-    let Ok(lease) = ensure_lease(sim, n).await else {
-        return;
-    };
-    let _ = call(sim, n, move |w| {
-        w.dcs.put_member(&name, member.clone(), lease)
-    })
-    .await;
+/// A DCS call's own bound, cut to what is left of the proven part of my
+/// lease (`Executor::proven_left`).
+fn lease_bounded(w: &World, n: usize, ms: u64) -> u64 {
+    w.fence_deadline(n)
+        .map_or(ms, |t| ms.min(t.saturating_sub(w.local_now(n))))
 }
 
 fn node_index(sim: &Rc<Sim>, name: &str) -> R<usize> {
@@ -1060,6 +935,7 @@ async fn bootstrap(sim: &Rc<Sim>, n: usize) -> R<()> {
             system_id,
             wal: vec![rec],
             was_primary: true,
+            clean_stop: true,
             slots: Vec::new(),
         });
     });
@@ -1195,8 +1071,12 @@ async fn pg_start(sim: &Rc<Sim>, n: usize, standby: Option<Option<usize>>) -> R<
             }
             pg.proc = Proc::Running;
             let primary = standby.is_none();
-            let from_replica_data = primary && !pg.data.as_ref().unwrap().was_primary;
-            pg.data.as_mut().unwrap().was_primary = primary;
+            let data = pg.data.as_mut().unwrap();
+            let from_replica_data = primary && !data.was_primary;
+            data.was_primary = primary;
+            // Running: the control file says "in production" (or "in
+            // archive recovery") until the next clean stop.
+            data.clean_stop = false;
             let up = pg.conninfo;
             w.trace(n, "postgres accepts connections".into());
             if primary {
@@ -1232,7 +1112,7 @@ async fn pg_stop(sim: &Rc<Sim>, n: usize) -> R<()> {
     }
     // `Executor::run(Stop)`: the postmaster accepted the stop (it
     // acknowledges nothing new from here), so the watchdog is disarmed now.
-    sim.with(|w| w.tend_watchdog(n, false));
+    sim.with(|w| w.disarm_watchdog(n));
     // Usually well under a second; on a loaded box (a VM under TCG) a fast
     // shutdown's checkpoint has taken about 4 s.
     let ms = sim.with(|w| {
@@ -1392,11 +1272,17 @@ async fn set_sync_names(sim: &Rc<Sim>, n: usize, names: &str) -> R<()> {
         w.nodes[n].pgboxd.as_mut().expect("pgboxd runs").sync_names = names.to_string();
         require_running(w, n)
     })?;
-    let ms = sim.with(|w| w.rng.range(5, 40));
+    let (ms, pauses) = sim.with(|w| (w.rng.range(5, 40), w.nodes[n].vm_pauses));
     let names = names.to_string();
     in_postgres(sim, n, ms, move |s| {
         s.with(|w| {
             require_running(w, n)?;
+            let held = w.nodes[n].pg.sync_names == crate::postgres::conf::TAKEOVER_HOLD_NAMES;
+            let holds = [
+                crate::postgres::conf::TAKEOVER_HOLD_NAMES,
+                crate::postgres::fence::FENCE_NAMES,
+            ];
+            let releases = held && !holds.contains(&names.as_str());
             w.nodes[n].pg.sync_names = names.clone();
             // The configuration is written afresh, postgresql.auto.conf
             // emptied (a fence an old primary carried ends here).
@@ -1404,6 +1290,10 @@ async fn set_sync_names(sim: &Rc<Sim>, n: usize, names: &str) -> R<()> {
             w.trace(n, format!("synchronous_standby_names = '{names}'"));
             // A server told to wait for nobody releases every waiting commit.
             w.release_waiters(n);
+            if releases && w.nodes[n].pg.role == Role::Primary {
+                w.nodes[n].paused_while_asked = w.nodes[n].vm_pauses != pauses;
+                w.became_writable(n, "takeover hold released");
+            }
             Ok(())
         })
     })
@@ -1442,6 +1332,7 @@ async fn base_backup(sim: &Rc<Sim>, n: usize, src: usize) -> R<()> {
             system_id: s.system_id.clone(),
             wal: s.wal.clone(),
             was_primary: false,
+            clean_stop: false,
             slots: Vec::new(),
         };
         w.nodes[n].pg.data = Some(copy);
@@ -1513,6 +1404,7 @@ async fn rewind(sim: &Rc<Sim>, n: usize, src: usize) -> R<()> {
         }
         t.wal = s.wal.clone();
         t.was_primary = false;
+        t.clean_stop = false;
         w.stats.rewinds += 1;
         w.trace(
             n,

@@ -28,6 +28,9 @@ pub(super) struct DataDir {
     pub wal: Vec<Rec>,
     /// The control file's state: last ran (or stopped) as a primary.
     pub was_primary: bool,
+    /// ...and stopped cleanly ("shut down"): its last record is the
+    /// shutdown checkpoint. False after a crash and while running.
+    pub clean_stop: bool,
     /// Physical replication slots (kept in the data directory).
     pub slots: Vec<String>,
 }
@@ -39,6 +42,20 @@ impl DataDir {
 
     pub fn tl(&self) -> u32 {
         self.wal.last().map_or(1, |r| r.tl)
+    }
+
+    /// What pg_controldata tells of a primary's clean stop: the timeline
+    /// and location (start) of its shutdown checkpoint, the last record.
+    pub fn control_clean_stop(&self) -> Option<crate::ha::CleanStop> {
+        if !(self.clean_stop && self.was_primary) {
+            return None;
+        }
+        let last = self.wal.last()?;
+        let start = self.wal.len().checked_sub(2).map_or(0, |i| self.wal[i].end);
+        Some(crate::ha::CleanStop {
+            timeline: last.tl,
+            checkpoint: start,
+        })
     }
 
     pub fn is_prefix_of(&self, other: &DataDir) -> bool {
@@ -395,6 +412,7 @@ impl World {
         let pg = &mut self.nodes[n].pg;
         if let Some(d) = pg.data.as_mut() {
             d.was_primary = pg.role == Role::Primary;
+            d.clean_stop = true;
         }
         pg.proc = Proc::Down;
         pg.role = Role::Unknown;
@@ -452,7 +470,15 @@ impl World {
         pg.conninfo = None;
         self.stats.promotions += 1;
         self.trace(n, format!("promoted: now primary on timeline {tl}"));
-        self.became_writable(n, "promoted");
+        if self.nodes[n].pg.sync_names == crate::postgres::conf::TAKEOVER_HOLD_NAMES {
+            // Every commit waits for a standby that does not exist: nothing
+            // can be acknowledged until pgboxd releases the hold, and I5 is
+            // checked there (a box paused after taking the key may finish
+            // its promotion long after the key went to another).
+            self.trace(n, "commits held until the sync key is taken over".into());
+        } else {
+            self.became_writable(n, "promoted");
+        }
         if self.settings.synchronous_mode != crate::config::SyncMode::Off {
             let missing = self.missing_acked(n);
             if !missing.is_empty() {
@@ -619,6 +645,7 @@ mod tests {
             system_id: "1".into(),
             wal: rids.iter().map(|r| rec(*r)).collect(),
             was_primary: false,
+            clean_stop: false,
             slots: vec![],
         }
     }
@@ -647,6 +674,7 @@ mod tests {
             system_id: "7".into(),
             wal: vec![rec],
             was_primary: true,
+            clean_stop: false,
             slots: vec!["db2".into()],
         };
         for (n, role) in [(0, Role::Primary), (1, Role::Replica)] {

@@ -3,8 +3,12 @@
 //!
 //! `cargo test -p pgbox --lib sim` runs the sweeps (2 nodes asynchronous,
 //! 2 nodes synchronous, 3 nodes synchronous, 3 nodes strict, and failsafe
-//! mode with 2 nodes synchronous and 3 nodes strict). `PGBOX_SIM_SEEDS=N` runs N seeds per configuration
-//! (default 500); `PGBOX_SIM_VERBOSE=1` lists every failing seed with the
+//! mode with 2 nodes synchronous and 3 nodes strict, and hung primaries
+//! without a watchdog). `PGBOX_SIM_SEEDS=N` runs N seeds per
+//! configuration (default 1250: 10,000 per run). Each sweep starts at a
+//! fresh seed of its configuration's range, drawn per run and printed, so
+//! every run explores new schedules; `PGBOX_SIM_FIRST_SEED=S` runs a
+//! printed range again. `PGBOX_SIM_VERBOSE=1` lists every failing seed with the
 //! last decision of each node. `PGBOX_SIM_SEED=S` with the
 //! `replay_one_seed` test runs one seed and prints every trace line (the
 //! seed's range names its configuration; `PGBOX_SIM_CONFIG=3-strict`
@@ -15,7 +19,7 @@ use std::time::Instant;
 
 use super::*;
 
-const DEFAULT_SEEDS: u64 = 500;
+const DEFAULT_SEEDS: u64 = 1250;
 
 /// The configurations, by the name `PGBOX_SIM_CONFIG` takes (with
 /// `-nowatchdog` appended: boxes without a watchdog device; `-failsafe`:
@@ -70,6 +74,17 @@ fn config(name: &str) -> SimConfig {
 /// A `-failsafe` sweep takes the upper half of its base's seed range.
 const FAILSAFE_SEED_OFFSET: u64 = 500_000;
 
+/// Where in its half range a sweep of `count` seeds starts this run: drawn
+/// afresh by each process (std's randomly keyed hasher), so that no two
+/// runs prove the same schedules.
+fn fresh_offset(count: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let draw = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    draw % FAILSAFE_SEED_OFFSET.saturating_sub(count).max(1)
+}
+
 fn first_seed(name: &str) -> u64 {
     if let Some(base) = name.strip_suffix("-failsafe") {
         return first_seed(base) + FAILSAFE_SEED_OFFSET;
@@ -106,11 +121,16 @@ fn sweep(name: &str) -> usize {
     let start = std::env::var("PGBOX_SIM_FIRST_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| first_seed(name));
+        .unwrap_or_else(|| first_seed(name) + fresh_offset(count));
+    eprintln!(
+        "sim {name}: seeds {start}..{} (PGBOX_SIM_CONFIG={name} PGBOX_SIM_FIRST_SEED={start} runs them again)",
+        start + count
+    );
     let began = Instant::now();
     let mut failures: Vec<Failure> = Vec::new();
     let (mut acked, mut lost, mut lossy, mut promotions, mut sim_ms, mut worst_converge) =
         (0usize, 0usize, 0u64, 0u32, 0u64, 0u64);
+    let (mut rewinds, mut clean_rejoins) = (0u32, 0u32);
     let (mut resets, mut resets_unhung, mut unhung_seeds) = (0u32, 0u32, Vec::new());
     for seed in start..start + count {
         match run_seed(seed, &cfg) {
@@ -119,6 +139,8 @@ fn sweep(name: &str) -> usize {
                 lost += s.lost;
                 lossy += (s.lost > 0) as u64;
                 promotions += s.promotions;
+                rewinds += s.rewinds;
+                clean_rejoins += s.clean_rejoins;
                 sim_ms += s.sim_ms;
                 worst_converge = worst_converge.max(s.converged_after_ms);
                 resets += s.watchdog_resets;
@@ -133,7 +155,8 @@ fn sweep(name: &str) -> usize {
     let took = began.elapsed().as_secs_f64();
     eprintln!(
         "sim {name}: {count} seeds in {took:.1} s ({:.0} seeds/s, {:.0} simulated s per real s); {} failed; \
-         {acked} writes acknowledged, {lost} lost in {lossy} seeds; {promotions} promotions; slowest convergence {:.1} s after healing; \
+         {acked} writes acknowledged, {lost} lost in {lossy} seeds; {promotions} promotions; \
+         {rewinds} rewinds, {clean_rejoins} rejoins without one; slowest convergence {:.1} s after healing; \
          {resets} watchdog resets, {resets_unhung} of a box whose pgboxd was not hung (e.g. seeds {unhung_seeds:?})",
         count as f64 / took,
         sim_ms as f64 / 1000.0 / took,

@@ -125,9 +125,6 @@ pub(super) struct Pgboxd {
     pub granting: bool,
     /// This process holds the watchdog device open (`Watchdog::armed`).
     pub watchdog_open: bool,
-    /// `Daemon::failsafe_confirmed`: when the last failsafe round that
-    /// every other member accepted was sent.
-    pub failsafe_confirmed: Option<u64>,
     /// `Promises`: the last failsafe promise (to whom, when); at start,
     /// to nobody, then.
     pub promise: (Option<String>, u64),
@@ -222,6 +219,7 @@ pub(super) struct Stats {
     pub promotions: u32,
     pub switchovers_requested: u32,
     pub rewinds: u32,
+    pub clean_rejoins: u32,
     pub base_backups: u32,
     pub watchdog_resets: u32,
     /// Resets of a box whose pgboxd was not hung: its loop was only slow.
@@ -557,40 +555,35 @@ impl World {
         s
     }
 
-    /// When `n`'s lease stops being proven valid (`Daemon::fence_deadline`).
+    /// When `n`'s lease stops being proven valid as its executor sees it
+    /// (`Executor::proven_left`: the last renewal; the loop also counts a
+    /// failsafe round).
     pub fn fence_deadline(&self, n: usize) -> Option<u64> {
         let d = self.nodes[n].pgboxd.as_ref()?;
-        d.renewed_at
-            .max(d.failsafe_confirmed)
-            .map(|t| t + self.settings.fence_after_ms())
+        d.renewed_at.map(|t| t + self.settings.fence_after_ms())
     }
 
-    /// `Daemon::tend_watchdog`: armed while leading on a proven lease,
-    /// disarmed (magic close) when not leading.
-    pub fn tend_watchdog(&mut self, n: usize, leading: bool) {
+    /// `n`'s pgboxd opens the watchdog device and starts its countdown
+    /// (a box without one has nothing to arm).
+    pub fn arm_watchdog(&mut self, n: usize) {
         if !self.cfg.watchdog {
             return;
         }
-        let now = self.clock.now;
-        let local = self.local_now(n);
-        let valid = self.fence_deadline(n).is_some_and(|t| local < t);
-        let timeout = self.timing.watchdog_ms;
+        let at = self.clock.now + self.timing.watchdog_ms;
         let node = &mut self.nodes[n];
-        let Some(d) = node.pgboxd.as_mut() else {
-            return;
-        };
-        match crate::ha::watchdog_step(leading, valid, d.watchdog_open) {
-            // The magic close stops only a device this process opened; one
-            // left running by a crashed predecessor goes on counting.
-            crate::ha::WatchdogStep::Disarm => {
-                d.watchdog_open = false;
-                node.watchdog = None;
-            }
-            crate::ha::WatchdogStep::Arm => {
-                d.watchdog_open = true;
-                node.watchdog = Some(now + timeout);
-            }
-            crate::ha::WatchdogStep::Keep => {}
+        if let Some(d) = node.pgboxd.as_mut() {
+            d.watchdog_open = true;
+            node.watchdog = Some(at);
+        }
+    }
+
+    /// The magic close: it stops only a device this process opened; one
+    /// left running by a crashed predecessor goes on counting.
+    pub fn disarm_watchdog(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        if let Some(d) = node.pgboxd.as_mut().filter(|d| d.watchdog_open) {
+            d.watchdog_open = false;
+            node.watchdog = None;
         }
     }
 
