@@ -240,44 +240,8 @@ impl HaLoop {
             self.tend_watchdog(io, false);
         }
         let health = io.pg_health().await;
-        // A primary must decide to fence before its lease can expire, so
-        // the DCS read may not outlast the proven part of the lease: a slow
-        // or dead DCS then counts as unreachable in time to demote.
-        let budget = self.dcs_read_budget(io, health.role == Role::Primary);
-        let (view, leader_key) = match io.timeout(budget, io.read_view()).await {
-            Some(Ok((v, k))) => (Some(v), k),
-            Some(Err(e)) => {
-                io.log(Level::WARN, &format!("cannot read the DCS: {e:#}"));
-                (None, None)
-            }
-            None => {
-                io.log(
-                    Level::WARN,
-                    &format!(
-                        "the DCS did not answer within my lease's proven validity ({budget} ms)"
-                    ),
-                );
-                (None, None)
-            }
-        };
-        let data = if health.running {
-            DataDir::Initialized {
-                system_id: health.system_identifier.clone().unwrap_or_default(),
-                was_primary: health.role == Role::Primary,
-                clean_stop: None,
-            }
-        } else {
-            match io.control_file().await {
-                Ok(d) => d.unwrap_or(DataDir::Empty),
-                Err(e) => {
-                    io.log(
-                        Level::ERROR,
-                        &format!("cannot inspect the data directory; skipping this loop: {e:#}"),
-                    );
-                    return None;
-                }
-            }
-        };
+        let (view, leader_key) = self.read_cluster(io, health.role == Role::Primary).await;
+        let data = self.data_dir(io, &health).await?;
         let me = self.me.name.clone();
         let lease = Lease {
             held: leader_key
@@ -321,6 +285,58 @@ impl HaLoop {
             failsafe,
         };
         Some((obs, health))
+    }
+
+    /// The cluster as the DCS has it, and the leader key; None and None
+    /// when it does not answer in time. A primary must decide to fence
+    /// before its lease can expire, so the read may not outlast the proven
+    /// part of the lease: a slow or dead DCS then counts as unreachable in
+    /// time to demote.
+    async fn read_cluster(
+        &self,
+        io: &impl LoopIo,
+        primary: bool,
+    ) -> (Option<ClusterView>, Option<LeaderKey>) {
+        let budget = self.dcs_read_budget(io, primary);
+        match io.timeout(budget, io.read_view()).await {
+            Some(Ok((v, k))) => (Some(v), k),
+            Some(Err(e)) => {
+                io.log(Level::WARN, &format!("cannot read the DCS: {e:#}"));
+                (None, None)
+            }
+            None => {
+                io.log(
+                    Level::WARN,
+                    &format!(
+                        "the DCS did not answer within my lease's proven validity ({budget} ms)"
+                    ),
+                );
+                (None, None)
+            }
+        }
+    }
+
+    /// The data directory: a running server's from its health, a stopped
+    /// one's from the control file. None: it could not be inspected, and
+    /// the loop is skipped.
+    async fn data_dir(&self, io: &impl LoopIo, health: &PgStatus) -> Option<DataDir> {
+        if health.running {
+            return Some(DataDir::Initialized {
+                system_id: health.system_identifier.clone().unwrap_or_default(),
+                was_primary: health.role == Role::Primary,
+                clean_stop: None,
+            });
+        }
+        match io.control_file().await {
+            Ok(d) => Some(d.unwrap_or(DataDir::Empty)),
+            Err(e) => {
+                io.log(
+                    Level::ERROR,
+                    &format!("cannot inspect the data directory; skipping this loop: {e:#}"),
+                );
+                None
+            }
+        }
     }
 
     /// The decision's actions in order, each absorbed into the memory; the
@@ -392,20 +408,8 @@ impl HaLoop {
         };
         let primary = health.role == Role::Primary;
         self.publish_member(io, &health).await;
-        if is_leader && primary {
-            if let Some(lsn) = health.lsn {
-                let bound = self.lease_bounded(io, PUBLISH_BOUND_MS);
-                match io.timeout(bound, io.put_status(lsn)).await {
-                    Some(Ok(())) => {}
-                    Some(Err(e)) => {
-                        io.log(Level::WARN, &format!("writing the primary position: {e:#}"))
-                    }
-                    None => io.log(
-                        Level::WARN,
-                        &format!("writing the primary position: no answer within {bound} ms"),
-                    ),
-                }
-            }
+        if let Some(lsn) = health.lsn.filter(|_| is_leader && primary) {
+            self.publish_position(io, lsn).await;
         }
         self.tend_watchdog(io, is_leader && primary);
         self.leading = is_leader;
@@ -423,6 +427,20 @@ impl HaLoop {
             lease_remaining_ms: self.proven_left(io),
         };
         io.publish(report);
+    }
+
+    /// The primary's WAL position in the status key (what a failover
+    /// compares candidates against), best effort and bounded.
+    async fn publish_position(&self, io: &impl LoopIo, lsn: u64) {
+        let bound = self.lease_bounded(io, PUBLISH_BOUND_MS);
+        match io.timeout(bound, io.put_status(lsn)).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => io.log(Level::WARN, &format!("writing the primary position: {e:#}")),
+            None => io.log(
+                Level::WARN,
+                &format!("writing the primary position: no answer within {bound} ms"),
+            ),
+        }
     }
 
     /// My member key: best effort, and bounded so that a slow DCS does not

@@ -1224,10 +1224,24 @@ fn sync_replication_steps(obs: &Observation, mem: &Memory, view: &ClusterView) -
     } else if recorded.as_deref().is_some_and(streaming) {
         recorded.clone()
     } else {
-        view.members
-            .iter()
-            .filter(|(n, m)| *n != obs.me && !m.tags.nofailover && streaming(n))
-            .max_by_key(|(n, _)| standby(n).and_then(|s| s.flush_lsn).unwrap_or(0))
+        let fit = |n: &str, m: &crate::dcs::model::Member| {
+            n != obs.me && !m.tags.nofailover && streaming(n)
+        };
+        // The standby PostgreSQL already waits for, while it streams: its
+        // turn to be recorded is the next loop. Choosing again by position
+        // each loop flipped between two standbys whose reported positions
+        // overtook each other, so the key was never written and a clean
+        // stop of the leader left nobody allowed to promote.
+        let waited_for = view.members.iter().find(|(n, m)| {
+            fit(n, m) && obs.pg.sync_names == format!("\"{}\"", crate::postgres::conf::slot_name(n))
+        });
+        waited_for
+            .or_else(|| {
+                view.members
+                    .iter()
+                    .filter(|(n, m)| fit(n, m))
+                    .max_by_key(|(n, _)| standby(n).and_then(|s| s.flush_lsn).unwrap_or(0))
+            })
             .map(|(n, _)| n.clone())
     };
     let wanted_names = match (&desired, mode) {

@@ -424,7 +424,7 @@ impl LoopIo for SimIo {
                 .map(|dd| HaData::Initialized {
                     system_id: dd.system_id.clone(),
                     was_primary: dd.was_primary,
-                    clean_stop: dd.control_clean_stop(),
+                    clean_stop: dd.control_clean_stop().filter(|_| w.cfg.clean_stops),
                 })
         }))
     }
