@@ -462,16 +462,7 @@ async fn ask_peers(cfg: &Arc<Config>, http: &reqwest::Client, me: &str) -> Vec<P
                 crate::postgres::fence::probe(&cfg, &up, limit).await
             };
             let (answer, postgres) = futures::future::join(api, pg).await;
-            let mut peer = Peer {
-                name: node.name.clone(),
-                reachable: false,
-                role: Role::Unknown,
-                lsn: None,
-                timeline: None,
-                nofailover: node.tags.nofailover,
-                failover_priority: node.tags.failover_priority,
-                postgres: None,
-            };
+            let mut peer = Peer::unheard(&node.name, &node.tags);
             match (&answer, postgres) {
                 (Err(_), Ok(pg)) => peer.postgres = Some(pg),
                 (Err(api), Err(pg)) => tracing::info!(

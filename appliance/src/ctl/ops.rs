@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::list::{api_urls, fetch_cluster, ListArgs};
+use super::list::{api_urls, fetch_cluster, ListArgs, MemberDoc};
 
 #[derive(clap::Args, Debug)]
 pub struct Target {
@@ -98,46 +98,38 @@ fn send(
     })
 }
 
-/// The leader's name and API, from the first `/cluster` that answers.
-fn current_leader(t: &Target) -> Result<(String, Option<String>), ExitCode> {
-    let urls = api_urls(&t.where_).map_err(|e| {
-        eprintln!("pgboxctl: {e}");
-        ExitCode::from(2)
-    })?;
-    let client = t.where_.client(Duration::from_secs(3)).map_err(|e| {
-        eprintln!("pgboxctl: {e}");
-        ExitCode::from(2)
-    })?;
+/// The leader's entry in the first `/cluster` that answers (None: it
+/// names no leader); on failure, the exit code and what to print.
+fn leader_member(t: &Target) -> Result<Option<MemberDoc>, (ExitCode, Vec<String>)> {
+    let usage = |e: String| (ExitCode::from(2), vec![format!("pgboxctl: {e}")]);
+    let urls = api_urls(&t.where_).map_err(usage)?;
+    let client = t.where_.client(Duration::from_secs(3)).map_err(usage)?;
     let doc = runtime()
         .block_on(fetch_cluster(&client, &urls))
         .map_err(|failures| {
-            for (u, e) in failures {
-                eprintln!("  {u}: {e}");
-            }
-            ExitCode::FAILURE
+            let lines = failures.iter().map(|(u, e)| format!("  {u}: {e}"));
+            (ExitCode::FAILURE, lines.collect())
         })?;
-    doc.members
-        .iter()
-        .find(|m| m.role == "leader")
-        .map(|m| (m.name.clone(), m.api_url.clone()))
-        .ok_or_else(|| {
+    Ok(doc.members.into_iter().find(|m| m.role == "leader"))
+}
+
+/// The leader's name and API, or a printed reason why there is none.
+fn current_leader(t: &Target) -> Result<(String, Option<String>), ExitCode> {
+    match leader_member(t) {
+        Ok(Some(m)) => Ok((m.name, m.api_url)),
+        Ok(None) => {
             eprintln!(
                 "pgboxctl: the cluster has no leader; use `pgboxctl failover --candidate NAME`"
             );
-            ExitCode::FAILURE
-        })
-}
-
-/// The leader's API, if a `/cluster` answers and names one (quietly: a
-/// failover is for a cluster that may have none).
-fn leader_api(t: &Target) -> Option<String> {
-    let urls = api_urls(&t.where_).ok()?;
-    let client = t.where_.client(Duration::from_secs(3)).ok()?;
-    let doc = runtime().block_on(fetch_cluster(&client, &urls)).ok()?;
-    doc.members
-        .into_iter()
-        .find(|m| m.role == "leader")
-        .and_then(|m| m.api_url)
+            Err(ExitCode::FAILURE)
+        }
+        Err((code, lines)) => {
+            for line in lines {
+                eprintln!("{line}");
+            }
+            Err(code)
+        }
+    }
 }
 
 pub fn switchover(t: Target, candidate: Option<String>, scheduled: Option<String>) -> ExitCode {
@@ -156,8 +148,9 @@ pub fn switchover(t: Target, candidate: Option<String>, scheduled: Option<String
 
 pub fn failover(t: Target, candidate: String) -> ExitCode {
     eprintln!("warning: a manual failover promotes {candidate} whatever it lacks; writes it has not received are lost");
-    // With a leader, the leader's loop carries it out (as a switchover).
-    let leader_api = leader_api(&t);
+    // With a leader, the leader's loop carries it out (as a switchover);
+    // a failover is for a cluster that may have none, so quietly.
+    let leader_api = leader_member(&t).ok().flatten().and_then(|m| m.api_url);
     send(
         &t,
         leader_api,

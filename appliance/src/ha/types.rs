@@ -222,6 +222,23 @@ pub struct Peer {
     pub postgres: Option<PeerPostgres>,
 }
 
+impl Peer {
+    /// A member not heard from (yet): what its first-boot tags say of it,
+    /// nothing of its state.
+    pub fn unheard(name: &str, tags: &crate::config::Tags) -> Self {
+        Peer {
+            name: name.to_string(),
+            reachable: false,
+            role: Role::Unknown,
+            lsn: None,
+            timeline: None,
+            nofailover: tags.nofailover,
+            failover_priority: tags.failover_priority,
+            postgres: None,
+        }
+    }
+}
+
 /// A peer's PostgreSQL as a direct connection to it shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerPostgres {

@@ -604,16 +604,7 @@ async fn ask_peers(sim: &Rc<Sim>, n: usize) -> Vec<Peer> {
             .filter(|m| *m != n)
             .map(|m| {
                 let node = &w.nodes[m];
-                let mut peer = Peer {
-                    name: node.name.clone(),
-                    reachable: false,
-                    role: Role::Unknown,
-                    lsn: None,
-                    timeline: None,
-                    nofailover: node.tags.nofailover,
-                    failover_priority: node.tags.failover_priority,
-                    postgres: None,
-                };
+                let mut peer = Peer::unheard(&node.name, &node.tags);
                 // Its PostgreSQL is asked at the same time, over its own
                 // connection (within the same timeout).
                 let pg = &node.pg;
