@@ -725,9 +725,40 @@ fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &s
     }
 }
 
+/// A primary whose key lapsed (its VM paused, its pgboxd starved) may find
+/// that another member was promoted meanwhile, acknowledged writes, and is
+/// gone again. Retaking the free key then would throw those writes away (the
+/// newer primary rewinds onto my older timeline) and, with a standby
+/// streaming from me, make two primaries that acknowledged writes. Two
+/// records tell: the history lists a timeline newer than mine, or (in
+/// synchronous mode) the sync key names another leader, which a promoted
+/// member takes over before it acknowledges its first commit. A deposed
+/// primary stops; it rejoins whoever leads next.
+fn deposed(obs: &Observation, view: &ClusterView) -> Option<String> {
+    if let (Some(mine), Some(newest)) = (obs.pg.timeline, view.max_history_timeline()) {
+        if mine < newest {
+            return Some(format!(
+                "my leader key lapsed and the cluster has moved on to timeline {newest} (mine is {mine})"
+            ));
+        }
+    }
+    if obs.settings.synchronous_mode == SyncMode::Off {
+        return None;
+    }
+    match view.sync.as_ref().and_then(|k| k.leader.as_deref()) {
+        Some(other) if other != obs.me => Some(format!(
+            "my leader key lapsed and {other} has taken over the sync key since"
+        )),
+        _ => None,
+    }
+}
+
 /// PostgreSQL runs and nobody holds the leader key: an election.
 fn leaderless(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decision {
     if obs.pg.role == Role::Primary {
+        if let Some(why) = deposed(obs, view) {
+            return Decision::act(Cause::Deposed, vec![Action::Stop], format!("demoting: {why}"));
+        }
         // My key is gone (it expired, or was deleted) but I am still primary.
         // Take it back if nobody else did; the transaction makes this atomic.
         return Decision::act(

@@ -457,6 +457,44 @@ fn situations() {
             vec![AcquireLeader],
         ),
         (
+            "primary lost its key while another was promoted after it (timeline 2 in history): demote, never retake",
+            {
+                let mut o = primary(obs());
+                o.dcs.as_mut().unwrap().history = vec![HistoryEntry(
+                    1,
+                    4_000,
+                    "promoted db2".into(),
+                    "t".into(),
+                    "db2".into(),
+                )];
+                o
+            },
+            Memory::default(),
+            vec![Stop],
+        ),
+        (
+            "sync mode: primary lost its key and db2 has taken over the sync key (its history entry not written): demote",
+            {
+                let mut o = primary(obs());
+                o.settings.synchronous_mode = SyncMode::Strict;
+                o.dcs.as_mut().unwrap().sync = sync_key("db2", None);
+                o
+            },
+            Memory::default(),
+            vec![Stop],
+        ),
+        (
+            "sync mode: primary lost its key, the sync key is still mine: re-acquire",
+            {
+                let mut o = primary(obs());
+                o.settings.synchronous_mode = SyncMode::Strict;
+                o.dcs.as_mut().unwrap().sync = sync_key("db1", Some("db2"));
+                o
+            },
+            Memory::default(),
+            vec![AcquireLeader],
+        ),
+        (
             "key names me, replica: promote",
             with_leader(obs(), Some("db1")).with_lease_held(),
             Memory::default(),

@@ -321,6 +321,9 @@ pub enum Cause {
     NotStreaming,
     /// This primary's key vanished and nobody took it.
     LeaderKeyLost,
+    /// This primary's key vanished, and the cluster records a newer
+    /// primary since (a later timeline, or a sync key another leader took).
+    Deposed,
     /// The leader key is free and this node is the best candidate.
     Election,
     Switchover,
@@ -347,7 +350,7 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 35] = [
+    pub const ALL: [Cause; 36] = [
         Cause::PgStarting,
         Cause::Paused,
         Cause::ForeignData,
@@ -369,6 +372,7 @@ impl Cause {
         Cause::Following,
         Cause::NotStreaming,
         Cause::LeaderKeyLost,
+        Cause::Deposed,
         Cause::Election,
         Cause::Switchover,
         Cause::SwitchoverRefused,
@@ -409,6 +413,7 @@ impl Cause {
             Cause::Following => "following",
             Cause::NotStreaming => "not_streaming",
             Cause::LeaderKeyLost => "leader_key_lost",
+            Cause::Deposed => "deposed",
             Cause::Election => "election",
             Cause::Switchover => "switchover",
             Cause::SwitchoverRefused => "switchover_refused",
