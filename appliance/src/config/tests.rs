@@ -217,6 +217,28 @@ fn node_roles() {
 }
 
 #[test]
+fn some_postgres_node_may_lead() {
+    let tagged = GOOD
+        .replace(
+            "    roles: [postgres, etcd]\n  - name: db2",
+            "    roles: [postgres, etcd]\n    tags: {nofailover: true}\n  - name: db2",
+        )
+        .replace(
+            "    roles: [postgres, etcd]\n  - name: coord",
+            "    roles: [postgres, etcd]\n    tags: {failover_priority: 0}\n  - name: coord",
+        );
+    let e = only(&tagged);
+    assert_eq!(e.path, "nodes");
+    assert!(e.message.contains("every `postgres` node is tagged `nofailover`"), "{e}");
+    // One node that may lead is enough.
+    let one = GOOD.replace(
+        "    roles: [postgres, etcd]\n  - name: db2",
+        "    roles: [postgres, etcd]\n    tags: {nofailover: true}\n  - name: db2",
+    );
+    assert!(parse(&one, "pgbox.yaml").is_ok());
+}
+
+#[test]
 fn node_name_rules() {
     let errs = errors(
         &GOOD

@@ -253,6 +253,15 @@ impl Checker<'_> {
                 "no node has the role `postgres`; at least one node must run PostgreSQL",
             );
         }
+        let may_lead = |t: &crate::config::Tags| !t.nofailover && t.failover_priority > 0;
+        if cfg.nodes_with(Role::Postgres).next().is_some()
+            && !cfg.nodes_with(Role::Postgres).any(|n| may_lead(&n.tags))
+        {
+            self.key(
+                "nodes",
+                "every `postgres` node is tagged `nofailover` (or `failover_priority: 0`), so none may create the cluster or lead it; remove the tag from at least one",
+            );
+        }
         let etcd: Vec<&str> = cfg
             .nodes_with(Role::Etcd)
             .map(|n| n.name.as_str())

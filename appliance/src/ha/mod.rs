@@ -165,6 +165,14 @@ fn without_data(obs: &Observation, view: &ClusterView) -> Decision {
             Cause::NoWatchdog,
             "not bootstrapping: ha.watchdog is required and this box has no watchdog device".into(),
         ),
+        // Patroni's rule too: the member that creates the cluster leads it,
+        // and a member that may never lead must not become its first primary
+        // (if it were stopped with the only copy of acknowledged writes, no
+        // other member could take over).
+        (None, None) if obs.tags.nofailover || obs.tags.failover_priority == 0 => Decision::idle(
+            Cause::NoFailover,
+            "not bootstrapping: this node is tagged nofailover; a member that may lead creates the cluster".into(),
+        ),
         (None, None) => Decision::act(
             Cause::Bootstrap,
             vec![

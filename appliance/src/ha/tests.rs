@@ -151,6 +151,16 @@ fn situations() {
             vec![ClaimInitialize, AcquireLeader, Bootstrap],
         ),
         (
+            "fresh cluster, tagged nofailover: never bootstrap (the first primary must be one that may lead)",
+            {
+                let mut o = fresh.clone();
+                o.tags.nofailover = true;
+                o
+            },
+            Memory::default(),
+            vec![],
+        ),
+        (
             "bootstrap lost: clone from the running leader",
             with_leader(
                 {
