@@ -671,10 +671,13 @@ fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &s
     }
     // A standby that replayed past the point where the leader's timeline
     // forked can never stream from it: PostgreSQL retries for ever. Seen as
-    // "not streaming for long, and on an older timeline than the leader".
+    // "not streaming for long, and on another timeline than the leader":
+    // an older one it cannot switch to, or a newer one the leader never had
+    // (a promotion of mine that never acknowledged a commit: a failed
+    // hand-over whose old leader took its key back).
     let leader_tl = view.member(leader).and_then(|m| m.timeline);
     let behind =
-        matches!((obs.pg.timeline, leader_tl), (Some(mine), Some(theirs)) if mine < theirs);
+        matches!((obs.pg.timeline, leader_tl), (Some(mine), Some(theirs)) if mine != theirs);
     let stuck_for = mem
         .not_streaming_since_ms
         .map_or(0, |t| obs.now_ms.saturating_sub(t));
@@ -683,7 +686,7 @@ fn follow_leader(obs: &Observation, mem: &Memory, view: &ClusterView, leader: &s
             leader: Some(leader.into()),
         });
         let reason = format!(
-            "rejoining: not streaming from {leader} for {} s and my timeline {} is behind its {}",
+            "rejoining: not streaming from {leader} for {} s and my timeline {} is not its {}",
             stuck_for / 1000,
             obs.pg.timeline.unwrap_or(0),
             leader_tl.unwrap_or(0)

@@ -572,6 +572,27 @@ fn situations() {
             vec![Stop, Rewind { from: "db2".into() }, replica_of("db2")],
         ),
         (
+            "replica on a newer timeline than the leader's (its promotion never acknowledged, the old leader took its key back): rewind",
+            {
+                let mut o = with_leader(obs(), Some("db2")).upstream("db2");
+                o.pg.streaming = false;
+                o.pg.timeline = Some(2);
+                o.dcs.as_mut().unwrap().members = vec![(
+                    "db2".into(),
+                    Member {
+                        timeline: Some(1),
+                        ..member("running", "primary")
+                    },
+                )];
+                o
+            },
+            Memory {
+                not_streaming_since_ms: Some(NOW - 60_000),
+                ..Memory::default()
+            },
+            vec![Stop, Rewind { from: "db2".into() }, replica_of("db2")],
+        ),
+        (
             "replica briefly not streaming after a timeline switch: wait",
             {
                 let mut o = with_leader(obs(), Some("db2")).upstream("db2");
