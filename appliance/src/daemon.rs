@@ -4,11 +4,10 @@
 //! (a watch) or the lease expires. Renewal and the watch run as their own
 //! tasks so a slow action (a base backup) never delays a lease renewal.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use tokio::sync::Notify;
@@ -19,7 +18,9 @@ use crate::dcs::access::Access;
 use crate::dcs::etcd::Etcd;
 use crate::dcs::etcd::LeaderKey;
 use crate::dcs::model::{ClusterView, Member};
-use crate::executor::{Executor, RaceLost};
+use crate::clock::{Clock, TokioClock};
+use crate::executor::real::{EtcdActions, LocalPostgres, PgboxdExecutor};
+use crate::executor::{ActionDcs, Executor, PgControl, RaceLost};
 use crate::failsafe::Promises;
 use crate::ha::{Action, DataDir, Decision, Observation, Peer, Role, Settings};
 use crate::ha_loop::{HaLoop, Identity, Level, LoopIo, Report};
@@ -40,9 +41,9 @@ pub struct Daemon {
 struct PgboxdIo {
     cfg: Arc<Config>,
     me: Node,
-    exec: Executor,
+    exec: PgboxdExecutor,
     status: SharedStatus,
-    origin: Instant,
+    clock: TokioClock,
     http: reqwest::Client,
     /// Armed and disarmed by the loop, petted by the lease keep-alive task
     /// after each renewal: a long action (crash recovery, a promotion) must
@@ -121,20 +122,31 @@ impl Daemon {
             conn_url: conf::conn_url(&cfg, &me),
             api_url: cfg.api_url(&me),
         };
+        let clock = TokioClock::new();
+        let others = cfg
+            .nodes_with(NodeRole::Postgres)
+            .filter(|n| n.name != me.name)
+            .map(|n| n.name.clone())
+            .collect();
         Ok(Daemon {
             io: PgboxdIo {
                 exec: Executor::new(
-                    cfg.clone(),
                     me.name.clone(),
-                    dcs,
-                    pg,
-                    watchdog.clone(),
-                    Duration::from_millis(settings.fence_after_ms()),
+                    others,
+                    cfg.ha.synchronous_mode,
+                    settings.fence_after_ms(),
+                    EtcdActions { etcd: dcs, clock },
+                    LocalPostgres {
+                        pg,
+                        cfg: cfg.clone(),
+                        watchdog: watchdog.clone(),
+                    },
+                    clock,
                 ),
                 cfg,
                 me,
                 status,
-                origin: Instant::now(),
+                clock,
                 http,
                 watchdog,
                 watchdog_mode,
@@ -147,7 +159,7 @@ impl Daemon {
 
     pub async fn run(mut self) -> Result<()> {
         let io = &self.io;
-        let pg = &io.exec.pg;
+        let pg = &io.exec.pg.pg;
         pg.prepare_dirs()?;
         pg.stop_stray().await?;
         // Whatever PostgreSQL a previous pgboxd ran is gone now (it dies
@@ -157,7 +169,7 @@ impl Daemon {
         io.watchdog.stop_left_running();
 
         let (cfg, me) = (io.cfg.clone(), io.me.clone());
-        let dcs = io.exec.dcs.clone();
+        let dcs = io.exec.dcs.etcd.clone();
         let renew_every = cfg.ha.loop_wait.min(cfg.ha.ttl / 3);
         let wd = io.watchdog.clone();
         let pet: Arc<dyn Fn() + Send + Sync> = Arc::new(move || wd.pet());
@@ -183,7 +195,7 @@ impl Daemon {
                 crate::leader_check::Sources {
                     me: me.name.clone(),
                     dcs: dcs.clone(),
-                    pg: crate::postgres::local_connection(&cfg, &io.exec.pg.layout),
+                    pg: crate::postgres::local_connection(&cfg, &io.exec.pg.pg.layout),
                     cfg: cfg.clone(),
                     http: io.http.clone(),
                 },
@@ -236,70 +248,66 @@ impl Daemon {
     }
 }
 
-impl PgboxdIo {
-    fn ms(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.origin).as_millis() as u64
+impl Clock for PgboxdIo {
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+    fn now_unix_ms(&self) -> u64 {
+        self.clock.now_unix_ms()
+    }
+    async fn timeout<F: std::future::Future>(&self, ms: u64, f: F) -> Option<F::Output> {
+        self.clock.timeout(ms, f).await
+    }
+    async fn sleep(&self, ms: u64) {
+        self.clock.sleep(ms).await
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.clock.log(level, message)
     }
 }
 
 impl LoopIo for PgboxdIo {
-    fn now_ms(&self) -> u64 {
-        self.ms(Instant::now())
-    }
-
-    fn now_unix_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-
-    async fn timeout<F: Future>(&self, ms: u64, f: F) -> Option<F::Output> {
-        tokio::time::timeout(Duration::from_millis(ms), f)
-            .await
-            .ok()
-    }
-
     async fn read_view(&self) -> Result<(ClusterView, Option<LeaderKey>)> {
-        self.exec.dcs.read_view().await
+        self.exec.dcs.etcd.read_view().await
     }
 
     fn lease_id(&self) -> Option<i64> {
-        self.exec.dcs.lease_id()
+        self.exec.dcs.etcd.lease_id()
     }
 
     fn renewed_at_ms(&self) -> Option<u64> {
-        self.exec.dcs.renewed_at().map(|t| self.ms(t))
+        self.exec.dcs.renewed_at_ms()
     }
 
     async fn put_member(&self, member: &Member) -> Result<()> {
-        self.exec.dcs.put_member(member).await
+        self.exec.dcs.etcd.put_member(member).await
     }
 
     async fn put_status(&self, lsn: u64) -> Result<()> {
-        self.exec.dcs.put_status(lsn).await
+        self.exec.dcs.etcd.put_status(lsn).await
     }
 
     async fn release_leader(&self) -> Result<()> {
-        self.exec.dcs.release_leader().await
+        self.exec.dcs.etcd.release_leader().await
     }
 
     async fn revoke_lease(&self) -> Result<()> {
-        self.exec.dcs.revoke_lease().await
+        self.exec.dcs.etcd.revoke_lease().await
     }
 
     fn pg_alive(&mut self) -> bool {
-        self.exec.pg.is_running()
+        self.exec.pg.pg.is_running()
     }
 
     async fn pg_health(&mut self) -> PgStatus {
-        self.exec.pg.health().await
+        self.exec.pg.pg.health().await
     }
 
     async fn control_file(&self) -> Result<Option<DataDir>> {
         Ok(self
             .exec
             .pg
-            .control_data()
+            .pg.control_data()
             .await?
             .map(|cd| DataDir::Initialized {
                 was_primary: cd.was_primary(),
@@ -309,16 +317,15 @@ impl LoopIo for PgboxdIo {
     }
 
     fn pg_initialized(&self) -> bool {
-        self.exec.pg.layout.is_initialized()
+        self.exec.pg.pg.layout.is_initialized()
     }
 
     fn configured_upstream(&self) -> Option<String> {
-        self.exec.pg.upstream().map(String::from)
+        self.exec.pg.pg.upstream().map(String::from)
     }
 
     async fn stop_for_shutdown(&mut self) -> Result<()> {
-        let wd = self.watchdog.clone();
-        self.exec.pg.stop_with(move || wd.disarm()).await
+        self.exec.pg.stop().await
     }
 
     async fn ask_peers(&self) -> Vec<Peer> {
@@ -331,7 +338,7 @@ impl LoopIo for PgboxdIo {
 
     fn promise(&self) -> (Option<String>, u64) {
         let promise = self.promises.last();
-        (promise.to, self.ms(promise.at))
+        (promise.to, self.clock.ms(promise.at))
     }
 
     fn watchdog_armed(&self) -> bool {
@@ -385,14 +392,6 @@ impl LoopIo for PgboxdIo {
             e,
             race_lost,
         );
-    }
-
-    fn log(&self, level: Level, message: &str) {
-        match level {
-            Level::ERROR => tracing::error!("{message}"),
-            Level::WARN => tracing::warn!("{message}"),
-            _ => tracing::info!("{message}"),
-        }
     }
 
     fn publish(&mut self, r: Report) {

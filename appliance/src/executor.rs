@@ -1,17 +1,29 @@
 //! Carries out the HA core's actions: the only place where a decision turns
 //! into DCS writes and PostgreSQL process control.
+//!
+//! Written once, over what the actions touch: the DCS transactions they need
+//! ([`ActionDcs`]), the local PostgreSQL and the fence set on another
+//! member's server ([`PgControl`]), and a clock with a journal ([`Clock`]).
+//! pgboxd runs it over etcd-client, its PostgreSQL child and tokio
+//! (executor/real.rs); the simulator runs this very code over its simulated
+//! DCS, PostgreSQL and clock (sim/node.rs), so every seed of a sweep
+//! exercises the actions pgboxd ships.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+// Awaited where they are created (pgboxd's main task, the simulator's
+// single-threaded executor); nothing needs these futures Send.
+#![allow(async_fn_in_trait)]
 
-use anyhow::{bail, Context, Result};
+pub mod real;
 
-use crate::config::{Config, Role as NodeRole};
-use crate::dcs::etcd::Etcd;
+use anyhow::{bail, Result};
+
+use crate::clock::{Clock, Level};
+use crate::config::SyncMode;
 use crate::dcs::model::{format_lsn, HistoryEntry, SyncKey};
-use crate::ha::{Action, StartAs};
-use crate::postgres::{conf, Postgres, Upstream};
-use crate::watchdog::SharedWatchdog;
+use crate::ha::{self, Action, StartAs};
+use crate::postgres::conf;
+use crate::postgres::fence::Fenced;
+use crate::status::PgStatus;
 
 /// A race this member lost (the bootstrap or leader key went to another):
 /// the protocol working as designed, not a fault.
@@ -19,95 +31,156 @@ use crate::watchdog::SharedWatchdog;
 #[error("{0}")]
 pub struct RaceLost(pub &'static str);
 
-pub struct Executor {
-    cfg: Arc<Config>,
-    me: String,
-    pub dcs: Arc<Etcd>,
-    pub pg: Postgres,
-    /// This member holds an unfinished claim of the `initialize` key.
-    claimed_initialize: bool,
-    /// Disarmed the moment PostgreSQL accepts a stop.
-    watchdog: SharedWatchdog,
-    /// How long after a lease renewal a primary stops counting on it
-    /// (`Settings::fence_after_ms`).
-    fence_after: Duration,
+/// The DCS transactions the actions need; each is one etcd request (or
+/// one read-then-compare-and-set) on this member's own lease.
+pub trait ActionDcs {
+    /// When my lease's last successful renewal was sent (`Clock::now_ms`).
+    fn renewed_at_ms(&self) -> Option<u64>;
+    /// Create `initialize` (empty, on my lease) if absent: I won the race.
+    async fn claim_initialize(&self) -> Result<bool>;
+    /// Delete `initialize` if it is still my unfinished claim.
+    async fn release_initialize_claim(&self) -> Result<()>;
+    /// Record the new cluster's system identifier for good.
+    async fn set_initialize(&self, system_id: &str) -> Result<()>;
+    /// Take the leader key if free, or re-bind it if it names me.
+    async fn acquire_leader(&self) -> Result<bool>;
+    /// Take the free leader key only while the `sync` key is still `sync`.
+    async fn retake_leader(&self, sync: &SyncKey) -> Result<bool>;
+    /// Delete the leader key if it names me.
+    async fn release_leader(&self) -> Result<()>;
+    /// Write the `sync` key while the leader key names me.
+    async fn put_sync(&self, key: &SyncKey) -> Result<()>;
+    async fn read_sync(&self) -> Result<Option<SyncKey>>;
+    async fn clear_failover(&self) -> Result<()>;
+    /// Append a timeline switch while the leader key names me.
+    async fn append_history(&self, entry: HistoryEntry) -> Result<()>;
+    async fn put_status(&self, lsn: u64) -> Result<()>;
 }
 
-impl Executor {
+/// The local PostgreSQL under pgboxd's control, and the fence on another
+/// member's. Members are named as in the first-boot file.
+pub trait PgControl {
+    async fn initdb(&mut self) -> Result<()>;
+    /// The roles and database the first-boot file asks for.
+    async fn create_roles(&mut self) -> Result<()>;
+    /// `None`: as primary; `Some(None)`: a read-only standby; `Some(Some(m))`:
+    /// a standby streaming from m. Returns once it accepts connections.
+    async fn start(&mut self, standby: Option<Option<&str>>) -> Result<()>;
+    /// synchronous_standby_names for the next start as primary.
+    fn set_sync_names_for_start(&mut self, names: &str);
+    /// A fast shutdown. The watchdog is disarmed as soon as the postmaster
+    /// has accepted it: from then on it acknowledges nothing new, and on a
+    /// loaded box the shutdown can take seconds that a demoting primary
+    /// whose renewals failed does not have before the reset.
+    async fn stop(&mut self) -> Result<()>;
+    fn remove_data(&mut self) -> Result<()>;
+    async fn base_backup(&mut self, from: &str) -> Result<()>;
+    async fn rewind(&mut self, from: &str) -> Result<()>;
+    async fn follow(&mut self, leader: &str) -> Result<()>;
+    async fn checkpoint(&mut self) -> Result<()>;
+    /// Reload with new synchronous_standby_names (remembered for the next
+    /// start even when the reload fails).
+    async fn set_sync_names(&mut self, names: &str) -> Result<()>;
+    /// pg_promote, waiting until it has finished.
+    async fn promote(&mut self) -> Result<()>;
+    /// A replication slot for each of `members`.
+    async fn ensure_slots(&mut self, members: &[String]) -> Result<()>;
+    async fn health(&mut self) -> PgStatus;
+    /// Fence `member`'s PostgreSQL if it runs as primary (postgres/fence.rs)
+    /// and say where its WAL stood then; None when it is not a primary.
+    /// Gives up after `within_ms`.
+    async fn fence(&self, member: &str, within_ms: u64) -> Result<Option<Fenced>>;
+}
+
+/// The state word other members and the API see while `action` runs.
+pub fn state_during(action: &Action) -> &'static str {
+    match action {
+        Action::ClaimInitialize | Action::AcquireLeader | Action::RetakeLeader { .. } => {
+            "running"
+        }
+        Action::Bootstrap => "initializing new cluster",
+        Action::BaseBackup { .. } => "creating replica",
+        Action::Rewind { .. } => "rewinding",
+        Action::RemoveData => "reinitializing",
+        Action::Start(_) => "starting",
+        Action::Stop => "stopping",
+        Action::Promote => "promoting",
+        Action::Follow { .. }
+        | Action::SetSyncNames(_)
+        | Action::WriteSync(_)
+        | Action::ClearFailover
+        | Action::Fence { .. } => "running",
+        Action::Checkpoint | Action::ReleaseLeader => "stopping",
+    }
+}
+
+pub struct Executor<D, P, C> {
+    me: String,
+    /// The other PostgreSQL members: each gets a replication slot.
+    others: Vec<String>,
+    mode: SyncMode,
+    /// How long after a lease renewal a primary stops counting on it
+    /// (`Settings::fence_after_ms`).
+    fence_after_ms: u64,
+    /// This member holds an unfinished claim of the `initialize` key.
+    claimed_initialize: bool,
+    pub dcs: D,
+    pub pg: P,
+    pub clock: C,
+}
+
+/// How long a write that follows a promotion may take (then cut to the
+/// lease): a DCS lost right then must not hold the loop, and its fencing,
+/// hostage.
+const AFTER_PROMOTION_MS: u64 = 1_000;
+
+impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
     pub fn new(
-        cfg: Arc<Config>,
         me: String,
-        dcs: Arc<Etcd>,
-        pg: Postgres,
-        watchdog: SharedWatchdog,
-        fence_after: Duration,
+        others: Vec<String>,
+        mode: SyncMode,
+        fence_after_ms: u64,
+        dcs: D,
+        pg: P,
+        clock: C,
     ) -> Self {
         Executor {
-            cfg,
             me,
+            others,
+            mode,
+            fence_after_ms,
+            claimed_initialize: false,
             dcs,
             pg,
-            claimed_initialize: false,
-            watchdog,
-            fence_after,
+            clock,
         }
     }
 
     /// What is left of the proven part of my lease: a primary's DCS write
     /// may not hold the loop past its fencing point, where it must demote
     /// (and past which its watchdog soon resets the box).
-    fn proven_left(&self) -> Duration {
-        self.dcs
-            .renewed_at()
-            .map(|t| (t + self.fence_after).saturating_duration_since(Instant::now()))
-            .unwrap_or_default()
+    fn proven_left(&self) -> u64 {
+        self.dcs.renewed_at_ms().map_or(0, |t| {
+            (t + self.fence_after_ms).saturating_sub(self.clock.now_ms())
+        })
+    }
+
+    fn info(&self, message: &str) {
+        self.clock.log(Level::INFO, message);
+    }
+
+    fn warn(&self, message: &str) {
+        self.clock.log(Level::WARN, message);
     }
 
     async fn release_initialize_claim(&mut self) {
         self.claimed_initialize = false;
-        match self.dcs.delete_initialize().await {
-            Ok(()) => tracing::info!("released my claim of the initialize key"),
-            Err(e) => tracing::warn!(
-                error = %format!("{e:#}"),
-                "releasing my claim of the initialize key; it goes with my lease"
-            ),
+        match self.dcs.release_initialize_claim().await {
+            Ok(()) => self.info("released my claim of the initialize key"),
+            Err(e) => self.warn(&format!(
+                "releasing my claim of the initialize key: {e:#}; it goes with my lease"
+            )),
         }
-    }
-
-    /// The state word other members and the API see while `action` runs.
-    pub fn state_during(action: &Action) -> &'static str {
-        match action {
-            Action::ClaimInitialize | Action::AcquireLeader | Action::RetakeLeader { .. } => {
-                "running"
-            }
-            Action::Bootstrap => "initializing new cluster",
-            Action::BaseBackup { .. } => "creating replica",
-            Action::Rewind { .. } => "rewinding",
-            Action::RemoveData => "reinitializing",
-            Action::Start(_) => "starting",
-            Action::Stop => "stopping",
-            Action::Promote => "promoting",
-            Action::Follow { .. }
-            | Action::SetSyncNames(_)
-            | Action::WriteSync(_)
-            | Action::ClearFailover
-            | Action::Fence { .. } => "running",
-            Action::Checkpoint | Action::ReleaseLeader => "stopping",
-        }
-    }
-
-    fn upstream(&self, name: &str) -> Result<Upstream> {
-        conf::upstream_of(&self.cfg, name)
-            .with_context(|| format!("{name} is not a node of this cluster"))
-    }
-
-    /// Other PostgreSQL members: each gets a replication slot on the primary.
-    fn other_postgres_members(&self) -> Vec<String> {
-        self.cfg
-            .nodes_with(NodeRole::Postgres)
-            .filter(|n| n.name != self.me)
-            .map(|n| n.name.clone())
-            .collect()
     }
 
     pub async fn run(&mut self, action: &Action) -> Result<()> {
@@ -132,7 +205,7 @@ impl Executor {
                     self.release_initialize_claim().await;
                 }
                 result?;
-                tracing::info!("acquired the leader key");
+                self.info("acquired the leader key");
                 Ok(())
             }
             Action::RetakeLeader { sync } => {
@@ -142,7 +215,7 @@ impl Executor {
                     )
                     .into());
                 }
-                tracing::info!("took the leader key back after a failed hand-over");
+                self.info("took the leader key back after a failed hand-over");
                 Ok(())
             }
             Action::Bootstrap => {
@@ -159,52 +232,37 @@ impl Executor {
                 result
             }
             Action::BaseBackup { from } => {
-                let up = self.upstream(from)?;
-                tracing::info!(from = %from, "taking a base backup");
-                self.pg.base_backup(&up).await
+                self.info(&format!("taking a base backup from {from}"));
+                self.pg.base_backup(from).await
             }
-            Action::Rewind { from } => {
-                let up = self.upstream(from)?;
-                self.pg.rewind(&up).await.context("pg_rewind")
-            }
+            Action::Rewind { from } => self.pg.rewind(from).await,
             Action::RemoveData => self.pg.remove_data(),
             Action::Start(StartAs::Primary) => {
-                // Restarting in place: PostgreSQL must wait for the standby
-                // the sync key names before it acknowledges anything, or the
-                // key would claim more than PostgreSQL enforces.
-                let names = self.sync_names_for_restart().await;
+                let sync = self
+                    .clock
+                    .timeout(2_000, self.dcs.read_sync())
+                    .await
+                    .and_then(Result::ok);
+                let names = ha::sync_names_for_restart(self.mode, &self.me, sync.as_ref().map(Option::as_ref));
                 self.pg.set_sync_names_for_start(&names);
                 self.pg.start(None).await?;
-                self.pg.ensure_slots(&self.other_postgres_members()).await
+                self.pg.ensure_slots(&self.others).await
             }
             Action::Start(StartAs::Replica { leader }) => {
-                let up = leader.as_deref().map(|l| self.upstream(l)).transpose()?;
-                self.pg.start(Some(up)).await
+                self.pg.start(Some(leader.as_deref())).await
             }
-            Action::Stop => {
-                // A demoting primary whose lease renewals failed has little
-                // time left before the watchdog fires, and a fast shutdown
-                // can take seconds on a loaded box: once PostgreSQL has
-                // accepted the stop it acknowledges nothing new, so the
-                // reset would only cut the demotion short (and turn a
-                // seconds-long failover into a reboot).
-                let wd = self.watchdog.clone();
-                self.pg.stop_with(move || wd.disarm()).await
-            }
+            Action::Stop => self.pg.stop().await,
             Action::Promote => self.promote().await,
-            Action::Follow { leader } => {
-                let up = self.upstream(leader)?;
-                self.pg.follow(&up).await
-            }
+            Action::Follow { leader } => self.pg.follow(leader).await,
             Action::ReleaseLeader => {
                 self.dcs.release_leader().await?;
-                tracing::info!("released the leader key");
+                self.info("released the leader key");
                 Ok(())
             }
             Action::Checkpoint => self.pg.checkpoint().await,
             Action::SetSyncNames(names) => {
                 self.pg.set_sync_names(names).await?;
-                tracing::info!("synchronous_standby_names = {names:?}");
+                self.info(&format!("synchronous_standby_names = {names:?}"));
                 Ok(())
             }
             Action::WriteSync(standby) => {
@@ -213,48 +271,40 @@ impl Executor {
                     sync_standby: standby.clone(),
                 };
                 let left = self.proven_left();
-                tokio::time::timeout(left, self.dcs.put_sync(&key))
+                self.clock
+                    .timeout(left, self.dcs.put_sync(&key))
                     .await
-                    .map_err(|_| {
-                        anyhow::anyhow!(
-                            "writing the sync key: no answer within the proven part of my lease ({left:?})"
-                        )
-                    })?
+                    .unwrap_or_else(|| {
+                        bail!("writing the sync key: no answer within the proven part of my lease ({left} ms)")
+                    })
             }
-            // Bounded: it often follows a promotion, and a DCS lost then
-            // must not hold the loop (and its fencing) hostage; the next
-            // loop clears it again.
-            Action::ClearFailover => tokio::time::timeout(
-                self.proven_left().min(Duration::from_secs(1)),
-                self.dcs.clear_failover(),
-            )
-            .await
-            .map_err(|_| anyhow::anyhow!("clearing the failover key: no answer within 1 s"))?,
+            // Bounded: it often follows a promotion; the next loop clears
+            // it again.
+            Action::ClearFailover => {
+                let bound = self.proven_left().min(AFTER_PROMOTION_MS);
+                self.clock
+                    .timeout(bound, self.dcs.clear_failover())
+                    .await
+                    .unwrap_or_else(|| bail!("clearing the failover key: no answer within {bound} ms"))
+            }
             Action::Fence { members, within_ms } => self.fence(members, *within_ms).await,
         }
     }
 
-    /// Fence each member's PostgreSQL (postgres/fence.rs), then wait until
-    /// mine has received the WAL each had written: in asynchronous mode,
-    /// the commits it acknowledged that had not reached me yet.
+    /// Fence each member's PostgreSQL, then wait until mine has received
+    /// the WAL each had written: in asynchronous mode, the commits it
+    /// acknowledged that had not reached me yet.
     async fn fence(&mut self, members: &[String], within_ms: u64) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_millis(within_ms);
-        let ups = members
-            .iter()
-            .map(|m| self.upstream(m))
-            .collect::<Result<Vec<_>>>()?;
-        let cfg = self.cfg.clone();
-        let results = futures::future::join_all(
-            ups.iter()
-                .map(|up| crate::postgres::fence::fence(&cfg, up, deadline)),
-        )
-        .await;
-        let mut target: Option<(String, crate::postgres::fence::Fenced)> = None;
+        let deadline = self.clock.now_ms() + within_ms;
+        let pg = &self.pg;
+        let results =
+            futures::future::join_all(members.iter().map(|m| pg.fence(m, within_ms))).await;
+        let mut target: Option<(&String, Fenced)> = None;
         let mut errors = Vec::new();
-        for (up, r) in ups.iter().zip(results) {
+        for (m, r) in members.iter().zip(results) {
             match r {
                 Ok(Some(f)) if target.as_ref().is_none_or(|(_, t)| f.lsn > t.lsn) => {
-                    target = Some((up.name.clone(), f))
+                    target = Some((m, f))
                 }
                 Ok(_) => {}
                 Err(e) => errors.push(format!("{e:#}")),
@@ -272,101 +322,76 @@ impl Executor {
             if !same_timeline || h.lsn.is_some_and(|l| l >= fenced.lsn) {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if self.clock.now_ms() >= deadline {
                 bail!(
                     "{name} is fenced, but my PostgreSQL has its WAL only up to {} of {}",
                     h.lsn.map_or("?".into(), format_lsn),
                     format_lsn(fenced.lsn)
                 );
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn sync_names_for_restart(&self) -> String {
-        use crate::config::SyncMode;
-        let mode = self.cfg.ha.synchronous_mode;
-        if mode == SyncMode::Off {
-            return String::new();
-        }
-        let recorded =
-            match tokio::time::timeout(Duration::from_secs(2), self.dcs.read_view()).await {
-                Ok(Ok((view, _))) => view
-                    .sync
-                    .filter(|k| k.leader.as_deref() == Some(self.me.as_str()))
-                    .and_then(|k| k.sync_standby),
-                // Unknown: wait for any standby rather than risk claiming more.
-                _ => return "*".into(),
-            };
-        match recorded {
-            Some(s) => format!("\"{}\"", conf::slot_name(&s)),
-            None if mode == SyncMode::Strict => "*".into(),
-            None => String::new(),
+            self.clock.sleep(20).await;
         }
     }
 
     async fn bootstrap(&mut self) -> Result<()> {
-        tracing::info!("initializing a new cluster (initdb)");
-        self.pg.initdb().await.context("initdb")?;
+        self.info("initializing a new cluster (initdb)");
+        self.pg.initdb().await?;
         self.pg.start(None).await?;
         self.pg.create_roles().await?;
-        self.pg.ensure_slots(&self.other_postgres_members()).await?;
+        self.pg.ensure_slots(&self.others).await?;
         let h = self.pg.health().await;
-        let sysid = h
-            .system_identifier
-            .context("reading the new system identifier")?;
+        let Some(sysid) = h.system_identifier else {
+            bail!("reading the new system identifier: the server did not say");
+        };
         self.dcs.set_initialize(&sysid).await?;
         if let Some(lsn) = h.lsn {
             self.dcs.put_status(lsn).await?;
         }
-        tracing::info!(system_id = %sysid, "cluster initialized");
+        self.info(&format!("cluster initialized (system identifier {sysid})"));
         Ok(())
     }
 
     async fn promote(&mut self) -> Result<()> {
         let before = self.pg.health().await;
-        if self.cfg.ha.synchronous_mode != crate::config::SyncMode::Off {
+        if self.mode != SyncMode::Off {
             // Hold every commit until my first loop as leader has taken
             // over the sync key (`Action::Promote`).
             self.pg.set_sync_names(conf::TAKEOVER_HOLD_NAMES).await?;
         }
         self.pg.promote().await?;
         // Slots first: the old primary rejoining finds its slot waiting.
-        if let Err(e) = self.pg.ensure_slots(&self.other_postgres_members()).await {
-            tracing::warn!(error = %format!("{e:#}"), "creating replication slots after promotion");
+        if let Err(e) = self.pg.ensure_slots(&self.others).await {
+            self.warn(&format!("creating replication slots after promotion: {e:#}"));
         }
         let after = self.pg.health().await;
         let old_tl = before
             .timeline
             .unwrap_or(after.timeline.unwrap_or(1).saturating_sub(1));
         let switch_lsn = before.lsn.unwrap_or_default();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.clock.now_unix_ms());
         let entry = HistoryEntry(
             old_tl,
             switch_lsn,
             format!("promoted {} at {}", self.me, format_lsn(switch_lsn)),
-            humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            humantime::format_rfc3339_millis(at).to_string(),
             self.me.clone(),
         );
-        // Bounded: a DCS lost right after the promotion must not hold the
-        // loop (and its fencing) hostage.
-        let bound = self.proven_left().min(Duration::from_secs(1));
-        match tokio::time::timeout(bound, self.dcs.append_history(entry)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "recording the timeline switch in history")
-            }
-            Err(_) => {
-                tracing::warn!("recording the timeline switch in history: no answer within 1 s")
-            }
+        let bound = self.proven_left().min(AFTER_PROMOTION_MS);
+        match self.clock.timeout(bound, self.dcs.append_history(entry)).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => self.warn(&format!("recording the timeline switch in history: {e:#}")),
+            None => self.warn(&format!(
+                "recording the timeline switch in history: no answer within {bound} ms"
+            )),
         }
         if let Some(lsn) = after.lsn {
-            let _ = tokio::time::timeout(
-                self.proven_left().min(Duration::from_millis(500)),
-                self.dcs.put_status(lsn),
-            )
-            .await;
+            let bound = self.proven_left().min(AFTER_PROMOTION_MS / 2);
+            let _ = self.clock.timeout(bound, self.dcs.put_status(lsn)).await;
         }
-        tracing::info!(timeline = ?after.timeline, "promoted: now primary");
+        self.info(&format!(
+            "promoted: now primary on timeline {}",
+            after.timeline.unwrap_or(0)
+        ));
         Ok(())
     }
 }

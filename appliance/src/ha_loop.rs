@@ -19,13 +19,11 @@
 // simulator's single-threaded executor); nothing needs its futures Send.
 #![allow(async_fn_in_trait)]
 
-use std::future::Future;
-
 use anyhow::Result;
 
+use crate::clock::Clock;
 use crate::dcs::etcd::LeaderKey;
 use crate::dcs::model::{ClusterView, Member};
-use crate::executor::Executor;
 use crate::ha::{
     self, Action, DataDir, Decision, Failsafe, Lease, LocalPg, Memory, Observation, Outcome, Peer,
     Role, Settings, WatchdogStep,
@@ -33,17 +31,11 @@ use crate::ha::{
 use crate::logging::role_word;
 use crate::status::PgStatus;
 
-pub use tracing::Level;
+pub use crate::clock::Level;
 
 /// What one loop touches. Times are milliseconds on this node's own
 /// monotonic clock (`now_ms`), whatever its origin.
-pub trait LoopIo {
-    // The clock.
-    fn now_ms(&self) -> u64;
-    fn now_unix_ms(&self) -> u64;
-    /// `f`, or None when it has not finished within `ms`.
-    fn timeout<F: Future>(&self, ms: u64, f: F) -> impl Future<Output = Option<F::Output>>;
-
+pub trait LoopIo: Clock {
     // The DCS.
     async fn read_view(&self) -> Result<(ClusterView, Option<LeaderKey>)>;
     /// My current lease, and when its last successful renewal was sent.
@@ -96,8 +88,6 @@ pub trait LoopIo {
         action: &Action,
         e: &anyhow::Error,
     );
-    /// A line for the journal (the simulator's trace).
-    fn log(&self, level: Level, message: &str);
     /// What is true after a loop: the API answers from it.
     fn publish(&mut self, report: Report);
 }
@@ -349,7 +339,7 @@ impl HaLoop {
         health: &PgStatus,
     ) {
         for action in &decision.actions {
-            self.state = Executor::state_during(action).into();
+            self.state = crate::executor::state_during(action).into();
             if obs.dcs.is_some() {
                 self.publish_member(io, health).await;
             }

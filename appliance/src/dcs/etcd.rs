@@ -409,11 +409,23 @@ impl Etcd {
         self.put("initialize", system_id.to_string(), None).await
     }
 
-    pub async fn delete_initialize(&self) -> Result<()> {
+    /// Delete `initialize` only while it is still my unfinished claim
+    /// (empty, on my lease): a claim of mine that expired with my lease may
+    /// have been taken by another member since, whose bootstrap must not
+    /// lose its key.
+    pub async fn release_initialize_claim(&self) -> Result<()> {
+        let Some(lease) = self.lease_id() else {
+            return Ok(());
+        };
         let key = self.key("initialize");
-        self.call("deleting the initialize key", |mut c| {
-            let key = key.clone();
-            async move { c.delete(key, None).await }
+        self.call("releasing my claim of the initialize key", |mut c| {
+            let txn = Txn::new()
+                .when([
+                    Compare::lease(key.clone(), CompareOp::Equal, lease),
+                    Compare::value(key.clone(), CompareOp::Equal, ""),
+                ])
+                .and_then([TxnOp::delete(key.clone(), None)]);
+            async move { c.txn(txn).await }
         })
         .await?;
         Ok(())

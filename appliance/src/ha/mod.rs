@@ -1242,6 +1242,38 @@ fn switchover_candidate(
     }
 }
 
+/// synchronous_standby_names that make PostgreSQL wait for `standby`, or
+/// with none: for any standby in strict mode, for nobody otherwise.
+fn sync_names_for(standby: Option<&str>, mode: SyncMode) -> String {
+    match (standby, mode) {
+        (_, SyncMode::Off) => String::new(),
+        (Some(s), _) => format!("\"{}\"", crate::postgres::conf::slot_name(s)),
+        (None, SyncMode::Strict) => "*".to_string(),
+        (None, SyncMode::On) => String::new(),
+    }
+}
+
+/// What a leader restarting its PostgreSQL in place waits for before it
+/// acknowledges anything: the standby its `sync` key names, or the key
+/// would claim more than PostgreSQL enforces. `sync`: the key as read, None
+/// when it could not be read (then any standby: never claim less).
+pub fn sync_names_for_restart(
+    mode: SyncMode,
+    me: &str,
+    sync: Option<Option<&crate::dcs::model::SyncKey>>,
+) -> String {
+    if mode == SyncMode::Off {
+        return String::new();
+    }
+    let Some(key) = sync else {
+        return "*".into();
+    };
+    let recorded = key
+        .filter(|k| k.leader.as_deref() == Some(me))
+        .and_then(|k| k.sync_standby.as_deref());
+    sync_names_for(recorded, mode)
+}
+
 /// The leader's synchronous replication, one safe step per loop. The
 /// `sync` key may never claim more than PostgreSQL enforces: to add a
 /// standby, PostgreSQL first, then (once it reports the standby as sync)
@@ -1286,11 +1318,7 @@ fn sync_replication_steps(obs: &Observation, mem: &Memory, view: &ClusterView) -
             })
             .map(|(n, _)| n.clone())
     };
-    let wanted_names = match (&desired, mode) {
-        (Some(d), _) => format!("\"{}\"", crate::postgres::conf::slot_name(d)),
-        (None, SyncMode::Strict) => "*".to_string(),
-        (None, _) => String::new(),
-    };
+    let wanted_names = sync_names_for(desired.as_deref(), mode);
 
     let mut actions = Vec::new();
     let mut why = Vec::new();

@@ -11,10 +11,13 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use crate::clock::Clock;
 use crate::dcs::etcd::LeaderKey;
 use crate::dcs::model::{format_lsn, ClusterView, HistoryEntry, Member, SyncKey};
-use crate::ha::{self, Action, DataDir as HaData, Decision, Observation, Peer, Role, StartAs};
+use crate::executor::{ActionDcs, Executor, PgControl};
+use crate::ha::{self, Action, DataDir as HaData, Decision, Observation, Peer, Role};
 use crate::ha_loop::{HaLoop, Identity, Level, LoopIo, Report};
+use crate::postgres::fence::Fenced;
 use crate::status::PgStatus;
 
 use super::pg::{DataDir, Proc, Pump};
@@ -290,10 +293,7 @@ async fn keep_alive_session(sim: &Rc<Sim>, n: usize, every: u64) -> R<()> {
 async fn daemon(sim: Rc<Sim>, n: usize) {
     let (me, settings) = sim.with(|w| (identity(w, n), w.settings.clone()));
     let mut ha = HaLoop::new(me, settings);
-    let mut io = SimIo {
-        sim: sim.clone(),
-        n,
-    };
+    let mut io = SimIo::new(&sim, n);
     loop {
         ha.iterate(&mut io).await;
         let ms = ha.next_wait_ms(&io);
@@ -328,25 +328,79 @@ fn identity(w: &World, n: usize) -> Identity {
 struct SimIo {
     sim: Rc<Sim>,
     n: usize,
+    clock: SimClock,
+    exec: Executor<SimDcs, SimPg, SimClock>,
+}
+
+impl SimIo {
+    fn new(sim: &Rc<Sim>, n: usize) -> Self {
+        let (me, others, mode, fence_after_ms) = sim.with(|w| {
+            let others = (0..w.nodes.len())
+                .filter(|m| *m != n)
+                .map(|m| w.nodes[m].name.clone())
+                .collect();
+            (
+                me(w, n),
+                others,
+                w.settings.synchronous_mode,
+                w.settings.fence_after_ms(),
+            )
+        });
+        let clock = SimClock {
+            sim: sim.clone(),
+            n,
+        };
+        let exec = Executor::new(
+            me,
+            others,
+            mode,
+            fence_after_ms,
+            SimDcs {
+                sim: sim.clone(),
+                n,
+            },
+            SimPg {
+                sim: sim.clone(),
+                n,
+            },
+            clock.clone(),
+        );
+        SimIo {
+            sim: sim.clone(),
+            n,
+            clock,
+            exec,
+        }
+    }
 }
 
 fn anyhow_of(e: String) -> anyhow::Error {
     anyhow::anyhow!(e)
 }
 
-impl LoopIo for SimIo {
+impl Clock for SimIo {
     fn now_ms(&self) -> u64 {
-        self.sim.with(|w| w.local_now(self.n))
+        self.clock.now_ms()
     }
 
     fn now_unix_ms(&self) -> u64 {
-        EPOCH_UNIX_MS + self.now_ms()
+        self.clock.now_unix_ms()
     }
 
     async fn timeout<F: Future>(&self, ms: u64, f: F) -> Option<F::Output> {
-        timeout(&self.sim, ms, f).await
+        self.clock.timeout(ms, f).await
     }
 
+    async fn sleep(&self, ms: u64) {
+        self.clock.sleep(ms).await
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        self.clock.log(level, message)
+    }
+}
+
+impl LoopIo for SimIo {
     async fn read_view(&self) -> anyhow::Result<(ClusterView, Option<LeaderKey>)> {
         call(&self.sim, self.n, |w| Ok(w.dcs.read_view()))
             .await
@@ -358,9 +412,7 @@ impl LoopIo for SimIo {
     }
 
     fn renewed_at_ms(&self) -> Option<u64> {
-        let n = self.n;
-        self.sim
-            .with(|w| w.nodes[n].pgboxd.as_ref().and_then(|d| d.renewed_at))
+        self.exec.dcs.renewed_at_ms()
     }
 
     async fn put_member(&self, member: &Member) -> anyhow::Result<()> {
@@ -375,23 +427,11 @@ impl LoopIo for SimIo {
     }
 
     async fn put_status(&self, lsn: u64) -> anyhow::Result<()> {
-        call(&self.sim, self.n, move |w| {
-            w.dcs.status = Some(lsn);
-            Ok(())
-        })
-        .await
-        .map_err(anyhow_of)
+        self.exec.dcs.put_status(lsn).await
     }
 
     async fn release_leader(&self) -> anyhow::Result<()> {
-        let me = member_name(&self.sim, self.n);
-        call(&self.sim, self.n, move |w| {
-            let change = w.dcs.release_leader(&me);
-            w.leader_changed(change, "released at shutdown");
-            Ok(())
-        })
-        .await
-        .map_err(anyhow_of)
+        self.exec.dcs.release_leader().await
     }
 
     async fn revoke_lease(&self) -> anyhow::Result<()> {
@@ -412,7 +452,7 @@ impl LoopIo for SimIo {
     }
 
     async fn pg_health(&mut self) -> PgStatus {
-        self.sim.with(|w| w.health(self.n))
+        self.exec.pg.health().await
     }
 
     async fn control_file(&self) -> anyhow::Result<Option<HaData>> {
@@ -443,9 +483,9 @@ impl LoopIo for SimIo {
     }
 
     async fn stop_for_shutdown(&mut self) -> anyhow::Result<()> {
-        let r = pg_stop(&self.sim, self.n).await;
+        let r = self.exec.pg.stop().await;
         self.sim.with(|w| w.disarm_watchdog(self.n));
-        r.map_err(anyhow_of)
+        r
     }
 
     async fn ask_peers(&self) -> Vec<Peer> {
@@ -489,7 +529,7 @@ impl LoopIo for SimIo {
     }
 
     async fn run(&mut self, action: &Action) -> anyhow::Result<()> {
-        run(&self.sim, self.n, action).await.map_err(anyhow_of)
+        self.exec.run(action).await
     }
 
     fn log_decision(&self, obs: &Observation, decision: &Decision) {
@@ -511,10 +551,6 @@ impl LoopIo for SimIo {
     fn log_action_failed(&self, _: &Observation, _: &Decision, action: &Action, e: &anyhow::Error) {
         self.sim
             .with(|w| w.trace(self.n, format!("{action:?} failed: {e:#}")));
-    }
-
-    fn log(&self, _: Level, message: &str) {
-        self.sim.with(|w| w.trace(self.n, message.to_string()));
     }
 
     fn publish(&mut self, r: Report) {
@@ -636,248 +672,9 @@ async fn ask_peers(sim: &Rc<Sim>, n: usize) -> Vec<Peer> {
     })
 }
 
-/// A DCS call's own bound, cut to what is left of the proven part of my
-/// lease (`Executor::proven_left`).
-fn lease_bounded(w: &World, n: usize, ms: u64) -> u64 {
-    w.fence_deadline(n)
-        .map_or(ms, |t| ms.min(t.saturating_sub(w.local_now(n))))
-}
-
 fn node_index(sim: &Rc<Sim>, name: &str) -> R<usize> {
     sim.with(|w| w.node_named(name))
         .ok_or_else(|| format!("{name} is not a node of this cluster"))
-}
-
-async fn acquire_leader(sim: &Rc<Sim>, n: usize, me: &str) -> R<()> {
-    let me = me.to_string();
-    let lease = ensure_lease(sim, n).await?;
-    let ok = call(sim, n, move |w| {
-        let before = w.dcs.last_holder.clone();
-        let (ok, change) = w.dcs.acquire_leader(&me, lease)?;
-        if ok && w.nodes[n].tags.nofailover && before.as_ref().is_some_and(|b| *b != me) {
-            let b = before.unwrap_or_default();
-            w.violate(
-                Invariant::NofailoverPromoted,
-                format!("{me} is tagged nofailover and took the leader key over from {b}"),
-            );
-        }
-        w.leader_changed(change, "acquired");
-        Ok(ok)
-    })
-    .await?;
-    if !ok {
-        return Err("another member holds the leader key".into());
-    }
-    Ok(())
-}
-
-/// `Executor::run`.
-async fn run(sim: &Rc<Sim>, n: usize, action: &Action) -> R<()> {
-    let me = sim.with(|w| me(w, n));
-    match action {
-        Action::ClaimInitialize => {
-            let lease = ensure_lease(sim, n).await?;
-            if !call(sim, n, move |w| w.dcs.claim_initialize(lease)).await? {
-                return Err("another member claimed the initialize key first".into());
-            }
-            Ok(())
-        }
-        Action::AcquireLeader => {
-            let result = acquire_leader(sim, n, &me).await;
-            if result.is_err() {
-                // As the executor does: an unfinished initialize claim of
-                // mine is released when the bootstrap cannot go on.
-                if let Some(lease) =
-                    sim.with(|w| w.nodes[n].pgboxd.as_ref().and_then(|d| d.lease_id))
-                {
-                    let _ = call(sim, n, move |w| {
-                        if w.dcs.initialize_lease == Some(lease) {
-                            w.dcs.initialize = None;
-                            w.dcs.initialize_lease = None;
-                        }
-                        Ok(())
-                    })
-                    .await;
-                }
-            }
-            result
-        }
-        Action::RetakeLeader { sync } => {
-            let lease = ensure_lease(sim, n).await?;
-            let (me, sync) = (me.clone(), sync.clone());
-            let ok = call(sim, n, move |w| {
-                let (ok, change) = w.dcs.retake_leader(&me, lease, &sync)?;
-                w.leader_changed(change, "taken back");
-                Ok(ok)
-            })
-            .await?;
-            if !ok {
-                return Err("the leader key is held, or the sync key changed".into());
-            }
-            Ok(())
-        }
-        Action::Bootstrap => {
-            let result = bootstrap(sim, n).await;
-            if result.is_err() {
-                let _ = pg_stop(sim, n).await;
-                sim.with(|w| w.nodes[n].pg.data = None);
-                let _ = call(sim, n, |w| {
-                    w.dcs.initialize = None;
-                    w.dcs.initialize_lease = None;
-                    Ok(())
-                })
-                .await;
-                let _ = call(sim, n, move |w| {
-                    let change = w.dcs.release_leader(&me);
-                    w.leader_changed(change, "bootstrap failed");
-                    Ok(())
-                })
-                .await;
-            }
-            result
-        }
-        Action::BaseBackup { from } => base_backup(sim, n, node_index(sim, from)?).await,
-        Action::Rewind { from } => rewind(sim, n, node_index(sim, from)?).await,
-        Action::RemoveData => {
-            sim.with(|w| w.nodes[n].pg.data = None);
-            Ok(())
-        }
-        Action::Start(StartAs::Primary) => {
-            let names = sync_names_for_restart(sim, n).await;
-            sim.with(|w| w.nodes[n].pgboxd.as_mut().expect("pgboxd runs").sync_names = names);
-            pg_start(sim, n, None).await?;
-            ensure_slots(sim, n)
-        }
-        Action::Start(StartAs::Replica { leader }) => {
-            let up = match leader {
-                Some(l) => Some(node_index(sim, l)?),
-                None => None,
-            };
-            pg_start(sim, n, Some(up)).await
-        }
-        Action::Stop => pg_stop(sim, n).await,
-        Action::Promote => promote(sim, n).await,
-        Action::Follow { leader } => follow(sim, n, node_index(sim, leader)?).await,
-        Action::ReleaseLeader => {
-            call(sim, n, move |w| {
-                let change = w.dcs.release_leader(&me);
-                w.leader_changed(change, "released");
-                Ok(())
-            })
-            .await
-        }
-        Action::Checkpoint => checkpoint(sim, n).await,
-        Action::SetSyncNames(names) => set_sync_names(sim, n, names).await,
-        Action::WriteSync(standby) => {
-            let key = SyncKey {
-                leader: Some(me),
-                sync_standby: standby.clone(),
-            };
-            // `Etcd::put_sync`: only while the leader key names me; bounded
-            // by the proven part of my lease (`Executor::run`).
-            let put = call(sim, n, move |w| {
-                if !w.dcs.leader_is(key.leader.as_deref().unwrap_or_default()) {
-                    return Err("not writing the sync key: the leader key does not name me".into());
-                }
-                w.dcs.sync = Some(key.clone());
-                Ok(())
-            });
-            let left = sim.with(|w| {
-                w.fence_deadline(n)
-                    .map_or(0, |t| t.saturating_sub(w.local_now(n)))
-            });
-            timeout(sim, left, put).await.unwrap_or_else(|| {
-                Err("writing the sync key: no answer within the proven part of my lease".into())
-            })
-        }
-        Action::ClearFailover => {
-            let clear = call(sim, n, |w| {
-                w.dcs.failover = None;
-                Ok(())
-            });
-            timeout(sim, sim.with(|w| lease_bounded(w, n, 1_000)), clear)
-                .await
-                .unwrap_or_else(|| Err("clearing the failover key: no answer within 1 s".into()))
-        }
-        Action::Fence { members, within_ms } => fence(sim, n, members, *within_ms).await,
-    }
-}
-
-/// `Executor::fence` (postgres/fence.rs): over a connection to each
-/// member's PostgreSQL, the fence in postgresql.auto.conf and a reload
-/// (commits wait for a standby that does not exist, new transactions are
-/// read-only), its client sessions ended (waiting commits never
-/// acknowledged); then wait until my server has received the WAL it had.
-async fn fence(sim: &Rc<Sim>, n: usize, members: &[String], within_ms: u64) -> R<()> {
-    let targets = members
-        .iter()
-        .map(|m| node_index(sim, m))
-        .collect::<R<Vec<_>>>()?;
-    let deadline = sim.now() + within_ms;
-    // Concurrent connections: one whose host does not answer costs the
-    // whole budget (the connect timeout), a refused one a moment.
-    let ms = sim.with(|w| {
-        if targets.iter().all(|m| w.link_ok(n, *m)) {
-            w.rng.range(5, 60)
-        } else {
-            within_ms
-        }
-    });
-    sleep(sim, ms).await;
-    let target = sim.with(|w| {
-        let mut target: Option<(usize, u64, u32)> = None;
-        for &m in &targets {
-            let pg = &w.nodes[m].pg;
-            if !w.link_ok(n, m) || pg.proc != Proc::Running {
-                return Err(format!(
-                    "connecting to {}'s PostgreSQL failed",
-                    w.nodes[m].name
-                ));
-            }
-            if pg.role != Role::Primary {
-                continue;
-            }
-            let pg = &mut w.nodes[m].pg;
-            pg.sync_names = crate::postgres::fence::FENCE_NAMES.to_string();
-            pg.fenced = true;
-            pg.pending.clear();
-            let d = pg.data.as_ref().expect("a running server has data");
-            let (lsn, tl) = (d.lsn(), d.tl());
-            w.trace(
-                m,
-                format!(
-                    "fenced by {}: its WAL ends at {}",
-                    w.nodes[n].name,
-                    format_lsn(lsn)
-                ),
-            );
-            if target.is_none_or(|t| lsn > t.1) {
-                target = Some((m, lsn, tl));
-            }
-        }
-        Ok(target)
-    })?;
-    let Some((m, lsn, tl)) = target else {
-        return Ok(());
-    };
-    loop {
-        let (mine, my_tl) = sim.with(|w| {
-            let d = w.nodes[n].pg.data.as_ref();
-            (d.map_or(0, |d| d.lsn()), d.map_or(0, |d| d.tl()))
-        });
-        if my_tl != tl || mine >= lsn {
-            return Ok(());
-        }
-        if sim.now() >= deadline {
-            return Err(format!(
-                "{} is fenced, but my PostgreSQL has its WAL only up to {} of {}",
-                sim.with(|w| me(w, m)),
-                format_lsn(mine),
-                format_lsn(lsn)
-            ));
-        }
-        sleep(sim, 20).await;
-    }
 }
 
 fn require_running(w: &World, n: usize) -> R<()> {
@@ -888,91 +685,338 @@ fn require_running(w: &World, n: usize) -> R<()> {
     }
 }
 
-/// `Executor::sync_names_for_restart`: a leader restarting in place waits
-/// for the standby its sync key names (for any standby when the key cannot
-/// be read, or in strict mode with none recorded).
-async fn sync_names_for_restart(sim: &Rc<Sim>, n: usize) -> String {
-    let mode = sim.with(|w| w.settings.synchronous_mode);
-    if mode == crate::config::SyncMode::Off {
-        return String::new();
+/// A simulated node's clock (its own: it stops while its VM is paused) and
+/// journal (the trace).
+#[derive(Clone)]
+struct SimClock {
+    sim: Rc<Sim>,
+    n: usize,
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        self.sim.with(|w| w.local_now(self.n))
     }
-    let me = sim.with(|w| me(w, n));
-    let read = timeout(sim, 2_000, call(sim, n, |w| Ok(w.dcs.sync.clone()))).await;
-    let recorded = match read {
-        Some(Ok(key)) => key
-            .filter(|k| k.leader.as_deref() == Some(me.as_str()))
-            .and_then(|k| k.sync_standby),
-        _ => return "*".into(),
-    };
-    match recorded {
-        Some(s) => format!("\"{}\"", crate::postgres::conf::slot_name(&s)),
-        None if mode == crate::config::SyncMode::Strict => "*".into(),
-        None => String::new(),
+
+    fn now_unix_ms(&self) -> u64 {
+        EPOCH_UNIX_MS + self.now_ms()
+    }
+
+    async fn timeout<F: Future>(&self, ms: u64, f: F) -> Option<F::Output> {
+        timeout(&self.sim, ms, f).await
+    }
+
+    async fn sleep(&self, ms: u64) {
+        sleep(&self.sim, ms).await
+    }
+
+    fn log(&self, _: Level, message: &str) {
+        self.sim.with(|w| w.trace(self.n, message.to_string()));
     }
 }
 
-/// `Executor::bootstrap`: initdb, start, roles, slots, then the system id.
-async fn bootstrap(sim: &Rc<Sim>, n: usize) -> R<()> {
-    if sim.with(|w| w.nodes[n].pg.data.is_some()) {
-        return Err("initdb: the data directory exists and is not empty".into());
+/// The executor's DCS on a simulated node: each transaction of
+/// dcs/etcd.rs applied to the simulated store through the client model
+/// above (endpoints, timeouts, lost answers). The checks of the leader
+/// key's changes (who took it from whom) live here, where it changes.
+struct SimDcs {
+    sim: Rc<Sim>,
+    n: usize,
+}
+
+impl SimDcs {
+    fn me(&self) -> String {
+        member_name(&self.sim, self.n)
     }
-    let ms = sim.with(|w| w.rng.range(800, 2_500));
-    sleep(sim, ms).await;
-    sim.with(|w| {
-        let system_id = format!("7{:018}", w.rng.below(1_000_000_000_000_000_000));
-        let rec = w.new_rec(0x0100_0000, 1, 0x28, None);
-        // initdb leaves the control file saying "shut down".
-        w.nodes[n].pg.data = Some(DataDir {
-            system_id,
-            wal: vec![rec],
-            was_primary: true,
-            clean_stop: true,
-            slots: Vec::new(),
-        });
-    });
-    pg_start(sim, n, None).await?;
-    sim.with(|w| {
-        require_running(w, n)?;
-        w.append_wal(n, 0x3000, None);
-        Ok::<_, String>(())
-    })?;
-    ensure_slots(sim, n)?;
-    let h = sim.with(|w| w.health(n));
-    let sysid = h
-        .system_identifier
-        .ok_or("reading the new system identifier")?;
-    call(sim, n, move |w| {
-        w.dcs.set_initialize(sysid.clone());
-        Ok(())
-    })
-    .await?;
-    if let Some(lsn) = h.lsn {
-        call(sim, n, move |w| {
+
+    async fn call<T>(&self, op: impl FnMut(&mut World) -> R<T>) -> anyhow::Result<T> {
+        call(&self.sim, self.n, op).await.map_err(anyhow_of)
+    }
+
+    async fn lease(&self) -> anyhow::Result<i64> {
+        ensure_lease(&self.sim, self.n).await.map_err(anyhow_of)
+    }
+}
+
+impl ActionDcs for SimDcs {
+    fn renewed_at_ms(&self) -> Option<u64> {
+        let n = self.n;
+        self.sim
+            .with(|w| w.nodes[n].pgboxd.as_ref().and_then(|d| d.renewed_at))
+    }
+
+    async fn claim_initialize(&self) -> anyhow::Result<bool> {
+        let lease = self.lease().await?;
+        self.call(move |w| w.dcs.claim_initialize(lease)).await
+    }
+
+    async fn release_initialize_claim(&self) -> anyhow::Result<()> {
+        let Some(lease) = lease_id(&self.sim, self.n) else {
+            return Ok(());
+        };
+        self.call(move |w| {
+            if w.dcs.initialize_lease == Some(lease) {
+                w.dcs.initialize = None;
+                w.dcs.initialize_lease = None;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_initialize(&self, system_id: &str) -> anyhow::Result<()> {
+        let sysid = system_id.to_string();
+        self.call(move |w| {
+            w.dcs.set_initialize(sysid.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn acquire_leader(&self) -> anyhow::Result<bool> {
+        let (me, n) = (self.me(), self.n);
+        let lease = self.lease().await?;
+        self.call(move |w| {
+            let before = w.dcs.last_holder.clone();
+            let (ok, change) = w.dcs.acquire_leader(&me, lease)?;
+            if ok && w.nodes[n].tags.nofailover && before.as_ref().is_some_and(|b| *b != me) {
+                let b = before.unwrap_or_default();
+                w.violate(
+                    Invariant::NofailoverPromoted,
+                    format!("{me} is tagged nofailover and took the leader key over from {b}"),
+                );
+            }
+            w.leader_changed(change, "acquired");
+            Ok(ok)
+        })
+        .await
+    }
+
+    async fn retake_leader(&self, sync: &SyncKey) -> anyhow::Result<bool> {
+        let (me, sync) = (self.me(), sync.clone());
+        let lease = self.lease().await?;
+        self.call(move |w| {
+            let (ok, change) = w.dcs.retake_leader(&me, lease, &sync)?;
+            w.leader_changed(change, "taken back");
+            Ok(ok)
+        })
+        .await
+    }
+
+    async fn release_leader(&self) -> anyhow::Result<()> {
+        let me = self.me();
+        self.call(move |w| {
+            let change = w.dcs.release_leader(&me);
+            w.leader_changed(change, "released");
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_sync(&self, key: &SyncKey) -> anyhow::Result<()> {
+        let (me, key) = (self.me(), key.clone());
+        self.call(move |w| {
+            if !w.dcs.leader_is(&me) {
+                return Err("not writing the sync key: the leader key does not name me".into());
+            }
+            w.dcs.sync = Some(key.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_sync(&self) -> anyhow::Result<Option<SyncKey>> {
+        self.call(|w| Ok(w.dcs.sync.clone())).await
+    }
+
+    async fn clear_failover(&self) -> anyhow::Result<()> {
+        self.call(|w| {
+            w.dcs.failover = None;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn append_history(&self, entry: HistoryEntry) -> anyhow::Result<()> {
+        append_history(&self.sim, self.n, entry)
+            .await
+            .map_err(anyhow_of)
+    }
+
+    async fn put_status(&self, lsn: u64) -> anyhow::Result<()> {
+        self.call(move |w| {
             w.dcs.status = Some(lsn);
             Ok(())
         })
-        .await?;
+        .await
     }
-    sim.with(|w| w.trace(n, "cluster initialized".into()));
-    Ok(())
 }
 
-/// `Postgres::ensure_slots` on a primary: a slot for every other member.
-fn ensure_slots(sim: &Rc<Sim>, n: usize) -> R<()> {
-    sim.with(|w| {
-        require_running(w, n)?;
-        let names: Vec<String> = (0..w.nodes.len())
-            .filter(|m| *m != n)
-            .map(|m| w.nodes[m].slot.clone())
-            .collect();
-        let d = w.nodes[n].pg.data.as_mut().unwrap();
-        for s in names {
-            if !d.slots.contains(&s) {
-                d.slots.push(s);
-            }
+/// The executor's PostgreSQL on a simulated node: the process model below
+/// (start-up, fast shutdown, promotion, reloads, WAL streaming) and the
+/// fence set over a connection to another member's server.
+struct SimPg {
+    sim: Rc<Sim>,
+    n: usize,
+}
+
+impl PgControl for SimPg {
+    /// initdb leaves the control file saying "shut down".
+    async fn initdb(&mut self) -> anyhow::Result<()> {
+        let (sim, n) = (&self.sim, self.n);
+        if sim.with(|w| w.nodes[n].pg.data.is_some()) {
+            anyhow::bail!("initdb: the data directory exists and is not empty");
         }
+        let ms = sim.with(|w| w.rng.range(800, 2_500));
+        sleep(sim, ms).await;
+        sim.with(|w| {
+            let system_id = format!("7{:018}", w.rng.below(1_000_000_000_000_000_000));
+            let rec = w.new_rec(0x0100_0000, 1, 0x28, None);
+            w.nodes[n].pg.data = Some(DataDir {
+                system_id,
+                wal: vec![rec],
+                was_primary: true,
+                clean_stop: true,
+                slots: Vec::new(),
+            });
+        });
         Ok(())
-    })
+    }
+
+    async fn create_roles(&mut self) -> anyhow::Result<()> {
+        let n = self.n;
+        self.sim
+            .with(|w| {
+                require_running(w, n)?;
+                w.append_wal(n, 0x3000, None);
+                Ok::<_, String>(())
+            })
+            .map_err(anyhow_of)
+    }
+
+    async fn start(&mut self, standby: Option<Option<&str>>) -> anyhow::Result<()> {
+        let standby = match standby {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(m)) => Some(Some(node_index(&self.sim, m).map_err(anyhow_of)?)),
+        };
+        pg_start(&self.sim, self.n, standby)
+            .await
+            .map_err(anyhow_of)
+    }
+
+    fn set_sync_names_for_start(&mut self, names: &str) {
+        let n = self.n;
+        self.sim.with(|w| {
+            w.nodes[n].pgboxd.as_mut().expect("pgboxd runs").sync_names = names.to_string()
+        });
+    }
+
+    async fn stop(&mut self) -> anyhow::Result<()> {
+        pg_stop(&self.sim, self.n).await.map_err(anyhow_of)
+    }
+
+    fn remove_data(&mut self) -> anyhow::Result<()> {
+        let n = self.n;
+        self.sim.with(|w| w.nodes[n].pg.data = None);
+        Ok(())
+    }
+
+    async fn base_backup(&mut self, from: &str) -> anyhow::Result<()> {
+        let src = node_index(&self.sim, from).map_err(anyhow_of)?;
+        base_backup(&self.sim, self.n, src).await.map_err(anyhow_of)
+    }
+
+    async fn rewind(&mut self, from: &str) -> anyhow::Result<()> {
+        let src = node_index(&self.sim, from).map_err(anyhow_of)?;
+        rewind(&self.sim, self.n, src).await.map_err(anyhow_of)
+    }
+
+    async fn follow(&mut self, leader: &str) -> anyhow::Result<()> {
+        let up = node_index(&self.sim, leader).map_err(anyhow_of)?;
+        follow(&self.sim, self.n, up).await.map_err(anyhow_of)
+    }
+
+    async fn checkpoint(&mut self) -> anyhow::Result<()> {
+        checkpoint(&self.sim, self.n).await.map_err(anyhow_of)
+    }
+
+    async fn set_sync_names(&mut self, names: &str) -> anyhow::Result<()> {
+        set_sync_names(&self.sim, self.n, names)
+            .await
+            .map_err(anyhow_of)
+    }
+
+    async fn promote(&mut self) -> anyhow::Result<()> {
+        pg_promote(&self.sim, self.n).await.map_err(anyhow_of)
+    }
+
+    async fn ensure_slots(&mut self, members: &[String]) -> anyhow::Result<()> {
+        let n = self.n;
+        self.sim
+            .with(|w| {
+                require_running(w, n)?;
+                let names: Vec<String> = members
+                    .iter()
+                    .map(|m| crate::postgres::conf::slot_name(m))
+                    .collect();
+                let d = w.nodes[n].pg.data.as_mut().unwrap();
+                for s in names {
+                    if !d.slots.contains(&s) {
+                        d.slots.push(s);
+                    }
+                }
+                Ok::<_, String>(())
+            })
+            .map_err(anyhow_of)
+    }
+
+    async fn health(&mut self) -> PgStatus {
+        let n = self.n;
+        self.sim.with(|w| w.health(n))
+    }
+
+    /// Over a connection to `member`'s PostgreSQL: the fence in
+    /// postgresql.auto.conf and a reload (commits wait for a standby that
+    /// does not exist, new transactions are read-only), its client sessions
+    /// ended (waiting commits never acknowledged). A host that does not
+    /// answer costs the whole budget (the connect timeout), a refused
+    /// connection a moment.
+    async fn fence(&self, member: &str, within_ms: u64) -> anyhow::Result<Option<Fenced>> {
+        let (sim, n) = (&self.sim, self.n);
+        let m = node_index(sim, member).map_err(anyhow_of)?;
+        let ms = sim.with(|w| {
+            if w.link_ok(n, m) {
+                w.rng.range(5, 60).min(within_ms)
+            } else {
+                within_ms
+            }
+        });
+        sleep(sim, ms).await;
+        sim.with(|w| {
+            let pg = &w.nodes[m].pg;
+            if !w.link_ok(n, m) || pg.proc != Proc::Running {
+                anyhow::bail!("connecting to {member}'s PostgreSQL failed");
+            }
+            if pg.role != Role::Primary {
+                return Ok(None);
+            }
+            let pg = &mut w.nodes[m].pg;
+            pg.sync_names = crate::postgres::fence::FENCE_NAMES.to_string();
+            pg.fenced = true;
+            pg.pending.clear();
+            let d = pg.data.as_ref().expect("a running server has data");
+            let (lsn, tl) = (d.lsn(), d.tl());
+            w.trace(
+                m,
+                format!("fenced by {}: its WAL ends at {}", w.nodes[n].name, format_lsn(lsn)),
+            );
+            Ok(Some(Fenced {
+                lsn,
+                timeline: Some(tl),
+            }))
+        })
+    }
 }
 
 /// Something PostgreSQL carries out on its own once asked (start-up, fast
@@ -1117,13 +1161,9 @@ async fn pg_stop(sim: &Rc<Sim>, n: usize) -> R<()> {
     Ok(())
 }
 
-/// `Executor::promote`.
-async fn promote(sim: &Rc<Sim>, n: usize) -> R<()> {
-    let before = sim.with(|w| w.health(n));
-    if sim.with(|w| w.settings.synchronous_mode != crate::config::SyncMode::Off) {
-        // `Executor::promote`: hold every commit until the sync key is taken over.
-        set_sync_names(sim, n, crate::postgres::conf::TAKEOVER_HOLD_NAMES).await?;
-    }
+/// `pg_promote(true)`: PostgreSQL ends recovery on a new timeline and
+/// becomes writable (the executor has set the takeover hold first).
+async fn pg_promote(sim: &Rc<Sim>, n: usize) -> R<()> {
     let epoch = sim.with(|w| {
         if !w.nodes[n].pg.running_as(Role::Replica) {
             return Err("pg_promote: recovery is not in progress".to_string());
@@ -1144,47 +1184,7 @@ async fn promote(sim: &Rc<Sim>, n: usize) -> R<()> {
         s.kill(Owner::WalReceiver(n));
         Ok::<_, String>(())
     })
-    .await?;
-    let _ = ensure_slots(sim, n);
-    let after = sim.with(|w| w.health(n));
-    let old_tl = before
-        .timeline
-        .unwrap_or(after.timeline.unwrap_or(1).saturating_sub(1));
-    let switch_lsn = before.lsn.unwrap_or_default();
-    let me = sim.with(|w| me(w, n));
-    let entry = HistoryEntry(
-        old_tl,
-        switch_lsn,
-        format!("promoted {me} at {}", format_lsn(switch_lsn)),
-        String::new(),
-        me.clone(),
-    );
-    // Bounded: a DCS lost right after the promotion must not hold the loop
-    // (and its fencing) hostage.
-    let bound = sim.with(|w| lease_bounded(w, n, 1_000));
-    match timeout(sim, bound, append_history(sim, n, entry)).await {
-        Some(Ok(())) => {}
-        Some(Err(e)) => sim.with(|w| {
-            w.trace(
-                n,
-                format!("recording the timeline switch in history failed: {e}"),
-            )
-        }),
-        None => sim.with(|w| {
-            w.trace(
-                n,
-                "recording the timeline switch in history: no answer within 1 s".into(),
-            )
-        }),
-    }
-    if let Some(lsn) = after.lsn {
-        let put = call(sim, n, move |w| {
-            w.dcs.status = Some(lsn);
-            Ok(())
-        });
-        let _ = timeout(sim, sim.with(|w| lease_bounded(w, n, 500)), put).await;
-    }
-    Ok(())
+    .await
 }
 
 /// `Etcd::append_history`: read, then compare-and-set on the revision.

@@ -555,14 +555,6 @@ impl World {
         s
     }
 
-    /// When `n`'s lease stops being proven valid as its executor sees it
-    /// (`Executor::proven_left`: the last renewal; the loop also counts a
-    /// failsafe round).
-    pub fn fence_deadline(&self, n: usize) -> Option<u64> {
-        let d = self.nodes[n].pgboxd.as_ref()?;
-        d.renewed_at.map(|t| t + self.settings.fence_after_ms())
-    }
-
     /// `n`'s pgboxd opens the watchdog device and starts its countdown
     /// (a box without one has nothing to arm).
     pub fn arm_watchdog(&mut self, n: usize) {
