@@ -1142,12 +1142,17 @@ fn spawn_receiver(sim: &Rc<Sim>, n: usize, up: usize, epoch: u64) {
 
 /// `Postgres::stop`: fast shutdown.
 async fn pg_stop(sim: &Rc<Sim>, n: usize) -> R<()> {
-    if !sim.with(|w| w.pg_begin_stop(n)) {
+    // As `Postgres::stop_with`: once the postmaster has accepted the stop
+    // (or when there is none: it crashed) nothing acknowledges a commit any
+    // more, so the watchdog is disarmed now.
+    let stopping = sim.with(|w| {
+        let stopping = w.pg_begin_stop(n);
+        w.disarm_watchdog(n);
+        stopping
+    });
+    if !stopping {
         return Ok(());
     }
-    // `Executor::run(Stop)`: the postmaster accepted the stop (it
-    // acknowledges nothing new from here), so the watchdog is disarmed now.
-    sim.with(|w| w.disarm_watchdog(n));
     // Usually well under a second; on a loaded box (a VM under TCG) a fast
     // shutdown's checkpoint has taken about 4 s.
     let ms = sim.with(|w| {
@@ -1278,7 +1283,6 @@ async fn set_sync_names(sim: &Rc<Sim>, n: usize, names: &str) -> R<()> {
             // The configuration is written afresh, postgresql.auto.conf
             // emptied (a fence an old primary carried ends here).
             w.nodes[n].pg.fenced = false;
-            w.trace(n, format!("synchronous_standby_names = '{names}'"));
             // A server told to wait for nobody releases every waiting commit.
             w.release_waiters(n);
             if releases && w.nodes[n].pg.role == Role::Primary {
