@@ -1173,6 +1173,79 @@ impl RequestRefusal {
     }
 }
 
+/// A member fit to take over, as its member key shows it: running,
+/// streaming, not tagged nofailover.
+fn fit_by_member_key(name: &str, m: &crate::dcs::model::Member) -> Result<(), String> {
+    if m.tags.nofailover || m.tags.failover_priority == 0 {
+        return Err(format!("{name} is tagged nofailover"));
+    }
+    if m.state != "running" {
+        return Err(format!("{name} is not healthy: its state is {:?}", m.state));
+    }
+    if m.role != "replica" || m.replication_state.as_deref() != Some("streaming") {
+        return Err(format!(
+            "{name} is not a streaming replica (role {}, {})",
+            m.role,
+            m.replication_state.as_deref().unwrap_or("not streaming")
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a switchover or failover to `candidate` may be recorded, from
+/// the cluster as the DCS shows it: what the API answers at once (412) and
+/// the simulator's operator is refused, so that a request is refused when
+/// it is made rather than by the leader a loop later. The leader checks
+/// again, first-hand, before it steps down (`switchover_candidate`).
+pub fn candidate_refusal(
+    view: &ClusterView,
+    mode: SyncMode,
+    maximum_lag: u64,
+    candidate: &str,
+    switchover: bool,
+) -> Option<String> {
+    let leader = view.leader.as_deref();
+    let Some(m) = view.member(candidate) else {
+        return Some(format!("candidate {candidate} is not a running member"));
+    };
+    if leader == Some(candidate) {
+        return Some(format!("{candidate} is already the leader"));
+    }
+    // With a leader there is no hurry: hand over only to a member that is
+    // fit to lead and has (nearly) every write.
+    if let Some(current) = leader {
+        if let Err(why) = fit_by_member_key(candidate, m) {
+            return Some(why);
+        }
+        let leader_lsn = view
+            .member(current)
+            .and_then(|l| l.xlog_location)
+            .or(view.last_leader_lsn);
+        match (leader_lsn, m.xlog_location) {
+            (Some(lead), Some(at)) if lead.saturating_sub(at) > maximum_lag => {
+                return Some(format!(
+                    "{candidate} is {} bytes behind the leader, more than maximum_lag_on_failover ({maximum_lag})",
+                    lead - at
+                ))
+            }
+            (Some(_), None) => return Some(format!("{candidate}'s replay position is unknown")),
+            _ => {}
+        }
+    }
+    let sync_standby = view
+        .sync
+        .as_ref()
+        .filter(|k| k.leader.is_some() && k.leader.as_deref() == leader)
+        .and_then(|k| k.sync_standby.as_deref());
+    if switchover && mode != SyncMode::Off && sync_standby != Some(candidate) {
+        return Some(format!(
+            "{candidate} is not the synchronous standby ({}); only it has every acknowledged write",
+            sync_standby.unwrap_or("none recorded yet")
+        ));
+    }
+    None
+}
+
 fn switchover_candidate(
     obs: &Observation,
     view: &ClusterView,
@@ -1187,18 +1260,7 @@ fn switchover_candidate(
         if name == obs.me {
             return Err(format!("{name} is the leader already"));
         }
-        if m.state != "running"
-            || m.role != "replica"
-            || m.replication_state.as_deref() != Some("streaming")
-        {
-            return Err(format!(
-                "{name} is not a streaming replica (state {}, role {})",
-                m.state, m.role
-            ));
-        }
-        if m.tags.nofailover {
-            return Err(format!("{name} is tagged nofailover"));
-        }
+        fit_by_member_key(name, m)?;
         // First-hand, not from the DCS: the member keys and the sync key
         // can be a term old (a leader that lost the key and took it back
         // finds its old sync key; a member that just crashed still shows

@@ -489,22 +489,10 @@ fn request_switchover(w: &mut World, candidate: Option<usize>) {
     };
     let c = candidate.map(|c| w.nodes[c].name.clone());
     if let Some(c) = &c {
-        if !w.dcs.members.contains_key(c) {
-            return refuse(w, format!("candidate {c} is not a running member"));
-        }
-        if *c == leader {
-            return refuse(w, format!("{c} is already the leader"));
-        }
-        if w.settings.synchronous_mode != SyncMode::Off {
-            let sync = w
-                .dcs
-                .sync
-                .as_ref()
-                .filter(|k| k.leader.as_deref() == Some(leader.as_str()))
-                .and_then(|k| k.sync_standby.clone());
-            if sync.as_deref() != Some(c.as_str()) {
-                return refuse(w, format!("{c} is not the synchronous standby"));
-            }
+        let view = w.dcs.read_view().0;
+        let (mode, max_lag) = (w.settings.synchronous_mode, w.settings.maximum_lag_on_failover);
+        if let Some(why) = crate::ha::candidate_refusal(&view, mode, max_lag, c, true) {
+            return refuse(w, why);
         }
     }
     let req = FailoverKey {

@@ -91,42 +91,13 @@ async fn handle(api: ApiState, body: axum::body::Bytes, switchover: bool) -> Res
         return json_error(code, refusal.message());
     }
     if let Some(c) = &req.candidate {
-        if view.member(c).is_none() {
-            return json_error(
-                StatusCode::PRECONDITION_FAILED,
-                format!("candidate {c} is not a running member"),
-            );
-        }
-        if leader.as_deref() == Some(c.as_str()) {
-            return json_error(
-                StatusCode::PRECONDITION_FAILED,
-                format!("{c} is already the leader"),
-            );
-        }
-        // With a leader there is no hurry: hand over only to a member that
-        // is fit to lead and has (nearly) every write.
-        if let Some(current) = leader.as_deref() {
-            let max_lag = api.static_config["maximum_lag_on_failover"].as_u64();
-            if let Err(why) = fit_candidate(view, current, c, max_lag) {
-                return json_error(StatusCode::PRECONDITION_FAILED, why);
-            }
-        }
-        let sync_mode = api.static_config["synchronous_mode"]
-            .as_str()
-            .is_some_and(|m| m != "off");
-        let sync_standby = view
-            .sync
-            .as_ref()
-            .filter(|k| k.leader == leader)
-            .and_then(|k| k.sync_standby.as_deref());
-        if switchover && sync_mode && sync_standby != Some(c.as_str()) {
-            return json_error(
-                StatusCode::PRECONDITION_FAILED,
-                format!(
-                    "{c} is not the synchronous standby ({}); only it has every acknowledged write",
-                    sync_standby.unwrap_or("none recorded yet")
-                ),
-            );
+        let mode = serde_json::from_value(api.static_config["synchronous_mode"].clone())
+            .unwrap_or_default();
+        let max_lag = api.static_config["maximum_lag_on_failover"]
+            .as_u64()
+            .unwrap_or(u64::MAX);
+        if let Some(why) = crate::ha::candidate_refusal(view, mode, max_lag, c, switchover) {
+            return json_error(StatusCode::PRECONDITION_FAILED, why);
         }
     }
     let key = if switchover {
@@ -204,44 +175,6 @@ fn well_formed(req: &Request, switchover: bool) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Whether `candidate` may take over from the running leader `leader`:
-/// running, streaming, not tagged `nofailover`, and no further behind the
-/// leader's last known position than `max_lag` bytes.
-fn fit_candidate(
-    view: &crate::dcs::model::ClusterView,
-    leader: &str,
-    candidate: &str,
-    max_lag: Option<u64>,
-) -> Result<(), String> {
-    let Some(m) = view.member(candidate) else {
-        return Err(format!("candidate {candidate} is not a running member"));
-    };
-    if m.tags.nofailover {
-        return Err(format!("{candidate} is tagged nofailover"));
-    }
-    if m.state != "running" {
-        return Err(format!(
-            "{candidate} is not healthy: its state is {:?}",
-            m.state
-        ));
-    }
-    if m.replication_state.as_deref() != Some("streaming") {
-        return Err(format!("{candidate} is not streaming from the leader"));
-    }
-    let leader_lsn = view
-        .member(leader)
-        .and_then(|l| l.xlog_location)
-        .or(view.last_leader_lsn);
-    match (leader_lsn, m.xlog_location, max_lag) {
-        (Some(lead), Some(at), Some(max)) if lead.saturating_sub(at) > max => Err(format!(
-            "{candidate} is {} bytes behind the leader, more than maximum_lag_on_failover ({max})",
-            lead - at
-        )),
-        (Some(_), None, _) => Err(format!("{candidate}'s replay position is unknown")),
-        _ => Ok(()),
-    }
 }
 
 /// How long a caller waits for a switchover or failover to be carried out.
