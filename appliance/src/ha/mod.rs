@@ -856,6 +856,21 @@ fn failover_candidacy(
     let Some(my_lsn) = obs.pg.lsn else {
         return Err((Cause::PositionUnknown, "my WAL position is unknown".into()));
     };
+    // Before any request too, a manual failover included: a promotion from
+    // an older timeline would open a second timeline with the number the
+    // newest one already has, a fork that neither pg_rewind nor a standby
+    // can tell from the real one.
+    if let Some(max_tl) = view.max_history_timeline() {
+        if obs.pg.timeline.is_some_and(|tl| tl < max_tl) {
+            return Err((
+                Cause::TimelineBehind,
+                format!(
+                    "my timeline {} is older than the cluster's timeline {max_tl}",
+                    obs.pg.timeline.unwrap_or(0)
+                ),
+            ));
+        }
+    }
     if let Some(request) = &view.failover {
         let candidate_running = request
             .member
@@ -915,17 +930,6 @@ fn failover_candidacy(
                 let why = "synchronous mode: no synchronous standby is recorded, so any promotion could lose acknowledged writes";
                 return Err((Cause::NotSyncStandby, why.into()));
             }
-        }
-    }
-    if let Some(max_tl) = view.max_history_timeline() {
-        if obs.pg.timeline.is_some_and(|tl| tl < max_tl) {
-            return Err((
-                Cause::TimelineBehind,
-                format!(
-                    "my timeline {} is older than the cluster's timeline {max_tl}",
-                    obs.pg.timeline.unwrap_or(0)
-                ),
-            ));
         }
     }
     if let (false, Some(leader_lsn)) = (sync_standby, view.last_leader_lsn) {

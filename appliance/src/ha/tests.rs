@@ -997,6 +997,17 @@ fn synchronous_replication_and_switchover_situations() {
             vec![],
         ),
         (
+            "manual failover to me, but my timeline is older than the cluster's: never promote (a second timeline 2)",
+            {
+                let mut o = obs();
+                let v = o.dcs.as_mut().unwrap();
+                v.failover = Some(FailoverKey { leader: None, member: Some("db1".into()), scheduled_at: None });
+                v.history = vec![HistoryEntry(1, 4_000, "promoted db2".into(), "t".into(), "db2".into())];
+                o
+            },
+            vec![],
+        ),
+        (
             "switchover: the candidate promotes and clears the request",
             {
                 let mut o = obs();

@@ -469,7 +469,7 @@ impl World {
         pg.receiver = None;
         pg.conninfo = None;
         self.stats.promotions += 1;
-        self.trace(n, format!("promoted: now primary on timeline {tl}"));
+        self.trace(n, format!("pg_promote: ended recovery on timeline {tl}"));
         if self.nodes[n].pg.sync_names == crate::postgres::conf::TAKEOVER_HOLD_NAMES {
             // Every commit waits for a standby that does not exist: nothing
             // can be acknowledged until pgboxd releases the hold, and I5 is
