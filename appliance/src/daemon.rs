@@ -360,13 +360,16 @@ impl LoopIo for PgboxdIo {
     /// Long actions (initdb, a base backup, pg_rewind) keep telling systemd
     /// the supervisor is alive; each is bounded by its own timeout, so a
     /// hung one still ends.
-    async fn run(&mut self, action: &Action) -> Result<()> {
+    async fn run(&mut self, action: &Action, within_ms: Option<u64>) -> Option<Result<()>> {
         let run = self.exec.run(action);
         tokio::pin!(run);
         let mut ping = tokio::time::interval(Duration::from_secs(5));
+        let limit = tokio::time::sleep(within_ms.map_or(Duration::from_secs(86_400), Duration::from_millis));
+        tokio::pin!(limit);
         loop {
             tokio::select! {
-                r = &mut run => break r,
+                r = &mut run => break Some(r),
+                _ = &mut limit, if within_ms.is_some() => break None,
                 _ = ping.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
             }
         }

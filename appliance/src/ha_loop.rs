@@ -77,7 +77,9 @@ pub trait LoopIo: Clock {
     fn pet_watchdog(&self);
 
     // The executor.
-    async fn run(&mut self, action: &Action) -> Result<()>;
+    /// Carry out `action` (through the executor); None when `within_ms`
+    /// was given and it did not finish in that time (it is dropped).
+    async fn run(&mut self, action: &Action, within_ms: Option<u64>) -> Option<Result<()>>;
 
     // Reporting.
     fn log_decision(&self, obs: &Observation, decision: &Decision);
@@ -343,7 +345,22 @@ impl HaLoop {
             if obs.dcs.is_some() {
                 self.publish_member(io, health).await;
             }
-            let outcome = match io.run(action).await {
+            // A primary's DCS request may not hold its loop past the
+            // fencing point (where it demotes, and just after which its
+            // watchdog resets the box): a grant stuck behind a DCS that
+            // came back and went again did, in the simulator.
+            let bound = match (health.role == Role::Primary && action.dcs_only(), self.proven_left(io)) {
+                (true, Some(left)) => left,
+                (true, None) => 0,
+                (false, _) => u64::MAX,
+            };
+            let within = (bound != u64::MAX).then_some(bound);
+            let ran = io.run(action, within).await.unwrap_or_else(|| {
+                Err(anyhow::anyhow!(
+                    "no answer before my lease's proven validity ran out ({bound} ms)"
+                ))
+            });
+            let outcome = match ran {
                 Ok(()) => Outcome::Done,
                 Err(e) => {
                     io.log_action_failed(obs, decision, action, &e);
@@ -394,7 +411,9 @@ impl HaLoop {
         // mode) still leads: its watchdog stays armed.
         let is_leader = match &view {
             Some(v) => v.leader.as_deref() == Some(self.me.name.as_str()),
-            None => self.failsafe_confirmed_ms.is_some(),
+            None => self.failsafe_confirmed_ms.is_some_and(|t| {
+                t + self.settings.fence_after_ms() > io.now_ms()
+            }),
         };
         let primary = health.role == Role::Primary;
         self.publish_member(io, &health).await;
@@ -490,9 +509,9 @@ impl HaLoop {
             return Failsafe::default();
         }
         let primary = health.running && health.role == Role::Primary;
-        if !(dcs_lost && primary) {
+        if !primary {
             self.failsafe_confirmed_ms = None;
-        } else {
+        } else if dcs_lost {
             let sent = io.now_ms();
             // Bounded by what is left of the current proof: a member that
             // does not answer must not hold the loop past the fencing

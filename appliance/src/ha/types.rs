@@ -516,6 +516,23 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// Only DCS requests, no PostgreSQL process control: one that cannot
+    /// finish before a primary's fencing point can be given up then
+    /// without leaving anything half done (as if its answer had been lost).
+    pub fn dcs_only(&self) -> bool {
+        matches!(
+            self,
+            Action::ClaimInitialize
+                | Action::AcquireLeader
+                | Action::RetakeLeader { .. }
+                | Action::ReleaseLeader
+                | Action::WriteSync(_)
+                | Action::ClearFailover
+        )
+    }
+}
+
 /// What the executor reports back about one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

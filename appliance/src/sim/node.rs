@@ -528,8 +528,11 @@ impl LoopIo for SimIo {
         self.sim.with(|w| w.pet_watchdog(self.n))
     }
 
-    async fn run(&mut self, action: &Action) -> anyhow::Result<()> {
-        self.exec.run(action).await
+    async fn run(&mut self, action: &Action, within_ms: Option<u64>) -> Option<anyhow::Result<()>> {
+        match within_ms {
+            Some(ms) => self.clock.timeout(ms, self.exec.run(action)).await,
+            None => Some(self.exec.run(action).await),
+        }
     }
 
     fn log_decision(&self, obs: &Observation, decision: &Decision) {
