@@ -12,13 +12,13 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use tokio::sync::Notify;
 
+use crate::clock::{Clock, TokioClock};
 use crate::config::WatchdogMode;
 use crate::config::{Config, Node, Role as NodeRole};
 use crate::dcs::access::Access;
 use crate::dcs::etcd::Etcd;
 use crate::dcs::etcd::LeaderKey;
 use crate::dcs::model::{ClusterView, Member};
-use crate::clock::{Clock, TokioClock};
 use crate::executor::real::{EtcdActions, LocalPostgres, PgboxdExecutor};
 use crate::executor::{ActionDcs, Executor, PgControl, RaceLost};
 use crate::failsafe::Promises;
@@ -307,7 +307,8 @@ impl LoopIo for PgboxdIo {
         Ok(self
             .exec
             .pg
-            .pg.control_data()
+            .pg
+            .control_data()
             .await?
             .map(|cd| DataDir::Initialized {
                 was_primary: cd.was_primary(),
@@ -364,7 +365,9 @@ impl LoopIo for PgboxdIo {
         let run = self.exec.run(action);
         tokio::pin!(run);
         let mut ping = tokio::time::interval(Duration::from_secs(5));
-        let limit = tokio::time::sleep(within_ms.map_or(Duration::from_secs(86_400), Duration::from_millis));
+        let limit = tokio::time::sleep(
+            within_ms.map_or(Duration::from_secs(86_400), Duration::from_millis),
+        );
         tokio::pin!(limit);
         loop {
             tokio::select! {

@@ -95,9 +95,7 @@ pub trait PgControl {
 /// The state word other members and the API see while `action` runs.
 pub fn state_during(action: &Action) -> &'static str {
     match action {
-        Action::ClaimInitialize | Action::AcquireLeader | Action::RetakeLeader { .. } => {
-            "running"
-        }
+        Action::ClaimInitialize | Action::AcquireLeader | Action::RetakeLeader { .. } => "running",
         Action::Bootstrap => "initializing new cluster",
         Action::BaseBackup { .. } => "creating replica",
         Action::Rewind { .. } => "rewinding",
@@ -243,7 +241,11 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
                     .timeout(2_000, self.dcs.read_sync())
                     .await
                     .and_then(Result::ok);
-                let names = ha::sync_names_for_restart(self.mode, &self.me, sync.as_ref().map(Option::as_ref));
+                let names = ha::sync_names_for_restart(
+                    self.mode,
+                    &self.me,
+                    sync.as_ref().map(Option::as_ref),
+                );
                 self.pg.set_sync_names_for_start(&names);
                 self.pg.start(None).await?;
                 self.pg.ensure_slots(&self.others).await
@@ -285,7 +287,9 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
                 self.clock
                     .timeout(bound, self.dcs.clear_failover())
                     .await
-                    .unwrap_or_else(|| bail!("clearing the failover key: no answer within {bound} ms"))
+                    .unwrap_or_else(|| {
+                        bail!("clearing the failover key: no answer within {bound} ms")
+                    })
             }
             Action::Fence { members, within_ms } => self.fence(members, *within_ms).await,
         }
@@ -361,7 +365,9 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
         self.pg.promote().await?;
         // Slots first: the old primary rejoining finds its slot waiting.
         if let Err(e) = self.pg.ensure_slots(&self.others).await {
-            self.warn(&format!("creating replication slots after promotion: {e:#}"));
+            self.warn(&format!(
+                "creating replication slots after promotion: {e:#}"
+            ));
         }
         let after = self.pg.health().await;
         let old_tl = before
@@ -377,7 +383,11 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
             self.me.clone(),
         );
         let bound = self.proven_left().min(AFTER_PROMOTION_MS);
-        match self.clock.timeout(bound, self.dcs.append_history(entry)).await {
+        match self
+            .clock
+            .timeout(bound, self.dcs.append_history(entry))
+            .await
+        {
             Some(Ok(())) => {}
             Some(Err(e)) => self.warn(&format!("recording the timeline switch in history: {e:#}")),
             None => self.warn(&format!(

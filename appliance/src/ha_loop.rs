@@ -349,7 +349,10 @@ impl HaLoop {
             // fencing point (where it demotes, and just after which its
             // watchdog resets the box): a grant stuck behind a DCS that
             // came back and went again did, in the simulator.
-            let bound = match (health.role == Role::Primary && action.dcs_only(), self.proven_left(io)) {
+            let bound = match (
+                health.role == Role::Primary && action.dcs_only(),
+                self.proven_left(io),
+            ) {
                 (true, Some(left)) => left,
                 (true, None) => 0,
                 (false, _) => u64::MAX,
@@ -411,9 +414,9 @@ impl HaLoop {
         // mode) still leads: its watchdog stays armed.
         let is_leader = match &view {
             Some(v) => v.leader.as_deref() == Some(self.me.name.as_str()),
-            None => self.failsafe_confirmed_ms.is_some_and(|t| {
-                t + self.settings.fence_after_ms() > io.now_ms()
-            }),
+            None => self
+                .failsafe_confirmed_ms
+                .is_some_and(|t| t + self.settings.fence_after_ms() > io.now_ms()),
         };
         let primary = health.role == Role::Primary;
         self.publish_member(io, &health).await;

@@ -7,9 +7,9 @@
 //! `GET /primary`), `tls` (the API's HTTPS), `firstboot` (`pgboxd firstboot`: finds,
 //! keeps and applies the first-boot file at every boot).
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod ctl;
-pub mod clock;
 pub mod daemon;
 pub mod dcs;
 pub mod executor;

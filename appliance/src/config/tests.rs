@@ -229,7 +229,11 @@ fn some_postgres_node_may_lead() {
         );
     let e = only(&tagged);
     assert_eq!(e.path, "nodes");
-    assert!(e.message.contains("every `postgres` node is tagged `nofailover`"), "{e}");
+    assert!(
+        e.message
+            .contains("every `postgres` node is tagged `nofailover`"),
+        "{e}"
+    );
     // One node that may lead is enough.
     let one = GOOD.replace(
         "    roles: [postgres, etcd]\n  - name: db2",

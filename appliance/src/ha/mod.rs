@@ -768,7 +768,11 @@ fn deposed(obs: &Observation, view: &ClusterView) -> Option<String> {
 fn leaderless(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decision {
     if obs.pg.role == Role::Primary {
         if let Some(why) = deposed(obs, view) {
-            return Decision::act(Cause::Deposed, vec![Action::Stop], format!("demoting: {why}"));
+            return Decision::act(
+                Cause::Deposed,
+                vec![Action::Stop],
+                format!("demoting: {why}"),
+            );
         }
         // My key is gone (it expired, or was deleted) but I am still primary.
         // Take it back if nobody else did; the transaction makes this atomic.
@@ -807,6 +811,19 @@ fn leaderless(obs: &Observation, mem: &Memory, view: &ClusterView) -> Decision {
         }
         Err((cause, reason)) => Decision::idle(cause, format!("not promoting: {reason}")),
     }
+}
+
+/// Whether this member may promise a primary without the DCS not to take
+/// over (`POST /failsafe`): not while it runs as primary or holds the
+/// leader key itself, for then two members would each lead on the other's
+/// word. None: it may.
+pub fn vouch_refusal(
+    holds_leader_key: bool,
+    pg_running: bool,
+    pg_role: Role,
+) -> Option<&'static str> {
+    (holds_leader_key || (pg_running && pg_role == Role::Primary))
+        .then_some("runs as primary or holds the leader key")
 }
 
 /// In failsafe mode, the promise this member gave not to take over, while

@@ -490,7 +490,10 @@ fn request_switchover(w: &mut World, candidate: Option<usize>) {
     let c = candidate.map(|c| w.nodes[c].name.clone());
     if let Some(c) = &c {
         let view = w.dcs.read_view().0;
-        let (mode, max_lag) = (w.settings.synchronous_mode, w.settings.maximum_lag_on_failover);
+        let (mode, max_lag) = (
+            w.settings.synchronous_mode,
+            w.settings.maximum_lag_on_failover,
+        );
         if let Some(why) = crate::ha::candidate_refusal(&view, mode, max_lag, c, true) {
             return refuse(w, why);
         }

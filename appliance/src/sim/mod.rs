@@ -35,9 +35,12 @@
 //! run, and `PGBOX_SIM_SEED=<seed>` replays it with its full trace.
 
 mod dcs;
+mod etcd_client;
 mod faults;
+mod loop_io;
 mod node;
 mod pg;
+mod postgres;
 mod rng;
 mod runtime;
 mod world;
@@ -248,7 +251,7 @@ fn run(seed: u64, cfg: &SimConfig, full_trace: bool) -> (Result<Summary, Failure
                 let (alive, now) =
                     s.with(|w| (w.pgboxd_alive(n) && w.nodes[n].host_up, w.clock.now));
                 if alive {
-                    s.spawn(Owner::Pgboxd(n), node::primary_check(s.clone(), n, now));
+                    s.spawn(Owner::Pgboxd(n), postgres::primary_check(s.clone(), n, now));
                 }
             }
         });

@@ -645,7 +645,7 @@ impl World {
     }
 
     /// A router got `n`'s answer to a `GET /primary` sent at `asked_at`
-    /// (`node::primary_check`); `before` and `after` are (another node holds
+    /// (`postgres::primary_check`); `before` and `after` are (another node holds
     /// a live key, `n` runs as primary) when it was sent and now.
     pub fn primary_answered(
         &mut self,

@@ -16,7 +16,6 @@ use serde_json::json;
 
 use crate::api::{json_error, snapshot, ApiState};
 use crate::failsafe::Request;
-use crate::status::PgRole;
 
 pub fn routes() -> Router<ApiState> {
     Router::new().route("/failsafe", post(handler))
@@ -44,13 +43,10 @@ async fn handler(State(api): State<ApiState>, request: axum::extract::Request) -
         return json_error(StatusCode::FORBIDDEN, why);
     }
     let me = snapshot(&api.status);
-    if me.is_leader || (me.pg.running && me.pg.role == PgRole::Primary) {
+    if let Some(why) = crate::ha::vouch_refusal(me.is_leader, me.pg.running, me.pg.role) {
         return json_error(
             StatusCode::CONFLICT,
-            format!(
-                "{} runs as primary or holds the leader key: it cannot vouch for {}",
-                desk.me, req.leader
-            ),
+            format!("{} {why}: it cannot vouch for {}", desk.me, req.leader),
         );
     }
     desk.promises.give(&req.leader);
