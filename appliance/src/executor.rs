@@ -51,6 +51,7 @@ pub trait ActionDcs {
     /// Write the `sync` key while the leader key names me.
     async fn put_sync(&self, key: &SyncKey) -> Result<()>;
     async fn read_sync(&self) -> Result<Option<SyncKey>>;
+    async fn read_history(&self) -> Result<Vec<HistoryEntry>>;
     async fn clear_failover(&self) -> Result<()>;
     /// Append a timeline switch while the leader key names me.
     async fn append_history(&self, entry: HistoryEntry) -> Result<()>;
@@ -357,6 +358,24 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
 
     async fn promote(&mut self) -> Result<()> {
         let before = self.pg.health().await;
+        // The decision was made on a view read before this loop asked its
+        // peers; a member promoted meanwhile has recorded its timeline
+        // before it could let go of the leader key I now hold. Promoting
+        // from an older timeline would open a second timeline with the
+        // newest one's number, a fork no standby and no pg_rewind can tell.
+        let bound = self
+            .proven_left()
+            .clamp(AFTER_PROMOTION_MS / 2, AFTER_PROMOTION_MS);
+        let history = self.clock.timeout(bound, self.dcs.read_history()).await;
+        let Some(Ok(history)) = history else {
+            bail!("not promoting: the history could not be read to check my timeline");
+        };
+        let newest = history.iter().map(|h| h.0 + 1).max();
+        if let (Some(mine), Some(newest)) = (before.timeline, newest) {
+            if mine < newest {
+                bail!("not promoting: my timeline {mine} is older than the cluster's timeline {newest}");
+            }
+        }
         if self.mode != SyncMode::Off {
             // Hold every commit until my first loop as leader has taken
             // over the sync key (`Action::Promote`).

@@ -53,6 +53,9 @@ impl ActionDcs for EtcdActions {
     async fn read_sync(&self) -> Result<Option<SyncKey>> {
         Ok(self.etcd.read_view().await?.0.sync)
     }
+    async fn read_history(&self) -> Result<Vec<HistoryEntry>> {
+        Ok(self.etcd.read_view().await?.0.history)
+    }
     async fn clear_failover(&self) -> Result<()> {
         self.etcd.clear_failover().await
     }

@@ -503,6 +503,11 @@ fn holding_leader_key(obs: &Observation, mem: &Memory, view: &ClusterView) -> De
                 "not promoting: my lease renewals are not working".into(),
             )
         }
+        _ if let Some(why) = timeline_behind(obs, view) => Decision::act(
+            Cause::TimelineBehind,
+            vec![Action::ReleaseLeader],
+            format!("giving up the leader key instead of promoting: {why}"),
+        ),
         _ => match before_promoting(obs, mem) {
             Prepared::Ready(note) => {
                 actions.push(Action::Promote);
@@ -849,6 +854,16 @@ fn failsafe_promise(obs: &Observation) -> Option<String> {
 }
 
 /// Whether this replica may race for the leader key, and why.
+/// My timeline is older than the newest the history records: another
+/// member was promoted since my data forked off.
+fn timeline_behind(obs: &Observation, view: &ClusterView) -> Option<String> {
+    let newest = view.max_history_timeline()?;
+    let mine = obs.pg.timeline.filter(|tl| *tl < newest)?;
+    Some(format!(
+        "my timeline {mine} is older than the cluster's timeline {newest}"
+    ))
+}
+
 fn failover_candidacy(
     obs: &Observation,
     view: &ClusterView,
@@ -877,16 +892,8 @@ fn failover_candidacy(
     // an older timeline would open a second timeline with the number the
     // newest one already has, a fork that neither pg_rewind nor a standby
     // can tell from the real one.
-    if let Some(max_tl) = view.max_history_timeline() {
-        if obs.pg.timeline.is_some_and(|tl| tl < max_tl) {
-            return Err((
-                Cause::TimelineBehind,
-                format!(
-                    "my timeline {} is older than the cluster's timeline {max_tl}",
-                    obs.pg.timeline.unwrap_or(0)
-                ),
-            ));
-        }
+    if let Some(why) = timeline_behind(obs, view) {
+        return Err((Cause::TimelineBehind, why));
     }
     if let Some(request) = &view.failover {
         let candidate_running = request

@@ -505,6 +505,22 @@ fn situations() {
             vec![AcquireLeader],
         ),
         (
+            "key names me, replica, but a member was promoted after my view (timeline 2 in history): give the key up",
+            {
+                let mut o = with_leader(obs(), Some("db1")).with_lease_held();
+                o.dcs.as_mut().unwrap().history = vec![HistoryEntry(
+                    1,
+                    4_000,
+                    "promoted db2".into(),
+                    "t".into(),
+                    "db2".into(),
+                )];
+                o
+            },
+            Memory::default(),
+            vec![ReleaseLeader],
+        ),
+        (
             "key names me, replica: promote",
             with_leader(obs(), Some("db1")).with_lease_held(),
             Memory::default(),

@@ -527,6 +527,10 @@ impl ActionDcs for SimDcs {
         self.call(|w| Ok(w.dcs.sync.clone())).await
     }
 
+    async fn read_history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
+        self.call(|w| Ok(w.dcs.history.clone())).await
+    }
+
     async fn clear_failover(&self) -> anyhow::Result<()> {
         self.call(|w| {
             w.dcs.failover = None;
