@@ -264,6 +264,14 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
             }
             Action::Checkpoint => self.pg.checkpoint().await,
             Action::SetSyncNames(names) => {
+                // Only a leader on a proven lease changes what its commits
+                // wait for: releasing the takeover hold (or waiting for
+                // fewer standbys) makes commits acknowledgeable, and a box
+                // whose VM stood still between two actions may find its
+                // lease gone when it resumes (the simulator did).
+                if self.proven_left() == 0 {
+                    bail!("not setting synchronous_standby_names to {names:?}: my lease is no longer proven valid");
+                }
                 self.pg.set_sync_names(names).await?;
                 self.info(&format!("synchronous_standby_names = {names:?}"));
                 Ok(())

@@ -904,7 +904,12 @@ fn failover_candidacy(
         // over: the named candidate runs, or (no candidate named) a peer
         // holds at least my WAL. A peer behind me would defer to me as
         // further ahead, and nobody would ever lead.
-        let anyone_can = request.member.is_none() && peer_at_least_as_far(obs, my_lsn);
+        // In synchronous mode a peer can only if the sync key does not name
+        // me: then I am the only one allowed to promote (a leader that died
+        // with a switchover request pending leaves exactly this behind).
+        let only_me = obs.settings.synchronous_mode != SyncMode::Off
+            && view.sync.as_ref().and_then(|k| k.sync_standby.as_deref()) == Some(obs.me.as_str());
+        let anyone_can = request.member.is_none() && !only_me && peer_at_least_as_far(obs, my_lsn);
         if request.leader.as_deref() == Some(obs.me.as_str()) && (candidate_running || anyone_can) {
             return Err((Cause::Switchover, "I stepped down for a switchover".into()));
         }

@@ -251,6 +251,15 @@ impl LoopIo for SimIo {
     }
 
     fn log_decision(&self, obs: &Observation, decision: &Decision) {
+        if !decision.actions.is_empty() {
+            let n = self.n;
+            self.sim.with(|w| {
+                let pauses = w.nodes[n].vm_pauses;
+                if let Some(d) = w.nodes[n].pgboxd.as_mut() {
+                    d.pauses_at_decision = pauses;
+                }
+            });
+        }
         if decision.reason.contains("without pg_rewind") {
             self.sim.with(|w| w.stats.clean_rejoins += 1);
         }

@@ -31,6 +31,7 @@ pub(super) fn start_pgboxd(sim: &Rc<Sim>, n: usize) {
             granting: false,
             watchdog_open: false,
             promise: (None, w.local_now(n)),
+            pauses_at_decision: w.nodes[n].vm_pauses,
         });
         w.nodes[n].api = Some(ApiSnapshot {
             state: "starting".into(),

@@ -103,7 +103,7 @@ pub(super) async fn pg_start(sim: &Rc<Sim>, n: usize, standby: Option<Option<usi
         w.trace(n, format!("postgres starting as {how}"));
         Ok(epoch)
     })?;
-    let (ms, pauses) = sim.with(|w| (w.rng.range(200, 1_500), w.nodes[n].vm_pauses));
+    let (ms, pauses) = sim.with(|w| (w.rng.range(200, 1_500), pauses_at_decision(w, n)));
     in_postgres(sim, n, ms, move |s| {
         let up = s.with(|w| {
             w.nodes[n].paused_while_asked = w.nodes[n].vm_pauses != pauses;
@@ -182,7 +182,7 @@ pub(super) async fn pg_promote(sim: &Rc<Sim>, n: usize) -> R<()> {
         }
         Ok(w.nodes[n].pg.epoch)
     })?;
-    let (ms, pauses) = sim.with(|w| (w.rng.range(50, 400), w.nodes[n].vm_pauses));
+    let (ms, pauses) = sim.with(|w| (w.rng.range(50, 400), pauses_at_decision(w, n)));
     in_postgres(sim, n, ms, move |s| {
         s.with(|w| {
             w.nodes[n].paused_while_asked = w.nodes[n].vm_pauses != pauses;
@@ -248,7 +248,7 @@ pub(super) async fn set_sync_names(sim: &Rc<Sim>, n: usize, names: &str) -> R<()
         w.nodes[n].pgboxd.as_mut().expect("pgboxd runs").sync_names = names.to_string();
         require_running(w, n)
     })?;
-    let (ms, pauses) = sim.with(|w| (w.rng.range(5, 40), w.nodes[n].vm_pauses));
+    let (ms, pauses) = sim.with(|w| (w.rng.range(5, 40), pauses_at_decision(w, n)));
     let names = names.to_string();
     in_postgres(sim, n, ms, move |s| {
         s.with(|w| {
@@ -501,4 +501,14 @@ pub(super) async fn primary_check(sim: Rc<Sim>, n: usize, asked_at: u64) {
     let l = sim.with(|w| w.rng.range(1, 4));
     sleep(&sim, l).await;
     sim.with(|w| w.primary_answered(n, asked_at, ok, before, primary_facts(w, n)));
+}
+
+/// Where a pause counts from for `paused_while_asked`: the loop's last
+/// decision, whose actions pgboxd carries out one after another however
+/// long its VM stood still in between (its clock does not show it).
+fn pauses_at_decision(w: &World, n: usize) -> u32 {
+    let node = &w.nodes[n];
+    node.pgboxd
+        .as_ref()
+        .map_or(node.vm_pauses, |d| d.pauses_at_decision.min(node.vm_pauses))
 }

@@ -128,6 +128,10 @@ pub(super) struct Pgboxd {
     /// `Promises`: the last failsafe promise (to whom, when); at start,
     /// to nobody, then.
     pub promise: (Option<String>, u64),
+    /// `vm_pauses` when the loop made its last decision with actions: a
+    /// pause after it hides from pgboxd's clock the time its actions then
+    /// take (`paused_while_asked`).
+    pub pauses_at_decision: u32,
 }
 
 /// What the node's REST API answers (`/patroni`), as of its last loop.
