@@ -250,7 +250,9 @@ fn side_endpoints(w: &World, node: usize, side: Side) -> Vec<Endpoint> {
 /// The hardware watchdog ran out: the box resets and boots again.
 pub(super) fn watchdog_reset(sim: &Rc<Sim>, node: usize) {
     sim.with(|w| {
-        let hung = w.frozen(node) || w.nodes[node].pgboxd.is_none();
+        // A freeze that ends at this very instant hung pgboxd for the whole
+        // countdown: its loop had no chance to disarm or pet.
+        let hung = w.nodes[node].frozen_until >= w.clock.now || w.nodes[node].pgboxd.is_none();
         let local = w.local_now(node);
         let renewed = w.nodes[node].pgboxd.as_ref().and_then(|d| d.renewed_at).map(|t| local.saturating_sub(t));
         w.trace(
