@@ -389,6 +389,12 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
             // over the sync key (`Action::Promote`).
             self.pg.set_sync_names(conf::TAKEOVER_HOLD_NAMES).await?;
         }
+        // The last moment to back out: a pgboxd that stood still after it
+        // took the key (frozen, starved) may resume with its lease gone and
+        // the key another member's.
+        if self.proven_left() == 0 {
+            bail!("not promoting: my lease is no longer proven valid");
+        }
         self.pg.promote().await?;
         // Slots first: the old primary rejoining finds its slot waiting.
         if let Err(e) = self.pg.ensure_slots(&self.others).await {

@@ -86,8 +86,8 @@ pub struct SimConfig {
     /// primary's pgboxd is a split brain the design accepts and warns of).
     pub hangs: bool,
     /// The control file tells a primary's clean stop from a crash, so an
-    /// old primary may rejoin without pg_rewind (`-cleanstops`; not yet in
-    /// the default sweeps: it still finds seeds that do not converge).
+    /// old primary may rejoin without pg_rewind (on by default; a
+    /// `-crashstops` sweep turns it off).
     pub clean_stops: bool,
     /// Every fault hangs pgboxd, none follows up: how a hung primary is
     /// fenced, with nothing else going on.
@@ -124,7 +124,7 @@ impl SimConfig {
             dcs_endpoints: 3,
             watchdog: true,
             hangs: true,
-            clean_stops: false,
+            clean_stops: true,
             only_hangs: false,
             hung_cut_off: false,
             nofailover_chance: 0.3,

@@ -5,7 +5,7 @@
 //! 2 nodes synchronous, 3 nodes synchronous, 3 nodes strict, and failsafe
 //! mode with 2 nodes synchronous and 3 nodes strict, and hung primaries
 //! without a watchdog). `PGBOX_SIM_SEEDS=N` runs N seeds per
-//! configuration (default 500: 4,000 per run). `PGBOX_SIM_FRESH=1`
+//! configuration (default 1,250: 10,000 per run). `PGBOX_SIM_FRESH=1`
 //! starts each sweep at a fresh seed of its configuration's range, drawn
 //! per run and printed, to explore new schedules; `PGBOX_SIM_FIRST_SEED=S`
 //! runs a printed range again. `PGBOX_SIM_VERBOSE=1` lists every failing seed with the
@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use super::*;
 
-const DEFAULT_SEEDS: u64 = 500;
+const DEFAULT_SEEDS: u64 = 1250;
 
 /// The configurations, by the name `PGBOX_SIM_CONFIG` takes (with
 /// `-nowatchdog` appended: boxes without a watchdog device; `-failsafe`:
@@ -43,9 +43,9 @@ fn config(name: &str) -> SimConfig {
         cfg.name = name.to_string();
         return cfg;
     }
-    if let Some(base) = name.strip_suffix("-cleanstops") {
+    if let Some(base) = name.strip_suffix("-crashstops") {
         let mut cfg = config(base);
-        cfg.clean_stops = true;
+        cfg.clean_stops = false;
         cfg.name = name.to_string();
         return cfg;
     }
@@ -70,7 +70,7 @@ fn config(name: &str) -> SimConfig {
     let Some((_, nodes, mode, _)) = CONFIGS.iter().find(|c| c.0 == name) else {
         let names: Vec<&str> = CONFIGS.iter().map(|c| c.0).collect();
         panic!(
-            "unknown PGBOX_SIM_CONFIG {name:?}: one of {}, with -nowatchdog, -nohangs, -hangsonly, -cleanstops and/or -failsafe appended",
+            "unknown PGBOX_SIM_CONFIG {name:?}: one of {}, with -nowatchdog, -nohangs, -hangsonly, -crashstops and/or -failsafe appended",
             names.join(", ")
         );
     };
