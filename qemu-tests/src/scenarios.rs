@@ -155,16 +155,28 @@ async fn bring_up(c: &mut Cluster, started: Instant) -> Result<Metrics, String> 
         describe(&members)
     ));
     println!("   {}", m.notes.last().unwrap());
-    // One write through each router, read back on the leader.
+    // Each router leads to the leader. Polled, within a bound: under TCG a
+    // router's health check of the leader's /primary has failed once (a
+    // 503 from a slow DCS read) while the first synchronous standby was
+    // being set up, and HAProxy closed connections for that second.
     let leader_addr = node(&leader).address();
     for r in NODES.iter().filter(|n| n.has(Role::Router)) {
-        let to = c.router_leads_to(r).await?;
-        if to != leader_addr {
-            return Err(format!(
-                "router on {} leads to {to}, not the leader {leader}",
-                r.name
-            ));
-        }
+        poll(
+            Duration::from_secs(30),
+            &format!("the router on {} leading to the leader {leader}", r.name),
+            async || {
+                let to = c.router_leads_to(r).await?;
+                if to == leader_addr {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "router on {} leads to {to}, not the leader {leader}",
+                        r.name
+                    ))
+                }
+            },
+        )
+        .await?;
     }
     Ok(m)
 }
