@@ -378,7 +378,7 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
         let Some(Ok(history)) = history else {
             bail!("not promoting: the history could not be read to check my timeline");
         };
-        let newest = history.iter().map(|h| h.0 + 1).max();
+        let newest = crate::dcs::model::newest_timeline(&history);
         if let (Some(mine), Some(newest)) = (before.timeline, newest) {
             if mine < newest {
                 bail!("not promoting: my timeline {mine} is older than the cluster's timeline {newest}");

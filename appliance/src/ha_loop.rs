@@ -349,18 +349,12 @@ impl HaLoop {
             // fencing point (where it demotes, and just after which its
             // watchdog resets the box): a grant stuck behind a DCS that
             // came back and went again did, in the simulator.
-            let bound = match (
-                health.role == Role::Primary && action.dcs_only(),
-                self.proven_left(io),
-            ) {
-                (true, Some(left)) => left,
-                (true, None) => 0,
-                (false, _) => u64::MAX,
-            };
-            let within = (bound != u64::MAX).then_some(bound);
+            let within = (health.role == Role::Primary && action.dcs_only())
+                .then(|| self.proven_left(io).unwrap_or(0));
             let ran = io.run(action, within).await.unwrap_or_else(|| {
                 Err(anyhow::anyhow!(
-                    "no answer before my lease's proven validity ran out ({bound} ms)"
+                    "no answer before my lease's proven validity ran out ({} ms)",
+                    within.unwrap_or(0)
                 ))
             });
             let outcome = match ran {

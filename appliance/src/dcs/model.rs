@@ -115,8 +115,14 @@ impl ClusterView {
     /// The newest timeline the history knows of: each entry records the
     /// timeline that ended, so the current one is one past the last.
     pub fn max_history_timeline(&self) -> Option<u32> {
-        self.history.iter().map(|h| h.0 + 1).max()
+        newest_timeline(&self.history)
     }
+}
+
+/// The newest timeline a history knows of: each entry records the timeline
+/// that ended, so the current one is one past the last.
+pub fn newest_timeline(history: &[HistoryEntry]) -> Option<u32> {
+    history.iter().map(|h| h.0 + 1).max()
 }
 
 #[cfg(test)]

@@ -198,9 +198,7 @@ impl LoopIo for SimIo {
     }
 
     async fn stop_for_shutdown(&mut self) -> anyhow::Result<()> {
-        let r = self.exec.pg.stop().await;
-        self.sim.with(|w| w.disarm_watchdog(self.n));
-        r
+        self.exec.pg.stop().await
     }
 
     async fn ask_peers(&self) -> Vec<Peer> {
