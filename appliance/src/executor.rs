@@ -53,6 +53,10 @@ pub trait ActionDcs {
     async fn read_sync(&self) -> Result<Option<SyncKey>>;
     async fn read_history(&self) -> Result<Vec<HistoryEntry>>;
     async fn clear_failover(&self) -> Result<()>;
+    /// Reserve, while the leader key names me, the timeline my promotion
+    /// will open: `next` or, if a member reserved that far already, one
+    /// past its reservation. Returns the reserved number.
+    async fn reserve_timeline(&self, next: u32) -> Result<u32>;
     /// Append a timeline switch while the leader key names me.
     async fn append_history(&self, entry: HistoryEntry) -> Result<()>;
     async fn put_status(&self, lsn: u64) -> Result<()>;
@@ -82,6 +86,12 @@ pub trait PgControl {
     /// Reload with new synchronous_standby_names (remembered for the next
     /// start even when the reload fails).
     async fn set_sync_names(&mut self, names: &str) -> Result<()>;
+    /// The timeline a promotion would open now (one past the newest whose
+    /// history file the server has).
+    async fn next_timeline(&mut self) -> Result<u32>;
+    /// Leave a placeholder history file for every timeline below `target`
+    /// that has none, so that the next promotion opens `target`.
+    async fn skip_timelines(&mut self, target: u32) -> Result<()>;
     /// pg_promote, waiting until it has finished.
     async fn promote(&mut self) -> Result<()>;
     /// A replication slot for each of `members`.
@@ -364,6 +374,38 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
         Ok(())
     }
 
+    /// A promotion must open a timeline number no server ever used. A
+    /// member that promoted and lost the DCS before it could record the
+    /// switch in history left a timeline the cluster does not know of; the
+    /// next promotion elsewhere would open the same number from the same
+    /// parent, and then neither pg_rewind (it compares only the numbers)
+    /// nor streaming can bring the first one back. So the number is
+    /// reserved in the DCS before pg_promote, and placeholder history
+    /// files make PostgreSQL skip the numbers reserved before it.
+    async fn reserve_timeline(&mut self) -> Result<u32> {
+        let next = self.pg.next_timeline().await?;
+        let bound = self
+            .proven_left()
+            .clamp(AFTER_PROMOTION_MS / 2, AFTER_PROMOTION_MS);
+        let target = match self
+            .clock
+            .timeout(bound, self.dcs.reserve_timeline(next))
+            .await
+        {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => bail!("not promoting: reserving timeline {next}: {e:#}"),
+            None => bail!("not promoting: reserving timeline {next}: no answer within {bound} ms"),
+        };
+        if target > next {
+            self.info(&format!(
+                "timelines up to {} were reserved by promotions that did not record a switch; opening {target}",
+                target - 1
+            ));
+            self.pg.skip_timelines(target).await?;
+        }
+        Ok(target)
+    }
+
     async fn promote(&mut self) -> Result<()> {
         let before = self.pg.health().await;
         // The decision was made on a view read before this loop asked its
@@ -384,6 +426,7 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
                 bail!("not promoting: my timeline {mine} is older than the cluster's timeline {newest}");
             }
         }
+        let target = self.reserve_timeline().await?;
         if self.mode != SyncMode::Off {
             // Hold every commit until my first loop as leader has taken
             // over the sync key (`Action::Promote`).
@@ -403,6 +446,12 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
             ));
         }
         let after = self.pg.health().await;
+        if after.timeline.is_some_and(|t| t != target) {
+            self.warn(&format!(
+                "promoted onto timeline {}, not the reserved {target}",
+                after.timeline.unwrap_or(0)
+            ));
+        }
         let old_tl = before
             .timeline
             .unwrap_or(after.timeline.unwrap_or(1).saturating_sub(1));

@@ -696,6 +696,23 @@ async fn failover_and_rejoin() {
         )
         .await;
 
+    // A member that promoted and lost the DCS before it recorded the switch
+    // leaves only its reservation of the timeline numbers behind: the next
+    // promotion must open a number past it (placeholder history files in
+    // pg_wal), and the old primary, rewinding from timeline 1, must fetch
+    // those placeholders from the new primary and follow.
+    let reserved = before.timeline + 2;
+    c.etcd
+        .client()
+        .await
+        .put(
+            format!("/service/{}/timeline", c.cluster_name),
+            format!("{{\"reserved\":{reserved}}}"),
+            None,
+        )
+        .await
+        .expect("write the timeline reservation");
+
     // -- failover after power loss of the primary
     let killed_at = c.node_mut(&old).kill();
     c.wait_for_primary(
@@ -725,9 +742,10 @@ async fn failover_and_rejoin() {
     let timeline = p["timeline"]
         .as_i64()
         .unwrap_or_else(|| panic!("no timeline in /patroni: {p}"));
-    assert!(
-        timeline > before.timeline,
-        "timeline {timeline} after promotion, {} before",
+    assert_eq!(
+        timeline,
+        reserved + 1,
+        "the promotion opens one past the reserved timeline {reserved} ({} before)",
         before.timeline
     );
     let sessions = workload.snapshot().sessions;

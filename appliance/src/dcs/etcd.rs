@@ -16,6 +16,7 @@ use tokio::sync::{Mutex, Notify};
 
 use super::model::{
     ClusterStatus, ClusterView, DynamicConfig, FailoverKey, HistoryEntry, Member, SyncKey,
+    TimelineKey,
 };
 
 pub struct Etcd {
@@ -448,36 +449,61 @@ impl Etcd {
         .await
     }
 
-    /// Append one timeline switch to `history` (read, then compare-and-swap
-    /// on the revision so concurrent writers cannot drop an entry).
+    /// Append one timeline switch to `history`.
     pub async fn append_history(&self, entry: HistoryEntry) -> Result<()> {
-        let key = self.key("history");
+        self.update_as_leader("history", |value| {
+            let mut list: Vec<HistoryEntry> = value
+                .and_then(|v| serde_json::from_slice(v).ok())
+                .unwrap_or_default();
+            list.push(entry.clone());
+            Ok((serde_json::to_string(&list)?, ()))
+        })
+        .await
+        .with_context(|| format!("recording {entry:?} in history"))
+    }
+
+    /// Reserve the timeline my promotion opens (`next`, or one past an
+    /// earlier reservation) in the `timeline` key.
+    pub async fn reserve_timeline(&self, next: u32) -> Result<u32> {
+        self.update_as_leader("timeline", |value| {
+            let held = value
+                .and_then(|v| serde_json::from_slice::<TimelineKey>(v).ok())
+                .map_or(0, |k| k.reserved);
+            let reserved = next.max(held + 1);
+            Ok((serde_json::to_string(&TimelineKey { reserved })?, reserved))
+        })
+        .await
+        .with_context(|| format!("reserving timeline {next}"))
+    }
+
+    /// Read `name`, derive its new value from the old, and write it only
+    /// if nobody wrote it meanwhile (compare-and-set on the revision, so
+    /// concurrent writers cannot drop each other's change) and only while
+    /// the leader key names me: a member that lost the key (frozen after it
+    /// took it) must not record a switch or a reservation the cluster never
+    /// followed.
+    async fn update_as_leader<T>(
+        &self,
+        name: &str,
+        mut update: impl FnMut(Option<&[u8]>) -> Result<(String, T)>,
+    ) -> Result<T> {
+        let key = self.key(name);
         for _ in 0..5 {
             let k = key.clone();
             let resp = self
-                .call("reading history", |mut c| {
+                .call(&format!("reading {name}"), |mut c| {
                     let k = k.clone();
                     async move { c.get(k, None).await }
                 })
                 .await?;
-            let (mut list, rev): (Vec<HistoryEntry>, i64) = match resp.kvs().first() {
-                Some(kv) => (
-                    serde_json::from_slice(kv.value()).unwrap_or_default(),
-                    kv.mod_revision(),
-                ),
-                None => (Vec::new(), 0),
-            };
-            list.push(entry.clone());
-            let value = serde_json::to_string(&list)?;
+            let current = resp.kvs().first();
+            let rev = current.map_or(0, |kv| kv.mod_revision());
+            let (value, out) = update(current.map(|kv| kv.value()))?;
             let cmp = if rev == 0 {
                 Compare::create_revision(key.clone(), CompareOp::Equal, 0)
             } else {
                 Compare::mod_revision(key.clone(), CompareOp::Equal, rev)
             };
-            // Only the leader records a timeline switch: one that lost the
-            // key before recording its promotion (frozen meanwhile) would
-            // claim a timeline the cluster never followed, and every
-            // replica on the leader's timeline would count as behind.
             let leader_is_me =
                 Compare::value(self.key("leader"), CompareOp::Equal, self.me.clone());
             let txn = Txn::new()
@@ -485,23 +511,23 @@ impl Etcd {
                 .and_then([TxnOp::put(key.clone(), value, None)])
                 .or_else([TxnOp::txn(Txn::new().when([leader_is_me]).and_then([]))]);
             let r = self
-                .call("writing history", |mut c| {
+                .call(&format!("writing {name}"), |mut c| {
                     let txn = txn.clone();
                     async move { c.txn(txn).await }
                 })
                 .await?;
             if r.succeeded() {
-                return Ok(());
+                return Ok(out);
             }
             let still_leader = r
                 .op_responses()
                 .into_iter()
                 .any(|op| matches!(op, etcd_client::TxnOpResponse::Txn(t) if t.succeeded()));
             if !still_leader {
-                bail!("not recording {entry:?} in history: the leader key does not name me");
+                bail!("the leader key does not name me");
             }
         }
-        bail!("etcd: history kept changing under me; entry {entry:?} not recorded")
+        bail!("etcd: {name} kept changing under me")
     }
 
     async fn put(&self, name: &str, value: String, lease: Option<i64>) -> Result<()> {

@@ -8,6 +8,8 @@
 //! - `status`        `{"optime": <last known primary LSN>}`
 //! - `history`       JSON list of timeline switches
 //! - `config`, `sync`, `failover`: dynamic settings, sync standby, switchover requests
+//! - `timeline`      pgbox's own: `{"reserved": N}`, the newest timeline a
+//!   promotion reserved before pg_promote, so that no number is used twice
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +47,13 @@ pub struct Member {
 /// One timeline switch: Patroni's `[timeline, lsn, reason, timestamp, new_leader]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HistoryEntry(pub u32, pub u64, pub String, pub String, pub String);
+
+/// The `timeline` key (pgbox's, not Patroni's): the newest timeline number
+/// a promotion has reserved.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct TimelineKey {
+    pub reserved: u32,
+}
 
 /// The `status` key: the last LSN the leader reported.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -59,6 +59,9 @@ impl ActionDcs for EtcdActions {
     async fn clear_failover(&self) -> Result<()> {
         self.etcd.clear_failover().await
     }
+    async fn reserve_timeline(&self, next: u32) -> Result<u32> {
+        self.etcd.reserve_timeline(next).await
+    }
     async fn append_history(&self, entry: HistoryEntry) -> Result<()> {
         self.etcd.append_history(entry).await
     }
@@ -124,6 +127,16 @@ impl PgControl for LocalPostgres {
     }
     async fn set_sync_names(&mut self, names: &str) -> Result<()> {
         self.pg.set_sync_names(names).await
+    }
+    async fn next_timeline(&mut self) -> Result<u32> {
+        let mine = self.pg.health().await.timeline;
+        let mine = mine.context("reading my timeline: the server did not say")?;
+        Ok(self.pg.next_timeline(mine))
+    }
+    async fn skip_timelines(&mut self, target: u32) -> Result<()> {
+        let mine = self.pg.health().await.timeline;
+        let mine = mine.context("reading my timeline: the server did not say")?;
+        self.pg.skip_timelines(mine, target)
     }
     async fn promote(&mut self) -> Result<()> {
         self.pg.promote().await

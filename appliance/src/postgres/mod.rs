@@ -456,6 +456,42 @@ impl Postgres {
         .await
     }
 
+    fn history_file(&self, timeline: u32) -> std::path::PathBuf {
+        self.layout
+            .pgdata
+            .join("pg_wal")
+            .join(format!("{timeline:08X}.history"))
+    }
+
+    /// The timeline a promotion opens: PostgreSQL probes for history files
+    /// upwards from the timeline it follows and takes the first number that
+    /// has none (the archive is not consulted: pgbox sets no restore_command).
+    pub fn next_timeline(&self, mine: u32) -> u32 {
+        let mut t = mine + 1;
+        while self.history_file(t).exists() {
+            t += 1;
+        }
+        t
+    }
+
+    /// A placeholder history file for each timeline from the next one up to
+    /// `target` (exclusive), so that a promotion opens `target`. The file
+    /// holds only a comment: a standby that scans for a newer timeline
+    /// finds that it is not a child of its own and ignores it, and one that
+    /// fetches every history file between its timeline and the primary's
+    /// finds it on the primary.
+    pub fn skip_timelines(&self, mine: u32, target: u32) -> Result<()> {
+        let mut t = self.next_timeline(mine);
+        while t < target {
+            self.write_owned(
+                &self.history_file(t),
+                "# timeline reserved by a pgbox promotion that did not record it; no server runs on it\n",
+            )?;
+            t += 1;
+        }
+        Ok(())
+    }
+
     pub fn remove_data(&self) -> Result<()> {
         if self.layout.pgdata.exists() {
             std::fs::remove_dir_all(&self.layout.pgdata)

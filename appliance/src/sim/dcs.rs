@@ -31,6 +31,8 @@ pub struct SimDcs {
     pub history: Vec<HistoryEntry>,
     /// Bumped on every write of `history`, for the compare-and-set append.
     pub history_rev: u64,
+    /// The `timeline` key: the newest timeline a promotion reserved.
+    pub reserved_timeline: u32,
     pub sync: Option<SyncKey>,
     pub failover: Option<FailoverKey>,
     pub config: DynamicConfig,

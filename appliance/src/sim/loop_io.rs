@@ -546,6 +546,19 @@ impl ActionDcs for SimDcs {
         .await
     }
 
+    async fn reserve_timeline(&self, next: u32) -> anyhow::Result<u32> {
+        let me = self.me();
+        self.call(move |w| {
+            if !w.dcs.leader_is(&me) {
+                return Err("not reserving a timeline: the leader key does not name me".into());
+            }
+            let t = next.max(w.dcs.reserved_timeline + 1);
+            w.dcs.reserved_timeline = t;
+            Ok(t)
+        })
+        .await
+    }
+
     async fn append_history(&self, entry: HistoryEntry) -> anyhow::Result<()> {
         append_history(&self.sim, self.n, entry)
             .await
@@ -587,6 +600,7 @@ impl PgControl for SimPg {
                 was_primary: true,
                 clean_stop: true,
                 slots: Vec::new(),
+                history_files: Vec::new(),
             });
         });
         Ok(())
@@ -653,6 +667,31 @@ impl PgControl for SimPg {
     async fn set_sync_names(&mut self, names: &str) -> anyhow::Result<()> {
         set_sync_names(&self.sim, self.n, names)
             .await
+            .map_err(anyhow_of)
+    }
+
+    async fn next_timeline(&mut self) -> anyhow::Result<u32> {
+        let n = self.n;
+        self.sim
+            .with(|w| {
+                require_running(w, n)?;
+                Ok::<_, String>(w.nodes[n].pg.data.as_ref().unwrap().next_timeline())
+            })
+            .map_err(anyhow_of)
+    }
+
+    async fn skip_timelines(&mut self, target: u32) -> anyhow::Result<()> {
+        let n = self.n;
+        self.sim
+            .with(|w| {
+                require_running(w, n)?;
+                let d = w.nodes[n].pg.data.as_mut().unwrap();
+                while d.next_timeline() < target {
+                    let t = d.next_timeline();
+                    d.history_files.push(t);
+                }
+                Ok::<_, String>(())
+            })
             .map_err(anyhow_of)
     }
 

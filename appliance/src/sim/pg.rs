@@ -33,6 +33,10 @@ pub(super) struct DataDir {
     pub clean_stop: bool,
     /// Physical replication slots (kept in the data directory).
     pub slots: Vec<String>,
+    /// Timelines with a history file in pg_wal beyond the one the WAL is
+    /// on: placeholders pgboxd left so that a promotion skips numbers
+    /// another member may have used. Copied with the directory.
+    pub history_files: Vec<u32>,
 }
 
 impl DataDir {
@@ -42,6 +46,16 @@ impl DataDir {
 
     pub fn tl(&self) -> u32 {
         self.wal.last().map_or(1, |r| r.tl)
+    }
+
+    /// The timeline a promotion opens: PostgreSQL probes for history files
+    /// upwards from its own timeline and takes the first number without one.
+    pub fn next_timeline(&self) -> u32 {
+        let mut t = self.tl() + 1;
+        while self.history_files.contains(&t) {
+            t += 1;
+        }
+        t
     }
 
     /// What pg_controldata tells of a primary's clean stop: the timeline
@@ -458,7 +472,7 @@ impl World {
                 .data
                 .as_ref()
                 .expect("a running server has data");
-            (d.lsn(), d.tl() + 1)
+            (d.lsn(), d.next_timeline())
         };
         let rec = self.new_rec(lsn, tl, 0x60, None);
         let pg = &mut self.nodes[n].pg;
@@ -647,6 +661,7 @@ mod tests {
             was_primary: false,
             clean_stop: false,
             slots: vec![],
+            history_files: vec![],
         }
     }
 
@@ -676,6 +691,7 @@ mod tests {
             was_primary: true,
             clean_stop: false,
             slots: vec!["db2".into()],
+            history_files: vec![],
         };
         for (n, role) in [(0, Role::Primary), (1, Role::Replica)] {
             let pg = &mut w.nodes[n].pg;

@@ -309,6 +309,7 @@ pub(super) async fn base_backup(sim: &Rc<Sim>, n: usize, src: usize) -> R<()> {
             was_primary: false,
             clean_stop: false,
             slots: Vec::new(),
+            history_files: s.history_files.clone(),
         };
         w.nodes[n].pg.data = Some(copy);
         w.stats.base_backups += 1;
@@ -378,6 +379,9 @@ pub(super) async fn rewind(sim: &Rc<Sim>, n: usize, src: usize) -> R<()> {
             return Ok(());
         }
         t.wal = s.wal.clone();
+        // pg_rewind copies pg_wal's files from the source and removes
+        // those the source lacks.
+        t.history_files = s.history_files.clone();
         t.was_primary = false;
         t.clean_stop = false;
         w.stats.rewinds += 1;
