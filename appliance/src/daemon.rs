@@ -65,12 +65,15 @@ impl Daemon {
             .context("this node is not in the first-boot file")?
             .clone();
         let pg = Postgres::new((*cfg).clone(), me.clone(), Layout::new(&data_dir))?;
+        // One clock for the loop and the lease's renewals.
+        let clock = TokioClock::new();
         let dcs = Arc::new(Etcd::new(
             cfg.etcd_endpoints(),
             Access::from_config(&cfg),
             cfg.key_prefix(),
             me.name.clone(),
             cfg.ha.ttl,
+            clock,
         ));
         let ha = &cfg.ha;
         let watchdog_mode = ha.watchdog;
@@ -122,7 +125,6 @@ impl Daemon {
             conn_url: conf::conn_url(&cfg, &me),
             api_url: cfg.api_url(&me),
         };
-        let clock = TokioClock::new();
         let others = cfg
             .nodes_with(NodeRole::Postgres)
             .filter(|n| n.name != me.name)
@@ -170,7 +172,10 @@ impl Daemon {
 
         let (cfg, me) = (io.cfg.clone(), io.me.clone());
         let dcs = io.exec.dcs.etcd.clone();
-        let renew_every = cfg.ha.loop_wait.min(cfg.ha.ttl / 3);
+        let renew_every = Duration::from_millis(crate::dcs::lease::renew_every_ms(
+            cfg.ha.loop_wait.as_millis() as u64,
+            cfg.ha.ttl.as_millis() as u64,
+        ));
         let wd = io.watchdog.clone();
         let pet: Arc<dyn Fn() + Send + Sync> = Arc::new(move || wd.pet());
         tokio::spawn(

@@ -6,12 +6,14 @@
 //! endpoint and retries, until every endpoint was tried once.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 
 use super::access::Access;
+use super::lease::{self, LeaseApi, LeaseState};
+use crate::clock::TokioClock;
 use tokio::sync::{Mutex, Notify};
 
 use super::model::{
@@ -32,22 +34,16 @@ pub struct Etcd {
     connect_timeout: Duration,
     conn: Mutex<Conn>,
     lease: std::sync::Mutex<LeaseState>,
-    /// One grant at a time: the keep-alive task and an acquisition may both
-    /// find the lease missing, and two grants would orphan one.
+    /// One grant at a time (`LeaseApi::grant_lock`).
     granting: Mutex<()>,
+    /// The clock the lease's renewals are timed on: the HA loop's.
+    clock: TokioClock,
 }
 
 struct Conn {
     /// Index of the endpoint `client` talks to, or of the next to try.
     index: usize,
     client: Option<Client>,
-}
-
-#[derive(Default, Clone, Copy)]
-struct LeaseState {
-    id: Option<i64>,
-    /// When the last renewal that succeeded was sent.
-    renewed_at: Option<Instant>,
 }
 
 /// The leader key as read: whom it names and which lease holds it.
@@ -64,6 +60,7 @@ impl Etcd {
         prefix: String,
         me: String,
         ttl: Duration,
+        clock: TokioClock,
     ) -> Self {
         // A request must give up well inside the lease's lifetime, so that a
         // dead endpoint leaves time to try another before fencing is needed.
@@ -83,6 +80,7 @@ impl Etcd {
             }),
             lease: std::sync::Mutex::new(LeaseState::default()),
             granting: Mutex::new(()),
+            clock,
         }
     }
 
@@ -95,8 +93,8 @@ impl Etcd {
         self.lease.lock().unwrap().id
     }
 
-    /// When the last successful renewal was sent.
-    pub fn renewed_at(&self) -> Option<Instant> {
+    /// When the last successful renewal was sent (`Clock::now_ms`).
+    pub fn renewed_at_ms(&self) -> Option<u64> {
         self.lease.lock().unwrap().renewed_at
     }
 
@@ -240,41 +238,7 @@ impl Etcd {
 
     /// Grant a lease if this process has none (or its lease expired).
     pub async fn ensure_lease(&self) -> Result<i64> {
-        let _one_at_a_time = self.granting.lock().await;
-        let current = *self.lease.lock().unwrap();
-        if let Some(id) = current.id {
-            // Not renewed for a whole TTL: etcd has certainly expired it, and
-            // binding a key to it would fail or, worse, die at once.
-            if current.renewed_at.is_some_and(|t| t.elapsed() < self.ttl) {
-                return Ok(id);
-            }
-            tracing::warn!(
-                lease = id,
-                "my DCS lease was not renewed for a whole TTL; granting a new one"
-            );
-            self.forget_lease(id);
-        }
-        let ttl = self.ttl.as_secs().max(2) as i64;
-        let sent = Instant::now();
-        let resp = self
-            .call("granting a lease", |mut c| async move {
-                c.lease_grant(ttl, None).await
-            })
-            .await?;
-        let id = resp.id();
-        *self.lease.lock().unwrap() = LeaseState {
-            id: Some(id),
-            renewed_at: Some(sent),
-        };
-        tracing::info!(lease = id, ttl, "granted a DCS lease");
-        Ok(id)
-    }
-
-    fn forget_lease(&self, id: i64) {
-        let mut l = self.lease.lock().unwrap();
-        if l.id == Some(id) {
-            *l = LeaseState::default();
-        }
+        lease::ensure(self, &self.clock, self.ttl.as_millis() as u64).await
     }
 
     /// Take the leader key if it is free, or re-bind it to my lease if it
@@ -313,7 +277,7 @@ impl Etcd {
                         lease,
                         "etcd no longer knows my lease; a new one will be granted"
                     );
-                    self.forget_lease(lease);
+                    lease::forget(self, lease);
                 }
                 return Err(e);
             }
@@ -630,68 +594,29 @@ impl Etcd {
             c.lease_revoke(id).await
         })
         .await?;
-        self.forget_lease(id);
+        lease::forget(self, id);
         Ok(())
     }
 
-    /// Renew the lease for ever. Each renewal that succeeds records when it
-    /// was sent (the conservative instant for fencing); an expired lease is
-    /// forgotten, so the next write grants a new one.
-    /// `on_renewed` runs after every successful renewal (it pets the
-    /// hardware watchdog while this node leads).
+    /// Renew my lease every `every` for ever (dcs/lease.rs); `on_renewed`
+    /// runs after every successful renewal (it pets the hardware watchdog
+    /// while this node leads), `wake` when the lease was lost.
     pub async fn keep_alive_forever(
         self: Arc<Self>,
         every: Duration,
         wake: Arc<Notify>,
         on_renewed: Arc<dyn Fn() + Send + Sync>,
     ) {
-        loop {
-            if let Err(e) = self
-                .keep_alive_session(every, &wake, on_renewed.as_ref())
-                .await
-            {
-                tracing::warn!(error = %format!("{e:#}"), "lease renewal failed; retrying");
-                self.rotate().await;
-            }
-            tokio::time::sleep(every.min(Duration::from_millis(500))).await;
-        }
-    }
-
-    async fn keep_alive_session(
-        &self,
-        every: Duration,
-        wake: &Notify,
-        on_renewed: &(dyn Fn() + Send + Sync),
-    ) -> Result<()> {
-        let id = self.ensure_lease().await?;
-        let mut client = self.client().await?;
-        let (mut keeper, mut stream) =
-            tokio::time::timeout(self.request_timeout, client.lease_keep_alive(id))
-                .await
-                .context("opening the lease keep-alive stream timed out")??;
-        loop {
-            let sent = Instant::now();
-            keeper.keep_alive().await?;
-            let resp = tokio::time::timeout(self.request_timeout, stream.message())
-                .await
-                .context("lease keep-alive timed out")??
-                .ok_or_else(|| anyhow!("lease keep-alive stream closed"))?;
-            if resp.ttl() <= 0 {
-                tracing::warn!(
-                    lease = id,
-                    "my DCS lease expired; a new one will be granted"
-                );
-                self.forget_lease(id);
-                wake.notify_one();
-                return Ok(());
-            }
-            self.lease.lock().unwrap().renewed_at = Some(sent);
-            on_renewed();
-            tokio::time::sleep(every).await;
-            if self.lease_id() != Some(id) {
-                return Ok(());
-            }
-        }
+        let clock = self.clock;
+        lease::keep_alive_forever(
+            self.as_ref(),
+            &clock,
+            self.ttl.as_millis() as u64,
+            every.as_millis() as u64,
+            || on_renewed(),
+            || wake.notify_one(),
+        )
+        .await
     }
 
     /// Watch the leader key for ever and wake the HA loop on every change:
@@ -729,5 +654,54 @@ impl Etcd {
             self.rotate().await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// The lease over etcd-client: grants through `call` (any endpoint), the
+/// keep-alive stream on the current one.
+impl LeaseApi for Etcd {
+    type GrantGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
+    type Renewals = (etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream);
+
+    fn state(&self) -> LeaseState {
+        *self.lease.lock().unwrap()
+    }
+
+    fn set_state(&self, state: LeaseState) {
+        *self.lease.lock().unwrap() = state;
+    }
+
+    async fn grant_lock(&self) -> Self::GrantGuard<'_> {
+        self.granting.lock().await
+    }
+
+    async fn grant(&self, ttl_s: i64) -> Result<i64> {
+        let resp = self
+            .call("granting a lease", |mut c| async move {
+                c.lease_grant(ttl_s, None).await
+            })
+            .await?;
+        Ok(resp.id())
+    }
+
+    async fn open_renewals(&self, id: i64) -> Result<Self::Renewals> {
+        let mut client = self.client().await?;
+        tokio::time::timeout(self.request_timeout, client.lease_keep_alive(id))
+            .await
+            .context("opening the lease keep-alive stream timed out")?
+            .context("opening the lease keep-alive stream")
+    }
+
+    async fn renew(&self, (keeper, stream): &mut Self::Renewals, _id: i64) -> Result<bool> {
+        keeper.keep_alive().await?;
+        let resp = tokio::time::timeout(self.request_timeout, stream.message())
+            .await
+            .context("lease keep-alive timed out")??
+            .ok_or_else(|| anyhow!("lease keep-alive stream closed"))?;
+        Ok(resp.ttl() > 0)
+    }
+
+    async fn session_failed(&self) {
+        self.rotate().await;
     }
 }

@@ -27,7 +27,7 @@ pub struct EtcdActions {
 
 impl ActionDcs for EtcdActions {
     fn renewed_at_ms(&self) -> Option<u64> {
-        self.etcd.renewed_at().map(|t| self.clock.ms(t))
+        self.etcd.renewed_at_ms()
     }
     async fn claim_initialize(&self) -> Result<bool> {
         self.etcd.claim_initialize().await

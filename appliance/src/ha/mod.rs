@@ -899,7 +899,7 @@ fn failover_candidacy(
         let candidate_running = request
             .member
             .as_deref()
-            .is_some_and(|c| member_running(view, c));
+            .is_some_and(|c| able_to_take_over(obs, view, c));
         // The stepped-down leader stays down only while someone can take
         // over: the named candidate runs, or (no candidate named) a peer
         // holds at least my WAL. A peer behind me would defer to me as
@@ -931,7 +931,7 @@ fn failover_candidacy(
                     format!("switchover to me; my LSN {}", format_lsn(my_lsn)),
                 ));
             }
-            Some(c) if view.member(c).is_some_and(|m| m.state == "running") => {
+            Some(c) if able_to_take_over(obs, view, c) => {
                 return Err((
                     Cause::Switchover,
                     format!("a switchover or failover to {c} is in progress"),
@@ -1490,6 +1490,26 @@ pub fn watchdog_step(leading: bool, lease_valid: bool, armed: bool) -> WatchdogS
 /// The lease was renewed recently enough to lead on it.
 fn lease_fresh(obs: &Observation) -> bool {
     obs.lease.valid(obs.now_ms, obs.settings.fence_after_ms())
+}
+
+/// Whether `name` can still carry out a pending switchover or failover:
+/// its member key says it runs, and neither its own answer nor its key puts
+/// it on a timeline older than mine or the history's. Such a candidate
+/// refuses to promote (`timeline_behind`: a leader stepped down and was
+/// promoted again while it was away), and waiting for it would leave the
+/// cluster without a leader for good.
+fn able_to_take_over(obs: &Observation, view: &ClusterView, name: &str) -> bool {
+    if !member_running(view, name) {
+        return false;
+    }
+    let newest = obs.pg.timeline.max(view.max_history_timeline());
+    let theirs = obs
+        .peers
+        .iter()
+        .find(|p| p.name == name && p.reachable)
+        .and_then(|p| p.timeline)
+        .or_else(|| view.member(name).and_then(|m| m.timeline));
+    !matches!((theirs, newest), (Some(t), Some(n)) if t < n)
 }
 
 fn member_running(view: &ClusterView, name: &str) -> bool {

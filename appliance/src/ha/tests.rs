@@ -1791,6 +1791,57 @@ fn stepped_down(mode: SyncMode, sync_leader: &str) -> Observation {
     o
 }
 
+/// Fresh 2-async seed 1105627: db1 promoted (timeline 2) and at once
+/// stepped down for a switchover to db2, which had lost power; db2 came
+/// back on timeline 1 and may not promote from there, so waiting for it
+/// would leave the cluster without a leader for good.
+#[test]
+fn a_stepped_down_leader_stops_waiting_for_a_candidate_on_an_older_timeline() {
+    let mut o = stepped_down(SyncMode::Off, "db1");
+    o.pg.running = true;
+    o.pg.role = Role::Replica;
+    o.pg.timeline = Some(2);
+    o.pg.lsn = Some(6_000);
+    let v = o.dcs.as_mut().unwrap();
+    v.history = vec![HistoryEntry(
+        1,
+        5_000,
+        "promoted db1".into(),
+        "t".into(),
+        "db1".into(),
+    )];
+    v.members[0].1.timeline = Some(2);
+    let m = Memory::default().observe(&o);
+    // While db2 is on my timeline it can take over: wait for it.
+    let mut on_mine = o.clone();
+    on_mine.peers = vec![Peer {
+        timeline: Some(2),
+        ..peer("db2", Role::Replica, 6_000)
+    }];
+    let d = decide(&on_mine, &m);
+    assert!(d.actions.is_empty(), "{:?} {}", d.actions, d.reason);
+    assert!(d.reason.contains("stepped down"), "{}", d.reason);
+    // Back on timeline 1 (first-hand, or by its key when it does not
+    // answer): lead again, and drop the request it cannot carry out.
+    for answers in [true, false] {
+        let mut behind = o.clone();
+        behind.dcs.as_mut().unwrap().members[0].1.timeline = Some(1);
+        behind.peers = vec![Peer {
+            timeline: Some(1),
+            reachable: answers,
+            ..peer("db2", Role::Replica, 5_000)
+        }];
+        let d = decide(&behind, &m);
+        assert!(
+            d.actions.contains(&Action::AcquireLeader)
+                && d.actions.contains(&Action::ClearFailover),
+            "db2 answers: {answers}: {:?} {}",
+            d.actions,
+            d.reason
+        );
+    }
+}
+
 #[test]
 fn a_hand_over_that_does_not_happen_within_a_ttl_is_taken_back() {
     let down_for = |o: &Observation, ms: u64| {

@@ -1,14 +1,16 @@
-//! The etcd client as pgboxd uses it (dcs/etcd.rs), against the simulated
-//! store: each request goes to one endpoint after another until one
-//! answers, an unreachable store costs the request timeout, an answer lost
-//! on the way back leaves the operation applied; one lease grant at a time,
-//! a lease not renewed for a whole TTL replaced, and the keep-alive stream
-//! that renews it (and pets the watchdog) after each answer.
+//! The network between a simulated pgboxd and the simulated store, as
+//! etcd-client and dcs/etcd.rs see it: each request goes to one endpoint
+//! after another until one answers, an unreachable store costs the request
+//! timeout, an answer lost on the way back leaves the operation applied.
+//! The lease over it is pgboxd's own (dcs/lease.rs).
 
 use std::rc::Rc;
 
 use crate::dcs::model::HistoryEntry;
 
+use crate::dcs::lease::{self, LeaseApi, LeaseState};
+
+use super::loop_io::{anyhow_of, SimClock};
 use super::node::R;
 use super::runtime::{sleep, Sim};
 use super::world::World;
@@ -111,104 +113,104 @@ pub(super) async fn grant_lock(sim: &Rc<Sim>, n: usize) -> GrantLock {
     }
 }
 
-/// `Etcd::ensure_lease`: one grant at a time; a lease not renewed for a
-/// whole TTL is replaced.
-pub(super) async fn ensure_lease(sim: &Rc<Sim>, n: usize) -> R<i64> {
-    let _one_at_a_time = grant_lock(sim, n).await;
-    let stale = sim.with(|w| {
-        let now = w.local_now(n);
-        let ttl = w.settings.ttl_ms;
-        let d = w.nodes[n].pgboxd.as_mut()?;
-        let id = d.lease_id?;
-        if d.renewed_at.is_some_and(|t| now - t < ttl) {
-            return Some(Ok(id));
-        }
-        d.lease_id = None;
-        d.renewed_at = None;
-        Some(Err(id))
-    });
-    match stale {
-        Some(Ok(id)) => return Ok(id),
-        Some(Err(id)) => sim.with(|w| {
-            w.trace(
-                n,
-                format!("my DCS lease {id:x} was not renewed for a whole TTL; granting a new one"),
-            )
-        }),
-        None => {}
-    }
-    let sent = sim.with(|w| w.local_now(n));
-    let ttl = sim.with(|w| (w.settings.ttl_ms / 1000).max(2) * 1000);
-    let id = call(sim, n, move |w| {
-        let now = w.clock.now;
-        Ok(w.dcs.grant(now, ttl))
-    })
-    .await?;
-    sim.with(|w| {
-        if let Some(d) = w.nodes[n].pgboxd.as_mut() {
-            d.lease_id = Some(id);
-            d.renewed_at = Some(sent);
-        }
-        w.trace(n, format!("granted lease {id:x}"));
-    });
-    Ok(id)
+/// The lease of dcs/lease.rs over the simulated store: its state is kept
+/// in the node's `Pgboxd` (the checks read it), a grant goes through `call`
+/// like any request, and each renewal is one request on the stream's
+/// endpoint.
+pub(super) struct SimLease {
+    sim: Rc<Sim>,
+    n: usize,
 }
 
-/// `Etcd::keep_alive_forever`.
-pub(super) async fn keep_alive(sim: Rc<Sim>, n: usize) {
-    let every = sim.with(|w| w.settings.loop_wait_ms.min(w.settings.ttl_ms / 3));
-    let mut failing = false;
-    loop {
-        match keep_alive_session(&sim, n, every).await {
-            Err(e) if !failing => {
-                failing = true;
-                sim.with(|w| w.trace(n, format!("lease renewal failed; retrying: {e}")));
+impl LeaseApi for SimLease {
+    type GrantGuard<'a> = GrantLock;
+    type Renewals = ();
+
+    fn state(&self) -> LeaseState {
+        self.sim.with(|w| {
+            w.nodes[self.n]
+                .pgboxd
+                .as_ref()
+                .map_or_else(LeaseState::default, |d| LeaseState {
+                    id: d.lease_id,
+                    renewed_at: d.renewed_at,
+                })
+        })
+    }
+
+    fn set_state(&self, state: LeaseState) {
+        self.sim.with(|w| {
+            if let Some(d) = w.nodes[self.n].pgboxd.as_mut() {
+                d.lease_id = state.id;
+                d.renewed_at = state.renewed_at;
             }
-            Err(_) => {}
-            Ok(()) => failing = false,
-        }
-        sleep(&sim, every.min(500)).await;
+        })
     }
-}
 
-pub(super) async fn keep_alive_session(sim: &Rc<Sim>, n: usize, every: u64) -> R<()> {
-    let id = ensure_lease(sim, n).await?;
-    // Opening the keep-alive stream is one more round trip.
-    request(sim, n, |_| Ok(())).await?;
-    loop {
-        let sent = sim.with(|w| w.local_now(n));
-        let alive = request(sim, n, move |w| {
+    async fn grant_lock(&self) -> GrantLock {
+        grant_lock(&self.sim, self.n).await
+    }
+
+    async fn grant(&self, ttl_s: i64) -> anyhow::Result<i64> {
+        let ttl_ms = ttl_s as u64 * 1000;
+        call(&self.sim, self.n, move |w| {
+            let now = w.clock.now;
+            Ok(w.dcs.grant(now, ttl_ms))
+        })
+        .await
+        .map_err(anyhow_of)
+    }
+
+    /// Opening the keep-alive stream is one round trip.
+    async fn open_renewals(&self, _id: i64) -> anyhow::Result<()> {
+        request(&self.sim, self.n, |_| Ok(()))
+            .await
+            .map_err(anyhow_of)
+    }
+
+    async fn renew(&self, _: &mut (), id: i64) -> anyhow::Result<bool> {
+        request(&self.sim, self.n, move |w| {
             let now = w.clock.now;
             Ok(w.dcs.keep_alive(id, now))
         })
-        .await?;
-        if !alive {
-            sim.with(|w| {
-                if let Some(d) = w.nodes[n].pgboxd.as_mut() {
-                    if d.lease_id == Some(id) {
-                        d.lease_id = None;
-                        d.renewed_at = None;
-                    }
-                }
-                w.trace(
-                    n,
-                    format!("my DCS lease {id:x} expired; a new one will be granted"),
-                );
-                w.wake(n, 0);
-            });
-            return Ok(());
-        }
-        sim.with(|w| {
-            if let Some(d) = w.nodes[n].pgboxd.as_mut() {
-                d.renewed_at = Some(sent);
-            }
-            w.pet_watchdog(n);
-        });
-        sleep(sim, every).await;
-        if lease_id(sim, n) != Some(id) {
-            return Ok(());
-        }
+        .await
+        .map_err(anyhow_of)
     }
+
+    /// Each request picks its endpoint afresh (`call`).
+    async fn session_failed(&self) {}
+}
+
+fn ttl_ms(sim: &Rc<Sim>) -> u64 {
+    sim.with(|w| w.settings.ttl_ms)
+}
+
+/// `Etcd::ensure_lease`.
+pub(super) async fn ensure_lease(sim: &Rc<Sim>, n: usize) -> anyhow::Result<i64> {
+    let api = SimLease {
+        sim: sim.clone(),
+        n,
+    };
+    lease::ensure(&api, &SimClock::new(sim, n), ttl_ms(sim)).await
+}
+
+/// `Etcd::keep_alive_forever`: pets the watchdog after each renewal, wakes
+/// the loop when the lease is gone.
+pub(super) async fn keep_alive(sim: Rc<Sim>, n: usize) {
+    let api = SimLease {
+        sim: sim.clone(),
+        n,
+    };
+    let every = sim.with(|w| lease::renew_every_ms(w.settings.loop_wait_ms, w.settings.ttl_ms));
+    lease::keep_alive_forever(
+        &api,
+        &SimClock::new(&sim, n),
+        ttl_ms(&sim),
+        every,
+        || sim.with(|w| w.pet_watchdog(n)),
+        || sim.with(|w| w.wake(n, 0)),
+    )
+    .await
 }
 
 /// `Etcd::append_history`: read, then compare-and-set on the revision.

@@ -132,7 +132,7 @@ impl LoopIo for SimIo {
 
     async fn put_member(&self, member: &Member) -> anyhow::Result<()> {
         let (sim, n) = (&self.sim, self.n);
-        let lease = ensure_lease(sim, n).await.map_err(anyhow_of)?;
+        let lease = ensure_lease(sim, n).await?;
         let (name, member) = (member_name(sim, n), member.clone());
         call(sim, n, move |w| {
             w.dcs.put_member(&name, member.clone(), lease)
@@ -398,6 +398,15 @@ pub(super) fn node_index(sim: &Rc<Sim>, name: &str) -> R<usize> {
         .ok_or_else(|| format!("{name} is not a node of this cluster"))
 }
 
+impl SimClock {
+    pub(super) fn new(sim: &Rc<Sim>, n: usize) -> Self {
+        SimClock {
+            sim: sim.clone(),
+            n,
+        }
+    }
+}
+
 impl Clock for SimClock {
     fn now_ms(&self) -> u64 {
         self.sim.with(|w| w.local_now(self.n))
@@ -439,7 +448,7 @@ impl SimDcs {
     }
 
     async fn lease(&self) -> anyhow::Result<i64> {
-        ensure_lease(&self.sim, self.n).await.map_err(anyhow_of)
+        ensure_lease(&self.sim, self.n).await
     }
 }
 
