@@ -12,13 +12,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 
 use super::access::Access;
+use super::leader_records::{self, CasOutcome, LeaderCas};
 use super::lease::{self, LeaseApi, LeaseState};
 use crate::clock::TokioClock;
 use tokio::sync::{Mutex, Notify};
 
 use super::model::{
     ClusterStatus, ClusterView, DynamicConfig, FailoverKey, HistoryEntry, Member, SyncKey,
-    TimelineKey,
 };
 
 pub struct Etcd {
@@ -413,85 +413,14 @@ impl Etcd {
         .await
     }
 
-    /// Append one timeline switch to `history`.
+    /// Append one timeline switch to `history` (dcs/leader_records.rs).
     pub async fn append_history(&self, entry: HistoryEntry) -> Result<()> {
-        self.update_as_leader("history", |value| {
-            let mut list: Vec<HistoryEntry> = value
-                .and_then(|v| serde_json::from_slice(v).ok())
-                .unwrap_or_default();
-            list.push(entry.clone());
-            Ok((serde_json::to_string(&list)?, ()))
-        })
-        .await
-        .with_context(|| format!("recording {entry:?} in history"))
+        leader_records::append_history(self, entry).await
     }
 
-    /// Reserve the timeline my promotion opens (`next`, or one past an
-    /// earlier reservation) in the `timeline` key.
+    /// Reserve the timeline my promotion opens (dcs/leader_records.rs).
     pub async fn reserve_timeline(&self, next: u32) -> Result<u32> {
-        self.update_as_leader("timeline", |value| {
-            let held = value
-                .and_then(|v| serde_json::from_slice::<TimelineKey>(v).ok())
-                .map_or(0, |k| k.reserved);
-            let reserved = next.max(held + 1);
-            Ok((serde_json::to_string(&TimelineKey { reserved })?, reserved))
-        })
-        .await
-        .with_context(|| format!("reserving timeline {next}"))
-    }
-
-    /// Read `name`, derive its new value from the old, and write it only
-    /// if nobody wrote it meanwhile (compare-and-set on the revision, so
-    /// concurrent writers cannot drop each other's change) and only while
-    /// the leader key names me: a member that lost the key (frozen after it
-    /// took it) must not record a switch or a reservation the cluster never
-    /// followed.
-    async fn update_as_leader<T>(
-        &self,
-        name: &str,
-        mut update: impl FnMut(Option<&[u8]>) -> Result<(String, T)>,
-    ) -> Result<T> {
-        let key = self.key(name);
-        for _ in 0..5 {
-            let k = key.clone();
-            let resp = self
-                .call(&format!("reading {name}"), |mut c| {
-                    let k = k.clone();
-                    async move { c.get(k, None).await }
-                })
-                .await?;
-            let current = resp.kvs().first();
-            let rev = current.map_or(0, |kv| kv.mod_revision());
-            let (value, out) = update(current.map(|kv| kv.value()))?;
-            let cmp = if rev == 0 {
-                Compare::create_revision(key.clone(), CompareOp::Equal, 0)
-            } else {
-                Compare::mod_revision(key.clone(), CompareOp::Equal, rev)
-            };
-            let leader_is_me =
-                Compare::value(self.key("leader"), CompareOp::Equal, self.me.clone());
-            let txn = Txn::new()
-                .when([cmp, leader_is_me.clone()])
-                .and_then([TxnOp::put(key.clone(), value, None)])
-                .or_else([TxnOp::txn(Txn::new().when([leader_is_me]).and_then([]))]);
-            let r = self
-                .call(&format!("writing {name}"), |mut c| {
-                    let txn = txn.clone();
-                    async move { c.txn(txn).await }
-                })
-                .await?;
-            if r.succeeded() {
-                return Ok(out);
-            }
-            let still_leader = r
-                .op_responses()
-                .into_iter()
-                .any(|op| matches!(op, etcd_client::TxnOpResponse::Txn(t) if t.succeeded()));
-            if !still_leader {
-                bail!("the leader key does not name me");
-            }
-        }
-        bail!("etcd: {name} kept changing under me")
+        leader_records::reserve_timeline(self, next).await
     }
 
     async fn put(&self, name: &str, value: String, lease: Option<i64>) -> Result<()> {
@@ -703,5 +632,57 @@ impl LeaseApi for Etcd {
 
     async fn session_failed(&self) {
         self.rotate().await;
+    }
+}
+
+impl LeaderCas for Etcd {
+    async fn read_doc(&self, name: &str) -> Result<(Option<String>, i64)> {
+        let key = self.key(name);
+        let resp = self
+            .call(&format!("reading {name}"), |mut c| {
+                let k = key.clone();
+                async move { c.get(k, None).await }
+            })
+            .await?;
+        Ok(match resp.kvs().first() {
+            Some(kv) => (
+                Some(kv.value_str().unwrap_or_default().to_string()),
+                kv.mod_revision(),
+            ),
+            None => (None, 0),
+        })
+    }
+
+    async fn write_doc_if(&self, name: &str, rev: i64, json: String) -> Result<CasOutcome> {
+        let key = self.key(name);
+        let unchanged = if rev == 0 {
+            Compare::create_revision(key.clone(), CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(key.clone(), CompareOp::Equal, rev)
+        };
+        let leader_is_me = Compare::value(self.key("leader"), CompareOp::Equal, self.me.clone());
+        // On failure, the nested transaction tells which condition failed.
+        let txn = Txn::new()
+            .when([unchanged, leader_is_me.clone()])
+            .and_then([TxnOp::put(key, json, None)])
+            .or_else([TxnOp::txn(Txn::new().when([leader_is_me]).and_then([]))]);
+        let r = self
+            .call(&format!("writing {name}"), |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        if r.succeeded() {
+            return Ok(CasOutcome::Written);
+        }
+        let still_leader = r
+            .op_responses()
+            .into_iter()
+            .any(|op| matches!(op, etcd_client::TxnOpResponse::Txn(t) if t.succeeded()));
+        Ok(if still_leader {
+            CasOutcome::Changed
+        } else {
+            CasOutcome::NotLeader
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! The distributed configuration store (etcd) adapter.
 pub mod access;
 pub mod etcd;
+pub mod leader_records;
 pub mod lease;
 pub mod model;

@@ -8,7 +8,10 @@
 use std::collections::BTreeMap;
 
 use crate::dcs::etcd::LeaderKey;
-use crate::dcs::model::{ClusterView, DynamicConfig, FailoverKey, HistoryEntry, Member, SyncKey};
+use crate::dcs::leader_records::CasOutcome;
+use crate::dcs::model::{
+    ClusterView, DynamicConfig, FailoverKey, HistoryEntry, Member, SyncKey, TimelineKey,
+};
 
 /// etcd extends every lease by about one election timeout when it elects a leader.
 const PROMOTE_EXTEND_MS: u64 = 1_000;
@@ -33,6 +36,7 @@ pub struct SimDcs {
     pub history_rev: u64,
     /// The `timeline` key: the newest timeline a promotion reserved.
     pub reserved_timeline: u32,
+    pub timeline_rev: u64,
     pub sync: Option<SyncKey>,
     pub failover: Option<FailoverKey>,
     pub config: DynamicConfig,
@@ -215,6 +219,52 @@ impl SimDcs {
         }
         self.failover = Some(req);
         true
+    }
+
+    /// A leader-written document (dcs/leader_records.rs) as JSON, with
+    /// its revision (0: never written).
+    pub fn doc(&self, name: &str) -> Result<(Option<String>, i64), String> {
+        let (json, rev) = match name {
+            "history" => (serde_json::to_string(&self.history), self.history_rev),
+            "timeline" => (
+                serde_json::to_string(&TimelineKey {
+                    reserved: self.reserved_timeline,
+                }),
+                self.timeline_rev,
+            ),
+            _ => return Err(format!("no document {name} in the simulated store")),
+        };
+        let json = json.map_err(|e| e.to_string())?;
+        Ok(((rev > 0).then_some(json), rev as i64))
+    }
+
+    /// The transaction of `LeaderCas::write_doc_if`.
+    pub fn write_doc_if(
+        &mut self,
+        me: &str,
+        name: &str,
+        rev: i64,
+        json: &str,
+    ) -> Result<CasOutcome, String> {
+        if !self.leader_is(me) {
+            return Ok(CasOutcome::NotLeader);
+        }
+        if self.doc(name)?.1 != rev {
+            return Ok(CasOutcome::Changed);
+        }
+        let bad = |e: serde_json::Error| format!("{name}: {e}");
+        match name {
+            "history" => {
+                self.history = serde_json::from_str(json).map_err(bad)?;
+                self.history_rev += 1;
+            }
+            _ => {
+                let k: TimelineKey = serde_json::from_str(json).map_err(bad)?;
+                self.reserved_timeline = k.reserved;
+                self.timeline_rev += 1;
+            }
+        }
+        Ok(CasOutcome::Written)
     }
 
     /// One consistent read of everything, as `Etcd::read_view` returns it.

@@ -6,8 +6,6 @@
 
 use std::rc::Rc;
 
-use crate::dcs::model::HistoryEntry;
-
 use crate::dcs::lease::{self, LeaseApi, LeaseState};
 
 use super::loop_io::{anyhow_of, SimClock};
@@ -211,31 +209,4 @@ pub(super) async fn keep_alive(sim: Rc<Sim>, n: usize) {
         || sim.with(|w| w.wake(n, 0)),
     )
     .await
-}
-
-/// `Etcd::append_history`: read, then compare-and-set on the revision.
-pub(super) async fn append_history(sim: &Rc<Sim>, n: usize, entry: HistoryEntry) -> R<()> {
-    for _ in 0..5 {
-        let (mut list, rev) =
-            call(sim, n, |w| Ok((w.dcs.history.clone(), w.dcs.history_rev))).await?;
-        list.push(entry.clone());
-        let me = entry.4.clone();
-        let done = call(sim, n, move |w| {
-            // `Etcd::append_history`: only the leader records a switch.
-            if !w.dcs.leader_is(&me) {
-                return Err("not recording history: the leader key does not name me".into());
-            }
-            if w.dcs.history_rev != rev {
-                return Ok(false);
-            }
-            w.dcs.history = list.clone();
-            w.dcs.history_rev += 1;
-            Ok(true)
-        })
-        .await?;
-        if done {
-            return Ok(());
-        }
-    }
-    Err("history kept changing".into())
 }

@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use crate::clock::Clock;
 use crate::dcs::etcd::LeaderKey;
+use crate::dcs::leader_records::{self, CasOutcome, LeaderCas};
 use crate::dcs::model::{format_lsn, ClusterView, HistoryEntry, Member, SyncKey};
 use crate::executor::{ActionDcs, Executor, PgControl};
 use crate::ha::{self, Action, DataDir as HaData, Decision, Observation, Peer, Role};
@@ -18,7 +19,7 @@ use crate::ha_loop::{Level, LoopIo, Report};
 use crate::postgres::fence::Fenced;
 use crate::status::PgStatus;
 
-use super::etcd_client::{append_history, call, ensure_lease, lease_id};
+use super::etcd_client::{call, ensure_lease, lease_id};
 use super::node::{me, member_name, R};
 use super::pg::{DataDir, Proc};
 use super::postgres::{
@@ -556,22 +557,11 @@ impl ActionDcs for SimDcs {
     }
 
     async fn reserve_timeline(&self, next: u32) -> anyhow::Result<u32> {
-        let me = self.me();
-        self.call(move |w| {
-            if !w.dcs.leader_is(&me) {
-                return Err("not reserving a timeline: the leader key does not name me".into());
-            }
-            let t = next.max(w.dcs.reserved_timeline + 1);
-            w.dcs.reserved_timeline = t;
-            Ok(t)
-        })
-        .await
+        leader_records::reserve_timeline(self, next).await
     }
 
     async fn append_history(&self, entry: HistoryEntry) -> anyhow::Result<()> {
-        append_history(&self.sim, self.n, entry)
-            .await
-            .map_err(anyhow_of)
+        leader_records::append_history(self, entry).await
     }
 
     async fn put_status(&self, lsn: u64) -> anyhow::Result<()> {
@@ -580,6 +570,21 @@ impl ActionDcs for SimDcs {
             Ok(())
         })
         .await
+    }
+}
+
+/// The leader-written documents, each read and conditional write one
+/// request through the client model.
+impl LeaderCas for SimDcs {
+    async fn read_doc(&self, name: &str) -> anyhow::Result<(Option<String>, i64)> {
+        let name = name.to_string();
+        self.call(move |w| w.dcs.doc(&name)).await
+    }
+
+    async fn write_doc_if(&self, name: &str, rev: i64, json: String) -> anyhow::Result<CasOutcome> {
+        let (me, name) = (self.me(), name.to_string());
+        self.call(move |w| w.dcs.write_doc_if(&me, &name, rev, &json))
+            .await
     }
 }
 
