@@ -22,7 +22,7 @@ use crate::dcs::model::{ClusterView, Member};
 use crate::executor::real::{EtcdActions, LocalPostgres, PgboxdExecutor};
 use crate::executor::{ActionDcs, Executor, PgControl, RaceLost};
 use crate::failsafe::Promises;
-use crate::ha::{Action, DataDir, Decision, Observation, Peer, Role, Settings};
+use crate::ha::{Action, DataDir, Decision, Observation, Peer, Settings};
 use crate::ha_loop::{HaLoop, Identity, Level, LoopIo, Report};
 use crate::postgres::{conf, Layout, Postgres};
 use crate::status::{NodeStatus, PgStatus, SharedStatus, WatchdogState};
@@ -483,22 +483,7 @@ async fn ask_peers(cfg: &Arc<Config>, http: &reqwest::Client, me: &str) -> Vec<P
                 (Ok(_), _) => {}
             }
             if let Ok(v) = answer {
-                peer.reachable = true;
-                peer.role = match v["role"].as_str() {
-                    Some("primary" | "master") if v["state"] == "running" => Role::Primary,
-                    Some("replica" | "standby") => Role::Replica,
-                    _ => Role::Unknown,
-                };
-                peer.timeline = v["timeline"].as_u64().map(|t| t as u32);
-                let x = &v["xlog"];
-                peer.lsn = [
-                    &x["location"],
-                    &x["received_location"],
-                    &x["replayed_location"],
-                ]
-                .iter()
-                .filter_map(|f| f.as_u64())
-                .max();
+                peer = Peer::from_patroni(&node.name, &node.tags, &v);
             }
             peer
         }

@@ -945,8 +945,14 @@ fn failover_candidacy(
         let key_leader = view.sync.as_ref().and_then(|k| k.leader.as_deref());
         match view.sync.as_ref().and_then(|k| k.sync_standby.as_deref()) {
             Some(s) if s == obs.me => {}
-            // The leader that wrote the key acknowledged every write itself.
-            None if key_leader == Some(obs.me.as_str()) => {}
+            // The leader that wrote the key acknowledged every write itself,
+            // whichever standby it names: nobody else acknowledged any since
+            // (a promoted member takes the key over first). Fresh
+            // 2-on-failsafe seed 2550771: the leader's pgboxd crashed,
+            // restarted, promoted on its own key (timeline 2, commits held)
+            // and stopped cleanly; the standby the key names, still on
+            // timeline 1, may not promote, so nobody could ever lead.
+            _ if key_leader == Some(obs.me.as_str()) => {}
             // Acknowledged writes may exist only on the leader that recorded
             // no standby; a node holding all of that leader's WAL loses none.
             None if key_leader.is_some_and(|l| holds_all_of(obs, l, my_lsn)) => {}
@@ -1024,8 +1030,8 @@ fn failover_candidacy(
             recorded,
             view.sync.as_ref().and_then(|k| k.leader.as_deref()),
         ) {
+            (_, Some(l)) if l == obs.me => "I wrote the sync key as leader".to_string(),
             (Some(_), _) => "I am the synchronous standby".to_string(),
-            (None, Some(l)) if l == obs.me => "I wrote the sync key as leader".to_string(),
             (None, Some(l)) => {
                 format!("I hold all the WAL of {l}, which recorded no synchronous standby")
             }

@@ -1791,6 +1791,41 @@ fn stepped_down(mode: SyncMode, sync_leader: &str) -> Observation {
     o
 }
 
+/// Fresh 2-on-failsafe seed 2550771: the leader that wrote the sync key
+/// promoted again on its own key (timeline 2, commits held) and stopped;
+/// the standby the key names is on timeline 1 and may not promote. The
+/// key's writer acknowledged every write itself: it may lead again.
+#[test]
+fn the_leader_that_wrote_the_sync_key_may_lead_again_whomever_it_names() {
+    for mode in [SyncMode::On, SyncMode::Strict] {
+        let mut o = with_leader(obs(), None);
+        o.settings.synchronous_mode = mode;
+        o.pg.timeline = Some(2);
+        let v = o.dcs.as_mut().unwrap();
+        v.sync = sync_key("db1", Some("db2"));
+        v.history = vec![HistoryEntry(
+            1,
+            4_900,
+            "promoted db1".into(),
+            "t".into(),
+            "db1".into(),
+        )];
+        v.members = vec![("db2".into(), member("running", "replica"))];
+        let d = decide(&o, &Memory::default().observe(&o));
+        assert!(
+            d.actions.contains(&Action::AcquireLeader) && d.actions.contains(&Action::Promote),
+            "{mode:?}: {:?} {}",
+            d.actions,
+            d.reason
+        );
+        assert!(d.reason.contains("I wrote the sync key"), "{}", d.reason);
+        // Another leader's key naming db2: only db2 may be promoted.
+        o.dcs.as_mut().unwrap().sync = sync_key("db3", Some("db2"));
+        let d = decide(&o, &Memory::default().observe(&o));
+        assert_eq!(d.cause, Cause::NotSyncStandby, "{mode:?}: {}", d.reason);
+    }
+}
+
 /// Fresh 2-async seed 1105627: db1 promoted (timeline 2) and at once
 /// stepped down for a switchover to db2, which had lost power; db2 came
 /// back on timeline 1 and may not promote from there, so waiting for it

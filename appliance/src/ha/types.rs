@@ -239,6 +239,31 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// A peer as its `/patroni` document shows it (Patroni's own words
+    /// accepted too: "master", "standby").
+    pub fn from_patroni(name: &str, tags: &crate::config::Tags, doc: &serde_json::Value) -> Self {
+        let mut peer = Peer::unheard(name, tags);
+        peer.reachable = true;
+        peer.role = match doc["role"].as_str() {
+            Some("primary" | "master") if doc["state"] == "running" => Role::Primary,
+            Some("replica" | "standby") => Role::Replica,
+            _ => Role::Unknown,
+        };
+        peer.timeline = doc["timeline"].as_u64().map(|t| t as u32);
+        let x = &doc["xlog"];
+        peer.lsn = [
+            &x["location"],
+            &x["received_location"],
+            &x["replayed_location"],
+        ]
+        .iter()
+        .filter_map(|f| f.as_u64())
+        .max();
+        peer
+    }
+}
+
 /// A peer's PostgreSQL as a direct connection to it shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerPostgres {

@@ -17,7 +17,7 @@ use crate::executor::{ActionDcs, Executor, PgControl};
 use crate::ha::{self, Action, DataDir as HaData, Decision, Observation, Peer, Role};
 use crate::ha_loop::{Level, LoopIo, Report};
 use crate::postgres::fence::Fenced;
-use crate::status::PgStatus;
+use crate::status::{NodeStatus, PgStatus};
 
 use super::etcd_client::{call, ensure_lease, lease_id};
 use super::node::{me, member_name, R};
@@ -376,17 +376,19 @@ pub(super) async fn ask_peers(sim: &Rc<Sim>, n: usize) -> Vec<Peer> {
                     });
                 }
                 if let (true, Some(api)) = (reachable(w, m), &node.api) {
-                    peer.postgres = None;
-                    peer.reachable = true;
-                    peer.role = match api.pg.role {
-                        Role::Primary if api.state == "running" => Role::Primary,
-                        Role::Replica => Role::Replica,
-                        _ => Role::Unknown,
-                    };
-                    if api.pg.running {
-                        peer.timeline = api.pg.timeline;
-                        peer.lsn = [api.pg.lsn, api.pg.receive_lsn].into_iter().flatten().max();
-                    }
+                    // Through the document the API serves and the parser
+                    // pgboxd reads it with.
+                    let mut status = NodeStatus::new(
+                        &node.name,
+                        "sim",
+                        node.tags.clone(),
+                        std::time::Duration::ZERO,
+                    );
+                    status.state = api.state.clone();
+                    status.pg = api.pg.clone();
+                    status.is_leader = api.is_leader;
+                    let doc = crate::api::routes::patroni::body(&status);
+                    peer = Peer::from_patroni(&node.name, &node.tags, &doc);
                 }
                 peer
             })
