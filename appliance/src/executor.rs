@@ -51,7 +51,8 @@ pub trait ActionDcs {
     /// Write the `sync` key while the leader key names me.
     async fn put_sync(&self, key: &SyncKey) -> Result<()>;
     async fn read_sync(&self) -> Result<Option<SyncKey>>;
-    async fn read_history(&self) -> Result<Vec<HistoryEntry>>;
+    /// `history` and `sync`, in one read.
+    async fn read_history_and_sync(&self) -> Result<(Vec<HistoryEntry>, Option<SyncKey>)>;
     async fn clear_failover(&self) -> Result<()>;
     /// Reserve, while the leader key names me, the timeline my promotion
     /// will open: `next` or, if a member reserved that far already, one
@@ -398,7 +399,7 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
         };
         if target > next {
             self.info(&format!(
-                "timelines up to {} were reserved by promotions that did not record a switch; opening {target}",
+                "timeline numbers up to {} were reserved by earlier promotions; opening {target}",
                 target - 1
             ));
             self.pg.skip_timelines(target).await?;
@@ -416,15 +417,21 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
         let bound = self
             .proven_left()
             .clamp(AFTER_PROMOTION_MS / 2, AFTER_PROMOTION_MS);
-        let history = self.clock.timeout(bound, self.dcs.read_history()).await;
-        let Some(Ok(history)) = history else {
+        let records = self
+            .clock
+            .timeout(bound, self.dcs.read_history_and_sync())
+            .await;
+        let Some(Ok((history, sync))) = records else {
             bail!("not promoting: the history could not be read to check my timeline");
         };
-        let newest = crate::dcs::model::newest_timeline(&history);
-        if let (Some(mine), Some(newest)) = (before.timeline, newest) {
-            if mine < newest {
-                bail!("not promoting: my timeline {mine} is older than the cluster's timeline {newest}");
-            }
+        if let Some(why) = ha::timeline_refusal(
+            self.mode,
+            &self.me,
+            before.timeline,
+            &history,
+            sync.as_ref(),
+        ) {
+            bail!("not promoting: {why}");
         }
         let target = self.reserve_timeline().await?;
         if self.mode != SyncMode::Off {

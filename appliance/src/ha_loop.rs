@@ -514,7 +514,10 @@ impl HaLoop {
             // does not answer must not hold the loop past the fencing
             // point, where it demotes (and past which the watchdog, petted
             // at the last proof, soon resets the box).
-            let left = self.proven_left(io).unwrap_or(u64::MAX);
+            // Without any proof yet (a pgboxd that restarted beside a
+            // running primary), one TTL: the round is bounded by the API
+            // client's timeout anyway.
+            let left = self.proven_left(io).unwrap_or(self.settings.ttl_ms);
             let confirmed =
                 left > 0 && io.timeout(left, io.failsafe_round()).await.unwrap_or(false);
             if confirmed {

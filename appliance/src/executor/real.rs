@@ -53,8 +53,9 @@ impl ActionDcs for EtcdActions {
     async fn read_sync(&self) -> Result<Option<SyncKey>> {
         Ok(self.etcd.read_view().await?.0.sync)
     }
-    async fn read_history(&self) -> Result<Vec<HistoryEntry>> {
-        Ok(self.etcd.read_view().await?.0.history)
+    async fn read_history_and_sync(&self) -> Result<(Vec<HistoryEntry>, Option<SyncKey>)> {
+        let view = self.etcd.read_view().await?.0;
+        Ok((view.history, view.sync))
     }
     async fn clear_failover(&self) -> Result<()> {
         self.etcd.clear_failover().await

@@ -857,11 +857,39 @@ fn failsafe_promise(obs: &Observation) -> Option<String> {
 /// My timeline is older than the newest the history records: another
 /// member was promoted since my data forked off.
 fn timeline_behind(obs: &Observation, view: &ClusterView) -> Option<String> {
-    let newest = view.max_history_timeline()?;
-    let mine = obs.pg.timeline.filter(|tl| *tl < newest)?;
-    Some(format!(
-        "my timeline {mine} is older than the cluster's timeline {newest}"
-    ))
+    timeline_refusal(
+        obs.settings.synchronous_mode,
+        &obs.me,
+        obs.pg.timeline,
+        &view.history,
+        view.sync.as_ref(),
+    )
+}
+
+/// Why a member on timeline `mine` may not promote, by the history and the
+/// sync key: the history lists a newer timeline, whose acknowledged writes
+/// it lacks. In synchronous mode the sync key tells better: the standby it
+/// names and the leader that wrote it hold every acknowledged commit,
+/// whatever their timeline (fresh 3-strict-failsafe seed 6886089: a leader
+/// that took the key back after a failed hand-over continued timeline 1
+/// below the candidate's abandoned timeline 2, and nobody could lead). The
+/// timeline number itself is never used twice (`Executor::reserve_timeline`).
+/// The core's elections and the executor's last check before pg_promote
+/// both ask this.
+pub fn timeline_refusal(
+    mode: SyncMode,
+    me: &str,
+    mine: Option<u32>,
+    history: &[crate::dcs::model::HistoryEntry],
+    sync: Option<&crate::dcs::model::SyncKey>,
+) -> Option<String> {
+    let newest = crate::dcs::model::newest_timeline(history)?;
+    let mine = mine.filter(|tl| *tl < newest)?;
+    let vouched = mode != SyncMode::Off
+        && sync.is_some_and(|k| {
+            k.sync_standby.as_deref() == Some(me) || k.leader.as_deref() == Some(me)
+        });
+    (!vouched).then(|| format!("my timeline {mine} is older than the cluster's timeline {newest}"))
 }
 
 fn failover_candidacy(
@@ -888,10 +916,8 @@ fn failover_candidacy(
     let Some(my_lsn) = obs.pg.lsn else {
         return Err((Cause::PositionUnknown, "my WAL position is unknown".into()));
     };
-    // Before any request too, a manual failover included: a promotion from
-    // an older timeline would open a second timeline with the number the
-    // newest one already has, a fork that neither pg_rewind nor a standby
-    // can tell from the real one.
+    // Before any request too, a manual failover included (what the check
+    // allows in synchronous mode: `timeline_refusal`).
     if let Some(why) = timeline_behind(obs, view) {
         return Err((Cause::TimelineBehind, why));
     }

@@ -1791,6 +1791,35 @@ fn stepped_down(mode: SyncMode, sync_leader: &str) -> Observation {
     o
 }
 
+/// Fresh 3-strict-failsafe seed 6886089: db2 took the key back after a
+/// failed hand-over to db1 (whose timeline 2, recorded, acknowledged
+/// nothing) and led on timeline 1; in synchronous mode the sync key, not
+/// the history's newest timeline, says who holds every acknowledged commit.
+#[test]
+fn in_synchronous_mode_the_sync_key_outranks_an_abandoned_newer_timeline() {
+    let history = vec![HistoryEntry(
+        1,
+        4_000,
+        "promoted db1".into(),
+        "t".into(),
+        "db1".into(),
+    )];
+    let key = |leader: &str, standby: Option<&str>| sync_key(leader, standby).unwrap();
+    let refusal = |mode, sync: Option<SyncKey>| {
+        timeline_refusal(mode, "db2", Some(1), &history, sync.as_ref())
+    };
+    assert_eq!(refusal(SyncMode::Strict, Some(key("db2", None))), None);
+    assert_eq!(refusal(SyncMode::On, Some(key("db3", Some("db2")))), None);
+    assert!(refusal(SyncMode::On, Some(key("db1", Some("db3")))).is_some());
+    assert!(refusal(SyncMode::On, None).is_some());
+    // Asynchronous mode has only the history to go by.
+    assert!(refusal(SyncMode::Off, Some(key("db2", None))).is_some());
+    assert_eq!(
+        timeline_refusal(SyncMode::Off, "db2", Some(2), &history, None),
+        None
+    );
+}
+
 /// Fresh 2-on-failsafe seed 2550771: the leader that wrote the sync key
 /// promoted again on its own key (timeline 2, commits held) and stopped;
 /// the standby the key names is on timeline 1 and may not promote. The

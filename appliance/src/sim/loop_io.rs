@@ -546,8 +546,9 @@ impl ActionDcs for SimDcs {
         self.call(|w| Ok(w.dcs.sync.clone())).await
     }
 
-    async fn read_history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
-        self.call(|w| Ok(w.dcs.history.clone())).await
+    async fn read_history_and_sync(&self) -> anyhow::Result<(Vec<HistoryEntry>, Option<SyncKey>)> {
+        self.call(|w| Ok((w.dcs.history.clone(), w.dcs.sync.clone())))
+            .await
     }
 
     async fn clear_failover(&self) -> anyhow::Result<()> {

@@ -187,7 +187,7 @@ impl Future for Sleep {
         let until = match self.until {
             Some(u) => u,
             None => {
-                let u = now + self.ms;
+                let u = now.saturating_add(self.ms);
                 self.until = Some(u);
                 if u > now {
                     let task = w.clock.current;
@@ -234,7 +234,7 @@ impl Future for WaitWake {
         let until = match self.until {
             Some(u) => u,
             None => {
-                let u = now + self.ms;
+                let u = now.saturating_add(self.ms);
                 self.until = Some(u);
                 let task = w.clock.current;
                 w.clock.wake_at(u, task);
@@ -277,7 +277,8 @@ impl<F: Future> Future for Timeout<F> {
             let until = match self.until {
                 Some(u) => u,
                 None => {
-                    let u = now + self.ms;
+                    // tokio saturates a deadline past the end of time too.
+                    let u = now.saturating_add(self.ms);
                     let task = w.clock.current;
                     w.clock.wake_at(u, task);
                     u
