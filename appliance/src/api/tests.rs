@@ -1160,3 +1160,25 @@ async fn failsafe_promises_only_to_the_leader_itself_and_only_as_a_replica() {
     assert_eq!(r.code, StatusCode::CONFLICT);
     assert!(String::from_utf8_lossy(&r.body).contains("failsafe mode is off"));
 }
+
+/// `patronictl pause` and `resume`: PATCH `{"pause": true}`, then
+/// `{"pause": null}` (Patroni's "remove this setting"); while paused,
+/// `/patroni` and `/cluster` say so with Patroni's field.
+#[test]
+fn pause_and_resume_as_patronictl_sends_them_and_pause_is_visible() {
+    use crate::api::routes::{cluster, config, patroni};
+    let off = crate::dcs::model::DynamicConfig::default();
+    let on = config::apply_patch(&off, br#"{"pause": true}"#).expect("pause");
+    assert!(on.pause);
+    let resumed = config::apply_patch(&on, br#"{"pause": null}"#).expect("resume");
+    assert!(!resumed.pause);
+    let why = config::apply_patch(&on, br#"{"pause": "yes"}"#).unwrap_err();
+    assert!(why.contains("pause must be true, false or null"), "{why}");
+
+    let mut node = primary();
+    assert!(patroni::body(&node).get("pause").is_none());
+    assert!(cluster::body(&node).get("pause").is_none());
+    node.cluster.config.pause = true;
+    assert_eq!(patroni::body(&node)["pause"], true);
+    assert_eq!(cluster::body(&node)["pause"], true);
+}

@@ -103,6 +103,9 @@ pub struct ClusterDoc {
     pub scope: String,
     #[serde(default)]
     pub members: Vec<MemberDoc>,
+    /// Maintenance mode (Patroni's field, present only while on).
+    #[serde(default)]
+    pub pause: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -377,6 +380,10 @@ pub fn render_table_with(doc: &ClusterDoc, palette: Palette) -> String {
     }
     out.push_str(&border);
     out.push('\n');
+    if doc.pause {
+        // What patronictl prints under the table.
+        out.push_str(" Maintenance mode: on\n");
+    }
     out
 }
 
@@ -440,6 +447,14 @@ mod tests {
 +--------+----------------+--------------+------------------+----+-----------+
 ";
         assert_eq!(render_table(&doc()), expected);
+        let paused = ClusterDoc {
+            pause: true,
+            ..doc()
+        };
+        assert_eq!(
+            render_table(&paused),
+            format!("{expected} Maintenance mode: on\n")
+        );
     }
 
     #[test]
@@ -470,7 +485,7 @@ mod tests {
     fn long_cluster_name_widens_the_table() {
         let doc = ClusterDoc {
             scope: "a-rather-long-cluster-name-for-a-small-table-x".into(),
-            members: vec![],
+            ..ClusterDoc::default()
         };
         let table = render_table(&doc);
         let lines: Vec<&str> = table.lines().collect();

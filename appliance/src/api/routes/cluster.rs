@@ -48,7 +48,12 @@ pub fn body(node: &NodeStatus) -> Value {
             doc
         })
         .collect();
-    json!({ "scope": node.scope, "members": members })
+    let mut doc = json!({ "scope": node.scope, "members": members });
+    // Patroni's field, present only while maintenance mode is on.
+    if view.config.pause {
+        doc["pause"] = json!(true);
+    }
+    doc
 }
 
 fn member_json(name: &str, member: &Member, is_leader: bool, leader_lsn: Option<u64>) -> Value {

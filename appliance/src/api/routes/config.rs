@@ -35,7 +35,10 @@ pub fn apply_patch(current: &DynamicConfig, body: &[u8]) -> Result<DynamicConfig
     for (k, v) in &patch {
         match (k.as_str(), v) {
             ("pause", Value::Bool(b)) => cfg.pause = *b,
-            ("pause", _) => return Err("pause must be true or false".into()),
+            // Patroni's PATCH semantics: null removes the setting, which for
+            // pause means off (`patronictl resume` sends exactly this).
+            ("pause", Value::Null) => cfg.pause = false,
+            ("pause", _) => return Err("pause must be true, false or null".into()),
             (other, _) => {
                 return Err(format!(
                 "{other} cannot be changed at run time: it comes from pgbox.yaml (only pause can)"

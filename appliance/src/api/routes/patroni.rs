@@ -28,7 +28,10 @@ pub fn body(node: &NodeStatus) -> Value {
     doc.insert("state".into(), json!(node.state));
     doc.insert("role".into(), json!(pg.role));
     doc.insert("watchdog".into(), json!(node.watchdog));
-    // Patroni's field, present only while it is true.
+    // Patroni's fields, present only while true.
+    if node.cluster.config.pause {
+        doc.insert("pause".into(), json!(true));
+    }
     if node.failsafe_active {
         doc.insert("failsafe_mode_is_active".into(), json!(true));
     }
