@@ -259,6 +259,13 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
                     sync.as_ref().map(Option::as_ref),
                 );
                 self.pg.set_sync_names_for_start(&names);
+                // As before pg_promote: a pgboxd that stood still after it
+                // took the key (fresh 3-on seed 5355488: frozen for 18 s
+                // after taking it back from a failed hand-over) must not
+                // start writable on a lease that may be gone.
+                if self.proven_left() == 0 {
+                    bail!("not starting as primary: my lease is no longer proven valid");
+                }
                 self.pg.start(None).await?;
                 self.pg.ensure_slots(&self.others).await
             }

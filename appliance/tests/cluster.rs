@@ -932,6 +932,43 @@ async fn switchover_loses_nothing_and_the_old_primary_follows_without_rewind() {
         "a switchover without credentials must be refused"
     );
 
+    // A switchover scheduled an hour ahead, then removed before it fires:
+    // `pgboxctl flush switchover` (DELETE /switchover), then nothing left.
+    let pgboxctl = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgboxctl"));
+        cmd.args(args).arg("--config").arg(&c.config_path);
+        async move {
+            let out = cmd.output().await.expect("running pgboxctl");
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), said)
+        }
+    };
+    let later =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(3600))
+            .to_string();
+    let (ok, said) = pgboxctl(&["switchover", "--candidate", &new, "--scheduled", &later]).await;
+    assert!(ok, "scheduling a switchover: {said}");
+    let failover_key = format!("/service/{}/failover", c.cluster_name);
+    let mut etcd = c.etcd.client().await;
+    let kept = etcd.get(failover_key.as_str(), None).await.unwrap();
+    assert_eq!(kept.kvs().len(), 1, "the scheduled request is in etcd");
+    let (ok, said) = pgboxctl(&["flush", "switchover"]).await;
+    assert!(
+        ok && said.contains("scheduled switchover deleted"),
+        "{said}"
+    );
+    let gone = etcd.get(failover_key.as_str(), None).await.unwrap();
+    assert!(gone.kvs().is_empty(), "the request is gone after the flush");
+    let (ok, said) = pgboxctl(&["flush", "switchover"]).await;
+    assert!(
+        !ok && said.contains("404") && said.contains("no switchover is scheduled"),
+        "{said}"
+    );
+
     let started = Instant::now();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgboxctl"))
         .args(["switchover", "--config"])

@@ -55,6 +55,14 @@ enum Command {
         #[command(flatten)]
         target: pgbox::ctl::ops::Target,
     },
+    /// Remove a scheduled event before it fires (`switchover`).
+    Flush {
+        /// What to remove: `switchover` (a scheduled one).
+        #[arg(value_parser = ["switchover"])]
+        what: String,
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+    },
     /// The timeline switches of the cluster.
     History {
         #[command(flatten)]
@@ -103,6 +111,7 @@ fn main() -> ExitCode {
         Command::Failover { target, candidate } => pgbox::ctl::ops::failover(target, candidate),
         Command::Pause { target } => pgbox::ctl::ops::pause(target, true),
         Command::Resume { target } => pgbox::ctl::ops::pause(target, false),
+        Command::Flush { what: _, target } => pgbox::ctl::ops::flush_switchover(target),
         Command::History { target } => pgbox::ctl::ops::history(target),
         Command::Tls {
             command: TlsCommand::Init { config, out },

@@ -170,6 +170,17 @@ pub fn pause(t: Target, on: bool) -> ExitCode {
     )
 }
 
+/// `pgboxctl flush switchover`: `DELETE /switchover`.
+pub fn flush_switchover(t: Target) -> ExitCode {
+    send(
+        &t,
+        None,
+        reqwest::Method::DELETE,
+        "/switchover",
+        Value::Null,
+    )
+}
+
 pub fn history(t: Target) -> ExitCode {
     let urls = match api_urls(&t.where_) {
         Ok(u) => u,

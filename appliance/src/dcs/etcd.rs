@@ -500,6 +500,24 @@ impl Etcd {
         Ok(resp.succeeded())
     }
 
+    /// The `failover` key and its revision, if there is one.
+    pub async fn read_failover(&self) -> Result<Option<(FailoverKey, i64)>> {
+        let key = self.key("failover");
+        let resp = self
+            .call("reading the failover request", |mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
+            .await?;
+        let Some(kv) = resp.kvs().first() else {
+            return Ok(None);
+        };
+        let req = serde_json::from_slice(kv.value()).with_context(|| {
+            format!("the failover key holds {:?}", kv.value_str().unwrap_or(""))
+        })?;
+        Ok(Some((req, kv.mod_revision())))
+    }
+
     pub async fn clear_failover(&self) -> Result<()> {
         let key = self.key("failover");
         self.call("deleting the failover request", |mut c| {

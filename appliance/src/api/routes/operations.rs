@@ -20,7 +20,7 @@ use crate::dcs::model::FailoverKey;
 /// before anything else, the body included.
 pub fn routes(api: &ApiState) -> Router<ApiState> {
     Router::new()
-        .route("/switchover", post(switchover))
+        .route("/switchover", post(switchover).delete(cancel_switchover))
         .route("/failover", post(failover))
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
@@ -277,5 +277,43 @@ mod tests {
             assert!(error.ends_with("found an array"), "{error}");
         }
         assert!(parse_request(b"null").unwrap_err().ends_with("found null"));
+    }
+}
+
+/// `DELETE /switchover` (`pgboxctl flush switchover`, `patronictl flush
+/// switchover`): remove a scheduled switchover before it fires, with
+/// Patroni's codes: 200 removed, 404 none is scheduled, 409 the request
+/// changed meanwhile (it fired, or another replaced it). A request due now
+/// is the leader's to carry out and is not touched.
+async fn cancel_switchover(State(api): State<ApiState>) -> Response {
+    let Some(dcs) = api.dcs.clone() else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node has no DCS connection",
+        );
+    };
+    let (request, revision) = match dcs.read_failover().await {
+        Ok(Some((r, rev))) if r.scheduled_at.is_some() => (r, rev),
+        Ok(_) => return json_error(StatusCode::NOT_FOUND, "no switchover is scheduled"),
+        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+    };
+    match dcs.withdraw_failover(revision).await {
+        Ok(true) => {
+            tracing::info!(
+                at = request.scheduled_at.as_deref().unwrap_or(""),
+                candidate = request.member.as_deref().unwrap_or("any"),
+                "scheduled switchover deleted through the API"
+            );
+            (
+                StatusCode::OK,
+                Json(json!({ "message": "scheduled switchover deleted" })),
+            )
+                .into_response()
+        }
+        Ok(false) => json_error(
+            StatusCode::CONFLICT,
+            "the switchover request changed while it was being deleted",
+        ),
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
     }
 }
