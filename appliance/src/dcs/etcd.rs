@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, Notify};
 
 use super::model::{
     ClusterStatus, ClusterView, DynamicConfig, FailoverKey, HistoryEntry, Member, SyncKey,
+    TimelineKey,
 };
 
 pub struct Etcd {
@@ -203,6 +204,11 @@ impl Etcd {
                 "sync" => view.sync = serde_json::from_str(value).ok(),
                 "failover" => view.failover = serde_json::from_str(value).ok(),
                 "config" => view.config = serde_json::from_str(value).unwrap_or_default(),
+                "timeline" => {
+                    view.reserved_timeline = serde_json::from_str::<TimelineKey>(value)
+                        .ok()
+                        .map(|k| k.reserved)
+                }
                 _ => {
                     if let Some(member) = name.strip_prefix("members/") {
                         match serde_json::from_str::<Member>(value) {

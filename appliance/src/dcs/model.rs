@@ -102,6 +102,8 @@ pub struct ClusterView {
     pub sync: Option<SyncKey>,
     pub failover: Option<FailoverKey>,
     pub config: DynamicConfig,
+    /// The `timeline` key: the newest timeline a promotion reserved.
+    pub reserved_timeline: Option<u32>,
 }
 
 impl ClusterView {

@@ -758,6 +758,18 @@ fn deposed(obs: &Observation, view: &ClusterView) -> Option<String> {
             ));
         }
     }
+    // A member reserves its timeline before pg_promote, so the reservation
+    // tells of a promotion whose switch never reached the history (fresh
+    // 2-async seed 1062756: db2 promoted and acknowledged writes, then lost
+    // the DCS before recording it; db1, resumed from a VM pause, would
+    // have retaken the free key and acknowledged on timeline 1).
+    if let (Some(mine), Some(reserved)) = (obs.pg.timeline, view.reserved_timeline) {
+        if mine < reserved {
+            return Some(format!(
+                "my leader key lapsed and a member has promoted (or was about to) onto timeline {reserved} since (mine is {mine})"
+            ));
+        }
+    }
     if obs.settings.synchronous_mode == SyncMode::Off {
         return None;
     }

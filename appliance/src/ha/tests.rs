@@ -483,6 +483,27 @@ fn situations() {
             vec![Stop],
         ),
         (
+            "primary lost its key and db2 reserved timeline 2 (its history entry not written): demote, never retake",
+            {
+                let mut o = primary(obs());
+                o.dcs.as_mut().unwrap().reserved_timeline = Some(2);
+                o
+            },
+            Memory::default(),
+            vec![Stop],
+        ),
+        (
+            "primary on the timeline it reserved itself: retake the free key",
+            {
+                let mut o = primary(obs());
+                o.pg.timeline = Some(2);
+                o.dcs.as_mut().unwrap().reserved_timeline = Some(2);
+                o
+            },
+            Memory::default(),
+            vec![AcquireLeader],
+        ),
+        (
             "sync mode: primary lost its key and db2 has taken over the sync key (its history entry not written): demote",
             {
                 let mut o = primary(obs());

@@ -282,6 +282,7 @@ impl SimDcs {
             sync: self.sync.clone(),
             failover: self.failover.clone(),
             config: self.config.clone(),
+            reserved_timeline: (self.timeline_rev > 0).then_some(self.reserved_timeline),
         };
         let key = self.leader.as_ref().map(|(n, l)| LeaderKey {
             name: n.clone(),
