@@ -251,35 +251,6 @@ fn unknown(e: &anyhow::Error) -> Response {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_bodies() {
-        let req = parse_request(br#"{"leader": "db1", "candidate": "db2"}"#).unwrap();
-        assert_eq!(req.leader.as_deref(), Some("db1"));
-        assert_eq!(req.candidate.as_deref(), Some("db2"));
-        assert!(parse_request(b"{}").is_ok());
-        let unknown = parse_request(br#"{"leader": "db1", "member": "db2"}"#).unwrap_err();
-        assert!(unknown.contains("unknown field `member`"), "{unknown}");
-        let wrong = parse_request(br#"{"candidate": 2}"#).unwrap_err();
-        assert!(wrong.contains("invalid type"), "{wrong}");
-    }
-
-    #[test]
-    fn an_array_is_not_a_request() {
-        // Found by the api_requests fuzz target: serde fills a struct from
-        // an array positionally, so these were accepted.
-        for body in [&b"[\r\r\r\r]\r\r\r\r"[..], b"[]", br#"["db1", "db2"]"#] {
-            let error = parse_request(body).unwrap_err();
-            assert!(error.contains("expected a JSON object"), "{error}");
-            assert!(error.ends_with("found an array"), "{error}");
-        }
-        assert!(parse_request(b"null").unwrap_err().ends_with("found null"));
-    }
-}
-
 /// `DELETE /switchover` (`pgboxctl flush switchover`, `patronictl flush
 /// switchover`): remove a scheduled switchover before it fires, with
 /// Patroni's codes: 200 removed, 404 none is scheduled, 409 the request
@@ -315,5 +286,34 @@ async fn cancel_switchover(State(api): State<ApiState>) -> Response {
             "the switchover request changed while it was being deleted",
         ),
         Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bodies() {
+        let req = parse_request(br#"{"leader": "db1", "candidate": "db2"}"#).unwrap();
+        assert_eq!(req.leader.as_deref(), Some("db1"));
+        assert_eq!(req.candidate.as_deref(), Some("db2"));
+        assert!(parse_request(b"{}").is_ok());
+        let unknown = parse_request(br#"{"leader": "db1", "member": "db2"}"#).unwrap_err();
+        assert!(unknown.contains("unknown field `member`"), "{unknown}");
+        let wrong = parse_request(br#"{"candidate": 2}"#).unwrap_err();
+        assert!(wrong.contains("invalid type"), "{wrong}");
+    }
+
+    #[test]
+    fn an_array_is_not_a_request() {
+        // Found by the api_requests fuzz target: serde fills a struct from
+        // an array positionally, so these were accepted.
+        for body in [&b"[\r\r\r\r]\r\r\r\r"[..], b"[]", br#"["db1", "db2"]"#] {
+            let error = parse_request(body).unwrap_err();
+            assert!(error.contains("expected a JSON object"), "{error}");
+            assert!(error.ends_with("found an array"), "{error}");
+        }
+        assert!(parse_request(b"null").unwrap_err().ends_with("found null"));
     }
 }
