@@ -192,10 +192,13 @@ impl HaLoop {
     }
 
     /// The pause before the next loop: `loop_wait`, but a primary wakes at
-    /// its fencing point too, so demotion never waits for a loop.
+    /// its fencing point too, so demotion never waits for a loop; so does a
+    /// node whose watchdog is still armed (its server may have just crashed
+    /// or stopped: the next loop disarms the watchdog at once).
     pub fn next_wait_ms(&self, io: &impl LoopIo) -> u64 {
         let loop_wait = self.settings.loop_wait_ms;
-        match (self.role == Role::Primary, self.proven_left(io)) {
+        let guarding = self.role == Role::Primary || io.watchdog_armed();
+        match (guarding, self.proven_left(io)) {
             (true, Some(left)) => loop_wait.min(left + 10),
             _ => loop_wait,
         }
@@ -383,6 +386,13 @@ impl HaLoop {
     ) {
         let acted = !decision.actions.is_empty();
         let health = if acted { io.pg_health().await } else { health };
+        if !io.pg_alive() {
+            // As in `observe`: no postmaster, nothing for the watchdog to
+            // guard while the read below waits (fresh 2-on-failsafe seed
+            // 2873386: the primary's PostgreSQL crashed during a DCS
+            // outage, and this read outlasted the watchdog).
+            self.tend_watchdog(io, false);
+        }
         self.state = if health.running {
             "running"
         } else if io.pg_alive() {
@@ -395,7 +405,8 @@ impl HaLoop {
         .into();
         let view = if acted {
             // As bounded as the observation's read.
-            let budget = self.dcs_read_budget(io, health.role == Role::Primary);
+            let guarding = health.role == Role::Primary || io.watchdog_armed();
+            let budget = self.dcs_read_budget(io, guarding);
             io.timeout(budget, io.read_view())
                 .await
                 .and_then(Result::ok)

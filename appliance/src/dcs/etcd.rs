@@ -39,6 +39,9 @@ pub struct Etcd {
     granting: Mutex<()>,
     /// The clock the lease's renewals are timed on: the HA loop's.
     clock: TokioClock,
+    /// What a fresh proof of the lease does (pets the watchdog); set when
+    /// the keep-alive starts.
+    on_proof: std::sync::OnceLock<Arc<dyn Fn() + Send + Sync>>,
 }
 
 struct Conn {
@@ -82,6 +85,7 @@ impl Etcd {
             lease: std::sync::Mutex::new(LeaseState::default()),
             granting: Mutex::new(()),
             clock,
+            on_proof: std::sync::OnceLock::new(),
         }
     }
 
@@ -561,6 +565,7 @@ impl Etcd {
         on_renewed: Arc<dyn Fn() + Send + Sync>,
     ) {
         let clock = self.clock;
+        let _ = self.on_proof.set(on_renewed.clone());
         lease::keep_alive_forever(
             self.as_ref(),
             &clock,
@@ -656,6 +661,12 @@ impl LeaseApi for Etcd {
 
     async fn session_failed(&self) {
         self.rotate().await;
+    }
+
+    fn granted(&self) {
+        if let Some(pet) = self.on_proof.get() {
+            pet();
+        }
     }
 }
 

@@ -41,6 +41,13 @@ pub trait LeaseApi {
     async fn renew(&self, renewals: &mut Self::Renewals, id: i64) -> Result<bool>;
     /// A keep-alive session failed: the next one tries another endpoint.
     async fn session_failed(&self);
+    /// A new lease was granted: as fresh a proof as a renewal, so it pets
+    /// the watchdog too (fresh 3-strict-failsafe seed 6724070: a primary
+    /// that re-bound its key on a new lease after a DCS outage, then lost
+    /// the DCS again, counted its lease proven from the grant while its
+    /// watchdog still counted from the last renewal before the outage, and
+    /// was reset with its pgboxd running).
+    fn granted(&self);
 }
 
 /// The TTL a lease is granted with: etcd counts in whole seconds and
@@ -81,6 +88,7 @@ pub async fn ensure<A: LeaseApi, C: Clock>(api: &A, clock: &C, ttl_ms: u64) -> R
         id: Some(id),
         renewed_at: Some(sent),
     });
+    api.granted();
     clock.log(
         Level::INFO,
         &format!("granted DCS lease {id:x} (ttl {ttl_s} s)"),

@@ -177,6 +177,10 @@ impl LeaseApi for SimLease {
 
     /// Each request picks its endpoint afresh (`call`).
     async fn session_failed(&self) {}
+
+    fn granted(&self) {
+        self.sim.with(|w| w.pet_watchdog(self.n));
+    }
 }
 
 fn ttl_ms(sim: &Rc<Sim>) -> u64 {
