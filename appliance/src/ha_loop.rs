@@ -192,13 +192,10 @@ impl HaLoop {
     }
 
     /// The pause before the next loop: `loop_wait`, but a primary wakes at
-    /// its fencing point too, so demotion never waits for a loop; so does a
-    /// node whose watchdog is still armed (its server may have just crashed
-    /// or stopped: the next loop disarms the watchdog at once).
+    /// its fencing point too, so demotion never waits for a loop.
     pub fn next_wait_ms(&self, io: &impl LoopIo) -> u64 {
         let loop_wait = self.settings.loop_wait_ms;
-        let guarding = self.role == Role::Primary || io.watchdog_armed();
-        match (guarding, self.proven_left(io)) {
+        match (self.role == Role::Primary, self.proven_left(io)) {
             (true, Some(left)) => loop_wait.min(left + 10),
             _ => loop_wait,
         }

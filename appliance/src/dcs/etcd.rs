@@ -233,14 +233,8 @@ impl Etcd {
     /// reflects every write committed before the request), for the check
     /// behind `GET /primary`. `None`: no leader key.
     pub async fn read_leader_key(&self) -> Result<Option<LeaderKey>> {
-        let key = self.key("leader");
-        let resp = self
-            .call("reading the leader key", |mut c| {
-                let key = key.clone();
-                async move { c.get(key, None).await }
-            })
-            .await?;
-        Ok(resp.kvs().first().map(|kv| LeaderKey {
+        let kv = self.get_one("leader", "reading the leader key").await?;
+        Ok(kv.map(|kv| LeaderKey {
             name: kv.value_str().unwrap_or_default().to_string(),
             lease: kv.lease(),
         }))
@@ -510,16 +504,24 @@ impl Etcd {
         Ok(resp.succeeded())
     }
 
-    /// The `failover` key and its revision, if there is one.
-    pub async fn read_failover(&self) -> Result<Option<(FailoverKey, i64)>> {
-        let key = self.key("failover");
+    /// One key under the cluster prefix, if it exists.
+    async fn get_one(&self, name: &str, what: &str) -> Result<Option<etcd_client::KeyValue>> {
+        let key = self.key(name);
         let resp = self
-            .call("reading the failover request", |mut c| {
+            .call(what, |mut c| {
                 let key = key.clone();
                 async move { c.get(key, None).await }
             })
             .await?;
-        let Some(kv) = resp.kvs().first() else {
+        Ok(resp.kvs().first().cloned())
+    }
+
+    /// The `failover` key and its revision, if there is one.
+    pub async fn read_failover(&self) -> Result<Option<(FailoverKey, i64)>> {
+        let Some(kv) = self
+            .get_one("failover", "reading the failover request")
+            .await?
+        else {
             return Ok(None);
         };
         let req = serde_json::from_slice(kv.value()).with_context(|| {
@@ -556,8 +558,8 @@ impl Etcd {
     }
 
     /// Renew my lease every `every` for ever (dcs/lease.rs); `on_renewed`
-    /// runs after every successful renewal (it pets the hardware watchdog
-    /// while this node leads), `wake` when the lease was lost.
+    /// runs after every successful grant or renewal (it pets the hardware
+    /// watchdog while this node leads), `wake` when the lease was lost.
     pub async fn keep_alive_forever(
         self: Arc<Self>,
         every: Duration,
@@ -565,13 +567,12 @@ impl Etcd {
         on_renewed: Arc<dyn Fn() + Send + Sync>,
     ) {
         let clock = self.clock;
-        let _ = self.on_proof.set(on_renewed.clone());
+        let _ = self.on_proof.set(on_renewed);
         lease::keep_alive_forever(
             self.as_ref(),
             &clock,
             self.ttl.as_millis() as u64,
             every.as_millis() as u64,
-            || on_renewed(),
             || wake.notify_one(),
         )
         .await
@@ -663,7 +664,7 @@ impl LeaseApi for Etcd {
         self.rotate().await;
     }
 
-    fn granted(&self) {
+    fn proven(&self) {
         if let Some(pet) = self.on_proof.get() {
             pet();
         }
@@ -672,20 +673,15 @@ impl LeaseApi for Etcd {
 
 impl LeaderCas for Etcd {
     async fn read_doc(&self, name: &str) -> Result<(Option<String>, i64)> {
-        let key = self.key(name);
-        let resp = self
-            .call(&format!("reading {name}"), |mut c| {
-                let k = key.clone();
-                async move { c.get(k, None).await }
-            })
-            .await?;
-        Ok(match resp.kvs().first() {
-            Some(kv) => (
-                Some(kv.value_str().unwrap_or_default().to_string()),
-                kv.mod_revision(),
-            ),
-            None => (None, 0),
-        })
+        Ok(
+            match self.get_one(name, &format!("reading {name}")).await? {
+                Some(kv) => (
+                    Some(kv.value_str().unwrap_or_default().to_string()),
+                    kv.mod_revision(),
+                ),
+                None => (None, 0),
+            },
+        )
     }
 
     async fn write_doc_if(&self, name: &str, rev: i64, json: String) -> Result<CasOutcome> {

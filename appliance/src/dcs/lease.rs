@@ -41,13 +41,14 @@ pub trait LeaseApi {
     async fn renew(&self, renewals: &mut Self::Renewals, id: i64) -> Result<bool>;
     /// A keep-alive session failed: the next one tries another endpoint.
     async fn session_failed(&self);
-    /// A new lease was granted: as fresh a proof as a renewal, so it pets
-    /// the watchdog too (fresh 3-strict-failsafe seed 6724070: a primary
-    /// that re-bound its key on a new lease after a DCS outage, then lost
-    /// the DCS again, counted its lease proven from the grant while its
+    /// A grant or a renewal succeeded: a fresh proof of the lease, which
+    /// pets the watchdog while this member leads. A grant counts as much
+    /// as a renewal (fresh 3-strict-failsafe seed 6724070: a primary that
+    /// re-bound its key on a new lease after a DCS outage, then lost the
+    /// DCS again, counted its lease proven from the grant while its
     /// watchdog still counted from the last renewal before the outage, and
     /// was reset with its pgboxd running).
-    fn granted(&self);
+    fn proven(&self);
 }
 
 /// The TTL a lease is granted with: etcd counts in whole seconds and
@@ -88,7 +89,7 @@ pub async fn ensure<A: LeaseApi, C: Clock>(api: &A, clock: &C, ttl_ms: u64) -> R
         id: Some(id),
         renewed_at: Some(sent),
     });
-    api.granted();
+    api.proven();
     clock.log(
         Level::INFO,
         &format!("granted DCS lease {id:x} (ttl {ttl_s} s)"),
@@ -105,19 +106,17 @@ pub fn forget<A: LeaseApi>(api: &A, id: i64) {
 
 /// Renew the lease every `every_ms`, for ever: a session per lease, a new
 /// lease when the store has dropped the old one (`expired` then tells the
-/// loop at once), `renewed` after every renewal that succeeded (it pets the
-/// watchdog while this member leads).
+/// loop at once), `LeaseApi::proven` after every renewal that succeeded.
 pub async fn keep_alive_forever<A: LeaseApi, C: Clock>(
     api: &A,
     clock: &C,
     ttl_ms: u64,
     every_ms: u64,
-    renewed: impl Fn(),
     expired: impl Fn(),
 ) {
     let mut failing = false;
     loop {
-        match session(api, clock, ttl_ms, every_ms, &renewed, &expired).await {
+        match session(api, clock, ttl_ms, every_ms, &expired).await {
             Err(e) => {
                 if !failing {
                     clock.log(
@@ -139,7 +138,6 @@ async fn session<A: LeaseApi, C: Clock>(
     clock: &C,
     ttl_ms: u64,
     every_ms: u64,
-    renewed: &impl Fn(),
     expired: &impl Fn(),
 ) -> Result<()> {
     let id = ensure(api, clock, ttl_ms).await?;
@@ -160,7 +158,7 @@ async fn session<A: LeaseApi, C: Clock>(
             state.renewed_at = Some(sent);
             api.set_state(state);
         }
-        renewed();
+        api.proven();
         clock.sleep(every_ms).await;
         if api.state().id != Some(id) {
             return Ok(());

@@ -178,7 +178,7 @@ impl LeaseApi for SimLease {
     /// Each request picks its endpoint afresh (`call`).
     async fn session_failed(&self) {}
 
-    fn granted(&self) {
+    fn proven(&self) {
         self.sim.with(|w| w.pet_watchdog(self.n));
     }
 }
@@ -196,21 +196,16 @@ pub(super) async fn ensure_lease(sim: &Rc<Sim>, n: usize) -> anyhow::Result<i64>
     lease::ensure(&api, &SimClock::new(sim, n), ttl_ms(sim)).await
 }
 
-/// `Etcd::keep_alive_forever`: pets the watchdog after each renewal, wakes
-/// the loop when the lease is gone.
+/// `Etcd::keep_alive_forever`: wakes the loop when the lease is gone
+/// (`SimLease::proven` pets the watchdog).
 pub(super) async fn keep_alive(sim: Rc<Sim>, n: usize) {
     let api = SimLease {
         sim: sim.clone(),
         n,
     };
     let every = sim.with(|w| lease::renew_every_ms(w.settings.loop_wait_ms, w.settings.ttl_ms));
-    lease::keep_alive_forever(
-        &api,
-        &SimClock::new(&sim, n),
-        ttl_ms(&sim),
-        every,
-        || sim.with(|w| w.pet_watchdog(n)),
-        || sim.with(|w| w.wake(n, 0)),
-    )
+    lease::keep_alive_forever(&api, &SimClock::new(&sim, n), ttl_ms(&sim), every, || {
+        sim.with(|w| w.wake(n, 0))
+    })
     .await
 }
