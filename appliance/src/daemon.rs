@@ -410,6 +410,9 @@ impl LoopIo for PgboxdIo {
         s.state = r.state;
         s.is_leader = r.is_leader;
         s.failsafe_active = r.failsafe_active;
+        s.synchronous_mode = r.settings.synchronous_mode;
+        s.maximum_lag_on_failover = r.settings.maximum_lag_on_failover;
+        s.failsafe_mode = r.settings.failsafe_mode;
         s.dcs_reachable = r.view.is_some();
         if let Some(v) = r.view {
             s.dcs_last_seen = Some(SystemTime::now());

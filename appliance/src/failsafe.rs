@@ -76,6 +76,9 @@ pub struct Desk {
     /// The PostgreSQL members (name, address): only they may ask, each
     /// from its own address.
     pub members: Vec<(String, IpAddr)>,
+    /// Each PostgreSQL member's `/patroni` URL: what `GET /failsafe`
+    /// shows, Patroni's failsafe topology.
+    pub topology: std::collections::BTreeMap<String, String>,
 }
 
 impl Desk {
@@ -86,6 +89,10 @@ impl Desk {
             members: cfg
                 .nodes_with(Role::Postgres)
                 .map(|n| (n.name.clone(), n.address))
+                .collect(),
+            topology: cfg
+                .nodes_with(Role::Postgres)
+                .map(|n| (n.name.clone(), cfg.api_url(n)))
                 .collect(),
         }
     }

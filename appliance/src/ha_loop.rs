@@ -120,6 +120,8 @@ pub struct Report {
     pub started_ms: u64,
     /// What is left of the proven part of my lease.
     pub lease_remaining_ms: Option<u64>,
+    /// The settings this round ran with.
+    pub settings: Settings,
 }
 
 /// What the loop keeps between rounds.
@@ -439,6 +441,7 @@ impl HaLoop {
             promoted,
             started_ms,
             lease_remaining_ms: self.proven_left(io),
+            settings: self.settings.clone(),
         };
         io.publish(report);
     }
@@ -468,7 +471,7 @@ impl HaLoop {
             version: Some(env!("CARGO_PKG_VERSION").into()),
             xlog_location: pg.lsn,
             receive_lsn: pg.receive_lsn,
-            replay_lsn: None,
+            replay_lsn: pg.replay_lsn,
             timeline: pg.timeline,
             replication_state: pg.streaming.then(|| "streaming".into()),
             tags: self.me.tags.clone(),

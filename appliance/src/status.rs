@@ -29,6 +29,8 @@ pub struct PgStatus {
     /// Write LSN on a primary; the furthest of received and replayed on a replica.
     pub lsn: Option<u64>,
     pub receive_lsn: Option<u64>,
+    /// Replica: the last WAL position replayed.
+    pub replay_lsn: Option<u64>,
     /// Replica: a WAL receiver is connected and streaming.
     pub streaming: bool,
     /// Replica: host the WAL receiver is connected to.
@@ -45,6 +47,36 @@ pub struct PgStatus {
     /// replayed all it received; otherwise the age of the last transaction
     /// it replayed. None on a primary, or before a replica replayed any.
     pub replay_lag: Option<std::time::Duration>,
+    /// Replica: commit time of the last transaction replayed, as
+    /// PostgreSQL prints it (`pg_last_xact_replay_timestamp()`).
+    pub replayed_timestamp: Option<String>,
+    /// Replica: WAL replay is paused (`pg_is_wal_replay_paused()`).
+    pub replay_paused: Option<bool>,
+    /// Primary: its replication connections, for `/patroni`'s `replication`.
+    pub replication: Vec<ReplicationRow>,
+    /// Parameters changed in the configuration files that take effect
+    /// only after a restart (`pg_settings.pending_restart`).
+    pub pending_restart: Vec<PendingRestart>,
+}
+
+/// One row of `pg_stat_replication`, in Patroni's field names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReplicationRow {
+    pub usename: Option<String>,
+    pub application_name: Option<String>,
+    pub client_addr: Option<String>,
+    pub state: Option<String>,
+    pub sync_state: Option<String>,
+    pub sync_priority: Option<i32>,
+}
+
+/// A parameter whose new value waits for a restart: what runs and what
+/// the configuration files now say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PendingRestart {
+    pub name: String,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
 }
 
 /// The hardware watchdog as metrics and `pgboxctl status` show it.
@@ -122,6 +154,12 @@ pub struct NodeStatus {
     pub dcs_last_seen: Option<SystemTime>,
     /// Failsafe mode keeps this primary leading without the DCS.
     pub failsafe_active: bool,
+    /// The HA settings the loop runs with (`/sync`, `/readiness` and the
+    /// `sync_standby` field need them).
+    pub synchronous_mode: crate::config::SyncMode,
+    pub maximum_lag_on_failover: u64,
+    /// `ha.failsafe_mode` is on.
+    pub failsafe_mode: bool,
 }
 
 impl NodeStatus {
@@ -150,7 +188,27 @@ impl NodeStatus {
             loop_duration: std::time::Duration::ZERO,
             dcs_last_seen: None,
             failsafe_active: false,
+            synchronous_mode: crate::config::SyncMode::Off,
+            maximum_lag_on_failover: 1 << 20,
+            failsafe_mode: false,
         }
+    }
+}
+
+impl NodeStatus {
+    /// This node is the synchronous standby: synchronous mode is on, it
+    /// runs as a replica, and the `sync` key names it (Patroni's
+    /// `sync_standby`; the key may hold a comma-separated list).
+    pub fn is_sync_standby(&self) -> bool {
+        self.synchronous_mode != crate::config::SyncMode::Off
+            && self.pg.running
+            && self.pg.role == PgRole::Replica
+            && self
+                .cluster
+                .sync
+                .as_ref()
+                .and_then(|k| k.sync_standby.as_deref())
+                .is_some_and(|names| names.split(',').any(|n| n.trim() == self.name))
     }
 }
 

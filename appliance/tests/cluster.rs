@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -1271,6 +1272,12 @@ async fn three_nodes_fail_over_to_the_synchronous_standby_and_the_third_follows(
         .and_then(|m| m["name"].as_str())
         .expect("a synchronous standby")
         .to_string();
+    let other = all
+        .iter()
+        .copied()
+        .find(|n| *n != old && *n != sync)
+        .unwrap();
+    patroni_replica_endpoints(&c, &old, &sync, other).await;
     let workload = Workload::start(c.app_target(), WorkloadOptions::default());
     workload
         .wait_acks_after(
@@ -1306,6 +1313,49 @@ async fn three_nodes_fail_over_to_the_synchronous_standby_and_the_third_follows(
     println!("three nodes: {old} killed, sync standby {sync} promoted, all three streaming again");
     c.stop_and_check_no_loss(workload, &healed.primary, &[("kill", killed_at)])
         .await;
+}
+
+/// What Patroni's HAProxy templates and exporters ask beyond `/primary`,
+/// answered from real PostgreSQL: `/sync` and `/async` tell the synchronous
+/// standby from the other one, the primary lists both replication
+/// connections, and a replica reports its replay timestamp.
+async fn patroni_replica_endpoints(c: &TestCluster, primary: &str, sync: &str, other: &str) {
+    wait_until(Duration::from_secs(30), "/sync and /async", async || {
+        let codes = [
+            (sync, "/sync", 200),
+            (sync, "/read-only-sync", 200),
+            (sync, "/async", 503),
+            (other, "/sync", 503),
+            (other, "/async", 200),
+            (other, "/read-only-sync", 503),
+            (primary, "/read-only-sync", 200),
+            (primary, "/sync", 503),
+            (other, "/replica?replication_state=streaming", 200),
+            (other, "/replica?tag_nofailover=true", 503),
+        ];
+        for (node, path, want) in codes {
+            let got = c.node(node).api_status(path).await;
+            if got != Some(want) {
+                return Err(format!("{node} GET {path}: {got:?}, expected {want}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    let (_, doc) = c.node(primary).api_get("/patroni").await.unwrap();
+    let rows = doc["replication"].as_array().cloned().unwrap_or_default();
+    let names: BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|r| r["application_name"].as_str())
+        .collect();
+    assert_eq!(names, BTreeSet::from([sync, other]), "{doc}");
+    assert!(
+        rows.iter().any(|r| r["sync_state"] == "sync"),
+        "one connection is synchronous: {doc}"
+    );
+    let (_, doc) = c.node(sync).api_get("/patroni").await.unwrap();
+    assert_eq!(doc["sync_standby"], true, "{doc}");
+    assert!(doc["xlog"].get("replayed_timestamp").is_some(), "{doc}");
 }
 
 // ---------------------------------------------------------------------------

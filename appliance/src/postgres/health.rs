@@ -9,7 +9,7 @@ use tokio_postgres::{Client, Config as PgConfig, NoTls};
 use crate::config::Config;
 use crate::dcs::model::parse_lsn;
 use crate::ha::Standby;
-use crate::status::{PgRole, PgStatus};
+use crate::status::{PendingRestart, PgRole, PgStatus, ReplicationRow};
 
 use super::Layout;
 
@@ -41,11 +41,23 @@ SELECT pg_is_in_recovery(),
        (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
        current_setting('synchronous_standby_names'),
        CASE WHEN pg_is_in_recovery()
-            THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END
+            THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END,
+       pg_last_xact_replay_timestamp()::text,
+       CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,
+       (SELECT bool_or(pending_restart) FROM pg_settings)
 FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true";
 
-const STANDBYS: &str =
-    "SELECT application_name, state, sync_state, flush_lsn::text FROM pg_stat_replication ORDER BY application_name";
+const STANDBYS: &str = "SELECT application_name, state, sync_state, flush_lsn::text,
+       usename::text, host(client_addr), sync_priority
+FROM pg_stat_replication ORDER BY application_name";
+
+/// Asked only when `pg_settings` says a restart is pending: reading
+/// `pg_file_settings` parses the configuration files again.
+const PENDING_RESTART: &str = "SELECT s.name, s.setting, f.setting
+FROM pg_settings s
+LEFT JOIN (SELECT DISTINCT ON (name) name, setting FROM pg_file_settings
+           WHERE error IS NULL ORDER BY name, seqno DESC) f ON f.name = s.name
+WHERE s.pending_restart ORDER BY s.name";
 
 /// How pgboxd reaches its own PostgreSQL: the superuser over the unix socket.
 pub fn connection(cfg: &Config, layout: &Layout) -> PgConfig {
@@ -142,21 +154,48 @@ impl Checker {
         let received_tli: Option<i32> = row.get(6);
         let checkpoint_tli: Option<i32> = row.get(7);
         let current_tli: Option<i32> = row.get(8);
-        let standbys = if in_recovery {
+        let rows = if in_recovery {
             Vec::new()
         } else {
             client
                 .query(STANDBYS, &[])
                 .await
                 .context("reading pg_stat_replication")?
+        };
+        let standbys = rows
+            .iter()
+            .map(|r| Standby {
+                name: r.get::<_, Option<String>>(0).unwrap_or_default(),
+                streaming: r.get::<_, Option<String>>(1).as_deref() == Some("streaming"),
+                sync_state: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                flush_lsn: r.get::<_, Option<String>>(3).and_then(|t| parse_lsn(&t)),
+            })
+            .collect();
+        let replication = rows
+            .iter()
+            .map(|r| ReplicationRow {
+                application_name: r.get(0),
+                state: r.get(1),
+                sync_state: r.get(2),
+                usename: r.get(4),
+                client_addr: r.get(5),
+                sync_priority: r.get(6),
+            })
+            .collect();
+        let pending_restart = if row.get::<_, Option<bool>>(17) == Some(true) {
+            client
+                .query(PENDING_RESTART, &[])
+                .await
+                .context("reading the parameters that wait for a restart")?
                 .iter()
-                .map(|r| Standby {
-                    name: r.get::<_, Option<String>>(0).unwrap_or_default(),
-                    streaming: r.get::<_, Option<String>>(1).as_deref() == Some("streaming"),
-                    sync_state: r.get::<_, Option<String>>(2).unwrap_or_default(),
-                    flush_lsn: r.get::<_, Option<String>>(3).and_then(|t| parse_lsn(&t)),
+                .map(|r| PendingRestart {
+                    name: r.get(0),
+                    old_value: r.get(1),
+                    new_value: r.get(2),
                 })
                 .collect()
+        } else {
+            Vec::new()
         };
         let min_recovery_tli: Option<i32> = row.get(12);
         let streaming = in_recovery && wal_status.as_deref() == Some("streaming");
@@ -198,6 +237,7 @@ impl Checker {
                 write
             },
             receive_lsn: receive,
+            replay_lsn: if in_recovery { replay } else { None },
             streaming,
             upstream_host: row.get(5),
             server_version: row.get::<_, Option<i32>>(9).map(|v| v as u32),
@@ -206,6 +246,10 @@ impl Checker {
             standbys,
             sync_names: row.get(13),
             replay_lag,
+            replayed_timestamp: row.get(15),
+            replay_paused: row.get(16),
+            replication,
+            pending_restart,
         })
     }
 }

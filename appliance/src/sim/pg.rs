@@ -366,6 +366,7 @@ impl World {
             standbys,
             sync_names: Some(pg.sync_names.clone()),
             replay_lag: None,
+            ..PgStatus::default()
         }
     }
 

@@ -1,5 +1,7 @@
 //! `POST /failsafe`: a primary without the DCS asks this member to promise
-//! not to take over (failsafe mode; see `crate::failsafe`).
+//! not to take over (failsafe mode; see `crate::failsafe`). `GET
+//! /failsafe` shows who takes part: each PostgreSQL member and the URL of
+//! its `/patroni`, as Patroni does (502 when failsafe mode is off).
 //!
 //! Not behind the write endpoints' password: members call it on each other
 //! every loop while the DCS is gone, and it can only make a member more
@@ -18,7 +20,17 @@ use crate::api::{json_error, snapshot, ApiState};
 use crate::failsafe::Request;
 
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/failsafe", post(handler))
+    Router::new().route("/failsafe", post(handler).get(topology))
+}
+
+async fn topology(State(api): State<ApiState>) -> Response {
+    match &api.failsafe {
+        Some(desk) => (StatusCode::OK, Json(json!(desk.topology))).into_response(),
+        None => json_error(
+            StatusCode::BAD_GATEWAY,
+            "failsafe mode is off in this cluster (ha.failsafe_mode)",
+        ),
+    }
 }
 
 async fn handler(State(api): State<ApiState>, request: axum::extract::Request) -> Response {

@@ -56,6 +56,24 @@ pub fn body(node: &NodeStatus) -> Value {
         if pg.role == PgRole::Replica && pg.streaming {
             doc.insert("replication_state".into(), json!("streaming"));
         }
+        if node.is_sync_standby() {
+            doc.insert("sync_standby".into(), json!(true));
+        }
+        if !pg.replication.is_empty() {
+            doc.insert("replication".into(), json!(pg.replication));
+        }
+    }
+    if !pg.pending_restart.is_empty() {
+        doc.insert("pending_restart".into(), json!(true));
+        let reasons: Map<String, Value> = pg
+            .pending_restart
+            .iter()
+            .map(|p| {
+                let change = json!({ "old_value": p.old_value, "new_value": p.new_value });
+                (p.name.clone(), change)
+            })
+            .collect();
+        doc.insert("pending_restart_reason".into(), Value::Object(reasons));
     }
     doc.insert(
         "cluster_unlocked".into(),
@@ -117,10 +135,16 @@ fn xlog(node: &NodeStatus) -> Option<Value> {
             if let Some(received) = pg.receive_lsn {
                 xlog.insert("received_location".into(), json!(received));
             }
-            if let Some(replayed) = pg.lsn {
+            if let Some(replayed) = pg.replay_lsn.or(pg.lsn) {
                 xlog.insert("replayed_location".into(), json!(replayed));
             }
-            (!xlog.is_empty()).then_some(Value::Object(xlog))
+            if xlog.is_empty() {
+                return None;
+            }
+            // Patroni always sends these two on a replica, null when unknown.
+            xlog.insert("replayed_timestamp".into(), json!(pg.replayed_timestamp));
+            xlog.insert("paused".into(), json!(pg.replay_paused));
+            Some(Value::Object(xlog))
         }
         PgRole::Unknown => None,
     }
