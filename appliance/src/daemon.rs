@@ -55,6 +55,8 @@ struct PgboxdIo {
     watchdog_mode: WatchdogMode,
     /// Failsafe mode: the promise this member gave (the API gives it).
     promises: Promises,
+    /// Restart, reload and reinitialize asked through the API.
+    ops: crate::ops_mailbox::Mailbox,
 }
 
 impl Daemon {
@@ -130,6 +132,7 @@ impl Daemon {
             .filter(|n| n.name != me.name)
             .map(|n| n.name.clone())
             .collect();
+        let wake = Arc::new(Notify::new());
         Ok(Daemon {
             io: PgboxdIo {
                 exec: Executor::new(
@@ -153,9 +156,10 @@ impl Daemon {
                 watchdog,
                 watchdog_mode,
                 promises: Promises::new(),
+                ops: crate::ops_mailbox::Mailbox::waking(wake.clone()),
             },
             ha: HaLoop::new(me_id, settings),
-            wake: Arc::new(Notify::new()),
+            wake,
         })
     }
 
@@ -206,6 +210,7 @@ impl Daemon {
                 },
                 crate::leader_check::LeaderCheck::budget_for(cfg.ha.ttl),
             ))),
+            ops: Some(io.ops.clone()),
         };
         let tls = match &cfg.api.tls {
             Some(t) => Some(Arc::new(
@@ -405,6 +410,14 @@ impl LoopIo for PgboxdIo {
         );
     }
 
+    fn due_operation(&self, now_unix_ms: u64) -> Option<(u64, crate::ha::Operation)> {
+        self.ops.due(now_unix_ms)
+    }
+
+    fn settle_operation(&self, ticket: u64, settled: crate::ops_mailbox::Settled) {
+        self.ops.settle(ticket, settled)
+    }
+
     fn publish(&mut self, r: Report) {
         let mut s = self.status.write().unwrap();
         s.state = r.state;
@@ -413,6 +426,7 @@ impl LoopIo for PgboxdIo {
         s.synchronous_mode = r.settings.synchronous_mode;
         s.maximum_lag_on_failover = r.settings.maximum_lag_on_failover;
         s.failsafe_mode = r.settings.failsafe_mode;
+        s.scheduled_restart = self.ops.scheduled_restart();
         s.dcs_reachable = r.view.is_some();
         if let Some(v) = r.view {
             s.dcs_last_seen = Some(SystemTime::now());

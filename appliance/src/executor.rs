@@ -84,6 +84,15 @@ pub trait PgControl {
     async fn rewind(&mut self, from: &str) -> Result<()>;
     async fn follow(&mut self, leader: &str) -> Result<()>;
     async fn checkpoint(&mut self) -> Result<()>;
+    /// The running server reads its configuration files again.
+    async fn reload(&mut self) -> Result<()>;
+    /// Move the data directory aside (replacing an earlier set-aside one),
+    /// leaving none in its place.
+    fn set_aside_data(&mut self) -> Result<()>;
+    /// Put the set-aside data directory back (there must be none in place).
+    fn restore_set_aside(&mut self) -> Result<()>;
+    /// Remove the set-aside data directory.
+    fn drop_set_aside(&mut self) -> Result<()>;
     /// Reload with new synchronous_standby_names (remembered for the next
     /// start even when the reload fails).
     async fn set_sync_names(&mut self, names: &str) -> Result<()>;
@@ -111,7 +120,7 @@ pub fn state_during(action: &Action) -> &'static str {
         Action::Bootstrap => "initializing new cluster",
         Action::BaseBackup { .. } => "creating replica",
         Action::Rewind { .. } => "rewinding",
-        Action::RemoveData => "reinitializing",
+        Action::RemoveData | Action::Reinitialize { .. } => "reinitializing",
         Action::Start(_) => "starting",
         Action::Stop => "stopping",
         Action::Promote => "promoting",
@@ -119,7 +128,8 @@ pub fn state_during(action: &Action) -> &'static str {
         | Action::SetSyncNames(_)
         | Action::WriteSync(_)
         | Action::ClearFailover
-        | Action::Fence { .. } => "running",
+        | Action::Fence { .. }
+        | Action::Reload => "running",
         Action::Checkpoint | Action::ReleaseLeader => "stopping",
     }
 }
@@ -319,6 +329,39 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
                     })
             }
             Action::Fence { members, within_ms } => self.fence(members, *within_ms).await,
+            Action::Reload => {
+                self.pg.reload().await?;
+                self.info("PostgreSQL reloaded its configuration");
+                Ok(())
+            }
+            Action::Reinitialize { from } => self.reinitialize(from).await,
+        }
+    }
+
+    /// A fresh clone from `from`, with the old data directory kept aside
+    /// until the clone has succeeded: a clone that fails (the leader gone
+    /// mid-copy, a full disk) puts the old one back, so a reinitialize
+    /// never leaves a member with less than it had.
+    async fn reinitialize(&mut self, from: &str) -> Result<()> {
+        self.pg.set_aside_data()?;
+        self.info(&format!(
+            "reinitializing: the old data directory is set aside; taking a base backup from {from}"
+        ));
+        match self.pg.base_backup(from).await {
+            Ok(()) => {
+                if let Err(e) = self.pg.drop_set_aside() {
+                    self.warn(&format!("removing the old data directory: {e:#}"));
+                }
+                self.info(&format!("reinitialized from {from}"));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.pg.remove_data();
+                self.pg.restore_set_aside()?;
+                Err(e.context(format!(
+                    "reinitializing from {from} failed; the old data directory is back in place"
+                )))
+            }
         }
     }
 

@@ -81,6 +81,12 @@ pub trait LoopIo: Clock {
     /// was given and it did not finish in that time (it is dropped).
     async fn run(&mut self, action: &Action, within_ms: Option<u64>) -> Option<Result<()>>;
 
+    // Operations asked through the API (crate::ops_mailbox).
+    /// The oldest operation due now that has not begun: its ticket and
+    /// what it asks.
+    fn due_operation(&self, now_unix_ms: u64) -> Option<(u64, ha::Operation)>;
+    fn settle_operation(&self, ticket: u64, settled: crate::ops_mailbox::Settled);
+
     // Reporting.
     fn log_decision(&self, obs: &Observation, decision: &Decision);
     fn log_action_failed(
@@ -211,13 +217,44 @@ impl HaLoop {
         };
         self.memory = self.memory.observe(&obs);
         let decision = ha::decide(&obs, &self.memory);
+        let (decision, operation) = self.take_operation(io, &obs, decision);
         // A loop that repeats the last idle decision adds nothing to the log.
         if !decision.actions.is_empty() || decision.reason != self.last_reason {
             io.log_decision(&obs, &decision);
             self.last_reason = decision.reason.clone();
         }
-        self.execute(io, &obs, &decision, &health).await;
+        let ran = self.execute(io, &obs, &decision, &health).await;
+        if let Some(ticket) = operation {
+            use crate::ops_mailbox::Settled;
+            io.settle_operation(ticket, ran.map_or_else(Settled::Failed, |()| Settled::Done));
+        }
         self.publish(io, obs, health, decision, started_ms).await;
+    }
+
+    /// An operation asked through the API replaces an idle round's
+    /// decision (`ha::operation_step`); its ticket, when it runs now.
+    fn take_operation(
+        &self,
+        io: &impl LoopIo,
+        obs: &Observation,
+        normal: Decision,
+    ) -> (Decision, Option<u64>) {
+        use crate::ops_mailbox::Settled;
+        let Some((ticket, op)) = io.due_operation(obs.now_unix_ms) else {
+            return (normal, None);
+        };
+        match ha::operation_step(obs, &op, &normal) {
+            ha::OperationStep::Wait(_) => (normal, None),
+            ha::OperationStep::Refuse(why) => {
+                io.log(Level::WARN, &format!("refusing to {}: {why}", op.word()));
+                io.settle_operation(ticket, Settled::Refused(why));
+                (normal, None)
+            }
+            ha::OperationStep::Run(decision) => {
+                io.settle_operation(ticket, Settled::Started);
+                (decision, Some(ticket))
+            }
+        }
     }
 
     /// The observation the core decides on, and the health it was made
@@ -274,6 +311,8 @@ impl HaLoop {
                 configured_upstream: io.configured_upstream(),
                 standbys: health.standbys.clone(),
                 sync_names: health.sync_names.clone().unwrap_or_default(),
+                pending_restart: !health.pending_restart.is_empty(),
+                server_version: health.server_version,
             },
             peers,
             failsafe,
@@ -334,14 +373,15 @@ impl HaLoop {
     }
 
     /// The decision's actions in order, each absorbed into the memory; the
-    /// first that fails ends the list (the next loop decides again).
+    /// first that fails ends the list (the next loop decides again) and is
+    /// the error.
     async fn execute(
         &mut self,
         io: &mut impl LoopIo,
         obs: &Observation,
         decision: &Decision,
         health: &PgStatus,
-    ) {
+    ) -> Result<(), String> {
         for action in &decision.actions {
             self.state = crate::executor::state_during(action).into();
             if obs.dcs.is_some() {
@@ -359,18 +399,19 @@ impl HaLoop {
                     within.unwrap_or(0)
                 ))
             });
-            let outcome = match ran {
-                Ok(()) => Outcome::Done,
+            let (outcome, error) = match ran {
+                Ok(()) => (Outcome::Done, None),
                 Err(e) => {
                     io.log_action_failed(obs, decision, action, &e);
-                    Outcome::Failed
+                    (Outcome::Failed, Some(format!("{action:?}: {e:#}")))
                 }
             };
             self.memory = self.memory.absorb(action, &outcome);
-            if outcome == Outcome::Failed {
-                break;
+            if let Some(error) = error {
+                return Err(error);
             }
         }
+        Ok(())
     }
 
     /// Publish what is true now, after the actions: the member key, the

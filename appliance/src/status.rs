@@ -160,6 +160,8 @@ pub struct NodeStatus {
     pub maximum_lag_on_failover: u64,
     /// `ha.failsafe_mode` is on.
     pub failsafe_mode: bool,
+    /// A restart scheduled through the API: when, as the caller wrote it.
+    pub scheduled_restart: Option<String>,
 }
 
 impl NodeStatus {
@@ -191,6 +193,7 @@ impl NodeStatus {
             synchronous_mode: crate::config::SyncMode::Off,
             maximum_lag_on_failover: 1 << 20,
             failsafe_mode: false,
+            scheduled_restart: None,
         }
     }
 }

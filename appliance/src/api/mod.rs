@@ -44,6 +44,9 @@ pub struct ApiState {
     /// (pgboxd always has one). Without it (an API over a bare snapshot,
     /// as in unit tests) they answer from the snapshot.
     pub leader_check: Option<Arc<crate::leader_check::LeaderCheck>>,
+    /// Where restart, reload and reinitialize requests go for the HA loop
+    /// (pgboxd always has one; without it those endpoints refuse).
+    pub ops: Option<crate::ops_mailbox::Mailbox>,
 }
 
 impl axum::extract::FromRef<ApiState> for SharedStatus {
@@ -66,6 +69,7 @@ impl From<SharedStatus> for ApiState {
             static_config: serde_json::json!({}),
             failsafe: None,
             leader_check: None,
+            ops: None,
         }
     }
 }
@@ -84,6 +88,7 @@ pub fn router_with(state: ApiState) -> Router {
         .merge(routes::history::routes())
         .merge(routes::operations::routes(&state))
         .merge(routes::config::routes(&state))
+        .merge(routes::member_ops::routes(&state))
         .merge(routes::metrics::routes())
         .merge(routes::failsafe::routes())
         // Must come after the routes: it is attached to each one present.

@@ -648,6 +648,7 @@ fn writable(node: NodeStatus) -> (Router, SharedStatus) {
         static_config: static_config(&cfg),
         failsafe: None,
         leader_check: None,
+        ops: None,
     };
     (router_with(state), shared)
 }
@@ -1068,6 +1069,7 @@ async fn secrets_are_never_served_or_debug_printed() {
         static_config: static_config(&cfg),
         failsafe: None,
         leader_check: None,
+        ops: None,
     });
     let debug = format!("{cfg:?}");
     for secret in &secrets {

@@ -126,6 +126,18 @@ impl PgControl for LocalPostgres {
     async fn checkpoint(&mut self) -> Result<()> {
         self.pg.checkpoint().await
     }
+    async fn reload(&mut self) -> Result<()> {
+        self.pg.reload().await
+    }
+    fn set_aside_data(&mut self) -> Result<()> {
+        self.pg.set_aside_data()
+    }
+    fn restore_set_aside(&mut self) -> Result<()> {
+        self.pg.restore_set_aside()
+    }
+    fn drop_set_aside(&mut self) -> Result<()> {
+        self.pg.drop_set_aside()
+    }
     async fn set_sync_names(&mut self, names: &str) -> Result<()> {
         self.pg.set_sync_names(names).await
     }

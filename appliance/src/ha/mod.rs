@@ -10,9 +10,11 @@
 //! Read `decide` top to bottom: it is the whole protocol.
 
 mod answer;
+mod operations;
 mod types;
 
 pub use answer::{answers_primary, holds_leader_key, LeaderProof};
+pub use operations::{operation_step, Operation, OperationStep, RestartIf};
 pub use types::*;
 
 /// The one decision function. See the module comment.

@@ -63,6 +63,8 @@ fn obs() -> Observation {
             configured_upstream: None,
             standbys: vec![],
             sync_names: String::new(),
+            pending_restart: false,
+            server_version: Some(150018),
         },
         peers: vec![],
         failsafe: Failsafe::default(),
@@ -2048,3 +2050,5 @@ fn a_primary_that_lost_its_lease_proof_hands_the_key_over() {
         d.reason
     );
 }
+
+mod operations;

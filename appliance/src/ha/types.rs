@@ -172,6 +172,10 @@ pub struct LocalPg {
     pub standbys: Vec<Standby>,
     /// The synchronous_standby_names the running server was given.
     pub sync_names: String,
+    /// A changed parameter waits for a restart (`pg_settings`).
+    pub pending_restart: bool,
+    /// `server_version_num` of the running server.
+    pub server_version: Option<u32>,
 }
 
 /// A standby as the primary sees it.
@@ -372,10 +376,12 @@ pub enum Cause {
     /// A candidate holding the leader key waits for the WAL of an old
     /// primary it fenced (its pgboxd hung, its PostgreSQL still primary).
     Fencing,
+    /// A restart, reload or reinitialize asked through the API.
+    Operation,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 36] = [
+    pub const ALL: [Cause; 37] = [
         Cause::PgStarting,
         Cause::Paused,
         Cause::ForeignData,
@@ -412,6 +418,7 @@ impl Cause {
         Cause::PeerAhead,
         Cause::Failsafe,
         Cause::Fencing,
+        Cause::Operation,
     ];
 
     /// The word used in metrics and logs; never changes once released.
@@ -453,6 +460,7 @@ impl Cause {
             Cause::PeerAhead => "peer_ahead",
             Cause::Failsafe => "failsafe",
             Cause::Fencing => "fencing",
+            Cause::Operation => "operation",
         }
     }
 
@@ -538,6 +546,13 @@ pub enum Action {
     Fence {
         members: Vec<String>,
         within_ms: u64,
+    },
+    /// PostgreSQL reads its configuration files again.
+    Reload,
+    /// Clone the data directory afresh from `from`, keeping the old one
+    /// aside until the clone has succeeded (put back if it fails).
+    Reinitialize {
+        from: String,
     },
 }
 
@@ -640,9 +655,10 @@ impl Memory {
         let mut next = self.clone();
         match (action, outcome) {
             (Action::Rewind { .. }, Outcome::Failed) => next.rewind_failed = true,
-            (Action::Rewind { .. } | Action::BaseBackup { .. }, Outcome::Done) => {
-                next.rewind_failed = false
-            }
+            (
+                Action::Rewind { .. } | Action::BaseBackup { .. } | Action::Reinitialize { .. },
+                Outcome::Done,
+            ) => next.rewind_failed = false,
             (Action::Start(_) | Action::Stop, _) => next.not_streaming_since_ms = None,
             _ => {}
         }

@@ -34,6 +34,12 @@ impl Layout {
         self.root.join("postgres.new")
     }
 
+    /// Where a reinitialize keeps the old data directory until the fresh
+    /// clone has succeeded.
+    pub fn set_aside(&self) -> PathBuf {
+        self.root.join("postgres.old")
+    }
+
     pub fn is_initialized(&self) -> bool {
         self.pgdata.join("PG_VERSION").exists()
     }

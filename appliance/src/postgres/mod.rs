@@ -492,6 +492,61 @@ impl Postgres {
         Ok(())
     }
 
+    /// Move PGDATA aside for a reinitialize (an earlier set-aside copy,
+    /// left by a reinitialize that pgboxd did not see through, goes first).
+    pub fn set_aside_data(&self) -> Result<()> {
+        let aside = self.layout.set_aside();
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside)
+                .with_context(|| format!("removing {}", aside.display()))?;
+        }
+        if self.layout.pgdata.exists() {
+            std::fs::rename(&self.layout.pgdata, &aside).with_context(|| {
+                format!(
+                    "moving {} aside to {}",
+                    self.layout.pgdata.display(),
+                    aside.display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn restore_set_aside(&self) -> Result<()> {
+        let aside = self.layout.set_aside();
+        if !aside.exists() {
+            return Ok(());
+        }
+        if self.layout.pgdata.exists() {
+            bail!(
+                "{} exists; not putting {} back over it",
+                self.layout.pgdata.display(),
+                aside.display()
+            );
+        }
+        std::fs::rename(&aside, &self.layout.pgdata)
+            .with_context(|| format!("putting {} back", aside.display()))
+    }
+
+    pub fn drop_set_aside(&self) -> Result<()> {
+        let aside = self.layout.set_aside();
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside)
+                .with_context(|| format!("removing {}", aside.display()))?;
+        }
+        Ok(())
+    }
+
+    /// `pg_reload_conf()`: the server reads its configuration files again.
+    pub async fn reload(&mut self) -> Result<()> {
+        let client = self.health.client().await?;
+        client
+            .execute("SELECT pg_reload_conf()", &[])
+            .await
+            .context("pg_reload_conf")?;
+        Ok(())
+    }
+
     pub fn remove_data(&self) -> Result<()> {
         if self.layout.pgdata.exists() {
             std::fs::remove_dir_all(&self.layout.pgdata)

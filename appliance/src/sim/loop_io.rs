@@ -249,6 +249,14 @@ impl LoopIo for SimIo {
         }
     }
 
+    // The simulated operator asks for no operations (yet): a sweep's
+    // invariants hold for the protocol alone.
+    fn due_operation(&self, _now_unix_ms: u64) -> Option<(u64, crate::ha::Operation)> {
+        None
+    }
+
+    fn settle_operation(&self, _ticket: u64, _settled: crate::ops_mailbox::Settled) {}
+
     fn log_decision(&self, obs: &Observation, decision: &Decision) {
         if !decision.actions.is_empty() {
             let n = self.n;
@@ -679,6 +687,38 @@ impl PgControl for SimPg {
 
     async fn checkpoint(&mut self) -> anyhow::Result<()> {
         checkpoint(&self.sim, self.n).await.map_err(anyhow_of)
+    }
+
+    async fn reload(&mut self) -> anyhow::Result<()> {
+        let n = self.n;
+        self.sim.with(|w| require_running(w, n)).map_err(anyhow_of)
+    }
+
+    fn set_aside_data(&mut self) -> anyhow::Result<()> {
+        let n = self.n;
+        self.sim.with(|w| {
+            let pg = &mut w.nodes[n].pg;
+            pg.aside = pg.data.take();
+        });
+        Ok(())
+    }
+
+    fn restore_set_aside(&mut self) -> anyhow::Result<()> {
+        let n = self.n;
+        self.sim.with(|w| {
+            let pg = &mut w.nodes[n].pg;
+            if pg.data.is_some() {
+                anyhow::bail!("a data directory exists; not putting the old one back over it");
+            }
+            pg.data = pg.aside.take();
+            Ok(())
+        })
+    }
+
+    fn drop_set_aside(&mut self) -> anyhow::Result<()> {
+        let n = self.n;
+        self.sim.with(|w| w.nodes[n].pg.aside = None);
+        Ok(())
     }
 
     async fn set_sync_names(&mut self, names: &str) -> anyhow::Result<()> {

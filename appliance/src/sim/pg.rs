@@ -114,6 +114,8 @@ pub(super) struct Sender {
 #[derive(Debug, Clone)]
 pub(super) struct Pg {
     pub data: Option<DataDir>,
+    /// A reinitialize's old data directory, kept until the clone succeeds.
+    pub aside: Option<DataDir>,
     pub proc: Proc,
     pub role: Role,
     /// primary_conninfo of the running server (a member name).
@@ -137,6 +139,7 @@ impl Pg {
     pub fn new() -> Self {
         Pg {
             data: None,
+            aside: None,
             proc: Proc::Down,
             role: Role::Unknown,
             conninfo: None,

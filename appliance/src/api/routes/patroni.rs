@@ -79,6 +79,9 @@ pub fn body(node: &NodeStatus) -> Value {
         "cluster_unlocked".into(),
         json!(node.cluster.leader.is_none()),
     );
+    if let Some(at) = &node.scheduled_restart {
+        doc.insert("scheduled_restart".into(), json!({ "schedule": at }));
+    }
     if let Some(seen) = node.dcs_last_seen.and_then(unix_seconds) {
         doc.insert("dcs_last_seen".into(), json!(seen));
     }
