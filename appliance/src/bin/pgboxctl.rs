@@ -55,11 +55,38 @@ enum Command {
         #[command(flatten)]
         target: pgbox::ctl::ops::Target,
     },
-    /// Remove a scheduled event before it fires (`switchover`).
+    /// Remove a scheduled event before it fires: `switchover`, or
+    /// `restart` (of the members named, or all).
     Flush {
-        /// What to remove: `switchover` (a scheduled one).
-        #[arg(value_parser = ["switchover"])]
+        /// What to remove.
+        #[arg(value_parser = ["switchover", "restart"])]
         what: String,
+        /// For `restart`: the members (default: all).
+        members: Vec<String>,
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+    },
+    /// Restart PostgreSQL on the members named (default: all), one at a
+    /// time, each in its role: a primary keeps the leader key.
+    Restart {
+        members: Vec<String>,
+        #[command(flatten)]
+        args: pgbox::ctl::ops::RestartArgs,
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+    },
+    /// Make PostgreSQL on the members named (default: all) read its
+    /// configuration files again.
+    Reload {
+        members: Vec<String>,
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+    },
+    /// Replace a replica's data with a fresh clone from the leader (the
+    /// old data is kept until the clone succeeds).
+    Reinit {
+        #[arg(required = true)]
+        members: Vec<String>,
         #[command(flatten)]
         target: pgbox::ctl::ops::Target,
     },
@@ -111,7 +138,21 @@ fn main() -> ExitCode {
         Command::Failover { target, candidate } => pgbox::ctl::ops::failover(target, candidate),
         Command::Pause { target } => pgbox::ctl::ops::pause(target, true),
         Command::Resume { target } => pgbox::ctl::ops::pause(target, false),
-        Command::Flush { what: _, target } => pgbox::ctl::ops::flush_switchover(target),
+        Command::Flush {
+            what,
+            members,
+            target,
+        } => match what.as_str() {
+            "restart" => pgbox::ctl::ops::flush_restart(target, members),
+            _ => pgbox::ctl::ops::flush_switchover(target),
+        },
+        Command::Restart {
+            members,
+            args,
+            target,
+        } => pgbox::ctl::ops::restart(target, members, args),
+        Command::Reload { members, target } => pgbox::ctl::ops::reload(target, members),
+        Command::Reinit { members, target } => pgbox::ctl::ops::reinit(target, members),
         Command::History { target } => pgbox::ctl::ops::history(target),
         Command::Tls {
             command: TlsCommand::Init { config, out },

@@ -1,4 +1,5 @@
-//! pgboxctl's operations: switchover, failover, pause/resume, history.
+//! pgboxctl's operations: switchover, failover, pause/resume, history,
+//! and restart, reload, reinit of members.
 //! Each sends one request to the first node API that answers (a switchover
 //! or failover to the leader's first, as patronictl does: a member whose
 //! pgboxd hangs still accepts the connection and would hold the request
@@ -67,35 +68,54 @@ fn send(
         };
         let mut errors = Vec::new();
         for url in &urls {
-            let mut req = client
-                .request(method.clone(), format!("{url}{path}"))
-                .json(&body);
-            if let Some(p) = &password {
-                req = req.basic_auth("pgbox", Some(p));
-            }
-            match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let doc: Value = resp.json().await.unwrap_or(Value::Null);
-                    let text = doc
-                        .get("message")
-                        .or(doc.get("error"))
-                        .and_then(|m| m.as_str())
-                        .map(String::from);
-                    let text = text.unwrap_or_else(|| doc.to_string());
-                    if status.is_success() {
-                        println!("{text}");
-                        return ExitCode::SUCCESS;
-                    }
-                    eprintln!("pgboxctl: {url}{path}: {status}: {text}");
-                    return ExitCode::FAILURE;
-                }
+            match request(&client, url, &method, path, &body, password.as_deref()).await {
+                Ok((status, text)) => return report(url, path, status, &text),
                 Err(e) => errors.push(format!("{url}: {e}")),
             }
         }
         eprintln!("pgboxctl: no node API answered:\n  {}", errors.join("\n  "));
         ExitCode::FAILURE
     })
+}
+
+/// One request to the API at `url`: its status and message.
+async fn request(
+    client: &reqwest::Client,
+    url: &str,
+    method: &reqwest::Method,
+    path: &str,
+    body: &Value,
+    password: Option<&str>,
+) -> Result<(reqwest::StatusCode, String), reqwest::Error> {
+    let mut req = client.request(method.clone(), format!("{url}{path}"));
+    if !body.is_null() {
+        req = req.json(body);
+    }
+    if let Some(p) = password {
+        req = req.basic_auth("pgbox", Some(p));
+    }
+    let resp = req.send().await?;
+    let status = resp.status();
+    let doc: Value = resp.json().await.unwrap_or(Value::Null);
+    let text = doc
+        .get("message")
+        .or(doc.get("error"))
+        .and_then(|m| m.as_str())
+        .map(String::from)
+        .unwrap_or_else(|| doc.to_string());
+    Ok((status, text))
+}
+
+/// Print an answer: its message on stdout when it succeeded, on stderr
+/// with the status otherwise.
+fn report(url: &str, path: &str, status: reqwest::StatusCode, text: &str) -> ExitCode {
+    if status.is_success() {
+        println!("{text}");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("pgboxctl: {url}{path}: {status}: {text}");
+        ExitCode::FAILURE
+    }
 }
 
 /// The leader's entry in the first `/cluster` that answers (None: it
@@ -178,6 +198,182 @@ pub fn flush_switchover(t: Target) -> ExitCode {
         reqwest::Method::DELETE,
         "/switchover",
         Value::Null,
+    )
+}
+
+/// What `pgboxctl restart` asks of each member (Patroni's body).
+#[derive(clap::Args, Debug, Default)]
+pub struct RestartArgs {
+    /// Only if a changed parameter waits for a restart.
+    #[arg(long)]
+    pub pending: bool,
+    /// Only members in this role.
+    #[arg(long, value_parser = ["primary", "replica"])]
+    pub role: Option<String>,
+    /// Only members whose PostgreSQL is older than this (e.g. 15.9).
+    #[arg(long = "pg-version", value_name = "VERSION")]
+    pub pg_version: Option<String>,
+    /// Not before this time (ISO 8601 with a zone, e.g. 2026-12-01T02:00:00Z).
+    #[arg(long)]
+    pub scheduled: Option<String>,
+    /// How long to wait for each restart, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
+
+/// The members named (all PostgreSQL members when none is) with the API
+/// each serves, from the first `/cluster` that answers; an unknown name
+/// is an error that lists the known ones.
+fn member_apis(t: &Target, names: &[String]) -> Result<Vec<(String, String)>, ExitCode> {
+    let usage = |e: String| {
+        eprintln!("pgboxctl: {e}");
+        ExitCode::from(2)
+    };
+    let urls = api_urls(&t.where_).map_err(usage)?;
+    let client = t.where_.client(Duration::from_secs(3)).map_err(usage)?;
+    let doc = runtime()
+        .block_on(fetch_cluster(&client, &urls))
+        .map_err(|failures| {
+            eprintln!("pgboxctl: no node API answered:");
+            for (u, e) in failures {
+                eprintln!("  {u}: {e}");
+            }
+            ExitCode::FAILURE
+        })?;
+    let known: Vec<&str> = doc.members.iter().map(|m| m.name.as_str()).collect();
+    let wanted: Vec<&MemberDoc> = if names.is_empty() {
+        doc.members.iter().collect()
+    } else {
+        let mut picked = Vec::new();
+        for name in names {
+            match doc.members.iter().find(|m| m.name == *name) {
+                Some(m) => picked.push(m),
+                None => {
+                    return Err(usage(format!(
+                        "{name} is not a member of the cluster (members: {})",
+                        known.join(", ")
+                    )))
+                }
+            }
+        }
+        picked
+    };
+    wanted
+        .into_iter()
+        .map(|m| match &m.api_url {
+            Some(api) => Ok((m.name.clone(), super::list::normalize_api_url(api))),
+            None => Err(usage(format!("{} publishes no API address", m.name))),
+        })
+        .collect()
+}
+
+/// `path` on each member's own API in turn; the exit code is the worst.
+fn on_members(
+    t: &Target,
+    names: &[String],
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+    wait: Duration,
+) -> ExitCode {
+    let members = match member_apis(t, names) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let password = password(t);
+    runtime().block_on(async move {
+        let client = match t.where_.client(wait) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pgboxctl: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let mut code = ExitCode::SUCCESS;
+        for (name, url) in &members {
+            match request(&client, url, &method, path, &body, password.as_deref()).await {
+                Ok((status, text)) if status.is_success() => println!("{name}: {text}"),
+                Ok((status, text)) => {
+                    eprintln!("pgboxctl: {name}: {status}: {text}");
+                    code = ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("pgboxctl: {name}: {url}: {e}");
+                    code = ExitCode::FAILURE;
+                }
+            }
+        }
+        code
+    })
+}
+
+/// `pgboxctl restart [MEMBER...]`: each member's PostgreSQL stops and
+/// starts in its role (a primary keeps the leader key), one at a time.
+pub fn restart(t: Target, members: Vec<String>, args: RestartArgs) -> ExitCode {
+    let mut body = serde_json::Map::new();
+    if args.pending {
+        body.insert("restart_pending".into(), json!(true));
+    }
+    if let Some(role) = &args.role {
+        body.insert("role".into(), json!(role));
+    }
+    if let Some(v) = &args.pg_version {
+        body.insert("postgres_version".into(), json!(v));
+    }
+    if let Some(at) = &args.scheduled {
+        body.insert("schedule".into(), json!(at));
+    }
+    if let Some(s) = args.timeout {
+        body.insert("timeout".into(), json!(s));
+    }
+    let wait = Duration::from_secs(args.timeout.unwrap_or(60) + 15);
+    on_members(
+        &t,
+        &members,
+        reqwest::Method::POST,
+        "/restart",
+        Value::Object(body),
+        wait,
+    )
+}
+
+/// `pgboxctl reload [MEMBER...]`.
+pub fn reload(t: Target, members: Vec<String>) -> ExitCode {
+    on_members(
+        &t,
+        &members,
+        reqwest::Method::POST,
+        "/reload",
+        Value::Null,
+        Duration::from_secs(10),
+    )
+}
+
+/// `pgboxctl reinit MEMBER...`: a fresh clone from the leader.
+pub fn reinit(t: Target, members: Vec<String>) -> ExitCode {
+    if members.is_empty() {
+        eprintln!("pgboxctl: name the member(s) to reinitialize");
+        return ExitCode::from(2);
+    }
+    on_members(
+        &t,
+        &members,
+        reqwest::Method::POST,
+        "/reinitialize",
+        Value::Null,
+        Duration::from_secs(45),
+    )
+}
+
+/// `pgboxctl flush restart [MEMBER...]`: `DELETE /restart`.
+pub fn flush_restart(t: Target, members: Vec<String>) -> ExitCode {
+    on_members(
+        &t,
+        &members,
+        reqwest::Method::DELETE,
+        "/restart",
+        Value::Null,
+        Duration::from_secs(10),
     )
 }
 

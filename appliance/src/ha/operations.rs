@@ -159,9 +159,13 @@ fn reinitialize(obs: &Observation) -> OperationStep {
     if obs.pg.running {
         actions.push(Action::Stop);
     }
+    // Started at once, as a replica is after any clone.
     actions.push(Action::Reinitialize {
         from: leader.to_string(),
     });
+    actions.push(Action::Start(StartAs::Replica {
+        leader: Some(leader.to_string()),
+    }));
     Run(Decision::act(
         Cause::Operation,
         actions,

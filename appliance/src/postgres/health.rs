@@ -52,11 +52,13 @@ const STANDBYS: &str = "SELECT application_name, state, sync_state, flush_lsn::t
 FROM pg_stat_replication ORDER BY application_name";
 
 /// Asked only when `pg_settings` says a restart is pending: reading
-/// `pg_file_settings` parses the configuration files again.
+/// `pg_file_settings` parses the configuration files again. The last
+/// line naming a parameter wins; it carries an error ("could not be
+/// applied") exactly because it waits for the restart.
 const PENDING_RESTART: &str = "SELECT s.name, s.setting, f.setting
 FROM pg_settings s
 LEFT JOIN (SELECT DISTINCT ON (name) name, setting FROM pg_file_settings
-           WHERE error IS NULL ORDER BY name, seqno DESC) f ON f.name = s.name
+           ORDER BY name, seqno DESC) f ON f.name = s.name
 WHERE s.pending_restart ORDER BY s.name";
 
 /// How pgboxd reaches its own PostgreSQL: the superuser over the unix socket.

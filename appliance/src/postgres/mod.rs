@@ -46,13 +46,17 @@ pub struct ControlData {
     pub timeline: Option<u32>,
     /// "Latest checkpoint location".
     pub checkpoint: Option<u64>,
+    /// A `backup_label` is there: a base backup that has never been
+    /// started. Its control file is the primary's copy ("in production"),
+    /// which says nothing about this directory's own past.
+    pub unstarted_clone: bool,
 }
 
 impl ControlData {
     /// A primary's clean shutdown: its last record is the shutdown
     /// checkpoint.
     pub fn clean_stop(&self) -> Option<crate::ha::CleanStop> {
-        (self.state == "shut down").then_some(())?;
+        (self.state == "shut down" && !self.unstarted_clone).then_some(())?;
         Some(crate::ha::CleanStop {
             timeline: self.timeline?,
             checkpoint: self.checkpoint?,
@@ -60,9 +64,12 @@ impl ControlData {
     }
 
     /// The server last ran as a primary: it was not in recovery when it
-    /// stopped or crashed.
+    /// stopped or crashed. A clone that never started never ran at all:
+    /// taking it for a crashed primary would send it through pg_rewind,
+    /// whose crash recovery writes WAL the leader never had, and the clone
+    /// could then never stream (seen on real PostgreSQL 15).
     pub fn was_primary(&self) -> bool {
-        matches!(self.state.as_str(), "in production" | "shut down")
+        !self.unstarted_clone && matches!(self.state.as_str(), "in production" | "shut down")
     }
 }
 
@@ -233,6 +240,9 @@ impl Postgres {
             timeline: field("Latest checkpoint's TimeLineID").and_then(|v| v.parse().ok()),
             checkpoint: field("Latest checkpoint location")
                 .and_then(|v| crate::dcs::model::parse_lsn(&v)),
+            // PostgreSQL 15 has no exclusive backups: only a base backup
+            // leaves this file in PGDATA, and the first start removes it.
+            unstarted_clone: self.layout.pgdata.join("backup_label").exists(),
         }))
     }
 

@@ -169,7 +169,11 @@ fn reload_runs_on_any_running_server() {
 fn only_a_replica_is_reinitialized_and_only_from_a_running_leader() {
     assert_eq!(
         actions(run(&following(), Operation::Reinitialize)),
-        vec![Action::Stop, Action::Reinitialize { from: "db2".into() }]
+        vec![
+            Action::Stop,
+            Action::Reinitialize { from: "db2".into() },
+            replica_of("db2")
+        ]
     );
     // A member that refuses its foreign data is idle: reinitialize is its way back.
     let foreign = foreign();
@@ -179,7 +183,10 @@ fn only_a_replica_is_reinitialized_and_only_from_a_running_leader() {
     );
     assert_eq!(
         actions(run(&foreign, Operation::Reinitialize)),
-        vec![Action::Reinitialize { from: "db2".into() }]
+        vec![
+            Action::Reinitialize { from: "db2".into() },
+            replica_of("db2")
+        ]
     );
     assert!(refusal(run(&leading(obs()), Operation::Reinitialize)).contains("leader"));
     let mut down = following();
