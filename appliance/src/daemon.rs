@@ -57,6 +57,11 @@ struct PgboxdIo {
     promises: Promises,
     /// Restart, reload and reinitialize asked through the API.
     ops: crate::ops_mailbox::Mailbox,
+    /// The `config` key as last checked, what of it is in force, and why
+    /// the rest is not (shown in `/patroni`).
+    config_seen: Option<serde_json::Map<String, serde_json::Value>>,
+    live: crate::config::dynamic::Live,
+    config_problems: Vec<String>,
 }
 
 impl Daemon {
@@ -133,6 +138,10 @@ impl Daemon {
             .map(|n| n.name.clone())
             .collect();
         let wake = Arc::new(Notify::new());
+        let live = crate::config::dynamic::Live {
+            parameters: cfg.postgres.parameters.clone(),
+            maximum_lag_on_failover: cfg.ha.maximum_lag_on_failover,
+        };
         Ok(Daemon {
             io: PgboxdIo {
                 exec: Executor::new(
@@ -140,7 +149,13 @@ impl Daemon {
                     others,
                     cfg.ha.synchronous_mode,
                     settings.fence_after_ms(),
-                    EtcdActions { etcd: dcs, clock },
+                    EtcdActions {
+                        etcd: dcs,
+                        clock,
+                        initial_config: crate::dcs::model::DynamicConfig::from_doc(
+                            crate::config::dynamic::initial_doc(&cfg),
+                        ),
+                    },
                     LocalPostgres {
                         pg,
                         cfg: cfg.clone(),
@@ -157,6 +172,9 @@ impl Daemon {
                 watchdog_mode,
                 promises: Promises::new(),
                 ops: crate::ops_mailbox::Mailbox::waking(wake.clone()),
+                config_seen: None,
+                live,
+                config_problems: Vec::new(),
             },
             ha: HaLoop::new(me_id, settings),
             wake,
@@ -196,6 +214,7 @@ impl Daemon {
             api_password: cfg.secrets.api_password.clone(),
             write_allow: crate::api::write_allow_list(&cfg),
             static_config: crate::api::static_config(&cfg),
+            cluster_cfg: Some(cfg.clone()),
             failsafe: cfg
                 .ha
                 .failsafe_mode
@@ -410,6 +429,45 @@ impl LoopIo for PgboxdIo {
         );
     }
 
+    fn live_config(
+        &mut self,
+        config: &crate::dcs::model::DynamicConfig,
+    ) -> crate::ha_loop::LiveConfig {
+        if self.config_seen.as_ref() != Some(&config.doc) {
+            self.config_seen = Some(config.doc.clone());
+            let checked = crate::config::dynamic::check(&self.cfg, &config.doc);
+            let mut problems = checked.ignored.clone();
+            match checked.live {
+                Ok(live) => {
+                    if live != self.live {
+                        tracing::info!(
+                            maximum_lag_on_failover = live.maximum_lag_on_failover,
+                            "cluster-wide settings changed (the config key)"
+                        );
+                    }
+                    self.live = live;
+                }
+                Err(refused) => {
+                    tracing::error!(
+                        "the config key cannot be applied; the settings in force stay: {}",
+                        refused.join("; ")
+                    );
+                    problems.extend(refused);
+                }
+            }
+            for p in &checked.ignored {
+                tracing::warn!("config key: {p}");
+            }
+            self.config_problems = problems;
+            let pg = &mut self.exec.pg.pg;
+            pg.set_parameters(self.live.parameters.clone());
+        }
+        crate::ha_loop::LiveConfig {
+            maximum_lag_on_failover: Some(self.live.maximum_lag_on_failover),
+            reload_needed: self.exec.pg.pg.parameters_pending(),
+        }
+    }
+
     fn due_operation(&self, now_unix_ms: u64) -> Option<(u64, crate::ha::Operation)> {
         self.ops.due(now_unix_ms)
     }
@@ -427,6 +485,7 @@ impl LoopIo for PgboxdIo {
         s.maximum_lag_on_failover = r.settings.maximum_lag_on_failover;
         s.failsafe_mode = r.settings.failsafe_mode;
         s.scheduled_restart = self.ops.scheduled_restart();
+        s.config_problems = self.config_problems.clone();
         s.dcs_reachable = r.view.is_some();
         if let Some(v) = r.view {
             s.dcs_last_seen = Some(SystemTime::now());

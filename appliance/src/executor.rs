@@ -61,6 +61,9 @@ pub trait ActionDcs {
     /// Append a timeline switch while the leader key names me.
     async fn append_history(&self, entry: HistoryEntry) -> Result<()>;
     async fn put_status(&self, lsn: u64) -> Result<()>;
+    /// Write the cluster-wide settings from pgbox.yaml into the `config`
+    /// key if it does not exist (a new cluster's first leader does).
+    async fn seed_config(&self) -> Result<()>;
 }
 
 /// The local PostgreSQL under pgboxd's control, and the fence on another
@@ -420,6 +423,13 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
         self.dcs.set_initialize(&sysid).await?;
         if let Some(lsn) = h.lsn {
             self.dcs.put_status(lsn).await?;
+        }
+        // Best effort: without the key the members apply pgbox.yaml, which
+        // is what it would say.
+        if let Err(e) = self.dcs.seed_config().await {
+            self.warn(&format!(
+                "writing the cluster-wide settings into the config key: {e:#}"
+            ));
         }
         self.info(&format!("cluster initialized (system identifier {sysid})"));
         Ok(())

@@ -81,6 +81,10 @@ pub trait LoopIo: Clock {
     /// was given and it did not finish in that time (it is dropped).
     async fn run(&mut self, action: &Action, within_ms: Option<u64>) -> Option<Result<()>>;
 
+    /// What this member applies of the cluster-wide settings in the
+    /// `config` key (`config::dynamic`).
+    fn live_config(&mut self, config: &crate::dcs::model::DynamicConfig) -> LiveConfig;
+
     // Operations asked through the API (crate::ops_mailbox).
     /// The oldest operation due now that has not begun: its ticket and
     /// what it asks.
@@ -98,6 +102,16 @@ pub trait LoopIo: Clock {
     );
     /// What is true after a loop: the API answers from it.
     fn publish(&mut self, report: Report);
+}
+
+/// The cluster-wide settings as this member applies them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveConfig {
+    /// `maximum_lag_on_failover` for the core (None: as pgbox.yaml says).
+    pub maximum_lag_on_failover: Option<u64>,
+    /// The running server's files lag the cluster-wide parameters: a
+    /// reload, in the next idle round.
+    pub reload_needed: bool,
 }
 
 /// Who this member is, as its member key says.
@@ -144,6 +158,8 @@ pub struct HaLoop {
     /// As last published: I lead, and my PostgreSQL's role.
     leading: bool,
     role: Role,
+    /// The cluster-wide parameters changed: reload in an idle round.
+    reload_needed: bool,
 }
 
 /// How long a member-key or status write may take (then cut to the lease).
@@ -160,6 +176,7 @@ impl HaLoop {
             failsafe_confirmed_ms: None,
             leading: false,
             role: Role::Unknown,
+            reload_needed: false,
         }
     }
 
@@ -231,8 +248,9 @@ impl HaLoop {
         self.publish(io, obs, health, decision, started_ms).await;
     }
 
-    /// An operation asked through the API replaces an idle round's
-    /// decision (`ha::operation_step`); its ticket, when it runs now.
+    /// An operation asked through the API, or a reload the cluster-wide
+    /// parameters need, replaces an idle round's decision
+    /// (`ha::operation_step`); the API's ticket, when one runs now.
     fn take_operation(
         &self,
         io: &impl LoopIo,
@@ -240,19 +258,28 @@ impl HaLoop {
         normal: Decision,
     ) -> (Decision, Option<u64>) {
         use crate::ops_mailbox::Settled;
-        let Some((ticket, op)) = io.due_operation(obs.now_unix_ms) else {
-            return (normal, None);
+        let (ticket, op) = match io.due_operation(obs.now_unix_ms) {
+            Some((ticket, op)) => (Some(ticket), op),
+            None if self.reload_needed => (None, ha::Operation::Reload),
+            None => return (normal, None),
         };
         match ha::operation_step(obs, &op, &normal) {
             ha::OperationStep::Wait(_) => (normal, None),
             ha::OperationStep::Refuse(why) => {
-                io.log(Level::WARN, &format!("refusing to {}: {why}", op.word()));
-                io.settle_operation(ticket, Settled::Refused(why));
+                if let Some(ticket) = ticket {
+                    io.log(Level::WARN, &format!("refusing to {}: {why}", op.word()));
+                    io.settle_operation(ticket, Settled::Refused(why));
+                }
                 (normal, None)
             }
-            ha::OperationStep::Run(decision) => {
-                io.settle_operation(ticket, Settled::Started);
-                (decision, Some(ticket))
+            ha::OperationStep::Run(mut decision) => {
+                match ticket {
+                    Some(ticket) => io.settle_operation(ticket, Settled::Started),
+                    None => {
+                        decision.reason = "reload: the cluster-wide PostgreSQL parameters changed (the config key)".into();
+                    }
+                }
+                (decision, ticket)
             }
         }
     }
@@ -272,6 +299,13 @@ impl HaLoop {
         }
         let health = io.pg_health().await;
         let (view, leader_key) = self.read_cluster(io, health.role == Role::Primary).await;
+        if let Some(v) = &view {
+            let live = io.live_config(&v.config);
+            if let Some(lag) = live.maximum_lag_on_failover {
+                self.settings.maximum_lag_on_failover = lag;
+            }
+            self.reload_needed = live.reload_needed;
+        }
         let data = self.data_dir(io, &health).await?;
         let me = self.me.name.clone();
         let lease = Lease {

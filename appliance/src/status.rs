@@ -162,6 +162,8 @@ pub struct NodeStatus {
     pub failsafe_mode: bool,
     /// A restart scheduled through the API: when, as the caller wrote it.
     pub scheduled_restart: Option<String>,
+    /// What of the DCS `config` key this member does not apply, and why.
+    pub config_problems: Vec<String>,
 }
 
 impl NodeStatus {
@@ -194,6 +196,7 @@ impl NodeStatus {
             maximum_lag_on_failover: 1 << 20,
             failsafe_mode: false,
             scheduled_restart: None,
+            config_problems: Vec::new(),
         }
     }
 }

@@ -98,31 +98,78 @@ async fn restart_reload_reinitialize_and_scheduled_restarts() {
         "{doc}"
     );
 
-    // A parameter that needs a restart changes in the primary's files; a
-    // reload makes PostgreSQL read them, and /patroni shows the change waiting.
-    let auto = c
-        .node(&primary)
-        .data_dir()
-        .join("postgres/postgresql.auto.conf");
-    std::fs::write(&auto, "max_connections = 123\n").unwrap();
-    let (code, doc) = call(&c, reqwest::Method::POST, &primary, "/reload", "").await;
-    assert_eq!(code, 202, "{doc}");
-    wait_until(
-        Duration::from_secs(30),
-        "pending_restart after the reload",
-        async || {
-            let doc = c.node(&primary).patroni().await?;
-            if doc["pending_restart"] != true {
-                return Err(format!("{doc}"));
-            }
-            let reason = &doc["pending_restart_reason"]["max_connections"];
-            if reason["new_value"] != "123" {
-                return Err(format!("pending_restart_reason: {doc}"));
-            }
-            Ok(())
-        },
+    // A change of the cluster-wide settings is checked whole, with the
+    // first-boot file's messages, and a bad one changes nothing.
+    let (code, doc) = call(
+        &c,
+        reqwest::Method::PATCH,
+        &replica,
+        "/config",
+        r#"{"postgresql": {"parameters": {"work_mem": "8MB", "port": 6543}}}"#,
     )
     .await;
+    assert_eq!(code, 400, "{doc}");
+    let why = doc["error"].as_str().unwrap();
+    assert!(
+        why.contains("postgresql.parameters.port: `port` is managed by pgbox"),
+        "{why}"
+    );
+    let (code, doc) = call(
+        &c,
+        reqwest::Method::PATCH,
+        &replica,
+        "/config",
+        r#"{"ttl": 99}"#,
+    )
+    .await;
+    assert_eq!(code, 400, "{doc}");
+    assert!(
+        doc["error"].as_str().unwrap().contains("ttl: 99 differs"),
+        "{doc}"
+    );
+
+    // A good one reaches every member: a reloadable parameter is in force
+    // at once, one that needs a restart shows as pending_restart.
+    let (code, doc) = call(
+        &c,
+        reqwest::Method::PATCH,
+        &replica,
+        "/config",
+        r#"{"maximum_lag_on_failover": 2097152, "postgresql": {"parameters": {"work_mem": "8MB", "max_connections": 123}}}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{doc}");
+    assert_eq!(doc["postgresql"]["parameters"]["max_connections"], 123);
+    for node in [&primary, &replica] {
+        wait_until(
+            Duration::from_secs(30),
+            "the new parameters in force",
+            async || {
+                let client = c.app_target_on(node).connect().await?;
+                let row = client
+                    .query_one("SHOW work_mem", &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let work_mem: String = row.get(0);
+                let doc = c.node(node).patroni().await?;
+                let reason = &doc["pending_restart_reason"]["max_connections"];
+                if work_mem != "8MB"
+                    || doc["pending_restart"] != true
+                    || reason["new_value"] != "123"
+                {
+                    return Err(format!("{node}: work_mem {work_mem}; {doc}"));
+                }
+                Ok(())
+            },
+        )
+        .await;
+    }
+    let (_, shown) = c.node(&primary).api_get("/config").await.unwrap();
+    assert_eq!(shown["maximum_lag_on_failover"], 2097152, "{shown}");
+    assert_eq!(
+        shown["postgresql"]["parameters"]["work_mem"], "8MB",
+        "{shown}"
+    );
 
     // The conditional restart now runs: the primary stops and starts again
     // as primary, keeping the leader key, on the same timeline.
@@ -154,13 +201,16 @@ async fn restart_reload_reinitialize_and_scheduled_restarts() {
         c.node(&primary).api_get("/history").await.unwrap().1,
         history
     );
-    // pgbox renders the configuration at each start: the stray change is gone.
+    // The restart put the new max_connections in force there.
+    let client = c.app_target_on(&primary).connect().await.unwrap();
+    let row = client.query_one("SHOW max_connections", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "123");
     let doc = c.node(&primary).patroni().await.unwrap();
     assert!(doc.get("pending_restart").is_none(), "{doc}");
 
     // A replica restart through pgboxctl, and a reload of every member.
     let start = started_at(&c, &replica).await.unwrap();
-    let (ok, out) = pgboxctl(&c, "pgboxctl-restart", &["restart", &replica]);
+    let (ok, out) = pgboxctl(&c, "pgboxctl-restart", &["restart", "--pending", &replica]);
     assert!(ok, "pgboxctl restart: {out}");
     assert!(out.contains("restarted successfully"), "{out}");
     restarted(&c, &replica, &start, "replica", "the replica to run again").await;

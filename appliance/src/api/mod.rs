@@ -38,6 +38,9 @@ pub struct ApiState {
     pub write_allow: Vec<Cidr>,
     /// The settings from pgbox.yaml that `GET /config` shows.
     pub static_config: serde_json::Value,
+    /// pgbox.yaml, which a change of the cluster-wide settings is checked
+    /// against (pgboxd always has it; without it only `pause` changes).
+    pub cluster_cfg: Option<Arc<Config>>,
     /// `POST /failsafe`, when `ha.failsafe_mode` is on.
     pub failsafe: Option<crate::failsafe::Desk>,
     /// The fresh check behind `/primary`, `/leader` and their aliases
@@ -67,6 +70,7 @@ impl From<SharedStatus> for ApiState {
             api_password: None,
             write_allow: Vec::new(),
             static_config: serde_json::json!({}),
+            cluster_cfg: None,
             failsafe: None,
             leader_check: None,
             ops: None,

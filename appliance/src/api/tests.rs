@@ -646,6 +646,7 @@ fn writable(node: NodeStatus) -> (Router, SharedStatus) {
         api_password: Some(PASSWORD.into()),
         write_allow: write_allow_list(&cfg),
         static_config: static_config(&cfg),
+        cluster_cfg: None,
         failsafe: None,
         leader_check: None,
         ops: None,
@@ -1067,6 +1068,7 @@ async fn secrets_are_never_served_or_debug_printed() {
         api_password: cfg.secrets.api_password.clone(),
         write_allow: write_allow_list(&cfg),
         static_config: static_config(&cfg),
+        cluster_cfg: None,
         failsafe: None,
         leader_check: None,
         ops: None,
@@ -1180,11 +1182,11 @@ async fn failsafe_promises_only_to_the_leader_itself_and_only_as_a_replica() {
 fn pause_and_resume_as_patronictl_sends_them_and_pause_is_visible() {
     use crate::api::routes::{cluster, config, patroni};
     let off = crate::dcs::model::DynamicConfig::default();
-    let on = config::apply_patch(&off, br#"{"pause": true}"#).expect("pause");
+    let on = config::apply_patch(&off, br#"{"pause": true}"#, None).expect("pause");
     assert!(on.pause);
-    let resumed = config::apply_patch(&on, br#"{"pause": null}"#).expect("resume");
+    let resumed = config::apply_patch(&on, br#"{"pause": null}"#, None).expect("resume");
     assert!(!resumed.pause);
-    let why = config::apply_patch(&on, br#"{"pause": "yes"}"#).unwrap_err();
+    let why = config::apply_patch(&on, br#"{"pause": "yes"}"#, None).unwrap_err();
     assert!(why.contains("pause must be true, false or null"), "{why}");
 
     let mut node = primary();

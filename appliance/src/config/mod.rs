@@ -3,6 +3,7 @@
 //! A file is accepted only whole: `load`/`parse` return a `Config` only when
 //! nothing at all is wrong with it, so that a bad file never half-applies.
 mod cidr;
+pub mod dynamic;
 mod error;
 mod parse;
 mod positions;

@@ -544,6 +544,43 @@ impl Etcd {
         self.put("config", serde_json::to_string(cfg)?, None).await
     }
 
+    /// The `config` key and its revision (0: there is none).
+    pub async fn read_config(&self) -> Result<(DynamicConfig, i64)> {
+        let Some(kv) = self.get_one("config", "reading the config key").await? else {
+            return Ok((DynamicConfig::default(), 0));
+        };
+        let cfg = serde_json::from_slice(kv.value()).with_context(|| {
+            format!(
+                "the config key holds {:?}, not a JSON object",
+                kv.value_str().unwrap_or("")
+            )
+        })?;
+        Ok((cfg, kv.mod_revision()))
+    }
+
+    /// Write the `config` key only if it is still at `revision` (0: only
+    /// if there is none): a change made from an older read loses.
+    pub async fn put_config_if(&self, cfg: &DynamicConfig, revision: i64) -> Result<bool> {
+        let key = self.key("config");
+        let value = serde_json::to_string(cfg)?;
+        let resp = self
+            .call("writing the config key", |mut c| {
+                let compare = if revision == 0 {
+                    Compare::create_revision(key.clone(), CompareOp::Equal, 0)
+                } else {
+                    Compare::mod_revision(key.clone(), CompareOp::Equal, revision)
+                };
+                let txn = Txn::new().when([compare]).and_then([TxnOp::put(
+                    key.clone(),
+                    value.clone(),
+                    None,
+                )]);
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
+    }
+
     /// Give up my lease: my member key (and the leader key, if mine) vanish.
     pub async fn revoke_lease(&self) -> Result<()> {
         let Some(id) = self.lease_id() else {

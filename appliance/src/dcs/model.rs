@@ -82,12 +82,51 @@ pub struct FailoverKey {
     pub scheduled_at: Option<String>,
 }
 
-/// The `config` key: settings changed at run time (`PATCH /config`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// The `config` key: the cluster-wide settings, in Patroni's layout (`ttl`,
+/// `maximum_lag_on_failover`, `synchronous_mode`, `postgresql.parameters`,
+/// `pause`, ...). The bootstrap writes it from pgbox.yaml; `PATCH`/`PUT
+/// /config` and `patronictl edit-config` change it. What pgbox applies of
+/// it, and how it checks it, is `config::dynamic`.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DynamicConfig {
     /// Maintenance mode: no automatic action while set.
-    #[serde(default)]
     pub pause: bool,
+    /// The whole document as stored (`pause` included).
+    pub doc: serde_json::Map<String, serde_json::Value>,
+}
+
+impl DynamicConfig {
+    /// A document as stored; `pause` counts only as `true`.
+    pub fn from_doc(doc: serde_json::Map<String, serde_json::Value>) -> Self {
+        DynamicConfig {
+            pause: doc.get("pause").and_then(|p| p.as_bool()) == Some(true),
+            doc,
+        }
+    }
+
+    /// The same document with maintenance mode on or off (off: no `pause`
+    /// key, as Patroni leaves it after `resume`).
+    pub fn with_pause(&self, on: bool) -> Self {
+        let mut doc = self.doc.clone();
+        if on {
+            doc.insert("pause".into(), serde_json::Value::Bool(true));
+        } else {
+            doc.remove("pause");
+        }
+        DynamicConfig::from_doc(doc)
+    }
+}
+
+impl Serialize for DynamicConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.doc.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for DynamicConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(DynamicConfig::from_doc(serde_json::Map::deserialize(d)?))
+    }
 }
 
 /// Everything read from the DCS in one consistent snapshot.

@@ -23,9 +23,17 @@ pub type PgboxdExecutor = Executor<EtcdActions, LocalPostgres, TokioClock>;
 pub struct EtcdActions {
     pub etcd: Arc<Etcd>,
     pub clock: TokioClock,
+    /// The `config` key a new cluster starts with (`config::dynamic::initial_doc`).
+    pub initial_config: crate::dcs::model::DynamicConfig,
 }
 
 impl ActionDcs for EtcdActions {
+    async fn seed_config(&self) -> Result<()> {
+        self.etcd
+            .put_config_if(&self.initial_config, 0)
+            .await
+            .map(|_| ())
+    }
     fn renewed_at_ms(&self) -> Option<u64> {
         self.etcd.renewed_at_ms()
     }

@@ -35,6 +35,11 @@ pub struct Postgres {
     /// synchronous_standby_names as last written (a primary's only).
     sync_names: String,
     health: health::Checker,
+    /// The `postgres.parameters` postgresql.conf was last written with
+    /// (None: not since pgboxd started), so that a change of the
+    /// cluster-wide parameters (`set_parameters`) is known to need a reload.
+    rendered:
+        std::sync::Mutex<Option<std::collections::BTreeMap<String, crate::config::ParamValue>>>,
 }
 
 /// What `pg_controldata` says about a stopped data directory.
@@ -122,7 +127,26 @@ impl Postgres {
             upstream: None,
             sync_names: String::new(),
             health,
+            rendered: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The extra parameters from now on (the cluster-wide ones in the DCS
+    /// `config` key); written at the next start or `reload`.
+    pub fn set_parameters(
+        &mut self,
+        parameters: std::collections::BTreeMap<String, crate::config::ParamValue>,
+    ) {
+        self.cfg.postgres.parameters = parameters;
+    }
+
+    /// The running configuration files say other parameters than
+    /// `set_parameters` last gave.
+    pub fn parameters_pending(&self) -> bool {
+        let rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        rendered
+            .as_ref()
+            .is_some_and(|r| *r != self.cfg.postgres.parameters)
     }
 
     pub fn upstream(&self) -> Option<&str> {
@@ -547,8 +571,15 @@ impl Postgres {
         Ok(())
     }
 
-    /// `pg_reload_conf()`: the server reads its configuration files again.
+    /// Write the configuration files again (the parameters as last set,
+    /// the same upstream and synchronous standby names) and have the
+    /// server read them: `pg_reload_conf()`.
     pub async fn reload(&mut self) -> Result<()> {
+        let upstream = self
+            .upstream
+            .as_deref()
+            .and_then(|name| conf::upstream_of(&self.cfg, name));
+        self.write_config(upstream.as_ref())?;
         let client = self.health.client().await?;
         client
             .execute("SELECT pg_reload_conf()", &[])
@@ -582,6 +613,8 @@ impl Postgres {
         // pgbox never uses ALTER SYSTEM; a copy from another member
         // (base backup, rewind) must not override the settings above.
         self.write_owned(&self.layout.pgdata.join("postgresql.auto.conf"), "")?;
+        *self.rendered.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(self.cfg.postgres.parameters.clone());
         Ok(())
     }
 

@@ -459,13 +459,13 @@ pub(super) async fn run_fault(sim: Rc<Sim>, at: u64, fault: Fault) {
         Fault::Pause { ms } => {
             sim.with(|w| {
                 w.pauses += 1;
-                w.dcs.config.pause = true;
+                w.dcs.config = w.dcs.config.with_pause(true);
             });
             sleep(&sim, ms).await;
             sim.with(|w| {
                 w.pauses -= 1;
                 if w.pauses == 0 {
-                    w.dcs.config.pause = false;
+                    w.dcs.config = w.dcs.config.with_pause(false);
                     w.trace_as("FAULT", "resumed from maintenance mode".into());
                 }
             });

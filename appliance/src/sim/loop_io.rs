@@ -249,6 +249,14 @@ impl LoopIo for SimIo {
         }
     }
 
+    /// The simulated cluster has no cluster-wide settings beyond `pause`.
+    fn live_config(
+        &mut self,
+        _config: &crate::dcs::model::DynamicConfig,
+    ) -> crate::ha_loop::LiveConfig {
+        crate::ha_loop::LiveConfig::default()
+    }
+
     // The simulated operator asks for no operations (yet): a sweep's
     // invariants hold for the protocol alone.
     fn due_operation(&self, _now_unix_ms: u64) -> Option<(u64, crate::ha::Operation)> {
@@ -581,6 +589,12 @@ impl ActionDcs for SimDcs {
             Ok(())
         })
         .await
+    }
+
+    /// One more request that may fail or time out; the simulated cluster
+    /// has no cluster-wide settings beyond `pause`.
+    async fn seed_config(&self) -> anyhow::Result<()> {
+        self.call(|_| Ok(())).await
     }
 }
 

@@ -122,6 +122,9 @@ fn pgbox_view(node: &NodeStatus) -> Value {
             view.insert("replay_lag_seconds".into(), json!(lag.as_secs_f64()));
         }
     }
+    if !node.config_problems.is_empty() {
+        view.insert("config_problems".into(), json!(node.config_problems));
+    }
     if let Some((action, cause)) = &node.last_action {
         view.insert("last_action".into(), json!(action));
         view.insert("last_reason".into(), json!(cause.as_str()));
