@@ -160,6 +160,8 @@ pub struct HaLoop {
     role: Role,
     /// The cluster-wide parameters changed: reload in an idle round.
     reload_needed: bool,
+    /// Maintenance mode, as the DCS last said.
+    paused: bool,
 }
 
 /// How long a member-key or status write may take (then cut to the lease).
@@ -177,6 +179,7 @@ impl HaLoop {
             leading: false,
             role: Role::Unknown,
             reload_needed: false,
+            paused: false,
         }
     }
 
@@ -305,6 +308,7 @@ impl HaLoop {
                 self.settings.maximum_lag_on_failover = lag;
             }
             self.reload_needed = live.reload_needed;
+            self.paused = v.config.pause;
         }
         let data = self.data_dir(io, &health).await?;
         let me = self.me.name.clone();
@@ -550,6 +554,7 @@ impl HaLoop {
             timeline: pg.timeline,
             replication_state: pg.streaming.then(|| "streaming".into()),
             tags: self.me.tags.clone(),
+            pause: self.paused.then_some(true),
         };
         let bound = self.lease_bounded(io, PUBLISH_BOUND_MS);
         match io.timeout(bound, io.put_member(&member)).await {

@@ -42,6 +42,10 @@ pub struct Member {
     pub replication_state: Option<String>,
     #[serde(default)]
     pub tags: Tags,
+    /// Present (true) while the member runs in maintenance mode: what
+    /// `patronictl pause --wait` waits to see on every member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<bool>,
 }
 
 /// One timeline switch: Patroni's `[timeline, lsn, reason, timestamp, new_leader]`.
