@@ -164,6 +164,20 @@ async fn restart_reload_reinitialize_and_scheduled_restarts() {
         )
         .await;
     }
+    let (ok, out) = pgboxctl(&c, "pgboxctl-show-config", &["show-config"]);
+    assert!(
+        ok && out.contains("work_mem: 8MB"),
+        "pgboxctl show-config: {out}"
+    );
+    let (ok, out) = pgboxctl(
+        &c,
+        "pgboxctl-edit-config-bad",
+        &["edit-config", "--pg", "listen_addresses=*"],
+    );
+    assert!(
+        !ok && out.contains("`listen_addresses` is managed by pgbox"),
+        "pgboxctl edit-config: {out}"
+    );
     let (_, shown) = c.node(&primary).api_get("/config").await.unwrap();
     assert_eq!(shown["maximum_lag_on_failover"], 2097152, "{shown}");
     assert_eq!(

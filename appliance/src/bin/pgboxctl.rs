@@ -90,6 +90,19 @@ enum Command {
         #[command(flatten)]
         target: pgbox::ctl::ops::Target,
     },
+    /// The cluster-wide settings (the DCS config key, as in force).
+    ShowConfig {
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+    },
+    /// Change cluster-wide settings and PostgreSQL parameters on every
+    /// member; the change is checked whole and refused whole.
+    EditConfig {
+        #[command(flatten)]
+        args: pgbox::ctl::ops::EditArgs,
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+    },
     /// The timeline switches of the cluster.
     History {
         #[command(flatten)]
@@ -154,6 +167,8 @@ fn main() -> ExitCode {
         Command::Reload { members, target } => pgbox::ctl::ops::reload(target, members),
         Command::Reinit { members, target } => pgbox::ctl::ops::reinit(target, members),
         Command::History { target } => pgbox::ctl::ops::history(target),
+        Command::ShowConfig { target } => pgbox::ctl::ops::show_config(target),
+        Command::EditConfig { args, target } => pgbox::ctl::ops::edit_config(target, args),
         Command::Tls {
             command: TlsCommand::Init { config, out },
         } => pgbox::ctl::tls_init::run(&config, &out),

@@ -377,6 +377,95 @@ pub fn flush_restart(t: Target, members: Vec<String>) -> ExitCode {
     )
 }
 
+/// `pgboxctl show-config`: the cluster-wide settings (`GET /config`).
+pub fn show_config(t: Target) -> ExitCode {
+    let urls = match api_urls(&t.where_) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("pgboxctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime().block_on(async move {
+        let client = match t.where_.client(Duration::from_secs(3)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pgboxctl: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        for url in &urls {
+            if let Ok(resp) = client.get(format!("{url}/config")).send().await {
+                if let Ok(doc) = resp.json::<Value>().await {
+                    match serde_saphyr::to_string(&doc) {
+                        Ok(yaml) if !t.where_.json => print!("{yaml}"),
+                        _ => println!("{doc}"),
+                    }
+                    return ExitCode::SUCCESS;
+                }
+            }
+        }
+        eprintln!("pgboxctl: no node API answered");
+        ExitCode::FAILURE
+    })
+}
+
+/// What `pgboxctl edit-config` changes: `KEY=VALUE` pairs, a dotted key
+/// for a nested setting, the value read as JSON when it is JSON (a
+/// number, true/false, null to remove) and as text otherwise.
+#[derive(clap::Args, Debug, Default)]
+pub struct EditArgs {
+    /// A cluster-wide setting, e.g. `maximum_lag_on_failover=2097152`.
+    #[arg(short = 's', long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// A PostgreSQL parameter, e.g. `work_mem=16MB` (`null` removes it).
+    #[arg(short = 'p', long = "pg", value_name = "NAME=VALUE")]
+    pub pg: Vec<String>,
+}
+
+/// The PATCH body `edit-config` sends, or which argument is malformed.
+pub fn edit_patch(args: &EditArgs) -> Result<Value, String> {
+    let mut patch = serde_json::Map::new();
+    let pairs = args.set.iter().map(|p| (p, String::new())).chain(
+        args.pg
+            .iter()
+            .map(|p| (p, "postgresql.parameters.".to_string())),
+    );
+    for (pair, prefix) in pairs {
+        let Some((key, text)) = pair.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
+            return Err(format!("{pair:?}: expected KEY=VALUE"));
+        };
+        let value = serde_json::from_str(text.trim()).unwrap_or_else(|_| json!(text.trim()));
+        let path = format!("{prefix}{}", key.trim());
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let last = parts.pop().unwrap_or_default();
+        let mut at = &mut patch;
+        for part in parts {
+            at = at
+                .entry(part.to_string())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .ok_or_else(|| format!("{pair:?}: {part} is set as a value and as a section"))?;
+        }
+        at.insert(last.to_string(), value);
+    }
+    if patch.is_empty() {
+        return Err("nothing to change: give --set KEY=VALUE or --pg NAME=VALUE".into());
+    }
+    Ok(Value::Object(patch))
+}
+
+/// `pgboxctl edit-config`: `PATCH /config`, checked whole by the cluster.
+pub fn edit_config(t: Target, args: EditArgs) -> ExitCode {
+    match edit_patch(&args) {
+        Ok(patch) => send(&t, None, reqwest::Method::PATCH, "/config", patch),
+        Err(e) => {
+            eprintln!("pgboxctl: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 pub fn history(t: Target) -> ExitCode {
     let urls = match api_urls(&t.where_) {
         Ok(u) => u,
@@ -425,4 +514,44 @@ pub fn history(t: Target) -> ExitCode {
         eprintln!("pgboxctl: no node API answered");
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_config_arguments_become_one_merge_patch() {
+        let args = EditArgs {
+            set: vec![
+                "maximum_lag_on_failover=2097152".into(),
+                "pause=true".into(),
+            ],
+            pg: vec![
+                "work_mem=16MB".into(),
+                "max_connections=200".into(),
+                "jit=null".into(),
+            ],
+        };
+        assert_eq!(
+            edit_patch(&args).unwrap(),
+            json!({
+                "maximum_lag_on_failover": 2097152,
+                "pause": true,
+                "postgresql": {"parameters": {"work_mem": "16MB", "max_connections": 200, "jit": null}}
+            })
+        );
+        let bad = |set: &str| {
+            edit_patch(&EditArgs {
+                set: vec![set.into()],
+                pg: vec![],
+            })
+            .unwrap_err()
+        };
+        assert!(bad("work_mem").contains("expected KEY=VALUE"));
+        assert!(bad("=1").contains("expected KEY=VALUE"));
+        assert!(edit_patch(&EditArgs::default())
+            .unwrap_err()
+            .contains("nothing to change"));
+    }
 }

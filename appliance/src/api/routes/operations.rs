@@ -93,9 +93,14 @@ async fn handle(api: ApiState, body: axum::body::Bytes, switchover: bool) -> Res
     if let Some(c) = &req.candidate {
         let mode = serde_json::from_value(api.static_config["synchronous_mode"].clone())
             .unwrap_or_default();
-        let max_lag = api.static_config["maximum_lag_on_failover"]
-            .as_u64()
-            .unwrap_or(u64::MAX);
+        // The bound in force: the cluster-wide setting as this node's loop
+        // applies it (`PATCH /config` may have changed pgbox.yaml's).
+        let max_lag = match api.cluster_cfg {
+            Some(_) => node.maximum_lag_on_failover,
+            None => api.static_config["maximum_lag_on_failover"]
+                .as_u64()
+                .unwrap_or(u64::MAX),
+        };
         if let Some(why) = crate::ha::candidate_refusal(view, mode, max_lag, c, switchover) {
             return json_error(StatusCode::PRECONDITION_FAILED, why);
         }
