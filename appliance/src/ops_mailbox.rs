@@ -35,6 +35,7 @@ pub enum Busy {
     ReinitializePending,
 }
 
+#[derive(Debug)]
 struct Ticket {
     id: u64,
     op: Operation,
@@ -46,13 +47,13 @@ struct Ticket {
     reply: Option<oneshot::Sender<Settled>>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Tickets {
     next_id: u64,
     open: Vec<Ticket>,
 }
 
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Mailbox {
     inner: Arc<Mutex<Tickets>>,
     /// Wakes the HA loop when a request arrives, so it is not left for a

@@ -77,6 +77,13 @@ pub(super) enum Fault {
         node: usize,
         ms: u64,
     },
+    /// `POST /restart`, `/reload` or `/reinitialize` on the node's API;
+    /// its caller gives up (withdraws it) after `wait_ms`.
+    Operation {
+        node: usize,
+        op: crate::ha::Operation,
+        wait_ms: u64,
+    },
 }
 
 impl Fault {
@@ -90,7 +97,7 @@ impl Fault {
             | Fault::DcsOutage { ms }
             | Fault::Pause { ms }
             | Fault::ReplicationStall { ms, .. } => *ms,
-            Fault::PostgresCrash { .. } | Fault::Switchover { .. } => 0,
+            Fault::PostgresCrash { .. } | Fault::Switchover { .. } | Fault::Operation { .. } => 0,
         }
     }
 }
@@ -115,7 +122,13 @@ pub(super) fn schedule(
         let at = cfg.warmup_ms + rng.below(cfg.fault_window_ms.max(1));
         let node = rng.index(n);
         let span = |rng: &mut Rng, lo: u64, hi: u64| rng.range(lo, hi);
-        let draw = if cfg.only_hangs { 25 } else { rng.below(100) };
+        let draw = if cfg.only_hangs {
+            25
+        } else if cfg.ops_heavy && rng.chance(0.5) {
+            97
+        } else {
+            rng.below(100)
+        };
         let fault = match draw {
             0..=11 => Fault::PowerLoss {
                 node,
@@ -165,6 +178,17 @@ pub(super) fn schedule(
             },
             88..=93 => Fault::Pause {
                 ms: span(rng, 1_000, 3 * ttl),
+            },
+            97..=99 => Fault::Operation {
+                node,
+                op: match rng.below(3) {
+                    0 => crate::ha::Operation::Restart(crate::ha::RestartIf::default()),
+                    1 => crate::ha::Operation::Reload,
+                    _ => crate::ha::Operation::Reinitialize,
+                },
+                // The API's own bounds: 60 s for a restart, 30 s to begin
+                // a reinitialize.
+                wait_ms: span(rng, 5_000, 60_000),
             },
             _ => Fault::ReplicationStall {
                 node,
@@ -474,6 +498,28 @@ pub(super) async fn run_fault(sim: Rc<Sim>, at: u64, fault: Fault) {
             sim.with(|w| w.nodes[node].stalled += 1);
             sleep(&sim, ms).await;
             sim.with(|w| w.nodes[node].stalled -= 1);
+        }
+        Fault::Operation { node, op, wait_ms } => {
+            let asked = sim.with(|w| {
+                let ops = w.nodes[node].pgboxd.as_ref()?.ops.clone();
+                let ticket = ops.submit(op.clone(), None, None).ok()?.0;
+                w.stats.operations_asked += 1;
+                w.trace_as(
+                    "API",
+                    format!(
+                        "{} asked of {} (ticket {ticket})",
+                        op.word(),
+                        w.nodes[node].name
+                    ),
+                );
+                Some((ops, ticket))
+            });
+            if let Some((ops, ticket)) = asked {
+                sleep(&sim, wait_ms).await;
+                if ops.withdraw(ticket) {
+                    sim.with(|w| w.trace_as("API", format!("ticket {ticket} withdrawn or done")));
+                }
+            }
         }
     }
 }

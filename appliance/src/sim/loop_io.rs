@@ -257,13 +257,29 @@ impl LoopIo for SimIo {
         crate::ha_loop::LiveConfig::default()
     }
 
-    // The simulated operator asks for no operations (yet): a sweep's
-    // invariants hold for the protocol alone.
-    fn due_operation(&self, _now_unix_ms: u64) -> Option<(u64, crate::ha::Operation)> {
-        None
+    // Operations the simulated operator asks (`Fault::Operation`), through
+    // the mailbox pgboxd's API uses.
+    fn due_operation(&self, now_unix_ms: u64) -> Option<(u64, crate::ha::Operation)> {
+        let n = self.n;
+        self.sim
+            .with(|w| w.nodes[n].pgboxd.as_ref().map(|d| d.ops.clone()))
+            .and_then(|ops| ops.due(now_unix_ms))
     }
 
-    fn settle_operation(&self, _ticket: u64, _settled: crate::ops_mailbox::Settled) {}
+    fn settle_operation(&self, ticket: u64, settled: crate::ops_mailbox::Settled) {
+        let n = self.n;
+        self.sim.with(|w| {
+            if let Some(d) = &w.nodes[n].pgboxd {
+                d.ops.settle(ticket, settled.clone());
+            }
+            if settled == crate::ops_mailbox::Settled::Done {
+                w.stats.operations_done += 1;
+            }
+            if settled != crate::ops_mailbox::Settled::Started {
+                w.trace(n, format!("operation {ticket}: {settled:?}"));
+            }
+        });
+    }
 
     fn log_decision(&self, obs: &Observation, decision: &Decision) {
         if !decision.actions.is_empty() {

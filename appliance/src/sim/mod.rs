@@ -92,6 +92,9 @@ pub struct SimConfig {
     /// Every fault hangs pgboxd, none follows up: how a hung primary is
     /// fenced, with nothing else going on.
     pub only_hangs: bool,
+    /// Half the faults are operations asked through the API (restart,
+    /// reload, reinitialize): `-ops`.
+    pub ops_heavy: bool,
     /// A hung pgboxd's box is also cut off from the other members for as
     /// long (its PostgreSQL out of every candidate's reach).
     pub hung_cut_off: bool,
@@ -126,6 +129,7 @@ impl SimConfig {
             hangs: true,
             clean_stops: true,
             only_hangs: false,
+            ops_heavy: false,
             hung_cut_off: false,
             nofailover_chance: 0.3,
             failsafe: false,
@@ -167,6 +171,8 @@ pub struct Summary {
     /// Old primaries that rejoined without pg_rewind (a clean stop the new
     /// leader had all of).
     pub clean_rejoins: u32,
+    /// Restarts, reloads, reinitializes asked through the API, and done.
+    pub operations: (u32, u32),
     pub base_backups: u32,
     pub watchdog_resets: u32,
     /// Resets of a box whose pgboxd was running (not hung) at the time.
@@ -361,6 +367,7 @@ fn run(seed: u64, cfg: &SimConfig, full_trace: bool) -> (Result<Summary, Failure
                 switchovers_requested: w.stats.switchovers_requested,
                 rewinds: w.stats.rewinds,
                 clean_rejoins: w.stats.clean_rejoins,
+                operations: (w.stats.operations_asked, w.stats.operations_done),
                 base_backups: w.stats.base_backups,
                 watchdog_resets: w.stats.watchdog_resets,
                 watchdog_resets_unhung: w.stats.watchdog_resets_unhung,

@@ -32,6 +32,7 @@ pub(super) fn start_pgboxd(sim: &Rc<Sim>, n: usize) {
             watchdog_open: false,
             promise: (None, w.local_now(n)),
             pauses_at_decision: w.nodes[n].vm_pauses,
+            ops: crate::ops_mailbox::Mailbox::new(),
         });
         w.nodes[n].api = Some(ApiSnapshot {
             state: "starting".into(),

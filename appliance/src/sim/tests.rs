@@ -43,6 +43,12 @@ fn config(name: &str) -> SimConfig {
         cfg.name = name.to_string();
         return cfg;
     }
+    if let Some(base) = name.strip_suffix("-ops") {
+        let mut cfg = config(base);
+        cfg.ops_heavy = true;
+        cfg.name = name.to_string();
+        return cfg;
+    }
     if let Some(base) = name.strip_suffix("-crashstops") {
         let mut cfg = config(base);
         cfg.clean_stops = false;
@@ -70,7 +76,7 @@ fn config(name: &str) -> SimConfig {
     let Some((_, nodes, mode, _)) = CONFIGS.iter().find(|c| c.0 == name) else {
         let names: Vec<&str> = CONFIGS.iter().map(|c| c.0).collect();
         panic!(
-            "unknown PGBOX_SIM_CONFIG {name:?}: one of {}, with -nowatchdog, -nohangs, -hangsonly, -crashstops and/or -failsafe appended",
+            "unknown PGBOX_SIM_CONFIG {name:?}: one of {}, with -nowatchdog, -nohangs, -hangsonly, -crashstops, -ops and/or -failsafe appended",
             names.join(", ")
         );
     };
@@ -143,6 +149,7 @@ fn sweep(name: &str) -> usize {
     let (mut acked, mut lost, mut lossy, mut promotions, mut sim_ms, mut worst_converge) =
         (0usize, 0usize, 0u64, 0u32, 0u64, 0u64);
     let (mut rewinds, mut clean_rejoins) = (0u32, 0u32);
+    let (mut ops_asked, mut ops_done) = (0u32, 0u32);
     let (mut resets, mut resets_unhung, mut unhung_seeds) = (0u32, 0u32, Vec::new());
     for seed in start..start + count {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed(seed, &cfg)));
@@ -160,6 +167,8 @@ fn sweep(name: &str) -> usize {
                 promotions += s.promotions;
                 rewinds += s.rewinds;
                 clean_rejoins += s.clean_rejoins;
+                ops_asked += s.operations.0;
+                ops_done += s.operations.1;
                 sim_ms += s.sim_ms;
                 worst_converge = worst_converge.max(s.converged_after_ms);
                 resets += s.watchdog_resets;
@@ -175,7 +184,8 @@ fn sweep(name: &str) -> usize {
     eprintln!(
         "sim {name}: {count} seeds in {took:.1} s ({:.0} seeds/s, {:.0} simulated s per real s); {} failed; \
          {acked} writes acknowledged, {lost} lost in {lossy} seeds; {promotions} promotions; \
-         {rewinds} rewinds, {clean_rejoins} rejoins without one; slowest convergence {:.1} s after healing; \
+         {rewinds} rewinds, {clean_rejoins} rejoins without one; \
+         {ops_asked} restarts/reloads/reinitializes asked, {ops_done} done; slowest convergence {:.1} s after healing; \
          {resets} watchdog resets, {resets_unhung} of a box whose pgboxd was not hung (e.g. seeds {unhung_seeds:?})",
         count as f64 / took,
         sim_ms as f64 / 1000.0 / took,

@@ -132,6 +132,9 @@ pub(super) struct Pgboxd {
     /// pause after it hides from pgboxd's clock the time its actions then
     /// take (`paused_while_asked`).
     pub pauses_at_decision: u32,
+    /// Restart, reload, reinitialize asked through its API: pgboxd's own
+    /// mailbox (`ops_mailbox.rs`), gone with the process.
+    pub ops: crate::ops_mailbox::Mailbox,
 }
 
 /// What the node's REST API answers (`/patroni`), as of its last loop.
@@ -228,6 +231,9 @@ pub(super) struct Stats {
     pub watchdog_resets: u32,
     /// Resets of a box whose pgboxd was not hung: its loop was only slow.
     pub watchdog_resets_unhung: u32,
+    /// Operations asked through the API, and those carried out.
+    pub operations_asked: u32,
+    pub operations_done: u32,
     pub faults: Vec<String>,
 }
 
