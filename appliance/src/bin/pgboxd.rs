@@ -58,6 +58,22 @@ enum Cmd {
         #[arg(long, default_value = "/run/pgbox/config-error")]
         file: PathBuf,
     },
+    /// Before etcd starts (pgbox-etcd.service): a member whose data
+    /// directory is empty while the running cluster lists it as a member
+    /// that has run (its box was flashed again) is removed and added back
+    /// as a new member; the settings etcd then needs go to `--out`
+    /// (removed when etcd starts as usual).
+    EtcdJoin {
+        #[arg(long, default_value = "/var/lib/pgbox/pgbox.yaml")]
+        config: PathBuf,
+        /// This box's node name; by default the one first boot kept.
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long, default_value = "/var/lib/pgbox/etcd")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "/run/pgbox/etcd-join.env")]
+        out: PathBuf,
+    },
     /// For the image build: make a PostgreSQL data directory with the
     /// options every box uses, which a box copies at its first boot instead
     /// of running initdb (it then sets its own superuser password).
@@ -98,8 +114,77 @@ fn make_template(dir: &std::path::Path, superuser: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn etcd_join(
+    config: &std::path::Path,
+    node: Option<String>,
+    data_dir: &std::path::Path,
+    out: &std::path::Path,
+) -> ExitCode {
+    let cfg = match pgbox::config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pgboxd etcd-join: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let node = node.or_else(|| {
+        std::fs::read_to_string("/var/lib/pgbox/node")
+            .ok()
+            .map(|n| n.trim().to_string())
+    });
+    let name = match pgbox::config::validate_identity(&cfg, node.as_deref()) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("pgboxd etcd-join: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let me = cfg.node_named(&name).expect("validated").clone();
+    let work = pgbox::dcs::membership::plan(&cfg, &me, data_dir);
+    let Some(plan) = run_subcommand("etcd-join", work) else {
+        return ExitCode::FAILURE;
+    };
+    let written = match plan.env_file() {
+        Some(text) => std::fs::write(out, text),
+        None => match std::fs::remove_file(out) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    };
+    if let Err(e) = written {
+        eprintln!("pgboxd etcd-join: {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    match plan {
+        pgbox::dcs::membership::JoinPlan::Join { replaced, .. } => println!(
+            "etcd member {name} joins the running cluster{}",
+            replaced.map_or(String::new(), |id| format!(
+                " (its stale entry {id:x} removed)"
+            ))
+        ),
+        pgbox::dcs::membership::JoinPlan::FromData => {
+            println!("etcd member {name} restarts from its data")
+        }
+        pgbox::dcs::membership::JoinPlan::AsConfigured => {
+            println!(
+                "etcd member {name}: no other member answers; starting as the first-boot file says"
+            )
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Cmd::EtcdJoin {
+        config,
+        node,
+        data_dir,
+        out,
+    }) = &cli.cmd
+    {
+        return etcd_join(config, node.clone(), data_dir, out);
+    }
     if let Some(Cmd::Firstboot { root }) = cli.cmd {
         // Plain lines on stdout/stderr: the unit sends them to the journal
         // and the console, where a person at the box looks.

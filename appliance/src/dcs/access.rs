@@ -75,6 +75,27 @@ impl Access {
             .with_auto_token_refresh(true)
     }
 
+    /// Connects to `endpoints` as `root` (changing the membership needs
+    /// it), or without credentials while authentication is still off.
+    pub async fn connect_as_root(
+        &self,
+        endpoints: &[String],
+        base: ConnectOptions,
+    ) -> Result<Client> {
+        let root = self
+            .with_tls(base.clone())
+            .with_user(ROOT, self.password.clone());
+        match Client::connect(endpoints, Some(root)).await {
+            Ok(c) => Ok(c),
+            Err(e) if is_auth_not_enabled(&e) => {
+                Client::connect(endpoints, Some(self.with_tls(base)))
+                    .await
+                    .map_err(|e| anyhow!(explain(&e)))
+            }
+            Err(e) => Err(anyhow!(explain(&e))),
+        }
+    }
+
     /// Connects to `endpoint` as `pgbox`. When etcd says authentication is
     /// off, sets it up first (see the module comment) and connects again.
     pub async fn connect(&self, endpoint: &str, base: ConnectOptions) -> Result<Client> {

@@ -83,6 +83,8 @@ impl EtcdAccess {
 pub struct EtcdCluster {
     members: Vec<EtcdMember>,
     initial_cluster: String,
+    /// The next spawn joins a running cluster.
+    joining: bool,
     token: String,
     access: EtcdAccess,
 }
@@ -152,6 +154,7 @@ impl EtcdCluster {
         let mut cluster = EtcdCluster {
             members,
             initial_cluster,
+            joining: false,
             token,
             access,
         };
@@ -203,7 +206,7 @@ impl EtcdCluster {
             .arg("--initial-cluster")
             .arg(&self.initial_cluster)
             .arg("--initial-cluster-state")
-            .arg("new")
+            .arg(if self.joining { "existing" } else { "new" })
             .arg("--initial-cluster-token")
             .arg(&self.token)
             .arg("--logger")
@@ -244,6 +247,31 @@ impl EtcdCluster {
             .take()
             .unwrap_or_else(|| panic!("etcd {name} is not running"));
         proc.kill_tree()
+    }
+
+    /// Starts a member that joins the running cluster (`--initial-cluster-state
+    /// existing`) with `initial_cluster`, what `pgboxd etcd-join` decided.
+    pub fn start_member_joining(&mut self, name: &str, initial_cluster: &str) {
+        let i = self
+            .members
+            .iter()
+            .position(|m| m.name == name)
+            .expect("no such etcd member");
+        let saved = std::mem::replace(&mut self.initial_cluster, initial_cluster.to_string());
+        self.joining = true;
+        self.spawn(i);
+        self.joining = false;
+        self.initial_cluster = saved;
+    }
+
+    /// A member's data directory.
+    pub fn data_dir(&self, name: &str) -> std::path::PathBuf {
+        self.members
+            .iter()
+            .find(|m| m.name == name)
+            .expect("no such etcd member")
+            .data_dir
+            .clone()
     }
 
     /// Restarts a member on its existing data directory.
