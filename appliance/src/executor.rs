@@ -206,82 +206,20 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
         }
     }
 
+    /// Carry out one action: each arm names the step, the steps follow.
     pub async fn run(&mut self, action: &Action) -> Result<()> {
         match action {
-            Action::ClaimInitialize => {
-                if !self.dcs.claim_initialize().await? {
-                    return Err(RaceLost("another member claimed the initialize key first").into());
-                }
-                self.claimed_initialize = true;
-                Ok(())
-            }
-            Action::AcquireLeader => {
-                let result = match self.dcs.acquire_leader().await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(RaceLost("another member holds the leader key").into()),
-                    Err(e) => Err(e),
-                };
-                if result.is_err() && self.claimed_initialize {
-                    // The bootstrap this claim was for cannot go on: free the
-                    // claim now, or every member (this one too) would wait
-                    // for a leader that never comes until my lease expired.
-                    self.release_initialize_claim().await;
-                }
-                result?;
-                self.info("acquired the leader key");
-                Ok(())
-            }
-            Action::RetakeLeader { sync } => {
-                if !self.dcs.retake_leader(sync).await? {
-                    return Err(RaceLost(
-                        "the leader key is held, or the sync key changed: a candidate took over",
-                    )
-                    .into());
-                }
-                self.info("took the leader key back after a failed hand-over");
-                Ok(())
-            }
-            Action::Bootstrap => {
-                let result = self.bootstrap().await;
-                if result.is_err() {
-                    // Leave the cluster as it was, so any member (this one
-                    // included) can try again from scratch.
-                    let _ = self.pg.stop().await;
-                    let _ = self.pg.remove_data();
-                    self.release_initialize_claim().await;
-                    let _ = self.dcs.release_leader().await;
-                }
-                self.claimed_initialize = false;
-                result
-            }
+            Action::ClaimInitialize => self.claim_initialize().await,
+            Action::AcquireLeader => self.acquire_leader().await,
+            Action::RetakeLeader { sync } => self.retake_leader(sync).await,
+            Action::Bootstrap => self.bootstrap_or_undo().await,
             Action::BaseBackup { from } => {
                 self.info(&format!("taking a base backup from {from}"));
                 self.pg.base_backup(from).await
             }
             Action::Rewind { from } => self.pg.rewind(from).await,
             Action::RemoveData => self.pg.remove_data(),
-            Action::Start(StartAs::Primary) => {
-                let sync = self
-                    .clock
-                    .timeout(2_000, self.dcs.read_sync())
-                    .await
-                    .and_then(Result::ok);
-                let names = ha::sync_names_for_restart(
-                    self.mode,
-                    &self.me,
-                    sync.as_ref().map(Option::as_ref),
-                );
-                self.pg.set_sync_names_for_start(&names);
-                // As before pg_promote: a pgboxd that stood still after it
-                // took the key (fresh 3-on seed 5355488: frozen for 18 s
-                // after taking it back from a failed hand-over) must not
-                // start writable on a lease that may be gone.
-                if self.proven_left() == 0 {
-                    bail!("not starting as primary: my lease is no longer proven valid");
-                }
-                self.pg.start(None).await?;
-                self.pg.ensure_slots(&self.others).await
-            }
+            Action::Start(StartAs::Primary) => self.start_primary().await,
             Action::Start(StartAs::Replica { leader }) => {
                 self.pg.start(Some(leader.as_deref())).await
             }
@@ -294,43 +232,9 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
                 Ok(())
             }
             Action::Checkpoint => self.pg.checkpoint().await,
-            Action::SetSyncNames(names) => {
-                // Only a leader on a proven lease changes what its commits
-                // wait for: releasing the takeover hold (or waiting for
-                // fewer standbys) makes commits acknowledgeable, and a box
-                // whose VM stood still between two actions may find its
-                // lease gone when it resumes (the simulator did).
-                if self.proven_left() == 0 {
-                    bail!("not setting synchronous_standby_names to {names:?}: my lease is no longer proven valid");
-                }
-                self.pg.set_sync_names(names).await?;
-                self.info(&format!("synchronous_standby_names = {names:?}"));
-                Ok(())
-            }
-            Action::WriteSync(standby) => {
-                let key = SyncKey {
-                    leader: Some(self.me.clone()),
-                    sync_standby: standby.clone(),
-                };
-                let left = self.proven_left();
-                self.clock
-                    .timeout(left, self.dcs.put_sync(&key))
-                    .await
-                    .unwrap_or_else(|| {
-                        bail!("writing the sync key: no answer within the proven part of my lease ({left} ms)")
-                    })
-            }
-            // Bounded: it often follows a promotion; the next loop clears
-            // it again.
-            Action::ClearFailover => {
-                let bound = self.proven_left().min(AFTER_PROMOTION_MS);
-                self.clock
-                    .timeout(bound, self.dcs.clear_failover())
-                    .await
-                    .unwrap_or_else(|| {
-                        bail!("clearing the failover key: no answer within {bound} ms")
-                    })
-            }
+            Action::SetSyncNames(names) => self.set_sync_names(names).await,
+            Action::WriteSync(standby) => self.write_sync(standby.clone()).await,
+            Action::ClearFailover => self.clear_failover().await,
             Action::Fence { members, within_ms } => self.fence(members, *within_ms).await,
             Action::Reload => {
                 self.pg.reload().await?;
@@ -339,6 +243,113 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
             }
             Action::Reinitialize { from } => self.reinitialize(from).await,
         }
+    }
+
+    async fn claim_initialize(&mut self) -> Result<()> {
+        if !self.dcs.claim_initialize().await? {
+            return Err(RaceLost("another member claimed the initialize key first").into());
+        }
+        self.claimed_initialize = true;
+        Ok(())
+    }
+
+    async fn acquire_leader(&mut self) -> Result<()> {
+        let result = match self.dcs.acquire_leader().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(RaceLost("another member holds the leader key").into()),
+            Err(e) => Err(e),
+        };
+        if result.is_err() && self.claimed_initialize {
+            // The bootstrap this claim was for cannot go on: free the
+            // claim now, or every member (this one too) would wait
+            // for a leader that never comes until my lease expired.
+            self.release_initialize_claim().await;
+        }
+        result?;
+        self.info("acquired the leader key");
+        Ok(())
+    }
+
+    async fn retake_leader(&mut self, sync: &SyncKey) -> Result<()> {
+        if !self.dcs.retake_leader(sync).await? {
+            return Err(RaceLost(
+                "the leader key is held, or the sync key changed: a candidate took over",
+            )
+            .into());
+        }
+        self.info("took the leader key back after a failed hand-over");
+        Ok(())
+    }
+
+    async fn bootstrap_or_undo(&mut self) -> Result<()> {
+        let result = self.bootstrap().await;
+        if result.is_err() {
+            // Leave the cluster as it was, so any member (this one
+            // included) can try again from scratch.
+            let _ = self.pg.stop().await;
+            let _ = self.pg.remove_data();
+            self.release_initialize_claim().await;
+            let _ = self.dcs.release_leader().await;
+        }
+        self.claimed_initialize = false;
+        result
+    }
+
+    async fn start_primary(&mut self) -> Result<()> {
+        let sync = self
+            .clock
+            .timeout(2_000, self.dcs.read_sync())
+            .await
+            .and_then(Result::ok);
+        let names =
+            ha::sync_names_for_restart(self.mode, &self.me, sync.as_ref().map(Option::as_ref));
+        self.pg.set_sync_names_for_start(&names);
+        // As before pg_promote: a pgboxd that stood still after it
+        // took the key (fresh 3-on seed 5355488: frozen for 18 s
+        // after taking it back from a failed hand-over) must not
+        // start writable on a lease that may be gone.
+        if self.proven_left() == 0 {
+            bail!("not starting as primary: my lease is no longer proven valid");
+        }
+        self.pg.start(None).await?;
+        self.pg.ensure_slots(&self.others).await
+    }
+
+    async fn set_sync_names(&mut self, names: &str) -> Result<()> {
+        // Only a leader on a proven lease changes what its commits
+        // wait for: releasing the takeover hold (or waiting for
+        // fewer standbys) makes commits acknowledgeable, and a box
+        // whose VM stood still between two actions may find its
+        // lease gone when it resumes (the simulator did).
+        if self.proven_left() == 0 {
+            bail!("not setting synchronous_standby_names to {names:?}: my lease is no longer proven valid");
+        }
+        self.pg.set_sync_names(names).await?;
+        self.info(&format!("synchronous_standby_names = {names:?}"));
+        Ok(())
+    }
+
+    async fn write_sync(&mut self, standby: Option<String>) -> Result<()> {
+        let key = SyncKey {
+            leader: Some(self.me.clone()),
+            sync_standby: standby,
+        };
+        let left = self.proven_left();
+        self.clock
+            .timeout(left, self.dcs.put_sync(&key))
+            .await
+            .unwrap_or_else(|| {
+                bail!("writing the sync key: no answer within the proven part of my lease ({left} ms)")
+            })
+    }
+
+    /// Bounded: it often follows a promotion; the next loop clears it again.
+    async fn clear_failover(&mut self) -> Result<()> {
+        let bound = self.proven_left().min(AFTER_PROMOTION_MS);
+        self.clock
+            .timeout(bound, self.dcs.clear_failover())
+            .await
+            .unwrap_or_else(|| bail!("clearing the failover key: no answer within {bound} ms"))
     }
 
     /// A fresh clone from `from`, with the old data directory kept aside

@@ -303,12 +303,7 @@ impl HaLoop {
         let health = io.pg_health().await;
         let (view, leader_key) = self.read_cluster(io, health.role == Role::Primary).await;
         if let Some(v) = &view {
-            let live = io.live_config(&v.config);
-            if let Some(lag) = live.maximum_lag_on_failover {
-                self.settings.maximum_lag_on_failover = lag;
-            }
-            self.reload_needed = live.reload_needed;
-            self.paused = v.config.pause;
+            self.apply_cluster_config(io, v);
         }
         let data = self.data_dir(io, &health).await?;
         let me = self.me.name.clone();
@@ -356,6 +351,17 @@ impl HaLoop {
             failsafe,
         };
         Some((obs, health))
+    }
+
+    /// The cluster-wide settings of the `config` key this member applies
+    /// (`LoopIo::live_config`), and maintenance mode.
+    fn apply_cluster_config(&mut self, io: &mut impl LoopIo, view: &ClusterView) {
+        let live = io.live_config(&view.config);
+        if let Some(lag) = live.maximum_lag_on_failover {
+            self.settings.maximum_lag_on_failover = lag;
+        }
+        self.reload_needed = live.reload_needed;
+        self.paused = view.config.pause;
     }
 
     /// The cluster as the DCS has it, and the leader key; None and None
@@ -471,16 +477,7 @@ impl HaLoop {
             // outage, and this read outlasted the watchdog).
             self.tend_watchdog(io, false);
         }
-        self.state = if health.running {
-            "running"
-        } else if io.pg_alive() {
-            "starting"
-        } else if io.pg_initialized() {
-            "stopped"
-        } else {
-            "uninitialized"
-        }
-        .into();
+        self.state = state_word(io, &health).into();
         let view = if acted {
             // As bounded as the observation's read.
             let guarding = health.role == Role::Primary || io.watchdog_armed();
@@ -648,5 +645,18 @@ impl HaLoop {
         if let Err(e) = io.revoke_lease().await {
             io.log(Level::WARN, &format!("revoking the lease: {e:#}"));
         }
+    }
+}
+
+/// The state word members see once a loop's actions are done.
+fn state_word(io: &mut impl LoopIo, health: &PgStatus) -> &'static str {
+    if health.running {
+        "running"
+    } else if io.pg_alive() {
+        "starting"
+    } else if io.pg_initialized() {
+        "stopped"
+    } else {
+        "uninitialized"
     }
 }

@@ -27,10 +27,13 @@ pub fn routes(api: &ApiState) -> Router<ApiState> {
 async fn show(State(api): State<ApiState>) -> Json<Value> {
     let node = snapshot(&api.status);
     match &api.cluster_cfg {
-        Some(cfg) => Json(Value::Object(dynamic::effective_doc(
-            cfg,
-            &node.cluster.config.doc,
-        ))),
+        Some(cfg) => {
+            let mut doc = dynamic::effective_doc(cfg, &node.cluster.config.doc);
+            // Always there, true or false: a script reading it needs no
+            // default (the stored key has none while not paused).
+            doc.insert("pause".into(), json!(node.cluster.config.pause));
+            Json(Value::Object(doc))
+        }
         None => {
             let mut doc = api.static_config.clone();
             doc["pause"] = json!(node.cluster.config.pause);
