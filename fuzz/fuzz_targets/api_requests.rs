@@ -31,10 +31,10 @@ fuzz_target!(|body: &[u8]| {
     }
 
     for current in [
-        DynamicConfig { pause: false },
-        DynamicConfig { pause: true },
+        DynamicConfig::default(),
+        DynamicConfig::default().with_pause(true),
     ] {
-        match config::apply_patch(&current, body) {
+        match config::apply_patch(&current, body, None) {
             Ok(next) => {
                 // Only `pause` may change at run time, and only to a boolean.
                 let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {

@@ -146,6 +146,7 @@ fn routers() -> &'static [Router; 2] {
                     ("db1".into(), IpAddr::from([10, 0, 0, 11])),
                     ("db2".into(), IpAddr::from([10, 0, 0, 12])),
                 ],
+                topology: Default::default(),
             };
             router_with(ApiState {
                 status: Arc::new(RwLock::new(status)),
@@ -153,8 +154,10 @@ fn routers() -> &'static [Router; 2] {
                 api_password: Some(PASSWORD.into()),
                 write_allow: vec![Cidr::host(IpAddr::from([127, 0, 0, 1]))],
                 static_config: serde_json::json!({ "ttl": 30, "synchronous_mode": "on" }),
+                cluster_cfg: None,
                 failsafe: Some(failsafe),
                 leader_check: None,
+                ops: None,
             })
         };
         [
