@@ -263,13 +263,7 @@ fn bad_first_boot_files_are_rejected_and_touch_nothing() {
     let pg: Vec<(String, _)> = (1..=2)
         .map(|i| (format!("db{i}"), subnet.ip(20 + i)))
         .collect();
-    let secrets = Secrets {
-        superuser: strong_secret("su"),
-        replication: strong_secret("repl"),
-        app: strong_secret("app"),
-        etcd: strong_secret("etcd"),
-        api: strong_secret("api"),
-    };
+    let secrets = Secrets::fresh();
     let good = cluster_yaml("badfiles", &etcd, &pg, &secrets, &ClusterOptions::default());
     let ha_line = "ha: {ttl: 5s, loop_wait: 500ms, watchdog: off}";
     assert!(good.contains(ha_line));

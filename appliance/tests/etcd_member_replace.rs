@@ -13,7 +13,7 @@ use pgbox::dcs::membership::{plan, JoinPlan};
 
 use support::etcd::EtcdCluster;
 use support::node::{cluster_yaml, ClusterOptions, Secrets};
-use support::{strong_secret, Subnet, TestDir};
+use support::{Subnet, TestDir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reflashed_etcd_member_rejoins_and_never_without_a_quorum() {
@@ -23,13 +23,7 @@ async fn a_reflashed_etcd_member_rejoins_and_never_without_a_quorum() {
         .map(|i| (format!("e{i}"), subnet.ip(10 + i)))
         .collect();
     let pg_nodes = vec![("db1".to_string(), subnet.ip(21))];
-    let secrets = Secrets {
-        superuser: strong_secret("su"),
-        replication: strong_secret("repl"),
-        app: strong_secret("app"),
-        etcd: strong_secret("etcd"),
-        api: strong_secret("api"),
-    };
+    let secrets = Secrets::fresh();
     let name = format!("t{}r{}", subnet.n(), std::process::id());
     let yaml = cluster_yaml(
         &name,

@@ -64,14 +64,14 @@ enum Cmd {
     /// as a new member; the settings etcd then needs go to `--out`
     /// (removed when etcd starts as usual).
     EtcdJoin {
-        #[arg(long, default_value = "/var/lib/pgbox/pgbox.yaml")]
+        #[arg(long, default_value = pgbox::firstboot::paths::PERSISTED_CONFIG)]
         config: PathBuf,
         /// This box's node name; by default the one first boot kept.
         #[arg(long)]
         node: Option<String>,
-        #[arg(long, default_value = "/var/lib/pgbox/etcd")]
+        #[arg(long, default_value = pgbox::firstboot::paths::ETCD_DATA_DIR)]
         data_dir: PathBuf,
-        #[arg(long, default_value = "/run/pgbox/etcd-join.env")]
+        #[arg(long, default_value = pgbox::firstboot::paths::ETCD_JOIN_ENV)]
         out: PathBuf,
     },
     /// For the image build: make a PostgreSQL data directory with the
@@ -128,7 +128,7 @@ fn etcd_join(
         }
     };
     let node = node.or_else(|| {
-        std::fs::read_to_string("/var/lib/pgbox/node")
+        std::fs::read_to_string(pgbox::firstboot::paths::PERSISTED_NODE)
             .ok()
             .map(|n| n.trim().to_string())
     });

@@ -377,37 +377,41 @@ pub fn flush_restart(t: Target, members: Vec<String>) -> ExitCode {
     )
 }
 
-/// `pgboxctl show-config`: the cluster-wide settings (`GET /config`).
-pub fn show_config(t: Target) -> ExitCode {
-    let urls = match api_urls(&t.where_) {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("pgboxctl: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// `GET path` as JSON from the first node API that answers with JSON; on
+/// failure, what was printed and the exit code.
+fn first_answer(t: &Target, path: &str) -> Result<Value, ExitCode> {
+    let urls = api_urls(&t.where_).map_err(|e| {
+        eprintln!("pgboxctl: {e}");
+        ExitCode::from(2)
+    })?;
+    let client = t.where_.client(Duration::from_secs(3)).map_err(|e| {
+        eprintln!("pgboxctl: {e}");
+        ExitCode::from(2)
+    })?;
     runtime().block_on(async move {
-        let client = match t.where_.client(Duration::from_secs(3)) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("pgboxctl: {e}");
-                return ExitCode::from(2);
-            }
-        };
         for url in &urls {
-            if let Ok(resp) = client.get(format!("{url}/config")).send().await {
+            if let Ok(resp) = client.get(format!("{url}{path}")).send().await {
                 if let Ok(doc) = resp.json::<Value>().await {
-                    match serde_saphyr::to_string(&doc) {
-                        Ok(yaml) if !t.where_.json => print!("{yaml}"),
-                        _ => println!("{doc}"),
-                    }
-                    return ExitCode::SUCCESS;
+                    return Ok(doc);
                 }
             }
         }
         eprintln!("pgboxctl: no node API answered");
-        ExitCode::FAILURE
+        Err(ExitCode::FAILURE)
     })
+}
+
+/// `pgboxctl show-config`: the cluster-wide settings (`GET /config`).
+pub fn show_config(t: Target) -> ExitCode {
+    let doc = match first_answer(&t, "/config") {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    match serde_saphyr::to_string(&doc) {
+        Ok(yaml) if !t.where_.json => print!("{yaml}"),
+        _ => println!("{doc}"),
+    }
+    ExitCode::SUCCESS
 }
 
 /// What `pgboxctl edit-config` changes: `KEY=VALUE` pairs, a dotted key
@@ -467,53 +471,37 @@ pub fn edit_config(t: Target, args: EditArgs) -> ExitCode {
 }
 
 pub fn history(t: Target) -> ExitCode {
-    let urls = match api_urls(&t.where_) {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("pgboxctl: {e}");
-            return ExitCode::from(2);
+    let entries = match first_answer(&t, "/history") {
+        Ok(Value::Array(entries)) => entries,
+        Ok(other) => {
+            eprintln!("pgboxctl: /history answered {other}, not a list");
+            return ExitCode::FAILURE;
         }
+        Err(code) => return code,
     };
-    runtime().block_on(async move {
-        let client = match t.where_.client(Duration::from_secs(3)) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("pgboxctl: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        for url in &urls {
-            if let Ok(resp) = client.get(format!("{url}/history")).send().await {
-                if let Ok(entries) = resp.json::<Vec<Value>>().await {
-                    if t.where_.json {
-                        println!("{}", Value::Array(entries));
-                        return ExitCode::SUCCESS;
-                    }
-                    println!(
-                        "{:>3}  {:<12}  {:<24}  {:<8}  reason",
-                        "TL", "LSN", "time", "leader"
-                    );
-                    for e in entries {
-                        let lsn = e[1]
-                            .as_u64()
-                            .map(crate::dcs::model::format_lsn)
-                            .unwrap_or_default();
-                        println!(
-                            "{:>3}  {:<12}  {:<24}  {:<8}  {}",
-                            e[0].as_u64().unwrap_or(0),
-                            lsn,
-                            e[3].as_str().unwrap_or(""),
-                            e[4].as_str().unwrap_or(""),
-                            e[2].as_str().unwrap_or("")
-                        );
-                    }
-                    return ExitCode::SUCCESS;
-                }
-            }
-        }
-        eprintln!("pgboxctl: no node API answered");
-        ExitCode::FAILURE
-    })
+    if t.where_.json {
+        println!("{}", Value::Array(entries));
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:>3}  {:<12}  {:<24}  {:<8}  reason",
+        "TL", "LSN", "time", "leader"
+    );
+    for e in entries {
+        let lsn = e[1]
+            .as_u64()
+            .map(crate::dcs::model::format_lsn)
+            .unwrap_or_default();
+        println!(
+            "{:>3}  {:<12}  {:<24}  {:<8}  {}",
+            e[0].as_u64().unwrap_or(0),
+            lsn,
+            e[3].as_str().unwrap_or(""),
+            e[4].as_str().unwrap_or(""),
+            e[2].as_str().unwrap_or("")
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

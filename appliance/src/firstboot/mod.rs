@@ -13,7 +13,7 @@
 
 mod discover;
 pub mod error_api;
-mod paths;
+pub mod paths;
 mod persist;
 pub mod render;
 

@@ -16,6 +16,9 @@ pub const PERSISTED_CONFIG: &str = "/var/lib/pgbox/pgbox.yaml";
 /// outside the file (fw_cfg, kernel command line) and must not change later.
 pub const PERSISTED_NODE: &str = "/var/lib/pgbox/node";
 pub const ETCD_DATA_DIR: &str = "/var/lib/pgbox/etcd";
+/// What `pgboxd etcd-join` leaves for pgbox-etcd.service when this member
+/// joins a running cluster.
+pub const ETCD_JOIN_ENV: &str = "/run/pgbox/etcd-join.env";
 
 pub const RUN_DIR: &str = "/run/pgbox";
 pub const ROLES_DIR: &str = "/run/pgbox/roles";

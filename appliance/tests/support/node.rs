@@ -293,6 +293,19 @@ pub struct Secrets {
     pub api: String,
 }
 
+impl Secrets {
+    /// A long, distinct secret of each kind, new for every call.
+    pub fn fresh() -> Secrets {
+        Secrets {
+            superuser: strong_secret("su"),
+            replication: strong_secret("repl"),
+            app: strong_secret("app"),
+            etcd: strong_secret("etcd"),
+            api: strong_secret("api"),
+        }
+    }
+}
+
 /// The observed roles once the cluster has settled.
 #[derive(Clone, Debug)]
 pub struct Roles {
@@ -324,13 +337,7 @@ impl TestCluster {
         let dir = TestDir::new(test_name);
         let subnet = Subnet::allocate();
         let cluster_name = format!("t{}p{}", subnet.n(), std::process::id());
-        let secrets = Secrets {
-            superuser: strong_secret("su"),
-            replication: strong_secret("repl"),
-            app: strong_secret("app"),
-            etcd: strong_secret("etcd"),
-            api: strong_secret("api"),
-        };
+        let secrets = Secrets::fresh();
         let etcd_nodes: Vec<(String, IpAddr)> = (1..=3)
             .map(|i| (format!("e{i}"), subnet.ip(10 + i)))
             .collect();

@@ -126,16 +126,26 @@ async fn replace(State(api): State<ApiState>, body: axum::body::Bytes) -> Respon
     write(api, body, true).await
 }
 
+/// The body applied to `current`: the PATCH or PUT rules, one place.
+fn judge_body(
+    api: &ApiState,
+    current: &DynamicConfig,
+    body: &[u8],
+    whole: bool,
+) -> Result<DynamicConfig, String> {
+    match (&api.cluster_cfg, whole) {
+        (Some(cfg), true) => apply_replace(current, body, cfg),
+        (None, true) => Err("PUT /config needs pgbox.yaml, which this API lacks".into()),
+        (cfg, false) => apply_patch(current, body, cfg.as_deref()),
+    }
+}
+
 async fn write(api: ApiState, body: axum::body::Bytes, whole: bool) -> Response {
     let Some(dcs) = api.dcs.clone() else {
         // Without a DCS only a snapshot is known: judge the body anyway, so
         // a bad one is a 400 whatever the connection.
         let current = snapshot(&api.status).cluster.config.clone();
-        let judged = match (&api.cluster_cfg, whole) {
-            (Some(cfg), true) => apply_replace(&current, &body, cfg),
-            (cfg, _) => apply_patch(&current, &body, cfg.as_deref()),
-        };
-        return match judged {
+        return match judge_body(&api, &current, &body, whole) {
             Err(message) => json_error(StatusCode::BAD_REQUEST, message),
             Ok(_) => json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -147,12 +157,7 @@ async fn write(api: ApiState, body: axum::body::Bytes, whole: bool) -> Response 
         Ok(c) => c,
         Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
     };
-    let next = match (&api.cluster_cfg, whole) {
-        (Some(cfg), true) => apply_replace(&current, &body, cfg),
-        (None, true) => Err("PUT /config needs pgbox.yaml, which this API lacks".into()),
-        (cfg, false) => apply_patch(&current, &body, cfg.as_deref()),
-    };
-    let next = match next {
+    let next = match judge_body(&api, &current, &body, whole) {
         Ok(n) => n,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, message),
     };

@@ -69,19 +69,19 @@ pub fn routes() -> Router<crate::api::ApiState> {
 }
 
 fn check_route(check: Check) -> MethodRouter<crate::api::ApiState> {
-    let handler = move |State(status): State<SharedStatus>,
-                        Query(query): Query<Vec<(String, String)>>| async move {
-        answer(&status, &query, check, true)
-    };
-    get(handler).options(handler)
+    route(check, true)
 }
 
 /// An orchestrator's probe (`/liveness`, `/readiness`): about the process
 /// and its role, so tag filters do not apply (as in Patroni).
 fn probe_route(check: Check) -> MethodRouter<crate::api::ApiState> {
+    route(check, false)
+}
+
+fn route(check: Check, with_tags: bool) -> MethodRouter<crate::api::ApiState> {
     let handler = move |State(status): State<SharedStatus>,
                         Query(query): Query<Vec<(String, String)>>| async move {
-        answer(&status, &query, check, false)
+        answer(&status, &query, check, with_tags)
     };
     get(handler).options(handler)
 }
