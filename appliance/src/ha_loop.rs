@@ -346,6 +346,7 @@ impl HaLoop {
                 sync_names: health.sync_names.clone().unwrap_or_default(),
                 pending_restart: !health.pending_restart.is_empty(),
                 server_version: health.server_version,
+                forks: health.forks.clone(),
             },
             peers,
             failsafe,

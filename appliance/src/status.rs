@@ -57,6 +57,9 @@ pub struct PgStatus {
     /// Parameters changed in the configuration files that take effect
     /// only after a restart (`pg_settings.pending_restart`).
     pub pending_restart: Vec<PendingRestart>,
+    /// The history file of the server's timeline: where its history left
+    /// each older timeline.
+    pub forks: Vec<crate::ha::Fork>,
 }
 
 /// One row of `pg_stat_replication`, in Patroni's field names.

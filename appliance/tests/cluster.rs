@@ -814,6 +814,24 @@ async fn failover_and_rejoin() {
         after.timeline, timeline,
         "{old} must follow {new} on timeline {timeline}"
     );
+    // Where an election reads what the rewound node's history holds of an
+    // older timeline (`Postgres::health`): the history file of its
+    // timeline, which pg_rewind copied, names the timeline it left.
+    let history_file = c
+        .node(&old)
+        .data_dir()
+        .join(format!("postgres/pg_wal/{timeline:08X}.history"));
+    let history = fs::read_to_string(&history_file)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", history_file.display()));
+    let forks = pgbox::postgres::parse_history(&history);
+    assert!(
+        forks
+            .iter()
+            .any(|f| f.timeline as i64 == before.timeline && f.switch_lsn > 0),
+        "{} names no fork off timeline {}: {forks:?}\n{history}",
+        history_file.display(),
+        before.timeline
+    );
     let log = c.node(&old).log_since_start();
     assert!(
         log.to_lowercase().contains("pg_rewind"),

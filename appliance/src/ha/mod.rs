@@ -995,7 +995,7 @@ fn failover_candidacy(
             _ if key_leader == Some(obs.me.as_str()) => {}
             // Acknowledged writes may exist only on the leader that recorded
             // no standby; a node holding all of that leader's WAL loses none.
-            None if key_leader.is_some_and(|l| holds_all_of(obs, l, my_lsn)) => {}
+            None if key_leader.is_some_and(|l| holds_all_of(obs, l)) => {}
             Some(s) => {
                 let why =
                     format!("synchronous mode: only the synchronous standby {s} may be promoted");
@@ -1094,16 +1094,19 @@ fn failover_candidacy(
     ))
 }
 
-/// `name` answers, no longer runs as primary, and has no WAL I lack: the
-/// same timeline (or an older one) and no further position.
-fn holds_all_of(obs: &Observation, name: &str, my_lsn: u64) -> bool {
+/// `name` answers, no longer runs as primary, and has no WAL I lack: its
+/// position is in my history. A position on an older timeline counts only
+/// up to where my history left that timeline. Fresh 2-on seed 2461583: a
+/// leader re-took the key on timeline 1 after a hand-over to a member that
+/// had already opened timeline 2, and acknowledged writes on timeline 1
+/// past the fork; the member on timeline 2 was "further" by number only.
+fn holds_all_of(obs: &Observation, name: &str) -> bool {
     obs.peers.iter().any(|p| {
         p.name == name
             && p.reachable
             && p.role != Role::Primary
-            && p.lsn.is_some_and(|l| l <= my_lsn)
-            && match (obs.pg.timeline, p.timeline) {
-                (Some(mine), Some(theirs)) => theirs <= mine,
+            && match (p.timeline, p.lsn) {
+                (Some(tl), Some(lsn)) => obs.pg.holds_wal(tl, lsn),
                 _ => false,
             }
     })

@@ -65,6 +65,7 @@ fn obs() -> Observation {
             sync_names: String::new(),
             pending_restart: false,
             server_version: Some(150018),
+            forks: vec![],
         },
         peers: vec![],
         failsafe: Failsafe::default(),
@@ -939,6 +940,42 @@ fn synchronous_replication_and_switchover_situations() {
             {
                 let mut o = sync_replica_election(None);
                 o.peers = vec![Peer { timeline: Some(2), ..peer("db2", Role::Replica, 5_000) }];
+                o
+            },
+            vec![],
+        ),
+        (
+            "no sync standby recorded, the old leader on an older timeline within my history: promote",
+            {
+                let mut o = sync_replica_election(None);
+                o.pg.timeline = Some(2);
+                o.pg.forks = vec![Fork { timeline: 1, switch_lsn: 3_000 }];
+                o.peers = vec![peer("db2", Role::Replica, 3_000)];
+                o
+            },
+            vec![AcquireLeader, Promote],
+        ),
+        (
+            // Fresh 2-on seed 2461583: the old leader re-took the key on
+            // timeline 1 after my promotion had opened timeline 2, and
+            // acknowledged writes there past my fork; a higher LSN of mine
+            // on timeline 2 does not hold them.
+            "no sync standby recorded, the old leader went on past where my history left its timeline: nobody promotes",
+            {
+                let mut o = sync_replica_election(None);
+                o.pg.timeline = Some(2);
+                o.pg.forks = vec![Fork { timeline: 1, switch_lsn: 3_000 }];
+                o.peers = vec![peer("db2", Role::Replica, 4_000)];
+                o
+            },
+            vec![],
+        ),
+        (
+            "no sync standby recorded, the old leader on an older timeline and my history unknown: nobody promotes",
+            {
+                let mut o = sync_replica_election(None);
+                o.pg.timeline = Some(2);
+                o.peers = vec![peer("db2", Role::Replica, 1_000)];
                 o
             },
             vec![],

@@ -176,6 +176,39 @@ pub struct LocalPg {
     pub pending_restart: bool,
     /// `server_version_num` of the running server.
     pub server_version: Option<u32>,
+    /// Where this server's history left each older timeline: the history
+    /// file of its timeline. An LSN on an older timeline is in my WAL only
+    /// up to the point where my history left that timeline.
+    pub forks: Vec<Fork>,
+}
+
+/// One line of a timeline history file: my history left `timeline` at
+/// `switch_lsn` (the first position the next timeline wrote).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fork {
+    pub timeline: u32,
+    pub switch_lsn: u64,
+}
+
+impl LocalPg {
+    /// Whether my WAL holds everything up to `lsn` on `timeline`: on my own
+    /// timeline up to my position; on an older one only up to where my
+    /// history left it (its later WAL diverged from mine); never on a
+    /// newer one, or when my history is unknown.
+    pub fn holds_wal(&self, timeline: u32, lsn: u64) -> bool {
+        let (Some(mine), Some(my_lsn)) = (self.timeline, self.lsn) else {
+            return false;
+        };
+        if timeline == mine {
+            return lsn <= my_lsn;
+        }
+        timeline < mine
+            && self
+                .forks
+                .iter()
+                .find(|f| f.timeline == timeline)
+                .is_some_and(|f| lsn <= f.switch_lsn.min(my_lsn))
+    }
 }
 
 /// A standby as the primary sees it.

@@ -252,6 +252,8 @@ impl Checker {
             replay_paused: row.get(16),
             replication,
             pending_restart,
+            // Read from the history file by `Postgres::health`.
+            forks: Vec::new(),
         })
     }
 }

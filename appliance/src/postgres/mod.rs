@@ -490,7 +490,7 @@ impl Postgres {
         .await
     }
 
-    fn history_file(&self, timeline: u32) -> std::path::PathBuf {
+    pub fn history_file(&self, timeline: u32) -> std::path::PathBuf {
         self.layout
             .pgdata
             .join("pg_wal")
@@ -803,7 +803,17 @@ impl Postgres {
         if !self.is_running() {
             return Health::default();
         }
-        self.health.check().await
+        let mut h = self.health.check().await;
+        if let Some(tl) = h.timeline.filter(|t| *t > 1) {
+            // A standby keeps the history file of every timeline it
+            // received (the WAL receiver fetches it), a primary the one
+            // of the timeline it opened. Unreadable: no forks known, so
+            // no position on an older timeline counts as held.
+            h.forks = std::fs::read_to_string(self.history_file(tl))
+                .map(|text| parse_history(&text))
+                .unwrap_or_default();
+        }
+        h
     }
 
     pub async fn promote(&mut self) -> Result<()> {
@@ -947,4 +957,51 @@ fn ident(name: &str) -> String {
 
 fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The lines of a timeline history file (`pg_wal/<TLI>.history`):
+/// "parent-timeline switch-LSN reason", tab-separated; comments and blank
+/// lines (pgbox's placeholder files hold only a comment) are skipped, as
+/// PostgreSQL skips them.
+pub fn parse_history(text: &str) -> Vec<crate::ha::Fork> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let timeline = f.next()?.parse().ok()?;
+            let switch_lsn = crate::dcs::model::parse_lsn(f.next()?)?;
+            Some(crate::ha::Fork {
+                timeline,
+                switch_lsn,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_history;
+    use crate::ha::Fork;
+
+    #[test]
+    fn history_lines_name_each_older_timeline_and_where_it_ended() {
+        let text = "1\t0/3000158\tno recovery target specified\n\n\
+                    # a comment\n2\t0/5000A28\tno recovery target specified\n";
+        assert_eq!(
+            parse_history(text),
+            vec![
+                Fork {
+                    timeline: 1,
+                    switch_lsn: 0x3000158
+                },
+                Fork {
+                    timeline: 2,
+                    switch_lsn: 0x5000A28
+                },
+            ]
+        );
+        let placeholder = "# timeline reserved by a pgbox promotion that did not record it\n";
+        assert!(parse_history(placeholder).is_empty());
+    }
 }

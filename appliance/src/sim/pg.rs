@@ -72,6 +72,19 @@ impl DataDir {
         })
     }
 
+    /// What the history file of the WAL's timeline says: each older
+    /// timeline and the position where the next one began.
+    pub fn forks(&self) -> Vec<crate::ha::Fork> {
+        self.wal
+            .windows(2)
+            .filter(|w| w[0].tl != w[1].tl)
+            .map(|w| crate::ha::Fork {
+                timeline: w[0].tl,
+                switch_lsn: w[0].end,
+            })
+            .collect()
+    }
+
     pub fn is_prefix_of(&self, other: &DataDir) -> bool {
         self.system_id == other.system_id
             && self.wal.len() <= other.wal.len()
@@ -369,6 +382,7 @@ impl World {
             standbys,
             sync_names: Some(pg.sync_names.clone()),
             replay_lag: None,
+            forks: d.forks(),
             ..PgStatus::default()
         }
     }
