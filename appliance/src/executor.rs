@@ -478,32 +478,11 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
         Ok(target)
     }
 
+    /// `pg_promote` onto a reserved timeline, then the records of the
+    /// switch: the check before, the history entry and status after.
     async fn promote(&mut self) -> Result<()> {
         let before = self.pg.health().await;
-        // The decision was made on a view read before this loop asked its
-        // peers; a member promoted meanwhile has recorded its timeline
-        // before it could let go of the leader key I now hold. Promoting
-        // from an older timeline would open a second timeline with the
-        // newest one's number, a fork no standby and no pg_rewind can tell.
-        let bound = self
-            .proven_left()
-            .clamp(AFTER_PROMOTION_MS / 2, AFTER_PROMOTION_MS);
-        let records = self
-            .clock
-            .timeout(bound, self.dcs.read_history_and_sync())
-            .await;
-        let Some(Ok((history, sync))) = records else {
-            bail!("not promoting: the history could not be read to check my timeline");
-        };
-        if let Some(why) = ha::timeline_refusal(
-            self.mode,
-            &self.me,
-            before.timeline,
-            &history,
-            sync.as_ref(),
-        ) {
-            bail!("not promoting: {why}");
-        }
+        self.check_my_timeline(before.timeline).await?;
         let target = self.reserve_timeline().await?;
         if self.mode != SyncMode::Off {
             // Hold every commit until my first loop as leader has taken
@@ -530,6 +509,42 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
                 after.timeline.unwrap_or(0)
             ));
         }
+        self.record_promotion(&before, &after).await;
+        self.info(&format!(
+            "promoted: now primary on timeline {}",
+            after.timeline.unwrap_or(0)
+        ));
+        Ok(())
+    }
+
+    /// The decision was made on a view read before this loop asked its
+    /// peers; a member promoted meanwhile has recorded its timeline before
+    /// it could let go of the leader key I now hold. Promoting from an
+    /// older timeline would open a second timeline with the newest one's
+    /// number, a fork no standby and no pg_rewind can tell.
+    async fn check_my_timeline(&self, mine: Option<u32>) -> Result<()> {
+        let bound = self
+            .proven_left()
+            .clamp(AFTER_PROMOTION_MS / 2, AFTER_PROMOTION_MS);
+        let records = self
+            .clock
+            .timeout(bound, self.dcs.read_history_and_sync())
+            .await;
+        let Some(Ok((history, sync))) = records else {
+            bail!("not promoting: the history could not be read to check my timeline");
+        };
+        match ha::timeline_refusal(self.mode, &self.me, mine, &history, sync.as_ref()) {
+            Some(why) => bail!("not promoting: {why}"),
+            None => Ok(()),
+        }
+    }
+
+    /// The switch in the cluster's history and my new position in the
+    /// status key, each bounded by the lease: the promotion stands
+    /// whether or not the DCS takes them. An entry that never arrives is
+    /// why an election reads what a member's WAL holds from its own
+    /// history file, not from this record.
+    async fn record_promotion(&mut self, before: &PgStatus, after: &PgStatus) {
         let old_tl = before
             .timeline
             .unwrap_or(after.timeline.unwrap_or(1).saturating_sub(1));
@@ -558,10 +573,5 @@ impl<D: ActionDcs, P: PgControl, C: Clock> Executor<D, P, C> {
             let bound = self.proven_left().min(AFTER_PROMOTION_MS / 2);
             let _ = self.clock.timeout(bound, self.dcs.put_status(lsn)).await;
         }
-        self.info(&format!(
-            "promoted: now primary on timeline {}",
-            after.timeline.unwrap_or(0)
-        ));
-        Ok(())
     }
 }
