@@ -5,10 +5,11 @@
 //! 2 nodes synchronous, 3 nodes synchronous, 3 nodes strict, and failsafe
 //! mode with 2 nodes synchronous and 3 nodes strict, and hung primaries
 //! without a watchdog). `PGBOX_SIM_SEEDS=N` runs N seeds per
-//! configuration (default 1,250: 10,000 per run). `PGBOX_SIM_FRESH=1`
-//! starts each sweep at a fresh seed of its configuration's range, drawn
-//! per run and printed, to explore new schedules; `PGBOX_SIM_FIRST_SEED=S`
-//! runs a printed range again. `PGBOX_SIM_VERBOSE=1` lists every failing seed with the
+//! configuration (default 1,250: 10,000 per run). Each sweep starts at a
+//! fresh seed of its configuration's range, drawn per run and printed, so
+//! every run explores new schedules; `PGBOX_SIM_FIRST_SEED=S` runs a
+//! printed range again, `PGBOX_SIM_FIXED=1` the start of every range.
+//! `PGBOX_SIM_VERBOSE=1` lists every failing seed with the
 //! last decision of each node. `PGBOX_SIM_SEED=S` with the
 //! `replay_one_seed` test runs one seed and prints every trace line (the
 //! seed's range names its configuration; `PGBOX_SIM_CONFIG=3-strict`
@@ -134,11 +135,11 @@ fn sweep(name: &str) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| {
-            // Fresh seeds on request: they still find rare failures (2-on
-            // seed 2461583 lost acknowledged writes; see docs/ha.md), so
-            // the default run keeps to the fixed ranges until it is fixed.
-            let fresh = std::env::var_os("PGBOX_SIM_FRESH").is_some();
-            first_seed(name) + if fresh { fresh_offset(count) } else { 0 }
+            // Fresh seeds by default: every run proves schedules no run
+            // proved before (a failure prints the command that replays it).
+            // PGBOX_SIM_FIXED=1 keeps to the start of each range.
+            let fixed = std::env::var_os("PGBOX_SIM_FIXED").is_some();
+            first_seed(name) + if fixed { 0 } else { fresh_offset(count) }
         });
     eprintln!(
         "sim {name}: seeds {start}..{} (PGBOX_SIM_CONFIG={name} PGBOX_SIM_FIRST_SEED={start} runs them again)",
