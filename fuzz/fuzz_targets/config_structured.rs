@@ -28,7 +28,19 @@ fn seeds() -> &'static [Node; 2] {
                 serde_saphyr::from_str(text).expect("the seed files are valid YAML");
             Node::from_json(&value)
         };
-        let seeds = [read(EXAMPLE), read(SMALL)];
+        // The example's secrets are placeholders that must be refused;
+        // filled in, as a user does, it is a valid file to start from.
+        let mut example = EXAMPLE.to_string();
+        for secret in [
+            "kq8Vx2mPz4LwT7nBa1",
+            "Rj5tH9cWq2XvN6sDb2",
+            "Fz3Lp8Ym1QkB7wGec3",
+            "Hn4Wd7Rt2ZpK9sVmd4",
+        ] {
+            let placeholder = format!("\"{}\"", pgbox::config::SECRET_PLACEHOLDER);
+            example = example.replacen(&placeholder, &format!("\"{secret}\""), 1);
+        }
+        let seeds = [read(&example), read(SMALL)];
         // Both must be accepted as written, or the edits start from a
         // refused file and explore little.
         for seed in &seeds {

@@ -9,6 +9,7 @@ mod parse;
 mod positions;
 mod schema;
 mod validate;
+pub use validate::SECRET_PLACEHOLDER;
 
 use std::path::Path;
 

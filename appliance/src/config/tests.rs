@@ -29,6 +29,27 @@ const GOOD_SECRETS: [&str; 3] = ["kq8Vx2mPz4LwT7nB", "Rj5tH9cWq2XvN6sD", "Fz3Lp8
 
 const EXAMPLE: &str = include_str!("../../../docs/pgbox.example.yaml");
 
+/// The example with a secret of one's own in each placeholder, as a user
+/// fills it in.
+fn example_filled_in() -> String {
+    let mine = [
+        "kq8Vx2mPz4LwT7nBa1",
+        "Rj5tH9cWq2XvN6sDb2",
+        "Fz3Lp8Ym1QkB7wGec3",
+        "Hn4Wd7Rt2ZpK9sVmd4",
+    ];
+    let placeholder = format!("\"{SECRET_PLACEHOLDER}\"");
+    let mut text = EXAMPLE.to_string();
+    for secret in mine {
+        text = text.replacen(&placeholder, &format!("\"{secret}\""), 1);
+    }
+    assert!(
+        !text.contains(SECRET_PLACEHOLDER),
+        "more placeholders than secrets"
+    );
+    text
+}
+
 fn errors(text: &str) -> ConfigErrors {
     match parse(text, "pgbox.yaml") {
         Ok(_) => panic!("expected errors, the file was accepted:\n{text}"),
@@ -72,7 +93,7 @@ fn good_file_passes() {
 
 #[test]
 fn example_file_validates_and_shows_the_defaults() {
-    let cfg = parse(EXAMPLE, "pgbox.example.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let cfg = parse(&example_filled_in(), "pgbox.example.yaml").unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = cfg.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["db1", "db2", "coord", "app1", "app2"]);
     assert_eq!(cfg.nodes_with(Role::Etcd).count(), 3);
@@ -993,6 +1014,43 @@ fn cluster_name_cannot_leave_its_key_prefix() {
     }
 }
 
+/// A copied example with a secret left as it is must not run: each
+/// placeholder is refused by name, and so is any value that an earlier
+/// example published.
+#[test]
+fn the_examples_placeholders_and_published_secrets_are_refused() {
+    let errs = errors(EXAMPLE);
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "secrets.superuser_password",
+            "secrets.replication_password",
+            "secrets.app_password",
+            "secrets.etcd_password"
+        ],
+        "{errs}"
+    );
+    for e in errs.iter() {
+        assert!(
+            e.message.contains("placeholder") && e.message.contains("openssl rand"),
+            "{e}"
+        );
+    }
+    // One forgotten among four filled in: that one alone.
+    let one_left = example_filled_in().replacen("Fz3Lp8Ym1QkB7wGec3", SECRET_PLACEHOLDER, 1);
+    assert_eq!(only(&one_left).path, "secrets.app_password");
+    for published in [
+        "Gwurb7UjkSYxqN3kjLcWjLfFnJyRIxpq",
+        "Q2vT8nLr5XkWj3Hd7YpB4mZs9CfA6gUe",
+    ] {
+        let e = only(&GOOD.replace(GOOD_SECRETS[0], published));
+        assert_eq!(e.path, "secrets.superuser_password");
+        assert!(e.message.contains("published"), "{e}");
+        assert!(!e.to_string().contains(published), "shows the secret: {e}");
+    }
+}
+
 #[test]
 fn secrets_built_from_common_words_or_repeats_are_refused() {
     let weak = [
@@ -1079,7 +1137,7 @@ fn watchdog_off_with_asynchronous_replication_is_a_warning() {
         with("ha:\n  synchronous_mode: off\n"),
         with("ha:\n  watchdog: required\n  synchronous_mode: off\n"),
         GOOD.to_string(),
-        EXAMPLE.to_string(),
+        example_filled_in(),
     ] {
         let (_, warnings) = check(&safe, "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
         assert!(warnings.is_empty(), "{safe}\n{warnings:?}");

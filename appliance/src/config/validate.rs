@@ -15,6 +15,21 @@ const MAX_NAME: usize = 63;
 
 const MIN_SECRET_CHARS: usize = 12;
 
+/// What the documented example file holds where each secret goes: a value
+/// that can never pass, so a copied example with one secret forgotten is
+/// refused by name instead of running with a password anyone can read.
+pub const SECRET_PLACEHOLDER: &str = "REPLACE-ME";
+
+/// Secrets that were published as examples (earlier versions of
+/// docs/pgbox.example.yaml): anyone can read them, so no cluster may run
+/// on them, however random they look.
+const PUBLISHED_SECRETS: &[&str] = &[
+    "Gwurb7UjkSYxqN3kjLcWjLfFnJyRIxpq",
+    "Pgsm7vr8NJF2bDJxQkC485RNeUvHL7rn",
+    "YUqTcVLTqyWpT7v0GJs2Z1sP6uSo9Oc5",
+    "Q2vT8nLr5XkWj3Hd7YpB4mZs9CfA6gUe",
+];
+
 /// Passwords that appear at the top of every guessing list. A secret equal
 /// to one of these, alone or followed by digits ("password1234"), is refused.
 const WEAK_WORDS: &[&str] = &[
@@ -1003,6 +1018,16 @@ fn is_guc_name(name: &str) -> bool {
 /// What is wrong with a secret, in words that never repeat it.
 pub(super) fn secret_problem(secret: &str) -> Option<String> {
     let advice = "use a long random value, e.g. from `openssl rand -base64 24`";
+    if secret.starts_with(SECRET_PLACEHOLDER) {
+        return Some(format!(
+            "is still the example's placeholder; put a secret of your own here ({advice})"
+        ));
+    }
+    if PUBLISHED_SECRETS.contains(&secret) {
+        return Some(format!(
+            "is a value published in pgbox's documentation, which anyone can read; {advice}"
+        ));
+    }
     if secret.is_empty() {
         return Some(format!("is empty; {advice}"));
     }
