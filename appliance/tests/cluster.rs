@@ -1794,6 +1794,24 @@ async fn https_api_end_to_end_with_the_cluster_ca() {
         String::from_utf8_lossy(&list.stderr)
     );
     assert!(String::from_utf8_lossy(&list.stdout).contains(&old));
+    // The same cluster as a tree: the leader first, its replica below.
+    let tree = tokio::process::Command::new(PGBOXCTL)
+        .args(["topology", "--api", &api, "--cacert"])
+        .arg(&ca_file)
+        .output()
+        .await
+        .unwrap();
+    let tree_text = String::from_utf8_lossy(&tree.stdout);
+    let members: Vec<&str> = tree_text
+        .lines()
+        .skip(3)
+        .filter_map(|l| l.split('|').nth(1).map(str::trim))
+        .collect();
+    assert!(
+        tree.status.success() && members == [old.clone(), format!("+ {new}")],
+        "{tree_text}{}",
+        String::from_utf8_lossy(&tree.stderr)
+    );
     let untrusted = tokio::process::Command::new(PGBOXCTL)
         .args(["list", "--api", &format!("https://{api}")])
         .output()

@@ -24,6 +24,9 @@ enum Command {
     },
     /// List the cluster's members: host, role, state, timeline, lag.
     List(pgbox::ctl::list::ListArgs),
+    /// The members as a replication tree: the leader, then the replicas
+    /// that stream from it (patronictl topology).
+    Topology(pgbox::ctl::list::ListArgs),
     /// One node's own view: role, state, timeline, lag, lease, watchdog,
     /// last decision, DCS reachability (default: this box's API).
     Status(pgbox::ctl::list::ListArgs),
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => pgbox::ctl::config_check::run(&file),
         Command::List(args) => pgbox::ctl::list::run(args),
+        Command::Topology(args) => pgbox::ctl::list::run_topology(args),
         Command::Status(args) => pgbox::ctl::status::run(args),
         Command::Switchover {
             target,

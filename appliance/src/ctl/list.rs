@@ -106,6 +106,41 @@ pub struct ClusterDoc {
     /// Maintenance mode (Patroni's field, present only while on).
     #[serde(default)]
     pub pause: bool,
+    /// Rows in the members' order as given (a topology), not by name.
+    #[serde(skip)]
+    pub keep_order: bool,
+}
+
+/// The members as a replication tree, as `patronictl topology` shows it:
+/// the leader first, then each member that streams from it, its name
+/// marked "+ " one level down. pgbox replicas all stream from the leader
+/// (no cascading), so the tree has one level; without a leader every
+/// member hangs from nobody and is marked.
+pub fn topology(doc: &ClusterDoc) -> ClusterDoc {
+    let is_leader = |m: &MemberDoc| m.role.ends_with("leader");
+    let mut members: Vec<MemberDoc> = doc
+        .members
+        .iter()
+        .filter(|m| is_leader(m))
+        .take(1)
+        .cloned()
+        .collect();
+    let mut below: Vec<MemberDoc> = doc
+        .members
+        .iter()
+        .filter(|m| members.first().is_none_or(|l| l.name != m.name))
+        .cloned()
+        .collect();
+    below.sort_by(|a, b| a.name.cmp(&b.name));
+    members.extend(below.into_iter().map(|m| MemberDoc {
+        name: format!("+ {}", m.name),
+        ..m
+    }));
+    ClusterDoc {
+        members,
+        keep_order: true,
+        ..doc.clone()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -131,11 +166,21 @@ pub struct MemberDoc {
 
 /// `pgboxctl list`.
 pub fn run(args: ListArgs) -> ExitCode {
-    let Some((urls, runtime, client)) = args.connect("list") else {
+    show(args, "list", |doc| doc)
+}
+
+/// `pgboxctl topology`: the list as a replication tree.
+pub fn run_topology(args: ListArgs) -> ExitCode {
+    show(args, "topology", |doc| topology(&doc))
+}
+
+fn show(args: ListArgs, command: &str, arrange: impl Fn(ClusterDoc) -> ClusterDoc) -> ExitCode {
+    let Some((urls, runtime, client)) = args.connect(command) else {
         return ExitCode::FAILURE;
     };
     match runtime.block_on(fetch_cluster(&client, &urls)) {
         Ok(doc) => {
+            let doc = arrange(doc);
             let text = if args.json {
                 let mut text =
                     serde_json::to_string_pretty(&json_rows(&doc)).expect("JSON values serialize");
@@ -149,7 +194,7 @@ pub fn run(args: ListArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(failures) => {
-            eprintln!("pgboxctl list: no pgbox API answered:");
+            eprintln!("pgboxctl {command}: no pgbox API answered:");
             for (url, error) in failures {
                 eprintln!("  {url}: {error}");
             }
@@ -258,7 +303,9 @@ const RIGHT_ALIGNED: [bool; 6] = [false, false, false, false, true, true];
 /// The rows of the table, one string per cell, members sorted by name.
 fn rows(doc: &ClusterDoc) -> Vec<[String; 6]> {
     let mut members: Vec<&MemberDoc> = doc.members.iter().collect();
-    members.sort_by(|a, b| a.name.cmp(&b.name));
+    if !doc.keep_order {
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+    }
     members
         .into_iter()
         .map(|m| {
@@ -455,6 +502,30 @@ mod tests {
             render_table(&paused),
             format!("{expected} Maintenance mode: on\n")
         );
+    }
+
+    #[test]
+    fn topology_puts_the_leader_first_and_its_replicas_below() {
+        let expected = "\
++ Cluster: main ----------+--------------+------------------+----+-----------+
+| Member | Host           | Role         | State            | TL | Lag in MB |
++--------+----------------+--------------+------------------+----+-----------+
+| db1    | 127.0.0.2      | Leader       | running          |  2 |           |
+| + db2  | 127.0.0.3      | Replica      | streaming        |  2 |         0 |
+| + db3  | [fd00::4]:5433 | Sync Standby | creating replica |    |   unknown |
+| + db4  | 10.0.0.5       | Replica      | streaming        |  2 |        15 |
++--------+----------------+--------------+------------------+----+-----------+
+";
+        assert_eq!(render_table(&topology(&doc())), expected);
+        // No leader: every member hangs from nobody.
+        let mut leaderless = doc();
+        leaderless.members.retain(|m| m.role != "leader");
+        let names: Vec<String> = topology(&leaderless)
+            .members
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, ["+ db2", "+ db3", "+ db4"]);
     }
 
     #[test]
