@@ -490,7 +490,7 @@ impl Postgres {
         .await
     }
 
-    pub fn history_file(&self, timeline: u32) -> std::path::PathBuf {
+    fn history_file(&self, timeline: u32) -> std::path::PathBuf {
         self.layout
             .pgdata
             .join("pg_wal")
