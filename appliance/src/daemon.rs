@@ -185,6 +185,9 @@ impl Daemon {
         let io = &self.io;
         let pg = &io.exec.pg.pg;
         pg.prepare_dirs()?;
+        if let Some(pgbr) = pg.prepare_backup()? {
+            tokio::spawn(async move { crate::backup::repository::supervise_server(&pgbr).await });
+        }
         pg.stop_stray().await?;
         // Whatever PostgreSQL a previous pgboxd ran is gone now (it dies
         // with its parent; a stray one was just stopped), so a countdown

@@ -8,6 +8,7 @@
 //! API, waiting for the loop), `tls` (the API's HTTPS), `firstboot` (`pgboxd firstboot`: finds,
 //! keeps and applies the first-boot file at every boot).
 pub mod api;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod ctl;

@@ -40,6 +40,23 @@ pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 /// The one private key in `pem`. The message never quotes the text.
+/// The subject common name of the first certificate in `pem`: pgBackRest
+/// authorizes a client by it (`tls-server-auth`).
+pub fn common_name(pem: &str) -> Result<String, String> {
+    let certs = certificates(pem)?;
+    let first = certs.first().ok_or("no certificate")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(first.as_ref())
+        .map_err(|e| format!("cannot parse the certificate: {e}"))?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .ok_or("the certificate's subject has no common name (CN)")?;
+    cn.as_str()
+        .map(str::to_string)
+        .map_err(|e| format!("the certificate's common name is not text: {e}"))
+}
+
 pub fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
         "holds no readable private key; paste the PEM text from -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY) to its END line, unencrypted"

@@ -24,7 +24,7 @@ use crate::config::{Cidr, Config};
 use crate::dcs::etcd::Etcd;
 use crate::status::{NodeStatus, SharedStatus};
 
-mod auth;
+pub(crate) mod auth;
 pub mod routes;
 
 /// What the handlers share: the status snapshot (read-only endpoints), and
@@ -120,10 +120,20 @@ pub async fn serve_tls(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_router(addr, router_with(state.into()), tls, shutdown).await
+}
+
+/// Serve `router` on `addr` until `shutdown` completes, as `serve_tls` does.
+pub async fn serve_router(
+    addr: SocketAddr,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("REST API: cannot listen on {addr}"))?;
-    let app = router_with(state.into()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let Some(tls) = tls else {
         tracing::info!("REST API listening on http://{addr}");
         return axum::serve(listener, app)

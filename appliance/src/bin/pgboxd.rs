@@ -74,6 +74,24 @@ enum Cmd {
         #[arg(long, default_value = pgbox::firstboot::paths::ETCD_JOIN_ENV)]
         out: PathBuf,
     },
+    /// On the node with the role `backup`: hold the pgBackRest repository,
+    /// run pgBackRest's TLS server for the PostgreSQL nodes' WAL, take the
+    /// scheduled backups and answer `pgboxctl backup` / `backups` on the
+    /// API port.
+    Repository {
+        #[arg(long, short = 'c', env = "PGBOX_CONFIG", default_value = pgbox::firstboot::paths::PERSISTED_CONFIG)]
+        config: PathBuf,
+        /// This box's node name; by default the one first boot kept.
+        #[arg(long, env = "PGBOX_NODE")]
+        node: Option<String>,
+        /// Where the repository and pgBackRest's files live.
+        #[arg(long, env = "PGBOX_DATA_DIR", default_value = "/var/lib/pgbox")]
+        data_dir: PathBuf,
+        /// pgboxd's data directory on the PostgreSQL nodes (`{node}` stands
+        /// for a node's name when they differ).
+        #[arg(long, default_value = "/var/lib/pgbox")]
+        member_data_dir: String,
+    },
     /// For the image build: make a PostgreSQL data directory with the
     /// options every box uses, which a box copies at its first boot instead
     /// of running initdb (it then sets its own superuser password).
@@ -174,6 +192,39 @@ fn etcd_join(
     ExitCode::SUCCESS
 }
 
+/// The first-boot file and this node's name, validated before anything is
+/// touched: a bad file must leave the data directory exactly as it was.
+fn load(
+    config: &std::path::Path,
+    node: Option<&str>,
+) -> Result<(pgbox::config::Config, String), ExitCode> {
+    let cfg = match pgbox::config::load_checked(config) {
+        Ok((c, warnings)) => {
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            c
+        }
+        Err(errors) => {
+            eprintln!(
+                "pgboxd: the first-boot file is invalid; nothing was started or changed:\n{errors}"
+            );
+            tracing::error!("invalid first-boot file {}: {errors}", config.display());
+            return Err(ExitCode::from(2));
+        }
+    };
+    match pgbox::config::validate_identity(&cfg, node) {
+        Ok(me) => Ok((cfg, me)),
+        Err(errors) => {
+            eprintln!(
+                "pgboxd: cannot tell which node this is; nothing was started or changed:\n{errors}"
+            );
+            tracing::error!("invalid node identity: {errors}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Cmd::EtcdJoin {
@@ -200,6 +251,30 @@ fn main() -> ExitCode {
             None => ExitCode::FAILURE,
         };
     }
+    if let Some(Cmd::Repository {
+        config,
+        node,
+        data_dir,
+        member_data_dir,
+    }) = cli.cmd
+    {
+        pgbox::logging::init();
+        let node = node.or_else(|| {
+            std::fs::read_to_string(pgbox::firstboot::paths::PERSISTED_NODE)
+                .ok()
+                .map(|n| n.trim().to_string())
+        });
+        let (cfg, me) = match load(&config, node.as_deref()) {
+            Ok(loaded) => loaded,
+            Err(code) => return code,
+        };
+        let me = cfg.node_named(&me).expect("validated").clone();
+        let work = pgbox::backup::repository::run(cfg, me, data_dir, member_data_dir);
+        return match run_subcommand("repository", work) {
+            Some(()) => ExitCode::SUCCESS,
+            None => ExitCode::FAILURE,
+        };
+    }
     let args = cli.daemon;
     let Some(config) = args.config else {
         // clap requires --config on this path; kept as a guard.
@@ -207,32 +282,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     pgbox::logging::init();
-    // Validate everything before touching anything: a bad file must leave
-    // the data directory exactly as it was.
-    let cfg = match pgbox::config::load_checked(&config) {
-        Ok((c, warnings)) => {
-            for w in &warnings {
-                tracing::warn!("{w}");
-            }
-            c
-        }
-        Err(errors) => {
-            eprintln!(
-                "pgboxd: the first-boot file is invalid; nothing was started or changed:\n{errors}"
-            );
-            tracing::error!("invalid first-boot file {}: {errors}", config.display());
-            return ExitCode::from(2);
-        }
-    };
-    let me = match pgbox::config::validate_identity(&cfg, args.node.as_deref()) {
-        Ok(me) => me,
-        Err(errors) => {
-            eprintln!(
-                "pgboxd: cannot tell which node this is; nothing was started or changed:\n{errors}"
-            );
-            tracing::error!("invalid node identity: {errors}");
-            return ExitCode::from(2);
-        }
+    let (cfg, me) = match load(&config, args.node.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

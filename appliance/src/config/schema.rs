@@ -36,6 +36,10 @@ pub struct Config {
     pub network: NetworkSettings,
     #[serde(default)]
     pub api: ApiSettings,
+    /// WAL archiving and backups with pgBackRest, into a repository on the
+    /// node with the role `backup`. Without it nothing is archived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -67,6 +71,20 @@ pub enum Role {
     Postgres,
     Etcd,
     Router,
+    /// Holds the pgBackRest repository and takes the scheduled backups.
+    Backup,
+}
+
+impl Role {
+    /// The role as the file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Postgres => "postgres",
+            Role::Etcd => "etcd",
+            Role::Router => "router",
+            Role::Backup => "backup",
+        }
+    }
 }
 
 /// Per-node tags, with Patroni's names and meaning.
@@ -355,6 +373,53 @@ impl std::fmt::Debug for TlsPem {
     }
 }
 
+/// `backup:`: continuous WAL archiving and scheduled backups with
+/// pgBackRest. The repository lives on the node with the role `backup`;
+/// every PostgreSQL node pushes its WAL there and the backup node takes the
+/// backups (from a replica when one is healthy), all through pgBackRest's
+/// own TLS server.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    /// A full backup when the last full one is older than this.
+    #[serde(default = "default_full_every", with = "humantime_serde")]
+    pub full_every: Duration,
+    /// An incremental backup when the last backup of any kind is older
+    /// than this.
+    #[serde(default = "default_incremental_every", with = "humantime_serde")]
+    pub incremental_every: Duration,
+    /// Full backups kept (with the incremental ones and the WAL that
+    /// depend on them); older ones are expired after each backup.
+    #[serde(default = "default_retention_full")]
+    pub retention_full: u32,
+    /// The longest a written transaction waits before its WAL segment is
+    /// switched and archived even when little is written: the bound on how
+    /// much of an idle cluster's recent history a lost cluster can lose
+    /// (PostgreSQL's archive_timeout).
+    #[serde(default = "default_archive_timeout", with = "humantime_serde")]
+    pub archive_timeout: Duration,
+    /// pgBackRest's TLS: one certificate naming every PostgreSQL node's and
+    /// the backup node's address, for server and client use (each side
+    /// checks the other's certificate). `pgboxctl tls init` makes it.
+    pub tls: TlsPem,
+}
+
+fn default_full_every() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+
+fn default_incremental_every() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_retention_full() -> u32 {
+    2
+}
+
+fn default_archive_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ports {
@@ -365,6 +430,8 @@ pub struct Ports {
     pub router_rw: u16,
     pub router_ro: u16,
     pub router_stats: u16,
+    /// pgBackRest's TLS server on the PostgreSQL nodes and the backup node.
+    pub backup: u16,
 }
 
 impl Default for Ports {
@@ -377,6 +444,7 @@ impl Default for Ports {
             router_rw: 5000,
             router_ro: 5001,
             router_stats: 7000,
+            backup: 8432,
         }
     }
 }

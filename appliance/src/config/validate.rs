@@ -86,9 +86,13 @@ fn owned_parameter(name: &str) -> Option<&'static str> {
         | "max_replication_slots"
         | "wal_log_hints"
         | "archive_mode"
+        | "archive_cleanup_command"
         | "promote_trigger_file" => REPLICATION,
         n if n.starts_with("recovery_target") => REPLICATION,
         "synchronous_standby_names" | "synchronous_commit" => SYNC,
+        "archive_command" | "archive_library" | "archive_timeout" => {
+            "pgbox archives WAL with pgBackRest to the backup node; set `backup:` (its archive_timeout) instead"
+        }
         "data_directory" | "hba_file" | "ident_file" | "config_file" | "external_pid_file" => FILES,
         "cluster_name" => {
             "pgbox sets it to <cluster>-<node>, which tells members apart in process lists and logs"
@@ -114,6 +118,7 @@ pub(super) fn semantic(cfg: &Config, source: &str, positions: &Positions) -> Vec
     c.etcd(cfg);
     c.network(cfg);
     c.api(cfg);
+    c.backup(cfg);
     // File order reads best; problems with no position go last.
     c.errors
         .sort_by_key(|e| (e.line.is_none(), e.line, e.column));
@@ -130,6 +135,7 @@ pub(super) fn risky(cfg: &Config, source: &str, positions: &Positions) -> Vec<Co
         errors: Vec::new(),
     };
     c.unfenced_async(cfg);
+    c.backup_beside_data(cfg);
     c.errors
         .sort_by_key(|e| (e.line.is_none(), e.line, e.column));
     c.errors
@@ -249,14 +255,14 @@ impl Checker<'_> {
             if node.roles.is_empty() {
                 self.value(
                     &roles_path,
-                    "no roles; give the node at least one of: postgres, etcd, router",
+                    "no roles; give the node at least one of: postgres, etcd, router, backup",
                 );
             }
             for (j, role) in node.roles.iter().enumerate() {
                 if node.roles[..j].contains(role) {
                     self.value(
                         &join_index(&roles_path, j),
-                        format!("role `{}` is listed twice", role_name(*role)),
+                        format!("role `{}` is listed twice", role.name()),
                     );
                 }
             }
@@ -498,6 +504,7 @@ impl Checker<'_> {
             ("router_rw", p.router_rw),
             ("router_ro", p.router_ro),
             ("router_stats", p.router_stats),
+            ("backup", p.backup),
         ];
         for (i, (field, port)) in all.iter().enumerate() {
             let path = join_key("ports", field);
@@ -776,6 +783,149 @@ impl Checker<'_> {
         }
     }
 
+    fn backup(&mut self, cfg: &Config) {
+        let holders: Vec<(usize, &crate::config::Node)> = cfg
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.roles.contains(&Role::Backup))
+            .collect();
+        let Some(b) = &cfg.backup else {
+            for (i, node) in &holders {
+                let j = node
+                    .roles
+                    .iter()
+                    .position(|r| *r == Role::Backup)
+                    .unwrap_or(0);
+                self.value(
+                    &join_index(&join_key(&join_index("nodes", *i), "roles"), j),
+                    format!(
+                        "node {:?} has the role `backup` but the file has no `backup:` section; add one (schedule, retention \
+                         and the certificate from `pgboxctl tls init`) or remove the role",
+                        node.name
+                    ),
+                );
+            }
+            return;
+        };
+        match holders.len() {
+            0 => self.key(
+                "backup",
+                "no node has the role `backup`: the repository lives on the node that has it; give the role to one node \
+                 that does not run PostgreSQL (a box that dies with the data must not hold its backups)",
+            ),
+            1 => {}
+            _ => {
+                let names: Vec<&str> = holders.iter().map(|(_, n)| n.name.as_str()).collect();
+                self.key(
+                    "backup",
+                    format!(
+                        "{} nodes have the role `backup` ({}); the repository lives on one node, give the role to one only",
+                        names.len(),
+                        names.join(", ")
+                    ),
+                );
+            }
+        }
+        if b.retention_full == 0 {
+            self.value(
+                "backup.retention_full",
+                "must be at least 1: with 0 no full backup would be kept, and nothing could be restored",
+            );
+        }
+        if b.full_every < Duration::from_secs(3600) {
+            self.value(
+                "backup.full_every",
+                format!(
+                    "is {}; at least 1h: each full backup copies the whole database",
+                    fmt_duration(b.full_every)
+                ),
+            );
+        }
+        if b.incremental_every < Duration::from_secs(60) {
+            self.value(
+                "backup.incremental_every",
+                format!("is {}; at least 1m", fmt_duration(b.incremental_every)),
+            );
+        } else if b.incremental_every > b.full_every {
+            let (here, there) = self.pick("backup.incremental_every", "backup.full_every");
+            self.value(
+                &here,
+                format!(
+                    "is longer than {there} ({} > {}): an incremental backup would never be due; make it shorter",
+                    fmt_duration(b.incremental_every),
+                    fmt_duration(b.full_every)
+                ),
+            );
+        }
+        let t = b.archive_timeout;
+        if t < Duration::from_secs(1) || t.subsec_nanos() != 0 {
+            self.value(
+                "backup.archive_timeout",
+                format!(
+                    "is {}; a whole number of seconds, at least 1s (PostgreSQL's archive_timeout)",
+                    fmt_duration(t)
+                ),
+            );
+        } else if t > Duration::from_secs(3600) {
+            self.value(
+                "backup.archive_timeout",
+                format!(
+                    "is {}; at most 1h: it bounds how much recent history an idle cluster can lose with all its boxes",
+                    fmt_duration(t)
+                ),
+            );
+        }
+        let servers: Vec<(String, IpAddr)> = cfg
+            .nodes
+            .iter()
+            .filter(|n| n.roles.contains(&Role::Postgres) || n.roles.contains(&Role::Backup))
+            .map(|n| (n.name.clone(), n.address))
+            .collect();
+        let purpose = crate::tls::Purpose {
+            section: "backup.tls",
+            servers: &servers,
+            who: "PostgreSQL or backup node (pgBackRest checks the address it dials)",
+            client_auth: true,
+        };
+        let problems = crate::tls::problems(&b.tls, &purpose);
+        let certificate_ok = !problems.iter().any(|(field, _)| *field == "certificate");
+        for (field, message) in problems {
+            self.value(&join_key("backup.tls", field), message);
+        }
+        if certificate_ok {
+            // pgBackRest authorizes a client by its certificate's CN, written
+            // `tls-server-auth=CN=stanza`: a CN with '=' or ',' cannot be said.
+            match crate::tls::common_name(&b.tls.certificate) {
+                Err(e) => self.value("backup.tls.certificate", format!("{e}; pgBackRest authorizes clients by it")),
+                Ok(cn) if cn.is_empty() || cn.contains(['=', ',']) || cn.trim() != cn => self.value(
+                    "backup.tls.certificate",
+                    format!("its common name {cn:?} cannot name a pgBackRest client; use one without '=', ',' or outer spaces"),
+                ),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// A repository on a box that also holds the data is lost with it.
+    fn backup_beside_data(&mut self, cfg: &Config) {
+        if cfg.backup.is_none() {
+            return;
+        }
+        for (i, node) in cfg.nodes.iter().enumerate() {
+            if node.roles.contains(&Role::Backup) && node.roles.contains(&Role::Postgres) {
+                self.value(
+                    &join_key(&join_index("nodes", i), "roles"),
+                    format!(
+                        "node {:?} holds both PostgreSQL data and the backup repository: losing that box loses the backups \
+                         with the data; give the role `backup` to a box without `postgres`",
+                        node.name
+                    ),
+                );
+            }
+        }
+    }
+
     /// A certificate section (`api.tls`, `etcd.tls`) served by every node
     /// with `role`: see `tls::problems`.
     fn certificate(
@@ -866,14 +1016,6 @@ pub(super) fn format_mac(bytes: &[u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Postgres => "postgres",
-        Role::Etcd => "etcd",
-        Role::Router => "router",
-    }
 }
 
 fn node_list(cfg: &Config) -> String {

@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{self, Config, Role};
+use crate::config::{self, Config};
 
 /// `pgboxctl config check FILE`: the same checks pgboxd makes at boot.
 ///
@@ -50,7 +50,7 @@ fn summary(source: &str, cfg: &Config) -> String {
         .nodes
         .iter()
         .map(|n| {
-            let roles: Vec<&str> = n.roles.iter().map(|r| role_name(*r)).collect();
+            let roles: Vec<&str> = n.roles.iter().map(|r| r.name()).collect();
             format!("{} [{}]", n.name, roles.join(", "))
         })
         .collect();
@@ -66,14 +66,6 @@ fn summary(source: &str, cfg: &Config) -> String {
     }
     line.push(')');
     line
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Postgres => "postgres",
-        Role::Etcd => "etcd",
-        Role::Router => "router",
-    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ pub struct Generated {
     /// etcd's certificate and key.
     pub etcd_cert_pem: String,
     pub etcd_key_pem: String,
+    /// pgBackRest's certificate and key (server and client), when the
+    /// cluster has a backup node.
+    pub backup_cert_pem: Option<String>,
+    pub backup_key_pem: Option<String>,
 }
 
 impl Generated {
@@ -41,6 +45,16 @@ impl Generated {
     /// The `etcd:` block to paste into pgbox.yaml.
     pub fn etcd_yaml(&self) -> String {
         self.block("etcd", &self.etcd_cert_pem, &self.etcd_key_pem)
+    }
+
+    /// The `backup:` section's `tls:` block (the section's other settings
+    /// go beside it), when there is a backup certificate.
+    pub fn backup_yaml(&self) -> Option<String> {
+        Some(self.block(
+            "backup",
+            self.backup_cert_pem.as_ref()?,
+            self.backup_key_pem.as_ref()?,
+        ))
     }
 
     fn block(&self, section: &str, cert: &str, key: &str) -> String {
@@ -62,6 +76,18 @@ impl Generated {
 /// address in `api`, and one for etcd at every address in `etcd`, valid
 /// for ten years (rotation is described in docs/security.md).
 pub fn generate(cluster: &str, api: &[IpAddr], etcd: &[IpAddr]) -> Result<Generated, rcgen::Error> {
+    generate_with_backup(cluster, api, etcd, &[])
+}
+
+/// As `generate`, and when `backup` is not empty a certificate for
+/// pgBackRest at every address in it (the PostgreSQL nodes and the backup
+/// node).
+pub fn generate_with_backup(
+    cluster: &str,
+    api: &[IpAddr],
+    etcd: &[IpAddr],
+    backup: &[IpAddr],
+) -> Result<Generated, rcgen::Error> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -73,30 +99,63 @@ pub fn generate(cluster: &str, api: &[IpAddr], etcd: &[IpAddr]) -> Result<Genera
     let ca_key_pem = ca_key.serialize_pem();
     let issuer = Issuer::new(ca, ca_key);
 
-    let leaf = |what: &str, addresses: &[IpAddr], usage: Vec<ExtendedKeyUsagePurpose>| {
+    // `names_as_dns`: pgBackRest before 2.53 matched only DNS names against
+    // the host it dials, so its certificate names each address that way too.
+    let leaf = |common_name: String,
+                addresses: &[IpAddr],
+                usage: Vec<ExtendedKeyUsagePurpose>,
+                names_as_dns: bool| {
         let key = KeyPair::generate()?;
         let mut leaf = CertificateParams::default();
-        // Not a user name etcd knows: under mutual TLS etcd would take a
-        // client certificate's common name as the user it acts for.
-        leaf.distinguished_name.push(
-            DnType::CommonName,
-            format!("pgbox cluster {cluster} {what}"),
-        );
+        leaf.distinguished_name
+            .push(DnType::CommonName, common_name);
         leaf.subject_alt_names = addresses.iter().map(|a| SanType::IpAddress(*a)).collect();
+        if names_as_dns {
+            for a in addresses {
+                leaf.subject_alt_names
+                    .push(SanType::DnsName(rcgen::string::Ia5String::try_from(
+                        a.to_string(),
+                    )?));
+            }
+        }
         leaf.extended_key_usages = usage;
         leaf.not_after = rcgen::date_time_ymd(2036, 1, 1);
         let cert = leaf.signed_by(&key, &issuer)?.pem();
         Ok::<_, rcgen::Error>((cert, key.serialize_pem()))
     };
-    let (cert_pem, key_pem) = leaf("API", api, vec![ExtendedKeyUsagePurpose::ServerAuth])?;
+    // Not user names etcd knows: under mutual TLS etcd would take a client
+    // certificate's common name as the user it acts for.
+    let (cert_pem, key_pem) = leaf(
+        format!("pgbox cluster {cluster} API"),
+        api,
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
+        false,
+    )?;
     let (etcd_cert_pem, etcd_key_pem) = leaf(
-        "etcd",
+        format!("pgbox cluster {cluster} etcd"),
         etcd,
         vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ],
+        false,
     )?;
+    let (backup_cert_pem, backup_key_pem) = if backup.is_empty() {
+        (None, None)
+    } else {
+        // pgBackRest authorizes a client by this name, written
+        // `tls-server-auth=NAME=stanza`: one word reads safest there.
+        let (c, k) = leaf(
+            format!("pgbox-{cluster}-backup"),
+            backup,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            true,
+        )?;
+        (Some(c), Some(k))
+    };
     Ok(Generated {
         ca_pem,
         ca_key: ca_key_pem,
@@ -104,6 +163,8 @@ pub fn generate(cluster: &str, api: &[IpAddr], etcd: &[IpAddr]) -> Result<Genera
         key_pem,
         etcd_cert_pem,
         etcd_key_pem,
+        backup_cert_pem,
+        backup_key_pem,
     })
 }
 
@@ -113,6 +174,20 @@ pub fn generate(cluster: &str, api: &[IpAddr], etcd: &[IpAddr]) -> Result<Genera
 /// certificate's addresses, so pgboxd and `etcdctl` may use it from any.)
 pub fn etcd_addresses(cfg: &config::Config) -> Vec<IpAddr> {
     cfg.nodes_with(Role::Etcd).map(|n| n.address).collect()
+}
+
+/// Every address pgBackRest's certificate names: the PostgreSQL nodes'
+/// and the backup node's (each runs pgBackRest's TLS server, and each
+/// dials the others). None when no node has the role `backup`.
+pub fn backup_addresses(cfg: &config::Config) -> Vec<IpAddr> {
+    if cfg.nodes_with(Role::Backup).next().is_none() {
+        return Vec::new();
+    }
+    cfg.nodes
+        .iter()
+        .filter(|n| n.roles.contains(&Role::Postgres) || n.roles.contains(&Role::Backup))
+        .map(|n| n.address)
+        .collect()
 }
 
 /// Writes `text` to a new file (never over an existing one) with `mode`.
@@ -138,7 +213,8 @@ pub fn run(config_file: &Path, out: &Path) -> ExitCode {
     };
     let addresses: Vec<IpAddr> = cfg.nodes_with(Role::Postgres).map(|n| n.address).collect();
     let etcd = etcd_addresses(&cfg);
-    let made = match generate(&cfg.cluster.name, &addresses, &etcd) {
+    let backup = backup_addresses(&cfg);
+    let made = match generate_with_backup(&cfg.cluster.name, &addresses, &etcd, &backup) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("pgboxctl tls init: {e}");
@@ -159,6 +235,16 @@ pub fn run(config_file: &Path, out: &Path) -> ExitCode {
         ("etcd.key", made.etcd_key_pem.clone(), 0o600),
         ("etcd-tls.yaml", made.etcd_yaml(), 0o600),
     ];
+    let mut files = files.to_vec();
+    if let (Some(cert), Some(key), Some(yaml)) = (
+        &made.backup_cert_pem,
+        &made.backup_key_pem,
+        made.backup_yaml(),
+    ) {
+        files.push(("backup.pem", cert.clone(), 0o644));
+        files.push(("backup.key", key.clone(), 0o600));
+        files.push(("backup-tls.yaml", yaml, 0o600));
+    }
     for (name, text, mode) in &files {
         let path = out.join(name);
         if let Err(e) = create(&path, text, *mode) {
@@ -175,6 +261,12 @@ pub fn run(config_file: &Path, out: &Path) -> ExitCode {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    if !backup.is_empty() {
+        println!(
+            "A pgBackRest certificate for {}: paste the tls block of backup-tls.yaml into pgbox.yaml's backup: section.",
+            list(&backup)
+        );
+    }
     println!(
         "A CA, an API certificate for {} and an etcd certificate for {} written to {}.\n\
          Paste the tls blocks of api-tls.yaml and etcd-tls.yaml into pgbox.yaml's api: and etcd:\n\

@@ -92,7 +92,7 @@ pub fn run(root: &Path) -> u8 {
         return fail(&root, &Failure { message }, EXIT_IO);
     }
     let node = plan.cfg.node_named(&plan.me).expect("identity validated");
-    let roles: Vec<&str> = node.roles.iter().map(|r| render::role_name(*r)).collect();
+    let roles: Vec<&str> = node.roles.iter().map(|r| r.name()).collect();
     println!(
         "pgboxd firstboot: this box is node {} ({}) of cluster {:?}; configuration from {}",
         plan.me,

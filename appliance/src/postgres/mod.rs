@@ -170,6 +170,33 @@ impl Postgres {
         Ok(())
     }
 
+    /// With `backup:` in the file: pgBackRest's configuration and
+    /// certificate for this node, and how to run its TLS server (which the
+    /// backup node reads this node's data through).
+    pub fn prepare_backup(&self) -> Result<Option<crate::backup::pgbackrest::PgBackRest>> {
+        use crate::backup::{conf as br, pgbackrest};
+        let Some(b) = &self.cfg.backup else {
+            return Ok(None);
+        };
+        let bin = pgbackrest::require()?;
+        let files = br::Files::under(&self.layout.root);
+        pgbackrest::owned_dir(&files.lock, self.run_as, 0o750)?;
+        pgbackrest::owned_dir(&files.log, self.run_as, 0o750)?;
+        pgbackrest::owned_dir(&files.tls_dir, self.run_as, 0o700)?;
+        for (path, text, mode) in files.tls_contents(b) {
+            pgbackrest::owned_file(&path, text, self.run_as, mode)?;
+        }
+        let text = br::postgres_node(&self.cfg, b, &self.me, &self.layout.root, &files);
+        pgbackrest::owned_file(&files.conf, &text, self.run_as, 0o640)?;
+        Ok(Some(pgbackrest::PgBackRest {
+            bin,
+            conf: files.conf,
+            stanza: br::stanza(&self.cfg).to_string(),
+            run_as: self.run_as,
+            passfile: Some(self.layout.passfile.clone()),
+        }))
+    }
+
     /// An empty-or-existing directory owned by PostgreSQL's user, mode 0700:
     /// initdb and pg_basebackup fill it (the parent is not theirs to write).
     fn make_private_dir(&self, dir: &Path) -> Result<()> {
@@ -605,6 +632,15 @@ impl Postgres {
             upstream,
             &self.sync_names,
         );
+        let mut text = text;
+        if let Some(b) = &self.cfg.backup {
+            use std::fmt::Write as _;
+            text.push_str("# WAL archiving to the backup node (pgbox.yaml backup:)\n");
+            let files = crate::backup::conf::Files::under(&self.layout.root);
+            for (k, v) in crate::backup::conf::archive_parameters(&self.cfg, b, &files) {
+                let _ = writeln!(text, "{k} = {v}");
+            }
+        }
         self.write_owned(&self.layout.pgdata.join("postgresql.conf"), &text)?;
         self.write_owned(
             &self.layout.pgdata.join("pg_hba.conf"),

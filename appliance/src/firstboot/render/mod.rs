@@ -88,14 +88,6 @@ pub const OPTIONAL: &[&str] = &[
     paths::HAPROXY_API_CA,
 ];
 
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Postgres => "postgres",
-        Role::Etcd => "etcd",
-        Role::Router => "router",
-    }
-}
-
 /// The comment that opens every rendered file: where it comes from, and
 /// that editing it is pointless.
 fn header(comment: &str, what: &str) -> String {

@@ -3,7 +3,6 @@
 //! the services its roles call for, and none at all without a valid file.
 
 use super::super::paths;
-use super::role_name;
 use crate::config::Node;
 
 pub fn markers(node: &Node) -> Vec<String> {
@@ -12,6 +11,6 @@ pub fn markers(node: &Node) -> Vec<String> {
     roles.dedup();
     roles
         .into_iter()
-        .map(|r| format!("{}/{}", paths::ROLES_DIR, role_name(r)))
+        .map(|r| format!("{}/{}", paths::ROLES_DIR, r.name()))
         .collect()
 }

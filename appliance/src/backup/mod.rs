@@ -1,0 +1,11 @@
+//! Continuous WAL archiving and backups with pgBackRest.
+//!
+//! - `conf`: pgBackRest's configuration on each box (pure);
+//! - `pgbackrest`: running pgBackRest's commands and reading what they say;
+//! - `schedule`: which backup is due (pure);
+//! - `repository`: the backup node's service (`pgboxd repository`): its
+//!   TLS server, the schedule, and an HTTP API for `pgboxctl backup`.
+pub mod conf;
+pub mod pgbackrest;
+pub mod repository;
+pub mod schedule;
