@@ -264,7 +264,14 @@ fn bad_first_boot_files_are_rejected_and_touch_nothing() {
         .map(|i| (format!("db{i}"), subnet.ip(20 + i)))
         .collect();
     let secrets = Secrets::fresh();
-    let good = cluster_yaml("badfiles", &etcd, &pg, &secrets, &ClusterOptions::default());
+    let good = cluster_yaml(
+        "badfiles",
+        &etcd,
+        &pg,
+        None,
+        &secrets,
+        &ClusterOptions::default(),
+    );
     let ha_line = "ha: {ttl: 5s, loop_wait: 500ms, watchdog: off}";
     assert!(good.contains(ha_line));
 

@@ -29,6 +29,7 @@ async fn a_reflashed_etcd_member_rejoins_and_never_without_a_quorum() {
         &name,
         &etcd_nodes,
         &pg_nodes,
+        None,
         &secrets,
         &ClusterOptions::default(),
     );

@@ -237,8 +237,9 @@ impl Cluster {
                 extra_yaml: String::new(),
                 pgdata_template: false,
                 etcd_tls: false,
+                backup: None,
             };
-            let yaml = cluster_yaml(&name, &etcd_nodes, &pg_nodes, &secrets, &opts);
+            let yaml = cluster_yaml(&name, &etcd_nodes, &pg_nodes, None, &secrets, &opts);
             std::fs::write(dir.join("pgbox.yaml"), yaml)
                 .map_err(|e| format!("write pgbox.yaml: {e}"))?;
         }

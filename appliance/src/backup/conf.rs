@@ -137,6 +137,9 @@ pub fn postgres_node(
     let mut s = header();
     s.push_str("[global]\n");
     let lines = [
+        // The repository's path is the client's to say: the server runs
+        // each command with the options it is sent.
+        ("repo1-path", b.path.display().to_string()),
         ("repo1-host", repo.address.to_string()),
         ("repo1-host-type", "tls".into()),
         ("repo1-host-port", cfg.ports.backup.to_string()),
@@ -162,21 +165,20 @@ pub fn postgres_node(
     s
 }
 
-/// pgbackrest.conf of the backup node: the repository at `repo_path`, and
-/// every PostgreSQL node as `pgN-host`, whose pgbox data directory is
+/// pgbackrest.conf of the backup node: the repository, and every
+/// PostgreSQL node as `pgN-host`, whose pgbox data directory is
 /// `member_root(name)`.
 pub fn backup_node(
     cfg: &Config,
     b: &BackupSettings,
     me: &Node,
-    repo_path: &Path,
     files: &Files,
     member_root: impl Fn(&str) -> PathBuf,
 ) -> String {
     let mut s = header();
     s.push_str("[global]\n");
     let lines = [
-        ("repo1-path", repo_path.display().to_string()),
+        ("repo1-path", b.path.display().to_string()),
         ("repo1-retention-full", b.retention_full.to_string()),
         // Backups start at once instead of waiting for the next checkpoint,
         // and read from a replica so that the primary is not loaded.
@@ -212,10 +214,11 @@ pub fn backup_node(
 }
 
 /// The PostgreSQL settings for continuous archiving through pgBackRest.
-/// `always`: a standby archives the WAL it receives too, so that a segment
-/// the old primary had not archived yet when it died still reaches the
-/// repository after a failover (pgBackRest accepts a second push of an
-/// identical segment).
+/// `on`, not `always`: pgBackRest refuses to back up a cluster whose
+/// standbys archive too. A failover loses no segment the old primary had
+/// archived; the new primary archives its own timeline from the switch on
+/// (the segment of the switch included, which holds the old timeline's WAL
+/// up to it).
 pub fn archive_parameters(
     cfg: &Config,
     b: &BackupSettings,
@@ -228,7 +231,7 @@ pub fn archive_parameters(
         stanza(cfg)
     );
     vec![
-        ("archive_mode".into(), "always".into()),
+        ("archive_mode".into(), "on".into()),
         ("archive_command".into(), quote(&command)),
         (
             "archive_timeout".into(),
@@ -284,7 +287,11 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
         }
-        assert!(!text.contains("repo1-path"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l == "repo1-path=/var/lib/pgbox/backup"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -293,11 +300,9 @@ mod tests {
         let b = cfg.backup.as_ref().unwrap();
         let me = cfg.node_named("coord").unwrap();
         let files = Files::under(Path::new("/var/lib/pgbox"));
-        let text = backup_node(&cfg, b, me, Path::new("/var/lib/pgbox/repo"), &files, |n| {
-            PathBuf::from(format!("/m/{n}"))
-        });
+        let text = backup_node(&cfg, b, me, &files, |n| PathBuf::from(format!("/m/{n}")));
         for line in [
-            "repo1-path=/var/lib/pgbox/repo",
+            "repo1-path=/var/lib/pgbox/backup",
             "repo1-retention-full=3",
             "backup-standby=y",
             "tls-server-address=10.0.0.13",
@@ -313,12 +318,12 @@ mod tests {
     }
 
     #[test]
-    fn archiving_is_always_on_with_the_timeout_of_the_file() {
+    fn archiving_is_on_with_the_timeout_of_the_file() {
         let cfg = cfg();
         let b = cfg.backup.as_ref().unwrap();
         let files = Files::under(Path::new("/var/lib/pgbox"));
         let p = archive_parameters(&cfg, b, &files);
-        assert_eq!(p[0], ("archive_mode".into(), "always".into()));
+        assert_eq!(p[0], ("archive_mode".into(), "on".into()));
         assert!(p[1]
             .1
             .contains("--config=/var/lib/pgbox/pgbackrest.conf --stanza=main archive-push %p"));

@@ -85,17 +85,14 @@ pub fn prepare(
     let bin = pgbackrest::require()?;
     let run_as = RunAs::detect()?;
     let files = Files::under(data_dir);
-    let repo = data_dir.join("backup-repo");
-    pgbackrest::owned_dir(&repo, run_as, 0o750)?;
+    pgbackrest::owned_dir(&b.path, run_as, 0o750)?;
     pgbackrest::owned_dir(&files.lock, run_as, 0o750)?;
     pgbackrest::owned_dir(&files.log, run_as, 0o750)?;
     pgbackrest::owned_dir(&files.tls_dir, run_as, 0o700)?;
     for (path, text, mode) in files.tls_contents(b) {
         pgbackrest::owned_file(&path, text, run_as, mode)?;
     }
-    let text = conf::backup_node(cfg, b, me, &repo, &files, |n| {
-        member_root(member_pattern, n)
-    });
+    let text = conf::backup_node(cfg, b, me, &files, |n| member_root(member_pattern, n));
     pgbackrest::owned_file(&files.conf, &text, run_as, 0o640)?;
     Ok(PgBackRest {
         bin,

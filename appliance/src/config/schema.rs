@@ -398,6 +398,10 @@ pub struct BackupSettings {
     /// (PostgreSQL's archive_timeout).
     #[serde(default = "default_archive_timeout", with = "humantime_serde")]
     pub archive_timeout: Duration,
+    /// Where the repository lives on the backup node (an absolute path;
+    /// a bigger disk may be mounted there).
+    #[serde(default = "default_repository_path")]
+    pub path: std::path::PathBuf,
     /// pgBackRest's TLS: one certificate naming every PostgreSQL node's and
     /// the backup node's address, for server and client use (each side
     /// checks the other's certificate). `pgboxctl tls init` makes it.
@@ -414,6 +418,10 @@ fn default_incremental_every() -> Duration {
 
 fn default_retention_full() -> u32 {
     2
+}
+
+fn default_repository_path() -> std::path::PathBuf {
+    "/var/lib/pgbox/backup".into()
 }
 
 fn default_archive_timeout() -> Duration {

@@ -876,6 +876,13 @@ impl Checker<'_> {
                 ),
             );
         }
+        let path = b.path.to_string_lossy();
+        if !b.path.is_absolute() || path.contains(['\n', '=', ' ']) || path.len() > 200 {
+            self.value(
+                "backup.path",
+                format!("{path:?} is not usable: an absolute path without spaces or '=', at most 200 characters"),
+            );
+        }
         let servers: Vec<(String, IpAddr)> = cfg
             .nodes
             .iter()

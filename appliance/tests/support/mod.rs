@@ -140,9 +140,13 @@ const SUBNET_HOSTS: &[(u8, &[u16])] = &[
     (11, &[2379, 2380]),
     (12, &[2379, 2380]),
     (13, &[2379, 2380]),
-    (21, &[5432, 8008]),
-    (22, &[5432, 8008]),
-    (23, &[5432, 8008]),
+    (21, &[5432, 8008, 8432]),
+    (22, &[5432, 8008, 8432]),
+    (23, &[5432, 8008, 8432]),
+    // The backup node: its API and pgBackRest's TLS server.
+    (31, &[8008, 8432]),
+    // A restored copy of the cluster, started by a backup test.
+    (41, &[5432]),
 ];
 
 /// 127.0.N.0/24, held exclusively by this test while the value lives.

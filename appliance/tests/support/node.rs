@@ -268,6 +268,10 @@ pub struct ClusterOptions {
     pub etcd_tls: bool,
     /// `ha.synchronous_mode` (`on` when None, pgbox's default).
     pub synchronous_mode: Option<&'static str>,
+    /// A backup node `bk` (127.0.N.31) running `pgboxd repository`, and a
+    /// `backup:` section with these lines besides its certificate (each
+    /// indented two spaces, such as "  archive_timeout: 5s").
+    pub backup: Option<&'static str>,
 }
 
 impl Default for ClusterOptions {
@@ -280,6 +284,7 @@ impl Default for ClusterOptions {
             pgdata_template: false,
             etcd_tls: false,
             synchronous_mode: None,
+            backup: None,
         }
     }
 }
@@ -319,6 +324,8 @@ pub struct TestCluster {
     // their last seconds logging etcd errors), then etcd, then the directory
     // (which prints the logs of a failed test).
     nodes: Vec<PgboxNode>,
+    /// `pgboxd repository` on the backup node, with `backup` set.
+    pub repository: Option<Repository>,
     pub etcd: EtcdCluster,
     pub config_path: PathBuf,
     pub cluster_name: String,
@@ -364,7 +371,30 @@ impl TestCluster {
             opts.extra_yaml.push_str(&made.etcd_yaml());
             access.tls = Some((made.etcd_cert_pem, made.etcd_key_pem, made.ca_pem));
         }
-        let yaml = cluster_yaml(&cluster_name, &etcd_nodes, &pg_nodes, &secrets, &opts);
+        let backup_node = opts.backup.map(|_| ("bk".to_string(), subnet.ip(31)));
+        if let (Some(lines), Some((_, bk))) = (opts.backup, &backup_node) {
+            let mut addrs: Vec<IpAddr> = pg_nodes.iter().map(|(_, a)| *a).collect();
+            addrs.push(*bk);
+            let made = pgbox::ctl::tls_init::generate_with_backup(&cluster_name, &[], &[], &addrs)
+                .expect("make a CA and a backup certificate");
+            opts.extra_yaml
+                .push_str(&made.backup_yaml().expect("a backup certificate"));
+            let repo = dir.join("bk/repository");
+            opts.extra_yaml
+                .push_str(&format!("  path: {}\n", repo.display()));
+            opts.extra_yaml.push_str(lines);
+            if !lines.ends_with('\n') {
+                opts.extra_yaml.push('\n');
+            }
+        }
+        let yaml = cluster_yaml(
+            &cluster_name,
+            &etcd_nodes,
+            &pg_nodes,
+            backup_node.as_ref(),
+            &secrets,
+            &opts,
+        );
         let config_path = dir.join("pgbox.yaml");
         fs::write(&config_path, &yaml).expect("write pgbox.yaml");
         println!(
@@ -407,8 +437,14 @@ impl TestCluster {
             node.pgdata_template = template.clone();
             node.start();
         }
+        let repository = backup_node.map(|(name, address)| {
+            let mut r = Repository::new(&dir, &name, address, &config_path);
+            r.start();
+            r
+        });
         TestCluster {
             nodes,
+            repository,
             etcd,
             config_path,
             cluster_name,
@@ -619,6 +655,7 @@ pub fn cluster_yaml(
     cluster_name: &str,
     etcd_nodes: &[(String, IpAddr)],
     pg_nodes: &[(String, IpAddr)],
+    backup_node: Option<&(String, IpAddr)>,
     secrets: &Secrets,
     opts: &ClusterOptions,
 ) -> String {
@@ -630,6 +667,9 @@ pub fn cluster_yaml(
     }
     for (name, ip) in pg_nodes {
         let _ = writeln!(y, "  - {{name: {name}, address: {ip}, roles: [postgres]}}");
+    }
+    if let Some((name, ip)) = backup_node {
+        let _ = writeln!(y, "  - {{name: {name}, address: {ip}, roles: [backup]}}");
     }
     let _ = writeln!(y, "secrets:");
     let _ = writeln!(y, "  superuser_password: \"{}\"", secrets.superuser);
@@ -658,4 +698,100 @@ pub fn cluster_yaml(
 pub fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `pgboxd repository` on the backup node: the pgBackRest repository, its
+/// TLS server, the schedule and the backup API.
+pub struct Repository {
+    pub name: String,
+    pub address: IpAddr,
+    config: PathBuf,
+    pub data_dir: PathBuf,
+    /// pgboxd's data directory of each PostgreSQL node, `{node}` for its name.
+    member_pattern: String,
+    log: PathBuf,
+    proc: Option<Proc>,
+    http: reqwest::Client,
+}
+
+impl Repository {
+    fn new(dir: &TestDir, name: &str, address: IpAddr, config: &Path) -> Repository {
+        let node_dir = dir.join(name);
+        mkdir_mode(&node_dir, 0o755);
+        let data_dir = node_dir.join("data");
+        mkdir_mode(&data_dir, 0o755);
+        Repository {
+            name: name.to_string(),
+            address,
+            config: config.to_path_buf(),
+            data_dir,
+            member_pattern: dir.join("{node}/data").display().to_string(),
+            log: dir.log_file(name),
+            proc: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(600))
+                .no_proxy()
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    pub fn start(&mut self) {
+        let mut cmd = Command::new(PGBOXD);
+        cmd.arg("repository")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--node")
+            .arg(&self.name)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--member-data-dir")
+            .arg(&self.member_pattern)
+            .env("NO_COLOR", "1");
+        self.proc = Some(spawn_logged(
+            &format!("pgboxd repository {}", self.name),
+            &mut cmd,
+            &self.log,
+        ));
+    }
+
+    pub fn log_text(&self) -> String {
+        read_from(&self.log, 0)
+    }
+
+    /// GET /backups: what the repository holds.
+    pub async fn backups(&self) -> Result<Value, String> {
+        let url = format!("http://{}:{API_PORT}/backups", self.address);
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {}", super::error_chain(&e)))?;
+        resp.json()
+            .await
+            .map_err(|e| format!("GET {url}: {}", super::error_chain(&e)))
+    }
+
+    /// POST /backup with the API password; (status, body).
+    pub async fn take_backup(&self, kind: &str, password: &str) -> Result<(u16, Value), String> {
+        let url = format!("http://{}:{API_PORT}/backup", self.address);
+        let resp = self
+            .http
+            .post(&url)
+            .basic_auth("pgbox", Some(password))
+            .json(&serde_json::json!({ "type": kind }))
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {}", super::error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    /// The pgBackRest configuration this node's service wrote.
+    pub fn pgbackrest_conf(&self) -> PathBuf {
+        self.data_dir.join("pgbackrest.conf")
+    }
 }

@@ -19,6 +19,8 @@ pub struct PlainPostgres {
     log: PathBuf,
     superuser_password: String,
     proc: Option<Proc>,
+    /// More `-c name=value` settings for the postmaster.
+    pub settings: Vec<String>,
 }
 
 impl PlainPostgres {
@@ -80,6 +82,31 @@ impl PlainPostgres {
             log,
             superuser_password,
             proc: None,
+            settings: Vec::new(),
+        }
+    }
+
+    /// A data directory made some other way (a restore), owned by the
+    /// `postgres` user already, whose superuser has `superuser_password`.
+    /// Its pg_hba.conf is replaced: password logins from loopback only.
+    pub fn adopt(
+        dir: &TestDir,
+        name: &str,
+        data: PathBuf,
+        ip: IpAddr,
+        port: u16,
+        superuser_password: &str,
+    ) -> PlainPostgres {
+        let hba = "local all all scram-sha-256\nhost all all 127.0.0.0/8 scram-sha-256\n";
+        fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        PlainPostgres {
+            ip,
+            port,
+            data,
+            log: dir.log_file(name),
+            superuser_password: superuser_password.to_string(),
+            proc: None,
+            settings: Vec::new(),
         }
     }
 
@@ -96,9 +123,11 @@ impl PlainPostgres {
             .arg(format!("port={}", self.port))
             // No socket in a shared /var/run/postgresql: TCP only.
             .arg("-c")
-            .arg("unix_socket_directories=")
-            .uid(user.uid.as_raw())
-            .gid(user.gid.as_raw());
+            .arg("unix_socket_directories=");
+        for setting in &self.settings {
+            cmd.arg("-c").arg(setting);
+        }
+        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
         self.proc = Some(spawn_logged("postgres", &mut cmd, &self.log));
         let target = self.superuser("postgres");
         let proc = self.proc.as_ref().unwrap();

@@ -1,0 +1,335 @@
+//! Backups and point-in-time recovery with pgBackRest, end to end: two
+//! PostgreSQL nodes archiving to a backup node (`pgboxd repository`), all
+//! through pgBackRest's TLS server, with real etcd, PostgreSQL, pgBackRest
+//! and pgboxd on loopback addresses. A restore is started as a separate
+//! PostgreSQL server from what the repository holds, the way a person
+//! recovering from `DROP TABLE` would.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use support::node::{ClusterOptions, TestCluster, BOOTSTRAP_TIMEOUT, FAILOVER_TIMEOUT};
+use support::postgres::PlainPostgres;
+use support::workload::{PgTarget, Workload, WorkloadOptions};
+use support::{postgres_user, run_captured, wait_until};
+
+/// A short archive_timeout, so that an idle cluster's last writes reach the
+/// repository within seconds.
+const BACKUP: &str = "  archive_timeout: 2s\n";
+
+/// pgBackRest runs as `postgres` (it refuses root for some commands, and
+/// its files must belong to the user PostgreSQL runs as).
+fn pgbackrest_as_postgres(conf: &Path, stanza: &str, args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let user = postgres_user();
+    let mut cmd = Command::new("/usr/bin/pgbackrest");
+    cmd.arg(format!("--config={}", conf.display()))
+        .arg(format!("--stanza={stanza}"))
+        .args(args)
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw());
+    cmd
+}
+
+/// Waits until the repository holds a good full backup; returns /backups.
+async fn wait_for_full_backup(c: &TestCluster) -> Value {
+    let repo = c.repository.as_ref().expect("a backup node");
+    wait_until(
+        Duration::from_secs(240),
+        "the first scheduled full backup",
+        async || {
+            let r = repo.backups().await?;
+            let backups = r["repository"]["backups"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if backups
+                .iter()
+                .any(|b| b["type"] == "full" && b["error"] == false)
+            {
+                Ok(r)
+            } else {
+                Err(format!("not yet: {r}"))
+            }
+        },
+    )
+    .await
+}
+
+/// The WAL segment the primary writes now: once it is archived, so is
+/// everything written so far (archive_timeout switches segments within
+/// seconds; the app user needs no privilege for this).
+async fn current_segment(primary: &PgTarget) -> String {
+    let client = primary.connect().await.expect("connect to the primary");
+    let row = client
+        .query_one("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
+        .await
+        .expect("pg_current_wal_lsn");
+    row.get(0)
+}
+
+/// Waits until the repository's archive reaches `segment` (WAL file names
+/// sort in order: timeline, then position).
+async fn wait_archived(c: &TestCluster, segment: &str) {
+    let repo = c.repository.as_ref().unwrap();
+    wait_until(
+        Duration::from_secs(120),
+        &format!("WAL segment {segment} to reach the repository"),
+        async || {
+            let r = repo.backups().await?;
+            // /backups is refreshed every few seconds; pgBackRest itself is
+            // the authority.
+            let out = pgbackrest_as_postgres(
+                &repo.pgbackrest_conf(),
+                &c.cluster_name,
+                &["--output=json", "info"],
+            )
+            .output()
+            .map_err(|e| e.to_string())?;
+            let info: Value =
+                serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {r}"))?;
+            let max = info[0]["archive"]
+                .as_array()
+                .and_then(|a| a.last())
+                .and_then(|a| a["max"].as_str())
+                .unwrap_or("")
+                .to_string();
+            if max.as_str() >= segment {
+                Ok(())
+            } else {
+                Err(format!("archive ends at {max:?}"))
+            }
+        },
+    )
+    .await
+}
+
+/// Restores the repository into a new data directory (as `postgres`),
+/// with pgBackRest's `restore` and `extra` (a target), through db node
+/// `via`'s configuration; starts it as a plain server at 127.0.N.41.
+async fn restore_copy(c: &TestCluster, via: &str, name: &str, extra: &[&str]) -> PlainPostgres {
+    let node = c.node(via);
+    let conf = node.data_dir().join("pgbackrest.conf");
+    let data: PathBuf = c.dir.join(name);
+    support::mkdir_mode(&data, 0o700);
+    let user = postgres_user();
+    nix::unistd::chown(&data, Some(user.uid), Some(user.gid)).unwrap();
+    let pg1 = format!("--pg1-path={}", data.display());
+    let mut args = vec![pg1.as_str()];
+    args.extend_from_slice(extra);
+    args.push("restore");
+    let started = Instant::now();
+    let run = run_captured(
+        name,
+        &mut pgbackrest_as_postgres(&conf, &c.cluster_name, &args),
+        c.dir.path(),
+        Duration::from_secs(600),
+    );
+    assert!(run.status.success(), "pgbackrest restore: {}", run.output());
+    println!(
+        "{name}: restored in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut pg = PlainPostgres::adopt(
+        &c.dir,
+        name,
+        data,
+        c.subnet.ip(41),
+        5432,
+        &c.secrets.superuser,
+    );
+    // A copy: it must never push its own WAL into the cluster's archive, nor
+    // follow or wait for the cluster's servers.
+    pg.settings = vec![
+        "archive_mode=off".into(),
+        "primary_conninfo=".into(),
+        "synchronous_standby_names=".into(),
+        "cluster_name=restored".into(),
+    ];
+    pg.start().await;
+    let su = pg.superuser("postgres");
+    wait_until(
+        Duration::from_secs(240),
+        "the restored copy to finish recovery",
+        async || {
+            let client = su.connect().await?;
+            let row = client
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await
+                .map_err(|e| support::error_chain(&e))?;
+            if row.get::<_, bool>(0) {
+                Err("still in recovery".into())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    pg
+}
+
+async fn ids(target: &PgTarget, table: &str) -> Result<Vec<i64>, String> {
+    let client = target.connect().await?;
+    let rows = client
+        .query(&format!("SELECT id FROM {table} ORDER BY id"), &[])
+        .await
+        .map_err(|e| support::error_chain(&e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// A scheduled full backup is taken as soon as the cluster is up; a row
+/// table is dropped by mistake; a point-in-time restore to just before the
+/// drop brings back every row acknowledged before that time and none
+/// written after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_in_time_restore_undoes_a_drop_table() {
+    let c = TestCluster::start(
+        "pitr_drop_table",
+        ClusterOptions {
+            backup: Some(BACKUP),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let roles = c
+        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
+        .await;
+    let t0 = Instant::now();
+    let first = wait_for_full_backup(&c).await;
+    let full = &first["repository"]["backups"][0];
+    println!(
+        "first full backup {} {}s after the roles settled: database {} bytes, {} bytes in the repository",
+        full["label"],
+        t0.elapsed().as_secs(),
+        full["database_size"],
+        full["repository_size"]
+    );
+
+    let app = c.app_target();
+    let client = app.connect().await.expect("connect as app");
+    client
+        .batch_execute("CREATE TABLE precious (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .await
+        .unwrap();
+    for id in 1..=200i64 {
+        client
+            .execute("INSERT INTO precious (id) VALUES ($1)", &[&id])
+            .await
+            .unwrap();
+    }
+    // The recovery target: after every acknowledged write above, a clear
+    // second before anything below.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let target: String = client
+        .query_one(
+            "SELECT to_char(clock_timestamp(), 'YYYY-MM-DD HH24:MI:SS.MSTZH')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for id in 201..=250i64 {
+        client
+            .execute("INSERT INTO precious (id) VALUES ($1)", &[&id])
+            .await
+            .unwrap();
+    }
+    client.batch_execute("DROP TABLE precious").await.unwrap();
+    let last = current_segment(&c.app_target_on(&roles.primary)).await;
+    wait_archived(&c, &last).await;
+
+    let time = format!("--target={target}");
+    let pg = restore_copy(
+        &c,
+        &roles.replicas[0],
+        "restored-before-drop",
+        &["--type=time", &time, "--target-action=promote"],
+    )
+    .await;
+    let back = ids(&pg.superuser("app"), "precious")
+        .await
+        .expect("the table is back");
+    assert_eq!(
+        back,
+        (1..=200).collect::<Vec<i64>>(),
+        "every row acknowledged before {target} and none after"
+    );
+}
+
+/// WAL archiving goes on across a failover: the promoted replica archives
+/// its new timeline, and a restore of the latest state replays through the
+/// switch, with every write acknowledged before and after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archiving_survives_a_failover() {
+    let mut c = TestCluster::start(
+        "archive_failover",
+        ClusterOptions {
+            backup: Some(BACKUP),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let before = c
+        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
+        .await;
+    wait_for_full_backup(&c).await;
+    let old = before.primary.clone();
+    let new = before.replicas[0].clone();
+
+    let workload = Workload::start(c.app_target(), WorkloadOptions::default());
+    workload
+        .wait_acks_after(
+            Instant::now(),
+            200,
+            Duration::from_secs(60),
+            "writes before the fault",
+        )
+        .await;
+    let killed_at = c.node_mut(&old).kill();
+    c.wait_for_primary(&new, FAILOVER_TIMEOUT, "the replica to take over")
+        .await;
+    workload
+        .wait_acks_after(
+            killed_at,
+            200,
+            FAILOVER_TIMEOUT,
+            "writes on the new timeline",
+        )
+        .await;
+    let report = workload.stop().await;
+    let acked: Vec<i64> = report.acks.iter().map(|a| a.id).collect();
+
+    let last = current_segment(&c.app_target_on(&new)).await;
+    assert!(
+        !last.starts_with(&format!("{:08X}", before.timeline)),
+        "the new primary writes a new timeline ({last})"
+    );
+    wait_archived(&c, &last).await;
+
+    let pg = restore_copy(&c, &new, "restored-latest", &[]).await;
+    let restored = ids(&pg.superuser("app"), "pgbox_writes")
+        .await
+        .expect("the workload's table");
+    let missing: Vec<i64> = acked
+        .iter()
+        .copied()
+        .filter(|id| restored.binary_search(id).is_err())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes missing from the restore of the archive (first: {:?})",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    println!(
+        "restore of the latest state: {} rows, all {} acknowledged writes present, across the failover",
+        restored.len(),
+        acked.len()
+    );
+}
