@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the process-level tests need on a Debian machine: PostgreSQL and
 # etcd servers (used as plain binaries: the tests start their own processes),
-# HAProxy (to check the router configuration pgboxd renders), protoc and
+# HAProxy (to check the router configuration pgboxd renders), pgBackRest
+# (the backup tests archive to and restore from it), protoc and
 # Google's protobuf definitions for etcd-client, cargo-nextest when missing,
 # and Patroni's own patronictl (from PyPI, into a venv under
 # /var/cache/pgbox) for the test that operates a pgbox cluster with it. The
