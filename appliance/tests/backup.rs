@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use support::node::{ClusterOptions, TestCluster, BOOTSTRAP_TIMEOUT, FAILOVER_TIMEOUT};
+use support::node::{ClusterOptions, TestCluster, BOOTSTRAP_TIMEOUT, FAILOVER_TIMEOUT, PGBOXCTL};
 use support::postgres::PlainPostgres;
 use support::workload::{PgTarget, Workload, WorkloadOptions};
 use support::{postgres_user, run_captured, wait_until};
@@ -216,7 +216,24 @@ async fn point_in_time_restore_undoes_a_drop_table() {
         .batch_execute("CREATE TABLE precious (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
         .await
         .unwrap();
-    for id in 1..=200i64 {
+    for id in 1..=100i64 {
+        client
+            .execute("INSERT INTO precious (id) VALUES ($1)", &[&id])
+            .await
+            .unwrap();
+    }
+    // An incremental backup on request, as an operator takes one: the
+    // restore below starts from it.
+    let config = c.config_path.display().to_string();
+    let run = run_captured(
+        "pgboxctl-backup",
+        Command::new(PGBOXCTL).args(["backup", "--config", &config]),
+        c.dir.path(),
+        Duration::from_secs(300),
+    );
+    assert!(run.status.success(), "pgboxctl backup: {}", run.output());
+    assert!(run.output().contains("(incr) done"), "{}", run.output());
+    for id in 101..=200i64 {
         client
             .execute("INSERT INTO precious (id) VALUES ($1)", &[&id])
             .await
@@ -243,6 +260,25 @@ async fn point_in_time_restore_undoes_a_drop_table() {
     client.batch_execute("DROP TABLE precious").await.unwrap();
     let last = current_segment(&c.app_target_on(&roles.primary)).await;
     wait_archived(&c, &last).await;
+
+    let run = run_captured(
+        "pgboxctl-backups",
+        Command::new(PGBOXCTL).args(["backups", "--config", &config]),
+        c.dir.path(),
+        Duration::from_secs(60),
+    );
+    assert!(run.status.success(), "pgboxctl backups: {}", run.output());
+    println!("pgboxctl backups:\n{}", run.output());
+    let listed = run.output();
+    assert!(
+        listed
+            .lines()
+            .filter(|l| l.contains(" full ") || l.contains(" incr "))
+            .count()
+            >= 2,
+        "a full and an incremental backup listed: {listed}"
+    );
+    assert!(listed.contains("restorable: from "), "{listed}");
 
     let time = format!("--target={target}");
     let pg = restore_copy(

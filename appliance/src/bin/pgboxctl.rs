@@ -111,6 +111,21 @@ enum Command {
         #[command(flatten)]
         target: pgbox::ctl::ops::Target,
     },
+    /// Take a backup now (incremental; --full for a full one) on the
+    /// backup node, and wait for it to finish.
+    Backup {
+        /// A full backup instead of an incremental one.
+        #[arg(long)]
+        full: bool,
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+    },
+    /// The backups the repository holds, with sizes, and the range a
+    /// restore can reach.
+    Backups {
+        #[command(flatten)]
+        target: pgbox::ctl::ops::Target,
+    },
     /// HTTPS for the REST API.
     Tls {
         #[command(subcommand)]
@@ -171,6 +186,8 @@ fn main() -> ExitCode {
         Command::Reload { members, target } => pgbox::ctl::ops::reload(target, members),
         Command::Reinit { members, target } => pgbox::ctl::ops::reinit(target, members),
         Command::History { target } => pgbox::ctl::ops::history(target),
+        Command::Backup { full, target } => pgbox::ctl::backup::backup(target, full),
+        Command::Backups { target } => pgbox::ctl::backup::backups(target),
         Command::ShowConfig { target } => pgbox::ctl::ops::show_config(target),
         Command::EditConfig { args, target } => pgbox::ctl::ops::edit_config(target, args),
         Command::Tls {

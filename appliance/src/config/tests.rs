@@ -1143,3 +1143,147 @@ fn watchdog_off_with_asynchronous_replication_is_a_warning() {
         assert!(warnings.is_empty(), "{safe}\n{warnings:?}");
     }
 }
+
+/// GOOD with coord as the backup node, its certificate (from `tls init`'s
+/// code), and `settings` (lines indented two spaces) in `backup:`.
+fn with_backup_section(settings: &str) -> String {
+    let good = GOOD.replace("roles: [etcd, router]", "roles: [etcd, router, backup]");
+    let addresses: Vec<std::net::IpAddr> = ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let made = crate::ctl::tls_init::generate_with_backup("main", &[], &[], &addresses).unwrap();
+    format!("{good}{}{settings}", made.backup_yaml().unwrap())
+}
+
+#[test]
+fn a_backup_section_with_its_node_passes_with_the_defaults() {
+    let cfg = parse(&with_backup_section(""), "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let b = cfg.backup.as_ref().unwrap();
+    assert_eq!(b.full_every, std::time::Duration::from_secs(7 * 86_400));
+    assert_eq!(b.incremental_every, std::time::Duration::from_secs(86_400));
+    assert_eq!(b.retention_full, 2);
+    assert_eq!(b.archive_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(b.path, std::path::PathBuf::from("/var/lib/pgbox/backup"));
+    assert_eq!(cfg.ports.backup, 8432);
+}
+
+#[test]
+fn the_backup_role_and_section_go_together() {
+    // The role without the section: nothing to hold.
+    let text = GOOD.replace("roles: [etcd, router]", "roles: [etcd, router, backup]");
+    let e = only(&text);
+    assert_eq!(e.path, "nodes[2].roles[2]", "{e}");
+    assert!(e.message.contains("no `backup:` section"), "{e}");
+
+    // The section without the role: no repository.
+    let section =
+        with_backup_section("").replace("roles: [etcd, router, backup]", "roles: [etcd, router]");
+    let errs = errors(&section);
+    assert!(
+        errs.0
+            .iter()
+            .any(|e| e.path == "backup" && e.message.contains("no node has the role `backup`")),
+        "{errs}"
+    );
+
+    // Two holders.
+    let two = with_backup_section("")
+        .replace(
+            "    roles: [postgres, etcd]\n  - name: coord",
+            "    roles: [postgres, etcd]\n  - name: coord",
+        )
+        .replacen(
+            "roles: [postgres, etcd]",
+            "roles: [postgres, etcd, backup]",
+            1,
+        );
+    let errs = errors(&two);
+    assert!(
+        errs.0.iter().any(|e| e.path == "backup"
+            && e.message
+                .contains("2 nodes have the role `backup` (db1, coord)")),
+        "{errs}"
+    );
+}
+
+#[test]
+fn backup_settings_are_checked() {
+    let cases = [
+        (
+            "  retention_full: 0\n",
+            "backup.retention_full",
+            "at least 1",
+        ),
+        ("  full_every: 10m\n", "backup.full_every", "at least 1h"),
+        (
+            "  incremental_every: 10s\n",
+            "backup.incremental_every",
+            "at least 1m",
+        ),
+        (
+            "  full_every: 1d\n  incremental_every: 2d\n",
+            "backup.incremental_every",
+            "longer than backup.full_every",
+        ),
+        (
+            "  archive_timeout: 500ms\n",
+            "backup.archive_timeout",
+            "at least 1s",
+        ),
+        (
+            "  archive_timeout: 2h\n",
+            "backup.archive_timeout",
+            "at most 1h",
+        ),
+        ("  path: backups\n", "backup.path", "an absolute path"),
+        ("  path: /srv/my backups\n", "backup.path", "without spaces"),
+    ];
+    for (settings, path, says) in cases {
+        let e = only(&with_backup_section(settings));
+        assert_eq!(e.path, path, "{settings}: {e}");
+        assert!(e.message.contains(says), "{settings}: {e}");
+        assert!(e.line.is_some(), "{settings}: no position: {e}");
+    }
+}
+
+#[test]
+fn the_backup_certificate_must_name_every_postgres_node_and_the_backup_node() {
+    let good = GOOD.replace("roles: [etcd, router]", "roles: [etcd, router, backup]");
+    // Made for the PostgreSQL nodes only: coord's pgBackRest server would
+    // present a certificate that does not name it.
+    let addresses: Vec<std::net::IpAddr> = ["10.0.0.11", "10.0.0.12"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let made = crate::ctl::tls_init::generate_with_backup("main", &[], &[], &addresses).unwrap();
+    let e = only(&format!("{good}{}", made.backup_yaml().unwrap()));
+    assert_eq!(e.path, "backup.tls.certificate", "{e}");
+    assert!(e.message.contains("coord"), "{e}");
+}
+
+#[test]
+fn archiving_settings_belong_to_the_backup_section() {
+    for name in ["archive_command", "archive_timeout", "archive_library"] {
+        let e = only(&with(&format!("postgres:\n  parameters:\n    {name}: x\n")));
+        assert!(e.message.contains("pgBackRest"), "{name}: {e}");
+    }
+}
+
+#[test]
+fn a_repository_beside_the_data_is_a_warning() {
+    let text = with_backup_section("")
+        .replace("roles: [etcd, router, backup]", "roles: [etcd, router]")
+        .replacen(
+            "roles: [postgres, etcd]",
+            "roles: [postgres, etcd, backup]",
+            1,
+        );
+    let (_, warnings) = check(&text, "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.to_string().contains("losing that box loses the backups")),
+        "{warnings:?}"
+    );
+}

@@ -833,7 +833,8 @@ impl Checker<'_> {
                 "must be at least 1: with 0 no full backup would be kept, and nothing could be restored",
             );
         }
-        if b.full_every < Duration::from_secs(3600) {
+        let full_ok = b.full_every >= Duration::from_secs(3600);
+        if !full_ok {
             self.value(
                 "backup.full_every",
                 format!(
@@ -847,15 +848,20 @@ impl Checker<'_> {
                 "backup.incremental_every",
                 format!("is {}; at least 1m", fmt_duration(b.incremental_every)),
             );
-        } else if b.incremental_every > b.full_every {
+        } else if full_ok && b.incremental_every > b.full_every {
             let (here, there) = self.pick("backup.incremental_every", "backup.full_every");
+            let (inc, full) = (
+                fmt_duration(b.incremental_every),
+                fmt_duration(b.full_every),
+            );
+            let relation = if here == "backup.incremental_every" {
+                format!("is longer than {there} ({inc} > {full})")
+            } else {
+                format!("is shorter than {there} ({full} < {inc})")
+            };
             self.value(
                 &here,
-                format!(
-                    "is longer than {there} ({} > {}): an incremental backup would never be due; make it shorter",
-                    fmt_duration(b.incremental_every),
-                    fmt_duration(b.full_every)
-                ),
+                format!("{relation}: an incremental backup would never be due; make incremental_every the shorter"),
             );
         }
         let t = b.archive_timeout;

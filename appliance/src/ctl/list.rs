@@ -205,6 +205,11 @@ fn show(args: ListArgs, command: &str, arrange: impl Fn(ClusterDoc) -> ClusterDo
 
 /// The base URLs to ask, in order: `--api` ones first, then the file's.
 pub fn api_urls(args: &ListArgs) -> Result<Vec<String>, String> {
+    api_urls_of(args, Role::Postgres)
+}
+
+/// As `api_urls`, with the file's nodes of `role`.
+pub fn api_urls_of(args: &ListArgs, role: Role) -> Result<Vec<String>, String> {
     let https = args.ca()?.is_some();
     let with_scheme = |url: &str| {
         let url = url.trim();
@@ -219,11 +224,15 @@ pub fn api_urls(args: &ListArgs) -> Result<Vec<String>, String> {
         let config = crate::config::load(path)
             .map_err(|errors| format!("cannot use {}:\n{errors}", path.display()))?;
         let before = urls.len();
-        for node in config.nodes_with(Role::Postgres) {
+        for node in config.nodes_with(role) {
             urls.push(normalize_api_url(&config.api_url(node)));
         }
         if urls.len() == before {
-            return Err(format!("{}: no node has the postgres role", path.display()));
+            return Err(format!(
+                "{}: no node has the {} role",
+                path.display(),
+                role.name()
+            ));
         }
     }
     if urls.is_empty() {

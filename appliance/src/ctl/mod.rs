@@ -1,4 +1,5 @@
 //! pgboxctl's subcommands, one file each.
+pub mod backup;
 pub mod colour;
 pub mod config_check;
 pub mod list;
