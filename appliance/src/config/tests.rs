@@ -1188,16 +1188,11 @@ fn the_backup_role_and_section_go_together() {
     );
 
     // Two holders.
-    let two = with_backup_section("")
-        .replace(
-            "    roles: [postgres, etcd]\n  - name: coord",
-            "    roles: [postgres, etcd]\n  - name: coord",
-        )
-        .replacen(
-            "roles: [postgres, etcd]",
-            "roles: [postgres, etcd, backup]",
-            1,
-        );
+    let two = with_backup_section("").replacen(
+        "roles: [postgres, etcd]",
+        "roles: [postgres, etcd, backup]",
+        1,
+    );
     let errs = errors(&two);
     assert!(
         errs.0.iter().any(|e| e.path == "backup"
