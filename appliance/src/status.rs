@@ -60,6 +60,22 @@ pub struct PgStatus {
     /// The history file of the server's timeline: where its history left
     /// each older timeline.
     pub forks: Vec<crate::ha::Fork>,
+    /// Primary with archiving on: how its WAL archiving goes.
+    pub archive: Option<ArchiveState>,
+}
+
+/// A primary's WAL archiving, from `pg_stat_archiver` and the segments
+/// waiting in `pg_wal/archive_status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ArchiveState {
+    /// Completed segments not yet in the repository: what a lost cluster
+    /// would lose beyond the segment being written.
+    pub pending_segments: u64,
+    /// Seconds since a segment was last archived (None: never yet).
+    pub since_last_archived: Option<f64>,
+    /// The last attempt failed (and none succeeded since).
+    pub failing: bool,
+    pub last_failed_wal: Option<String>,
 }
 
 /// One row of `pg_stat_replication`, in Patroni's field names.

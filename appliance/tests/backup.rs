@@ -280,6 +280,46 @@ async fn point_in_time_restore_undoes_a_drop_table() {
     );
     assert!(listed.contains("restorable: from "), "{listed}");
 
+    // The state is visible where an operator looks: `pgboxctl list`, and
+    // the metrics of the primary and of the backup node.
+    let run = run_captured(
+        "pgboxctl-list",
+        Command::new(PGBOXCTL).args(["list", "--config", &config]),
+        c.dir.path(),
+        Duration::from_secs(60),
+    );
+    let listed = run.output();
+    println!("pgboxctl list:\n{listed}");
+    assert!(run.status.success(), "pgboxctl list: {listed}");
+    assert!(listed.contains("Backups: last good "), "{listed}");
+    assert!(
+        listed.contains(&format!("segment(s) waiting on {}", roles.primary)),
+        "{listed}"
+    );
+    assert!(!listed.contains("FAILING"), "{listed}");
+    let (_, metrics) = c
+        .node(&roles.primary)
+        .api_get("/metrics")
+        .await
+        .expect("the primary's metrics");
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(String::from)
+    };
+    assert_eq!(
+        sample("pgbox_archive_failing").as_deref(),
+        Some("0"),
+        "{metrics}"
+    );
+    assert!(
+        sample("pgbox_archive_pending_segments").is_some(),
+        "{metrics}"
+    );
+
     let time = format!("--target={target}");
     let pg = restore_copy(
         &c,

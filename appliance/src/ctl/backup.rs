@@ -147,6 +147,91 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// The lines `pgboxctl list` adds under the members when the file has a
+/// backup node: the last good backup and its age, and the leader's WAL
+/// archiving (what is waiting, and whether it fails). Empty without one.
+pub async fn footer(
+    args: &super::list::ListArgs,
+    client: &reqwest::Client,
+    doc: &super::list::ClusterDoc,
+) -> String {
+    if args.config.is_none() {
+        return String::new();
+    }
+    let Ok(urls) = api_urls_of(args, Role::Backup) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let get = |url: String| async move {
+        let resp = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| super::list::error_chain(&e))?;
+        resp.json::<Value>().await.map_err(|e| e.to_string())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    match get(format!("{}/backups", urls[0])).await {
+        Ok(b) => out.push_str(&backup_line(&b, now)),
+        Err(e) => out.push_str(&format!("Backups: the backup node does not answer ({e})\n")),
+    }
+    let leader = doc.members.iter().find(|m| m.role == "leader");
+    if let Some(url) = leader.and_then(|m| m.api_url.clone()) {
+        if let Ok(p) = get(url).await {
+            out.push_str(&archive_line(&leader.unwrap().name, &p["archive"]));
+        }
+    }
+    out
+}
+
+fn age(secs: i64) -> String {
+    humantime::format_duration(Duration::from_secs(secs.max(0) as u64)).to_string()
+}
+
+fn backup_line(doc: &Value, now: i64) -> String {
+    let empty = Vec::new();
+    let backups = doc["repository"]["backups"].as_array().unwrap_or(&empty);
+    let mut line = match backups.iter().rev().find(|b| b["error"] != true) {
+        Some(b) => format!(
+            "Backups: last good {} ({}) {} ago, {} kept",
+            b["label"].as_str().unwrap_or("?"),
+            b["type"].as_str().unwrap_or("?"),
+            age(now - b["stop"].as_i64().unwrap_or(now)),
+            backups.len()
+        ),
+        None => "Backups: none yet".to_string(),
+    };
+    if let Some(e) = doc["last_error"].as_str() {
+        line.push_str(&format!("; FAILING: {e}"));
+    }
+    line.push('\n');
+    line
+}
+
+fn archive_line(leader: &str, a: &Value) -> String {
+    if a.is_null() {
+        return String::new();
+    }
+    let mut line = format!(
+        "Archive: {} segment(s) waiting on {leader}",
+        a["pending_segments"].as_u64().unwrap_or(0)
+    );
+    if let Some(s) = a["since_last_archived"].as_f64() {
+        line.push_str(&format!(", last archived {} ago", age(s as i64)));
+    }
+    if a["failing"] == true {
+        line.push_str(&format!(
+            "; FAILING (last failed segment {})",
+            a["last_failed_wal"].as_str().unwrap_or("?")
+        ));
+    }
+    line.push('\n');
+    line
+}
+
 /// `pgboxctl backup [--full]`: a backup now; waits for it to finish.
 pub fn backup(t: Target, full: bool) -> ExitCode {
     let urls = match urls(&t) {
@@ -231,6 +316,33 @@ mod tests {
         assert!(text.contains("incr"), "{text}");
         assert!(text.contains("restorable: from 2026-12-03 17:00:10 to the newest archived WAL (000000020000000000000009)"), "{text}");
         assert!(!text.contains("not ready"), "{text}");
+    }
+
+    #[test]
+    fn the_list_footer_tells_the_last_backup_and_the_archive() {
+        let doc = serde_json::json!({
+            "last_error": null,
+            "repository": {"backups": [
+                {"label": "F1", "type": "full", "stop": 1000, "error": false},
+                {"label": "F1_I2", "type": "incr", "stop": 4000, "error": false}
+            ]}
+        });
+        assert_eq!(
+            backup_line(&doc, 7600),
+            "Backups: last good F1_I2 (incr) 1h ago, 2 kept\n"
+        );
+        let failing = serde_json::json!({"last_error": "no standby", "repository": null});
+        assert_eq!(
+            backup_line(&failing, 0),
+            "Backups: none yet; FAILING: no standby\n"
+        );
+        let a = serde_json::json!({"pending_segments": 3, "since_last_archived": 75.0,
+            "failing": true, "last_failed_wal": "000000010000000000000007"});
+        assert_eq!(
+            archive_line("db1", &a),
+            "Archive: 3 segment(s) waiting on db1, last archived 1m 15s ago; FAILING (last failed segment 000000010000000000000007)\n"
+        );
+        assert_eq!(archive_line("db1", &Value::Null), "");
     }
 
     #[test]

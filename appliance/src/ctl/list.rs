@@ -187,7 +187,11 @@ fn show(args: ListArgs, command: &str, arrange: impl Fn(ClusterDoc) -> ClusterDo
                 text.push('\n');
                 text
             } else {
-                render_table_with(&doc, Palette::for_stdout())
+                let mut text = render_table_with(&doc, Palette::for_stdout());
+                if command == "list" {
+                    text.push_str(&runtime.block_on(super::backup::footer(&args, &client, &doc)));
+                }
+                text
             };
             // A closed pipe (`| head`) is not worth a panic.
             let _ = std::io::stdout().lock().write_all(text.as_bytes());

@@ -17,6 +17,8 @@ pub type Health = PgStatus;
 
 pub struct Checker {
     conn: PgConfig,
+    /// WAL archiving is on (the file has `backup:`).
+    archiving: bool,
     client: Option<Client>,
     /// The newest timeline this standby has received WAL on since it
     /// started: the WAL receiver's row vanishes when its upstream dies,
@@ -46,6 +48,16 @@ SELECT pg_is_in_recovery(),
        CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,
        (SELECT bool_or(pending_restart) FROM pg_settings)
 FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true";
+
+/// A primary's WAL archiving (asked only when archiving is on): segments
+/// waiting for the archiver, seconds since the last success, and whether
+/// the last attempt failed.
+const ARCHIVE: &str = "SELECT
+       (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'),
+       extract(epoch FROM now() - last_archived_time)::float8,
+       coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false),
+       last_failed_wal
+FROM pg_stat_archiver";
 
 const STANDBYS: &str = "SELECT application_name, state, sync_state, flush_lsn::text,
        usename::text, host(client_addr), sync_priority
@@ -98,6 +110,7 @@ impl Checker {
     pub fn new(cfg: &Config, layout: &Layout) -> Self {
         Checker {
             conn: connection(cfg, layout),
+            archiving: cfg.backup.is_some(),
             client: None,
             received_tli: None,
         }
@@ -145,6 +158,7 @@ impl Checker {
     }
 
     async fn query(&mut self) -> Result<PgStatus> {
+        let archiving = self.archiving;
         let client = self.client().await?;
         let row = tokio::time::timeout(Duration::from_secs(3), client.query_one(QUERY, &[]))
             .await
@@ -198,6 +212,20 @@ impl Checker {
                 .collect()
         } else {
             Vec::new()
+        };
+        let archive = if archiving && !in_recovery {
+            let a = client
+                .query_one(ARCHIVE, &[])
+                .await
+                .context("reading pg_stat_archiver")?;
+            Some(crate::status::ArchiveState {
+                pending_segments: a.get::<_, i64>(0).max(0) as u64,
+                since_last_archived: a.get::<_, Option<f64>>(1).map(|s| s.max(0.0)),
+                failing: a.get(2),
+                last_failed_wal: a.get(3),
+            })
+        } else {
+            None
         };
         let min_recovery_tli: Option<i32> = row.get(12);
         let streaming = in_recovery && wal_status.as_deref() == Some("streaming");
@@ -254,6 +282,7 @@ impl Checker {
             pending_restart,
             // Read from the history file by `Postgres::health`.
             forks: Vec::new(),
+            archive,
         })
     }
 }

@@ -165,6 +165,28 @@ pub fn render(node: &NodeStatus) -> String {
             lag.as_secs_f64(),
         );
     }
+    if let Some(a) = &pg.archive {
+        x.single(
+            "pgbox_archive_pending_segments",
+            "gauge",
+            "Primary: completed WAL segments waiting to be archived to the backup node.",
+            a.pending_segments as f64,
+        );
+        x.single(
+            "pgbox_archive_failing",
+            "gauge",
+            "Primary: 1 when the last archive attempt failed and none succeeded since (WAL piles up on the data partition).",
+            flag(a.failing),
+        );
+        if let Some(age) = a.since_last_archived {
+            x.single(
+                "pgbox_archive_last_success_age_seconds",
+                "gauge",
+                "Primary: seconds since a WAL segment was last archived.",
+                age,
+            );
+        }
+    }
     if let Some(rem) = node.lease_remaining {
         x.single(
             "pgbox_lease_remaining_seconds",

@@ -63,6 +63,10 @@ pub fn body(node: &NodeStatus) -> Value {
             doc.insert("replication".into(), json!(pg.replication));
         }
     }
+    if let Some(a) = &pg.archive {
+        // Not Patroni's: how this primary's WAL archiving goes.
+        doc.insert("archive".into(), json!(a));
+    }
     if !pg.pending_restart.is_empty() {
         doc.insert("pending_restart".into(), json!(true));
         let reasons: Map<String, Value> = pg
