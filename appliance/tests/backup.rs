@@ -409,3 +409,78 @@ async fn archiving_survives_a_failover() {
         acked.len()
     );
 }
+
+/// A primary that dies with completed WAL segments it never archived (its
+/// archiving broken here: its pgBackRest configuration unreadable) leaves
+/// no hole in the repository: the promoted replica holds those segments,
+/// streamed, and pushes them itself; a restore of the latest state has
+/// every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_primary_archives_what_the_dead_one_had_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = TestCluster::start(
+        "archive_gap",
+        ClusterOptions {
+            backup: Some(BACKUP),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let before = c
+        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
+        .await;
+    wait_for_full_backup(&c).await;
+    let old = before.primary.clone();
+    let new = before.replicas[0].clone();
+
+    // From here on archive-push fails on the primary.
+    let conf = c.node(&old).data_dir().join("pgbackrest.conf");
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let workload = Workload::start(c.app_target(), WorkloadOptions::default());
+    wait_until(
+        Duration::from_secs(120),
+        "completed segments to wait on the primary, unarchived",
+        async || {
+            let p = c.node(&old).patroni().await?;
+            let pending = p["archive"]["pending_segments"].as_u64().unwrap_or(0);
+            if pending >= 3 && p["archive"]["failing"] == true {
+                Ok(())
+            } else {
+                Err(format!("archive: {}", p["archive"]))
+            }
+        },
+    )
+    .await;
+    let killed_at = c.node_mut(&old).kill();
+    c.wait_for_primary(&new, FAILOVER_TIMEOUT, "the replica to take over")
+        .await;
+    workload
+        .wait_acks_after(
+            killed_at,
+            100,
+            FAILOVER_TIMEOUT,
+            "writes on the new timeline",
+        )
+        .await;
+    let report = workload.stop().await;
+    let acked: Vec<i64> = report.acks.iter().map(|a| a.id).collect();
+
+    let last = current_segment(&c.app_target_on(&new)).await;
+    wait_archived(&c, &last).await;
+    let pg = restore_copy(&c, &new, "restored-after-gap", &[]).await;
+    let restored = ids(&pg.superuser("app"), "pgbox_writes")
+        .await
+        .expect("the workload's table");
+    let missing: Vec<i64> = acked
+        .iter()
+        .copied()
+        .filter(|id| restored.binary_search(id).is_err())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes missing from the restore (first: {:?}): the dead primary's unarchived segments were lost",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(10)]
+    );
+}

@@ -188,13 +188,64 @@ impl Postgres {
         }
         let text = br::postgres_node(&self.cfg, b, &self.me, &self.layout.root, &files);
         pgbackrest::owned_file(&files.conf, &text, self.run_as, 0o640)?;
-        Ok(Some(pgbackrest::PgBackRest {
+        Ok(Some(self.pgbackrest(bin)))
+    }
+
+    fn pgbackrest(&self, bin: std::path::PathBuf) -> crate::backup::pgbackrest::PgBackRest {
+        crate::backup::pgbackrest::PgBackRest {
             bin,
-            conf: files.conf,
-            stanza: br::stanza(&self.cfg).to_string(),
+            conf: crate::backup::conf::Files::under(&self.layout.root).conf,
+            stanza: crate::backup::conf::stanza(&self.cfg).to_string(),
             run_as: self.run_as,
             passfile: Some(self.layout.passfile.clone()),
-        }))
+        }
+    }
+
+    /// Right after a promotion, with archiving on: push the older
+    /// timelines' segments this server streamed, which the old primary may
+    /// have died without archiving (`backup::catch_up`). In the background:
+    /// the new primary serves at once.
+    async fn archive_what_the_old_primary_may_not_have(&mut self) -> Result<()> {
+        use crate::backup::{catch_up, pgbackrest};
+        if self.cfg.backup.is_none() {
+            return Ok(());
+        }
+        let client = self.health.client().await?;
+        let row = client
+            .query_one(
+                "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+                &[],
+            )
+            .await
+            .context("the new timeline")?;
+        let timeline = row.get::<_, i32>(0) as u32;
+        let history = std::fs::read_to_string(self.history_file(timeline))
+            .with_context(|| format!("reading the history file of timeline {timeline}"))?;
+        let forks = parse_history(&history);
+        let pg_wal = self.layout.pgdata.join("pg_wal");
+        let names: Vec<String> = std::fs::read_dir(&pg_wal)
+            .with_context(|| format!("listing {}", pg_wal.display()))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        let segments = catch_up::segments_to_push(&names, &forks);
+        if segments.is_empty() {
+            return Ok(());
+        }
+        let pgbr = self.pgbackrest(pgbackrest::require()?);
+        tokio::spawn(async move {
+            let (done, failed) = catch_up::push(&pgbr, &pg_wal, &segments).await;
+            if failed.is_empty() {
+                tracing::info!(segments = done, timeline, "older timelines' segments archived after the promotion");
+            } else {
+                tracing::warn!(
+                    archived = done,
+                    failed = failed.len(),
+                    first = %failed[0],
+                    "some older timelines' segments could not be archived after the promotion"
+                );
+            }
+        });
+        Ok(())
     }
 
     /// An empty-or-existing directory owned by PostgreSQL's user, mode 0700:
@@ -865,6 +916,9 @@ impl Postgres {
         // The standby.signal is gone now; keep the file consistent with that
         // for the next start.
         self.write_config(None)?;
+        if let Err(e) = self.archive_what_the_old_primary_may_not_have().await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot archive the older timelines' segments after the promotion");
+        }
         Ok(())
     }
 
