@@ -484,3 +484,121 @@ async fn a_new_primary_archives_what_the_dead_one_had_not() {
         &missing[..missing.len().min(10)]
     );
 }
+
+/// Disaster recovery: every PostgreSQL box is lost (blank disks) and etcd
+/// forgot the cluster; only the backup node survives. The boxes flashed
+/// with the same file plus `backup.restore: latest` come up as the same
+/// cluster from the repository, with every write acknowledged before the
+/// loss, a streaming replica, and archiving going on on a new timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blank_boxes_come_back_from_the_repository() {
+    let mut c = TestCluster::start(
+        "disaster_recovery",
+        ClusterOptions {
+            backup: Some(BACKUP),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let before = c
+        .wait_for_roles(&["db1", "db2"], BOOTSTRAP_TIMEOUT, "bootstrap")
+        .await;
+    wait_for_full_backup(&c).await;
+    let workload = Workload::start(c.app_target(), WorkloadOptions::default());
+    workload
+        .wait_acks_after(
+            Instant::now(),
+            300,
+            Duration::from_secs(60),
+            "writes before the loss",
+        )
+        .await;
+    let report = workload.stop().await;
+    let acked: Vec<i64> = report.acks.iter().map(|a| a.id).collect();
+    let last = current_segment(&c.app_target_on(&before.primary)).await;
+    wait_archived(&c, &last).await;
+
+    // Both boxes lose power, and their disks are blank when they return.
+    for name in ["db1", "db2"] {
+        let node = c.node_mut(name);
+        node.kill();
+        let data = node.data_dir().to_path_buf();
+        std::fs::remove_dir_all(&data).unwrap();
+        support::mkdir_mode(&data, 0o700);
+    }
+    // A new etcd: nothing of the cluster is left in it.
+    c.etcd
+        .client()
+        .await
+        .delete(
+            format!("/service/{}/", c.cluster_name),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .expect("forget the cluster in etcd");
+    let mut yaml = std::fs::read_to_string(&c.config_path).unwrap();
+    assert!(
+        yaml.trim_end().ends_with("archive_timeout: 2s"),
+        "the backup section ends the file"
+    );
+    yaml.push_str("  restore: latest\n");
+    std::fs::write(&c.config_path, yaml).unwrap();
+
+    let started = Instant::now();
+    for name in ["db1", "db2"] {
+        c.node_mut(name).start();
+    }
+    let after = c
+        .wait_for_roles(
+            &["db1", "db2"],
+            Duration::from_secs(300),
+            "the cluster restored from the repository",
+        )
+        .await;
+    println!(
+        "restored cluster: {} primary on timeline {} (was {}), {} streaming, {:.1}s after the boxes started",
+        after.primary,
+        after.timeline,
+        before.timeline,
+        after.replicas[0],
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        after.timeline > before.timeline,
+        "a restore opens a new timeline"
+    );
+    let restored = ids(&c.app_target_on(&after.primary), "pgbox_writes")
+        .await
+        .expect("the workload's table, back");
+    let missing: Vec<i64> = acked
+        .iter()
+        .copied()
+        .filter(|id| restored.binary_search(id).is_err())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes missing after the disaster recovery (first: {:?})",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(10)]
+    );
+    // Archiving goes on into the same repository, on the new timeline.
+    let client = c
+        .app_target()
+        .connect()
+        .await
+        .expect("connect to the restored primary");
+    client
+        .batch_execute(
+            "CREATE TABLE after_recovery (id int); INSERT INTO after_recovery VALUES (1)",
+        )
+        .await
+        .expect("the restored primary takes writes");
+    let last = current_segment(&c.app_target_on(&after.primary)).await;
+    assert!(
+        last.starts_with(&format!("{:08X}", after.timeline)),
+        "{last} on timeline {}",
+        after.timeline
+    );
+    wait_archived(&c, &last).await;
+}

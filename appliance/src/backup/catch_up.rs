@@ -79,8 +79,16 @@ mod tests {
     #[test]
     fn segment_names() {
         assert_eq!(parse_segment("000000010000000000000003"), Some((1, 3)));
-        assert_eq!(parse_segment("0000000200000001000000FF"), Some((2, 256 + 255)));
-        for other in ["00000002.history", "000000010000000000000003.partial", "archive_status", "xyz"] {
+        assert_eq!(
+            parse_segment("0000000200000001000000FF"),
+            Some((2, 256 + 255))
+        );
+        for other in [
+            "00000002.history",
+            "000000010000000000000003.partial",
+            "archive_status",
+            "xyz",
+        ] {
             assert_eq!(parse_segment(other), None, "{other}");
         }
     }
@@ -118,6 +126,9 @@ mod tests {
             segments_to_push(&names, &boundary),
             ["000000010000000000000003", "000000010000000000000004"]
         );
-        assert!(segments_to_push(&names, &[]).is_empty(), "no history, nothing to push");
+        assert!(
+            segments_to_push(&names, &[]).is_empty(),
+            "no history, nothing to push"
+        );
     }
 }

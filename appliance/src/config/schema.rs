@@ -402,10 +402,26 @@ pub struct BackupSettings {
     /// a bigger disk may be mounted there).
     #[serde(default = "default_repository_path")]
     pub path: std::path::PathBuf,
+    /// A new cluster (no data on any box, nothing in etcd) comes up from
+    /// the repository instead of `initdb`: the latest state it holds, or
+    /// the state at a time. Ignored once the cluster exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreTarget>,
     /// pgBackRest's TLS: one certificate naming every PostgreSQL node's and
     /// the backup node's address, for server and client use (each side
     /// checks the other's certificate). `pgboxctl tls init` makes it.
     pub tls: TlsPem,
+}
+
+/// What a new cluster is restored to (`backup.restore`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum RestoreTarget {
+    /// Everything the repository holds: the last backup and all WAL after it.
+    Latest,
+    /// The state at this time (`YYYY-MM-DD HH:MM:SS[.fraction]+HH[:MM]`,
+    /// with its UTC offset): transactions committed after it are left out.
+    Time(String),
 }
 
 fn default_full_every() -> Duration {

@@ -1282,3 +1282,37 @@ fn a_repository_beside_the_data_is_a_warning() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn a_restore_target_is_latest_or_a_time_with_its_offset() {
+    let cfg = parse(&with_backup_section("  restore: latest\n"), "pgbox.yaml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.backup.unwrap().restore, Some(RestoreTarget::Latest));
+    for good in [
+        "2026-12-03 17:04:15+00",
+        "2026-12-03 17:04:15.123+01:00",
+        "2026-12-03 17:04:15.123456-0530",
+    ] {
+        let text = with_backup_section(&format!("  restore: {{time: \"{good}\"}}\n"));
+        let cfg = parse(&text, "pgbox.yaml").unwrap_or_else(|e| panic!("{good}: {e}"));
+        assert_eq!(
+            cfg.backup.unwrap().restore,
+            Some(RestoreTarget::Time(good.into()))
+        );
+    }
+    for (bad, says) in [
+        ("2026-12-03 17:04:15", "no UTC offset"),
+        ("2026-12-03T17:04:15+00", "is not a time like"),
+        ("2026-13-03 17:04:15+00", "not a valid date"),
+        ("2026-12-03 17:04:15.1234567+00", "is not a time like"),
+        ("yesterday", "is not a time like"),
+    ] {
+        let e = only(&with_backup_section(&format!(
+            "  restore: {{time: \"{bad}\"}}\n"
+        )));
+        assert_eq!(e.path, "backup.restore.time", "{bad}: {e}");
+        assert!(e.message.contains(says), "{bad}: {e}");
+    }
+    let e = only(&with_backup_section("  restore: sometime\n"));
+    assert!(e.message.contains("latest"), "{e}");
+}

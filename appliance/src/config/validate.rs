@@ -882,6 +882,11 @@ impl Checker<'_> {
                 ),
             );
         }
+        if let Some(crate::config::RestoreTarget::Time(t)) = &b.restore {
+            if let Some(problem) = restore_time_problem(t) {
+                self.value("backup.restore.time", format!("{t:?} {problem}"));
+            }
+        }
         let path = b.path.to_string_lossy();
         if !b.path.is_absolute() || path.contains(['\n', '=', ' ']) || path.len() > 200 {
             self.value(
@@ -989,6 +994,67 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// A recovery target time as both pgBackRest and PostgreSQL read it, with
+/// an explicit UTC offset (without one each would assume its own local
+/// time): `YYYY-MM-DD HH:MM:SS`, optional `.fraction` (up to 6 digits),
+/// then `+HH`, `+HHMM` or `+HH:MM` (or `-`).
+fn restore_time_problem(t: &str) -> Option<String> {
+    const SHAPE: &str = "is not a time like 2026-12-03 17:04:15+00 (date, time, optional .fraction, and a UTC offset)";
+    let b = t.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let fixed = b.len() >= 19
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b' '
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    if !fixed {
+        return Some(SHAPE.into());
+    }
+    let mut rest = &t[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 || n > 6 {
+            return Some(SHAPE.into());
+        }
+        rest = &frac[n..];
+    }
+    let Some(offset) = rest.strip_prefix('+').or_else(|| rest.strip_prefix('-')) else {
+        return Some("has no UTC offset (such as +00): without one the restore would read it in some box's local time".into());
+    };
+    let ob = offset.as_bytes();
+    let ok = match ob.len() {
+        2 => digits_all(ob),
+        4 => digits_all(ob),
+        5 => ob[2] == b':' && digits_all(&ob[..2]) && digits_all(&ob[3..]),
+        _ => false,
+    };
+    if !ok {
+        return Some(SHAPE.into());
+    }
+    let num = |r: std::ops::Range<usize>| t[r].parse::<u32>().unwrap_or(99);
+    if !(1..=12).contains(&num(5..7))
+        || !(1..=31).contains(&num(8..10))
+        || num(11..13) > 23
+        || num(14..16) > 59
+        || num(17..19) > 59
+    {
+        return Some("is not a valid date and time".into());
+    }
+    None
+}
+
+fn digits_all(b: &[u8]) -> bool {
+    b.iter().all(u8::is_ascii_digit)
 }
 
 fn family(addr: IpAddr) -> &'static str {

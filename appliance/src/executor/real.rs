@@ -96,7 +96,12 @@ impl LocalPostgres {
 
 impl PgControl for LocalPostgres {
     async fn initdb(&mut self) -> Result<()> {
-        self.pg.initdb().await.context("initdb")
+        // A new cluster of blank boxes whose file names a restore comes up
+        // from the backup repository instead.
+        match self.cfg.backup.as_ref().and_then(|b| b.restore.clone()) {
+            Some(target) => self.pg.restore_from_repository(&target).await,
+            None => self.pg.initdb().await.context("initdb"),
+        }
     }
     async fn create_roles(&mut self) -> Result<()> {
         self.pg.create_roles().await

@@ -212,7 +212,7 @@ fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
-fn quote(v: &str) -> String {
+pub(crate) fn quote(v: &str) -> String {
     format!("'{}'", v.replace('\'', "''"))
 }
 

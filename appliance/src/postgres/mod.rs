@@ -5,6 +5,7 @@ pub mod conf;
 pub mod fence;
 mod health;
 pub mod layout;
+mod restore;
 pub mod template;
 
 use std::os::unix::fs::PermissionsExt;
@@ -40,6 +41,9 @@ pub struct Postgres {
     /// cluster-wide parameters (`set_parameters`) is known to need a reload.
     rendered:
         std::sync::Mutex<Option<std::collections::BTreeMap<String, crate::config::ParamValue>>>,
+    /// Set by a restore from the backup repository until the first start
+    /// has replayed the archive (restore.rs).
+    restore_target: Option<crate::config::RestoreTarget>,
 }
 
 /// What `pg_controldata` says about a stopped data directory.
@@ -128,6 +132,7 @@ impl Postgres {
             sync_names: String::new(),
             health,
             rendered: std::sync::Mutex::new(None),
+            restore_target: None,
         })
     }
 
@@ -235,7 +240,11 @@ impl Postgres {
         tokio::spawn(async move {
             let (done, failed) = catch_up::push(&pgbr, &pg_wal, &segments).await;
             if failed.is_empty() {
-                tracing::info!(segments = done, timeline, "older timelines' segments archived after the promotion");
+                tracing::info!(
+                    segments = done,
+                    timeline,
+                    "older timelines' segments archived after the promotion"
+                );
             } else {
                 tracing::warn!(
                     archived = done,
@@ -692,6 +701,7 @@ impl Postgres {
                 let _ = writeln!(text, "{k} = {v}");
             }
         }
+        text.push_str(&self.recovery_settings());
         self.write_owned(&self.layout.pgdata.join("postgresql.conf"), &text)?;
         self.write_owned(
             &self.layout.pgdata.join("pg_hba.conf"),
@@ -752,7 +762,8 @@ impl Postgres {
         self.child = Some(child);
         self.upstream = upstream.map(|u| u.name);
         self.health.reset();
-        self.wait_ready(Duration::from_secs(120)).await
+        self.wait_ready(Duration::from_secs(120)).await?;
+        self.finish_recovery().await
     }
 
     /// Wait until postmaster.pid says ready (primary) or standby (accepting
@@ -992,26 +1003,52 @@ impl Postgres {
 
     /// Create roles and the application database after initdb.
     pub async fn create_roles(&mut self) -> Result<()> {
-        let p = &self.cfg.postgres;
-        let s = &self.cfg.secrets;
-        let sql = format!(
-            "CREATE ROLE {} WITH REPLICATION LOGIN PASSWORD {};
-             CREATE ROLE {} WITH LOGIN PASSWORD {};",
-            ident(&p.replication_user),
-            literal(&s.replication_password),
-            ident(&p.app_user),
-            literal(&s.app_password),
-        );
+        let p = self.cfg.postgres.clone();
+        let s = self.cfg.secrets.clone();
         let client = self.health.client().await?;
-        client.batch_execute(&sql).await.context("creating roles")?;
-        client
-            .batch_execute(&format!(
-                "CREATE DATABASE {} OWNER {}",
-                ident(&p.database),
-                ident(&p.app_user)
-            ))
+        // A cluster restored from a backup has them already: then the
+        // passwords of the file are set on them.
+        for (role, attributes, password) in [
+            (
+                &p.replication_user,
+                "REPLICATION LOGIN",
+                &s.replication_password,
+            ),
+            (&p.app_user, "LOGIN", &s.app_password),
+        ] {
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[role])
+                .await
+                .context("looking up roles")?
+                .is_some();
+            let verb = if exists { "ALTER" } else { "CREATE" };
+            client
+                .batch_execute(&format!(
+                    "{verb} ROLE {} WITH {attributes} PASSWORD {}",
+                    ident(role),
+                    literal(password)
+                ))
+                .await
+                .with_context(|| format!("{verb} ROLE {role}"))?;
+        }
+        let has_database = client
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &[&p.database],
+            )
             .await
-            .context("creating the application database")?;
+            .context("looking up databases")?
+            .is_some();
+        if !has_database {
+            client
+                .batch_execute(&format!(
+                    "CREATE DATABASE {} OWNER {}",
+                    ident(&p.database),
+                    ident(&p.app_user)
+                ))
+                .await
+                .context("creating the application database")?;
+        }
         Ok(())
     }
 
