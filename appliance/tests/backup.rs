@@ -188,7 +188,7 @@ async fn ids(target: &PgTarget, table: &str) -> Result<Vec<i64>, String> {
 /// written after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_undoes_a_drop_table() {
-    let c = TestCluster::start(
+    let mut c = TestCluster::start(
         "pitr_drop_table",
         ClusterOptions {
             backup: Some(BACKUP),
@@ -334,7 +334,26 @@ async fn point_in_time_restore_undoes_a_drop_table() {
     assert_eq!(
         back,
         (1..=200).collect::<Vec<i64>>(),
-        "every row acknowledged before {target} and none after"
+        "a copy restored by pgBackRest has every row acknowledged before {target} and none after"
+    );
+    drop(pg);
+
+    // The same through pgbox: the cluster itself, brought back to that
+    // time from the repository (`backup.restore: {time: ...}`).
+    let (after, took) = restore_cluster(&mut c, &format!("{{time: \"{target}\"}}")).await;
+    println!(
+        "cluster restored to {target} in {:.1}s: {} primary on timeline {}",
+        took.as_secs_f64(),
+        after.primary,
+        after.timeline
+    );
+    let back = ids(&c.app_target_on(&after.primary), "precious")
+        .await
+        .expect("the table is back in the cluster");
+    assert_eq!(
+        back,
+        (1..=200).collect::<Vec<i64>>(),
+        "the restored cluster has every row acknowledged before {target} and none after"
     );
 }
 
@@ -485,6 +504,49 @@ async fn a_new_primary_archives_what_the_dead_one_had_not() {
     );
 }
 
+/// Both PostgreSQL boxes lose power and come back blank, etcd forgets the
+/// cluster, and the boxes start again with `restore` (a line of the
+/// `backup:` section, which ends the file) added to the same file: the
+/// cluster as it comes back from the repository, and how long it took.
+async fn restore_cluster(c: &mut TestCluster, restore: &str) -> (support::node::Roles, Duration) {
+    for name in ["db1", "db2"] {
+        let node = c.node_mut(name);
+        node.kill();
+        let data = node.data_dir().to_path_buf();
+        std::fs::remove_dir_all(&data).unwrap();
+        support::mkdir_mode(&data, 0o700);
+    }
+    // A new etcd: nothing of the cluster is left in it.
+    c.etcd
+        .client()
+        .await
+        .delete(
+            format!("/service/{}/", c.cluster_name),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .expect("forget the cluster in etcd");
+    let mut yaml = std::fs::read_to_string(&c.config_path).unwrap();
+    assert!(
+        yaml.trim_end().ends_with("archive_timeout: 2s"),
+        "the backup section ends the file"
+    );
+    yaml.push_str(&format!("  restore: {restore}\n"));
+    std::fs::write(&c.config_path, yaml).unwrap();
+    let started = Instant::now();
+    for name in ["db1", "db2"] {
+        c.node_mut(name).start();
+    }
+    let roles = c
+        .wait_for_roles(
+            &["db1", "db2"],
+            Duration::from_secs(300),
+            "the cluster restored from the repository",
+        )
+        .await;
+    (roles, started.elapsed())
+}
+
 /// Disaster recovery: every PostgreSQL box is lost (blank disks) and etcd
 /// forgot the cluster; only the backup node survives. The boxes flashed
 /// with the same file plus `backup.restore: latest` come up as the same
@@ -518,50 +580,14 @@ async fn blank_boxes_come_back_from_the_repository() {
     let last = current_segment(&c.app_target_on(&before.primary)).await;
     wait_archived(&c, &last).await;
 
-    // Both boxes lose power, and their disks are blank when they return.
-    for name in ["db1", "db2"] {
-        let node = c.node_mut(name);
-        node.kill();
-        let data = node.data_dir().to_path_buf();
-        std::fs::remove_dir_all(&data).unwrap();
-        support::mkdir_mode(&data, 0o700);
-    }
-    // A new etcd: nothing of the cluster is left in it.
-    c.etcd
-        .client()
-        .await
-        .delete(
-            format!("/service/{}/", c.cluster_name),
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        )
-        .await
-        .expect("forget the cluster in etcd");
-    let mut yaml = std::fs::read_to_string(&c.config_path).unwrap();
-    assert!(
-        yaml.trim_end().ends_with("archive_timeout: 2s"),
-        "the backup section ends the file"
-    );
-    yaml.push_str("  restore: latest\n");
-    std::fs::write(&c.config_path, yaml).unwrap();
-
-    let started = Instant::now();
-    for name in ["db1", "db2"] {
-        c.node_mut(name).start();
-    }
-    let after = c
-        .wait_for_roles(
-            &["db1", "db2"],
-            Duration::from_secs(300),
-            "the cluster restored from the repository",
-        )
-        .await;
+    let (after, took) = restore_cluster(&mut c, "latest").await;
     println!(
         "restored cluster: {} primary on timeline {} (was {}), {} streaming, {:.1}s after the boxes started",
         after.primary,
         after.timeline,
         before.timeline,
         after.replicas[0],
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     assert!(
         after.timeline > before.timeline,
