@@ -50,13 +50,19 @@ pub struct PgBackRest {
 impl PgBackRest {
     /// `pgbackrest --config=.. --stanza=.. <args>`, not yet started.
     pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.base();
+        cmd.arg(format!("--stanza={}", self.stanza)).args(args);
+        cmd
+    }
+
+    /// The program with a clean environment, this box's configuration and
+    /// user, killed if dropped.
+    fn base(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("LC_ALL", "C.UTF-8")
             .arg(format!("--config={}", self.conf.display()))
-            .arg(format!("--stanza={}", self.stanza))
-            .args(args)
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if let Some(p) = &self.passfile {
@@ -90,20 +96,8 @@ impl PgBackRest {
 
     /// `pgbackrest server`: pgBackRest's TLS server, not yet started.
     pub fn server(&self) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("LC_ALL", "C.UTF-8")
-            .arg(format!("--config={}", self.conf.display()))
-            .arg("server")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        if let Some(p) = &self.passfile {
-            cmd.env("PGPASSFILE", p);
-        }
-        if let Some(r) = self.run_as {
-            cmd.uid(r.uid).gid(r.gid);
-        }
+        let mut cmd = self.base();
+        cmd.arg("server");
         cmd
     }
 
