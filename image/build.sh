@@ -147,6 +147,9 @@ missing=$(chroot "$ROOT" /bin/sh -c '
 $missing"
 info "$(chroot "$ROOT" sh -c '/usr/lib/postgresql/*/bin/postgres --version'); $(chroot "$ROOT" etcd --version | head -n1); $(chroot "$ROOT" haproxy -v | head -n1 | cut -d' ' -f1-3)"
 chroot "$ROOT" psql --version >/dev/null || die "psql is not on the PATH of the root"
+# pgboxd runs it with --config of its own (archiving, the TLS server, backups).
+pgbackrest_version=$(chroot "$ROOT" /usr/bin/pgbackrest version) || die "/usr/bin/pgbackrest does not run in the root"
+info "$pgbackrest_version"
 root_after=$(du -sb "$ROOT" | cut -f1)
 info "root: $(human "$root_before") -> $(human "$root_after")"
 

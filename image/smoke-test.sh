@@ -206,6 +206,7 @@ check 'mount=/run/pgbox/cfgpart type=vfat ro' "the config partition is mounted r
 check 'bin=/usr/lib/postgresql/17/bin/postgres' "PostgreSQL 17 is there"
 check 'bin=/usr/bin/etcd' "etcd is there"
 check 'bin=/usr/sbin/haproxy' "HAProxy is there"
+check 'bin=/usr/bin/pgbackrest' "pgBackRest is there"
 data_bytes=$(mark 'mount=/var/lib/pgbox' | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')
 [ -n "$data_bytes" ] && [ "$data_bytes" -gt $((4 * 1024 * 1024 * 1024)) ] ||
 	fail "the data partition was not grown into the 8G disk ($(human "${data_bytes:-0}"))"
@@ -216,6 +217,7 @@ if [ "$bad" -eq 1 ]; then
 	check 'config-error' "the error is in /run/pgbox/config-error"
 	check 'unit=pgboxd state=inactive' "pgboxd did not start"
 	check 'unit=pgbox-etcd state=inactive' "etcd did not start"
+	check 'unit=pgbox-repository state=inactive' "the backup repository did not start"
 	mark role= >/dev/null && fail "role markers were rendered from a bad file"
 	grep -aq 'clustr' "$RUN/console.log" || fail "the console does not show the error"
 	info "ok: the console shows the error"
