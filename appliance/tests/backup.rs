@@ -222,6 +222,13 @@ async fn point_in_time_restore_undoes_a_drop_table() {
             .await
             .unwrap();
     }
+    // POST /backup is a write endpoint: no backup without the password.
+    let repo = c.repository.as_ref().unwrap();
+    let (status, body) = repo
+        .take_backup("full", "not-the-api-password")
+        .await
+        .expect("the backup node answers");
+    assert_eq!(status, 401, "a wrong password is refused: {body}");
     // An incremental backup on request, as an operator takes one: the
     // restore below starts from it.
     let config = c.config_path.display().to_string();

@@ -54,9 +54,9 @@ impl Files {
     /// The TLS files' contents, by path: the key is secret (mode 0600).
     pub fn tls_contents<'a>(&self, b: &'a BackupSettings) -> [(PathBuf, &'a str, u32); 3] {
         [
-            (self.certificate(), b.tls.certificate.as_str(), 0o644),
-            (self.private_key(), b.tls.private_key.as_str(), 0o600),
-            (self.ca(), b.tls.ca.as_str(), 0o644),
+            (self.certificate(), tls(b).certificate.as_str(), 0o644),
+            (self.private_key(), tls(b).private_key.as_str(), 0o600),
+            (self.ca(), tls(b).ca.as_str(), 0o644),
         ]
     }
 }
@@ -71,9 +71,14 @@ pub fn repository_node(cfg: &Config) -> Option<&Node> {
     cfg.nodes_with(Role::Backup).next()
 }
 
+/// `backup.tls`, which validation requires.
+pub fn tls(b: &BackupSettings) -> &crate::config::TlsPem {
+    b.tls.as_ref().expect("validated: backup.tls is set")
+}
+
 /// The client name the servers authorize: the certificate's common name.
 fn client_name(b: &BackupSettings) -> String {
-    crate::tls::common_name(&b.tls.certificate)
+    crate::tls::common_name(&tls(b).certificate)
         .expect("the backup certificate's common name was validated")
 }
 

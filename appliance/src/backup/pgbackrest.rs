@@ -98,6 +98,15 @@ impl PgBackRest {
     pub fn server(&self) -> Command {
         let mut cmd = self.base();
         cmd.arg("server");
+        // Like PostgreSQL, it must not outlive pgboxd: a left-over server
+        // would hold the port with an old configuration.
+        // SAFETY: the closure makes one async-signal-safe system call.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
+            });
+        }
         cmd
     }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -43,9 +43,11 @@ pub struct Report {
     pub repository: Option<Repository>,
     /// The backup running now, if any.
     pub running: Option<Kind>,
-    /// The last thing that went wrong (stanza, info or backup), cleared by
-    /// the next success of the same step.
+    /// Why the last look at the repository (stanza, info) failed; cleared
+    /// by the next look that succeeds.
     pub last_error: Option<String>,
+    /// Why the last backup failed; cleared only by a backup that succeeds.
+    pub last_backup_error: Option<String>,
     /// Unix seconds of the last look at the repository.
     pub checked_at: Option<i64>,
 }
@@ -124,7 +126,7 @@ pub async fn run(cfg: Config, me: Node, data_dir: PathBuf, member_pattern: Strin
     let addr = SocketAddr::new(me.address, cfg.ports.api);
     let tls = match &cfg.api.tls {
         Some(_) => Some(Arc::new(
-            crate::tls::server_config(&b.tls).map_err(anyhow::Error::msg)?,
+            crate::tls::server_config(conf::tls(&b)).map_err(anyhow::Error::msg)?,
         )),
         None => None,
     };
@@ -190,18 +192,53 @@ impl Service {
             r.stanza_ready = repo.stanza_exists();
             r.repository = Some(repo.clone());
             r.checked_at = Some(now());
+            r.last_error = None;
         });
         Ok(repo)
     }
 
-    /// Takes a backup of `kind` now (waiting for one already running).
+    /// Takes a backup of `kind` now (after one already running), in a task
+    /// of its own: a client that gives up waiting must not kill it.
     async fn backup(&self, kind: Kind) -> Result<Repository> {
-        let _one = self.running.lock().await;
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _one = me.running.lock().await;
+            me.run_backup(kind).await
+        })
+        .await
+        .context("the backup task")?
+    }
+
+    /// The schedule's turn: the backup due, if any and if none is running,
+    /// decided on a fresh look taken while holding the turn.
+    async fn scheduled(&self) {
+        let Ok(_one) = self.running.try_lock() else {
+            return;
+        };
+        let repo = match self.refresh().await {
+            Ok(repo) => repo,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                tracing::warn!(error = %msg, "the repository is not ready");
+                self.update(|r| r.last_error = Some(msg));
+                return;
+            }
+        };
+        let b = &self.settings;
+        if let Some(kind) = schedule::due(&repo, now(), b.full_every, b.incremental_every) {
+            if let Err(e) = self.run_backup(kind).await {
+                tracing::warn!(error = %format!("{e:#}"), kind = kind.as_str(), "scheduled backup failed");
+            }
+        }
+    }
+
+    /// Runs a backup; the caller holds `running`.
+    async fn run_backup(&self, kind: Kind) -> Result<Repository> {
         self.update(|r| r.running = Some(kind));
         let result = self.backup_locked(kind).await;
         self.update(|r| {
             r.running = None;
-            r.last_error = result.as_ref().err().map(|e| format!("{e:#}"));
+            r.last_backup_error = result.as_ref().err().map(|e| format!("{e:#}"));
         });
         result
     }
@@ -214,7 +251,8 @@ impl Service {
         if let Err(e) = from_standby {
             // No healthy replica: the primary is the only source left, and
             // a backup from it beats none.
-            if !format!("{e:#}").contains("unable to find a standby") {
+            // pgBackRest's words up to 2.53 (2.54 added `prefer`).
+            if !format!("{e:#}").contains("unable to find standby cluster") {
                 return Err(e);
             }
             tracing::warn!("no standby to back up from: backing up the primary");
@@ -231,22 +269,7 @@ impl Service {
 
 async fn schedule_loop(service: Service) {
     loop {
-        match service.refresh().await {
-            Ok(repo) => {
-                service.update(|r| r.last_error = None);
-                let b = &service.settings;
-                if let Some(kind) = schedule::due(&repo, now(), b.full_every, b.incremental_every) {
-                    if let Err(e) = service.backup(kind).await {
-                        tracing::warn!(error = %format!("{e:#}"), kind = kind.as_str(), "scheduled backup failed");
-                    }
-                }
-            }
-            Err(e) => {
-                let msg = format!("{e:#}");
-                tracing::warn!(error = %msg, "the repository is not ready");
-                service.update(|r| r.last_error = Some(msg));
-            }
-        }
+        service.scheduled().await;
         tokio::time::sleep(CHECK_EVERY).await;
     }
 }
@@ -257,6 +280,9 @@ fn routes(service: Service) -> Router {
         .route("/backup", post(take))
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { StatusCode::OK }))
+        // The only body is `{"type": "full"}`: nothing big is read before
+        // the source and the password are checked.
+        .layer(axum::extract::DefaultBodyLimit::max(1024))
         .with_state(service)
 }
 
@@ -350,8 +376,8 @@ async fn metrics(State(s): State<Service>) -> Response {
     );
     gauge(
         "pgbox_backup_failing",
-        "1 when the last step (stanza, info or backup) failed.",
-        (r.last_error.is_some() as u8).to_string(),
+        "1 while the last backup, or the last look at the repository, failed.",
+        ((r.last_error.is_some() || r.last_backup_error.is_some()) as u8).to_string(),
     );
     gauge(
         "pgbox_backup_running",

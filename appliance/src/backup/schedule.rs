@@ -17,14 +17,17 @@ pub fn due(
     full_every: Duration,
     incremental_every: Duration,
 ) -> Option<Kind> {
+    // A backup with page checksum errors still counts: taking a new full
+    // one at every turn would only expire the good backups before it (the
+    // error is shown; a person must look at the damaged page).
     let age = |stop: i64| Duration::from_secs(now.saturating_sub(stop).max(0) as u64);
-    let Some(full) = repo.last_full() else {
+    let Some(full) = repo.backups.iter().rev().find(|b| b.kind == Kind::Full) else {
         return Some(Kind::Full);
     };
     if age(full.stop) >= full_every {
         return Some(Kind::Full);
     }
-    let last = repo.last().map(|b| b.stop).unwrap_or(full.stop);
+    let last = repo.backups.last().map(|b| b.stop).unwrap_or(full.stop);
     (age(last) >= incremental_every).then_some(Kind::Incr)
 }
 
@@ -93,10 +96,10 @@ mod tests {
                 Some(Kind::Full),
             ),
             (
-                "a full with errors does not count",
+                "a full with page errors still counts (no full at every turn)",
                 vec![backup(Kind::Full, 0, true)],
                 10,
-                Some(Kind::Full),
+                None,
             ),
             (
                 "a clock behind the last backup waits",

@@ -409,8 +409,11 @@ pub struct BackupSettings {
     pub restore: Option<RestoreTarget>,
     /// pgBackRest's TLS: one certificate naming every PostgreSQL node's and
     /// the backup node's address, for server and client use (each side
-    /// checks the other's certificate). `pgboxctl tls init` makes it.
-    pub tls: TlsPem,
+    /// checks the other's certificate). `pgboxctl tls init` makes it
+    /// (required; optional in the type so that `tls init` can read a file
+    /// that does not have it yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsPem>,
 }
 
 /// What a new cluster is restored to (`backup.restore`).

@@ -1266,7 +1266,7 @@ fn archiving_settings_belong_to_the_backup_section() {
 }
 
 #[test]
-fn a_repository_beside_the_data_is_a_warning() {
+fn a_repository_beside_the_data_is_refused() {
     let text = with_backup_section("")
         .replace("roles: [etcd, router, backup]", "roles: [etcd, router]")
         .replacen(
@@ -1274,12 +1274,34 @@ fn a_repository_beside_the_data_is_a_warning() {
             "roles: [postgres, etcd, backup]",
             1,
         );
-    let (_, warnings) = check(&text, "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let e = only(&text);
+    assert_eq!(e.path, "nodes[0].roles", "{e}");
     assert!(
-        warnings
+        e.message.contains("losing that box would lose the backups"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_repository_path_and_the_stanza_name_are_checked() {
+    for (path, says) in [
+        ("/srv//bk", "not a plain path"),
+        ("/srv/bk/", "not a plain path"),
+        ("/srv/../etc", "not a plain path"),
+        ("/var/lib/pgbox", "system directory"),
+        ("/", "system directory"),
+    ] {
+        let e = only(&with_backup_section(&format!("  path: {path}\n")));
+        assert_eq!(e.path, "backup.path", "{path}: {e}");
+        assert!(e.message.contains(says), "{path}: {e}");
+    }
+    let global = with_backup_section("").replacen("name: main", "name: global", 1);
+    let errs = errors(&global);
+    assert!(
+        errs.0
             .iter()
-            .any(|w| w.to_string().contains("losing that box loses the backups")),
-        "{warnings:?}"
+            .any(|e| e.path == "cluster.name" && e.message.contains("pgBackRest reserves it")),
+        "{errs}"
     );
 }
 
@@ -1305,6 +1327,11 @@ fn a_restore_target_is_latest_or_a_time_with_its_offset() {
         ("2026-12-03T17:04:15+00", "is not a time like"),
         ("2026-13-03 17:04:15+00", "not a valid date"),
         ("2026-12-03 17:04:15.1234567+00", "is not a time like"),
+        ("2026-02-31 17:04:15+00", "not a valid date"),
+        ("1969-12-31 23:59:59+00", "not a valid date"),
+        ("2026-12-03 17:04:15+15", "outside -12:00 to +14:00"),
+        ("2026-12-03 17:04:15-13", "outside -12:00 to +14:00"),
+        ("2026-12-03 17:04:15+05:99", "outside -12:00 to +14:00"),
         ("yesterday", "is not a time like"),
     ] {
         let e = only(&with_backup_section(&format!(

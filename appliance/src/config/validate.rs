@@ -119,6 +119,7 @@ pub(super) fn semantic(cfg: &Config, source: &str, positions: &Positions) -> Vec
     c.network(cfg);
     c.api(cfg);
     c.backup(cfg);
+    c.backup_beside_data(cfg);
     // File order reads best; problems with no position go last.
     c.errors
         .sort_by_key(|e| (e.line.is_none(), e.line, e.column));
@@ -135,7 +136,6 @@ pub(super) fn risky(cfg: &Config, source: &str, positions: &Positions) -> Vec<Co
         errors: Vec::new(),
     };
     c.unfenced_async(cfg);
-    c.backup_beside_data(cfg);
     c.errors
         .sort_by_key(|e| (e.line.is_none(), e.line, e.column));
     c.errors
@@ -887,11 +887,13 @@ impl Checker<'_> {
                 self.value("backup.restore.time", format!("{t:?} {problem}"));
             }
         }
-        let path = b.path.to_string_lossy();
-        if !b.path.is_absolute() || path.contains(['\n', '=', ' ']) || path.len() > 200 {
+        if let Some(problem) = repository_path_problem(&b.path.to_string_lossy()) {
+            self.value("backup.path", problem);
+        }
+        if cfg.cluster.name == "global" {
             self.value(
-                "backup.path",
-                format!("{path:?} is not usable: an absolute path without spaces or '=', at most 200 characters"),
+                "cluster.name",
+                "`global` cannot name the cluster's backups: pgBackRest reserves it for its shared settings; choose another name",
             );
         }
         let servers: Vec<(String, IpAddr)> = cfg
@@ -906,7 +908,15 @@ impl Checker<'_> {
             who: "PostgreSQL or backup node (pgBackRest checks the address it dials)",
             client_auth: true,
         };
-        let problems = crate::tls::problems(&b.tls, &purpose);
+        let Some(tls) = &b.tls else {
+            self.key(
+                "backup",
+                "has no `tls:`: pgBackRest speaks only TLS between the boxes; make the certificate with \
+                 `pgboxctl tls init --config FILE --out DIR` and paste the block of DIR/backup-tls.yaml here",
+            );
+            return;
+        };
+        let problems = crate::tls::problems(tls, &purpose);
         let certificate_ok = !problems.iter().any(|(field, _)| *field == "certificate");
         for (field, message) in problems {
             self.value(&join_key("backup.tls", field), message);
@@ -914,18 +924,27 @@ impl Checker<'_> {
         if certificate_ok {
             // pgBackRest authorizes a client by its certificate's CN, written
             // `tls-server-auth=CN=stanza`: a CN with '=' or ',' cannot be said.
-            match crate::tls::common_name(&b.tls.certificate) {
+            match crate::tls::common_name(&tls.certificate) {
                 Err(e) => self.value("backup.tls.certificate", format!("{e}; pgBackRest authorizes clients by it")),
-                Ok(cn) if cn.is_empty() || cn.contains(['=', ',']) || cn.trim() != cn => self.value(
-                    "backup.tls.certificate",
-                    format!("its common name {cn:?} cannot name a pgBackRest client; use one without '=', ',' or outer spaces"),
-                ),
+                Ok(cn)
+                    if cn.is_empty()
+                        || cn.contains(['=', ','])
+                        || cn.trim() != cn
+                        || !cn.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+                {
+                    self.value(
+                        "backup.tls.certificate",
+                        format!("its common name {cn:?} cannot name a pgBackRest client; use printable ASCII without '=', ',' or outer spaces"),
+                    )
+                }
                 Ok(_) => {}
             }
         }
     }
 
-    /// A repository on a box that also holds the data is lost with it.
+    /// A repository on a box that also holds the data is lost with it, and
+    /// the two services would share the box's API port, pgBackRest's port
+    /// and its configuration file.
     fn backup_beside_data(&mut self, cfg: &Config) {
         if cfg.backup.is_none() {
             return;
@@ -935,8 +954,8 @@ impl Checker<'_> {
                 self.value(
                     &join_key(&join_index("nodes", i), "roles"),
                     format!(
-                        "node {:?} holds both PostgreSQL data and the backup repository: losing that box loses the backups \
-                         with the data; give the role `backup` to a box without `postgres`",
+                        "node {:?} has both `postgres` and `backup`: losing that box would lose the backups with the data, \
+                         and the two services would need the same ports; give the role `backup` to a box without `postgres`",
                         node.name
                     ),
                 );
@@ -1042,13 +1061,74 @@ fn restore_time_problem(t: &str) -> Option<String> {
         return Some(SHAPE.into());
     }
     let num = |r: std::ops::Range<usize>| t[r].parse::<u32>().unwrap_or(99);
-    if !(1..=12).contains(&num(5..7))
-        || !(1..=31).contains(&num(8..10))
+    let (year, month, day) = (num(0..4), num(5..7), num(8..10));
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    let days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => 0,
+    };
+    if year < 1970
+        || !(1..=days).contains(&day)
         || num(11..13) > 23
         || num(14..16) > 59
         || num(17..19) > 59
     {
-        return Some("is not a valid date and time".into());
+        return Some("is not a valid date and time (from 1970 on)".into());
+    }
+    // pgBackRest's bounds: UTC-12 to UTC+14.
+    let hours: i32 = offset[..2].parse().unwrap_or(99);
+    let minutes: i32 = if offset.len() > 2 {
+        offset[offset.len() - 2..].parse().unwrap_or(99)
+    } else {
+        0
+    };
+    let west = rest.starts_with('-');
+    let total = hours * 60 + minutes;
+    if minutes > 59 || (west && total > 12 * 60) || (!west && total > 14 * 60) {
+        return Some("has a UTC offset outside -12:00 to +14:00".into());
+    }
+    None
+}
+
+/// What is wrong with `backup.path`: the repository must be a directory of
+/// its own, which the backup service gives to the postgres user.
+fn repository_path_problem(path: &str) -> Option<String> {
+    const SYSTEM: &[&str] = &[
+        "/",
+        "/var",
+        "/var/lib",
+        "/var/lib/pgbox",
+        "/etc",
+        "/usr",
+        "/srv",
+        "/tmp",
+        "/home",
+        "/root",
+        "/run",
+        "/boot",
+        "/opt",
+        "/mnt",
+        "/media",
+    ];
+    if !path.starts_with('/') {
+        return Some(format!("{path:?} is not an absolute path"));
+    }
+    if path.len() > 200 || path.contains(['=', ' ']) || path.chars().any(char::is_control) {
+        return Some(format!("{path:?} is not usable: at most 200 characters, without spaces, '=' or control characters"));
+    }
+    if path.contains("//")
+        || path.split('/').any(|c| c == "." || c == "..")
+        || (path.len() > 1 && path.ends_with('/'))
+    {
+        return Some(format!(
+            "{path:?} is not a plain path: no '//', '.' or '..' parts and no trailing '/'"
+        ));
+    }
+    if SYSTEM.contains(&path) {
+        return Some(format!("{path:?} is a system directory; the repository needs one of its own (the default is /var/lib/pgbox/backup)"));
     }
     None
 }

@@ -117,6 +117,9 @@ pub fn table(doc: &Value) -> String {
             "the repository is not ready yet (no stanza: the cluster has not been reached)\n",
         );
     }
+    if let Some(e) = doc["last_backup_error"].as_str() {
+        out.push_str(&format!("last backup failed: {e}\n"));
+    }
     if let Some(e) = doc["last_error"].as_str() {
         out.push_str(&format!("last error: {e}\n"));
     }
@@ -158,7 +161,12 @@ pub async fn footer(
     if args.config.is_none() {
         return String::new();
     }
-    let Ok(urls) = api_urls_of(args, Role::Backup) else {
+    // The file's backup node only: `--api` URLs name PostgreSQL nodes here.
+    let from_file = super::list::ListArgs {
+        api: Vec::new(),
+        ..args.clone()
+    };
+    let Ok(urls) = api_urls_of(&from_file, Role::Backup) else {
         return String::new();
     };
     let mut out = String::new();
@@ -204,7 +212,10 @@ fn backup_line(doc: &Value, now: i64) -> String {
         ),
         None => "Backups: none yet".to_string(),
     };
-    if let Some(e) = doc["last_error"].as_str() {
+    if let Some(e) = doc["last_backup_error"]
+        .as_str()
+        .or(doc["last_error"].as_str())
+    {
         line.push_str(&format!("; FAILING: {e}"));
     }
     line.push('\n');

@@ -27,7 +27,7 @@ const LOCAL_API: &str = "http://127.0.0.1:8008";
 const MB: f64 = 1024.0 * 1024.0;
 const DEFAULT_PG_PORT: u16 = 5432;
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ListArgs {
     /// A node's REST API, e.g. http://127.0.0.2:8008. Repeat it to give
     /// fallbacks; they are asked in order until one answers.

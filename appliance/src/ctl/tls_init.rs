@@ -201,7 +201,7 @@ fn create(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
 }
 
 pub fn run(config_file: &Path, out: &Path) -> ExitCode {
-    let cfg = match config::load(config_file) {
+    let cfg = match config::load_for_certificates(config_file) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!(
@@ -301,6 +301,30 @@ mod tests {
             !made.yaml().contains(&made.ca_key),
             "the CA key stays out of the file"
         );
+    }
+
+    /// The documented order: a file with its backup node and a `backup:`
+    /// section still without `tls:`; `init` makes the certificate, and the
+    /// file with the block pasted in is accepted.
+    #[test]
+    fn init_makes_the_backup_certificate_a_file_still_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_file = dir.path().join("pgbox.yaml");
+        let text = format!(
+            "{}backup:\n  archive_timeout: 30s\n",
+            config::tests::GOOD.replace("roles: [etcd, router]", "roles: [etcd, router, backup]")
+        );
+        std::fs::write(&cfg_file, &text).unwrap();
+        let e = config::load(&cfg_file).unwrap_err();
+        assert!(e.to_string().contains("has no `tls:`"), "{e}");
+        let out = dir.path().join("tls");
+        assert_eq!(run(&cfg_file, &out), ExitCode::SUCCESS);
+        let block = std::fs::read_to_string(out.join("backup-tls.yaml")).unwrap();
+        // The block's `backup:` line is the section's own: paste what is under it.
+        let under = block.strip_prefix("backup:\n").unwrap();
+        let whole = format!("{text}{under}");
+        let cfg = config::parse(&whole, "pgbox.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.backup.unwrap().tls.is_some());
     }
 
     #[test]

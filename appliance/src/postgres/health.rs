@@ -213,17 +213,27 @@ impl Checker {
         } else {
             Vec::new()
         };
+        // Monitoring only: bounded, and a failure (a slow pg_wal disk)
+        // leaves the archive unknown instead of making the server look down,
+        // which would cost a primary its leader key.
         let archive = if archiving && !in_recovery {
-            let a = client
-                .query_one(ARCHIVE, &[])
-                .await
-                .context("reading pg_stat_archiver")?;
-            Some(crate::status::ArchiveState {
-                pending_segments: a.get::<_, i64>(0).max(0) as u64,
-                since_last_archived: a.get::<_, Option<f64>>(1).map(|s| s.max(0.0)),
-                failing: a.get(2),
-                last_failed_wal: a.get(3),
-            })
+            match tokio::time::timeout(Duration::from_secs(1), client.query_one(ARCHIVE, &[])).await
+            {
+                Ok(Ok(a)) => Some(crate::status::ArchiveState {
+                    pending_segments: a.get::<_, i64>(0).max(0) as u64,
+                    since_last_archived: a.get::<_, Option<f64>>(1).map(|s| s.max(0.0)),
+                    failing: a.get(2),
+                    last_failed_wal: a.get(3),
+                }),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "reading pg_stat_archiver failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!("reading pg_stat_archiver took over 1 s");
+                    None
+                }
+            }
         } else {
             None
         };
